@@ -1,0 +1,234 @@
+//! Builds the daemon from a `Config`, runs its tasks, and shuts them down in order.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, ProviderConfig, EMBEDDED_SIM};
+use crate::pipeline::{completer, worker, CompleterCtx, DrainHandle, Intake, Reporter, WorkerCtx};
+use crate::policy::{Chain, Dedup, Expiry, Schedule};
+use crate::provider::smpp::SmppProvider;
+use crate::provider::Provider;
+use crate::receipt::correlate::{sweep_deadlines, Correlator};
+use crate::route::Router;
+use crate::scheduler::Scheduler;
+use crate::sink::jsonl::JsonlSink;
+use crate::smsc_sim::{SimConfig, SimHandle, SmscSim};
+use crate::source::http::{self, Api};
+use crate::store::{MemoryStore, Store};
+
+/// How the daemon gets its outside world.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `sendgate dev`: in-memory store, embedded SMSC simulator for `embedded-sim` providers.
+    Dev,
+    /// `sendgate run`: the deployed daemon.
+    Run,
+}
+
+pub struct App {
+    pub api_addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    pub store: Arc<dyn Store>,
+    /// The embedded simulator, in dev mode.
+    pub sim: Option<SimHandle>,
+    drain_timeout: Duration,
+    stop_intake: CancellationToken,
+    stop_rest: CancellationToken,
+    drain: DrainHandle,
+    router: Arc<Router>,
+    reporter: Arc<Reporter>,
+    ingest_tasks: Vec<JoinHandle<()>>,
+    pipeline_tasks: Vec<JoinHandle<()>>,
+    rest_tasks: Vec<JoinHandle<()>>,
+}
+
+/// What shutdown could not finish by its deadline.
+#[derive(Debug, Default)]
+pub struct Leftovers {
+    pub in_flight: usize,
+    pub awaiting_receipts: usize,
+}
+
+impl App {
+    pub async fn start(cfg: Config, mode: Mode) -> anyhow::Result<Self> {
+        Self::start_with_clock(cfg, mode, Arc::new(SystemClock)).await
+    }
+
+    pub async fn start_with_clock(cfg: Config, mode: Mode, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        crate::telemetry::prometheus();
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let sink = Arc::new(JsonlSink::open(cfg.reports.stdout, cfg.reports.file.clone()).await.context("reports.file")?);
+        let reporter = Arc::new(Reporter::new(sink, store.clone(), cfg.server.job_history_ttl));
+
+        let sim = if mode == Mode::Dev && needs_sim(&cfg) {
+            let s = &cfg.dev.smsc_sim;
+            let sim_cfg = SimConfig {
+                listen: "127.0.0.1:0".parse().expect("literal"),
+                receipt_delay: s.receipt_delay,
+                outcome_mix: s.outcome_mix.clone(),
+                record_messages: s.record_messages,
+                ..SimConfig::default()
+            };
+            Some(SmscSim::start(sim_cfg).await.context("starting the embedded SMSC simulator")?)
+        } else {
+            None
+        };
+
+        let (events_tx, events_rx) = mpsc::channel(65_536);
+        let mut providers: Vec<Arc<dyn Provider>> = Vec::new();
+        for (name, p) in &cfg.providers {
+            match p {
+                ProviderConfig::Smpp(c) => {
+                    let address = if c.address == EMBEDDED_SIM {
+                        let sim = sim.as_ref().with_context(|| format!("providers.{name}.address: \"{EMBEDDED_SIM}\" works only in `sendgate dev`"))?;
+                        sim.local_addr().to_string()
+                    } else {
+                        c.address.clone()
+                    };
+                    providers.push(SmppProvider::start(name, c.clone(), address, events_tx.clone()));
+                }
+            }
+        }
+        drop(events_tx);
+        let router = Arc::new(Router::new(providers));
+
+        let (intake, intake_rx) = Intake::new(cfg.pipeline.max_in_flight);
+        let chain = Chain::new(vec![
+            Box::new(Dedup::new(store.clone(), cfg.pipeline.dedup_ttl)),
+            Box::new(Expiry),
+            Box::new(Schedule),
+        ]);
+        let (completions_tx, completions_rx) = mpsc::channel(cfg.pipeline.max_in_flight.max(1));
+        let mut pipeline_tasks = Vec::new();
+        pipeline_tasks.push(tokio::spawn(worker(
+            WorkerCtx {
+                clock: clock.clone(),
+                chain,
+                store: store.clone(),
+                reporter: reporter.clone(),
+                router: router.clone(),
+                completions: completions_tx,
+                batch_size: cfg.pipeline.batch_size,
+            },
+            intake_rx,
+        )));
+        pipeline_tasks.push(tokio::spawn(completer(
+            CompleterCtx {
+                clock: clock.clone(),
+                store: store.clone(),
+                reporter: reporter.clone(),
+                router: router.clone(),
+                retry_backoff: cfg.pipeline.retry_backoff,
+                mapping_slack: Duration::from_secs(3600),
+            },
+            completions_rx,
+        )));
+
+        let stop_intake = CancellationToken::new();
+        let stop_rest = CancellationToken::new();
+        let mut rest_tasks = Vec::new();
+        rest_tasks.push(tokio::spawn(Correlator { clock: clock.clone(), store: store.clone(), reporter: reporter.clone() }.run(events_rx)));
+        rest_tasks.push(tokio::spawn(sweep_deadlines(clock.clone(), store.clone(), reporter.clone(), Duration::from_secs(1), stop_rest.clone())));
+
+        let mut ingest_tasks = Vec::new();
+        ingest_tasks.push(tokio::spawn(
+            Scheduler {
+                clock: clock.clone(),
+                store: store.clone(),
+                intake: intake.clone(),
+                tick: cfg.pipeline.scheduler_tick,
+                lease: cfg.pipeline.scheduler_lease,
+                batch: cfg.pipeline.batch_size,
+            }
+            .run(stop_intake.clone()),
+        ));
+        let api_listener = http::bind(cfg.server.listen).await.context("server.listen")?;
+        let metrics_listener = http::bind(cfg.server.metrics_listen).await.context("server.metrics_listen")?;
+        let api_addr = api_listener.local_addr()?;
+        let metrics_addr = metrics_listener.local_addr()?;
+        let drain = intake.drain_handle();
+        let api = Arc::new(Api { intake, store: store.clone(), router: router.clone(), clock, max_body_bytes: cfg.server.max_body_bytes });
+        ingest_tasks.push(tokio::spawn(http::serve(api_listener, stop_intake.clone(), move |req| api.clone().handle(req))));
+        rest_tasks.push(tokio::spawn(http::serve_metrics(metrics_listener, stop_rest.clone())));
+
+        Ok(Self {
+            api_addr,
+            metrics_addr,
+            store,
+            sim,
+            drain_timeout: cfg.server.drain_timeout,
+            stop_intake,
+            stop_rest,
+            drain,
+            router,
+            reporter,
+            ingest_tasks,
+            pipeline_tasks,
+            rest_tasks,
+        })
+    }
+
+    /// Whether every configured channel has a provider connected.
+    pub fn providers_ready(&self) -> bool {
+        self.router.channels_down().is_empty()
+    }
+
+    /// Stop reading → finish in-flight work by the drain deadline → unbind → flush. Returns
+    /// what was still unfinished at the deadline (also logged).
+    pub async fn shutdown(self) -> Leftovers {
+        let deadline = tokio::time::Instant::now() + self.drain_timeout;
+        info!(timeout = ?self.drain_timeout, "shutting down: intake closed, draining in-flight jobs");
+        self.stop_intake.cancel();
+        for t in self.ingest_tasks {
+            let _ = t.await;
+        }
+        let mut left = Leftovers::default();
+        if tokio::time::timeout_at(deadline, self.drain.drained()).await.is_err() {
+            left.in_flight = self.drain.in_flight();
+        }
+        // In memory nothing survives us: wait for outstanding receipts while the deadline allows.
+        while let Some(n) = self.store.awaiting_receipts().filter(|n| *n > 0) {
+            if tokio::time::Instant::now() >= deadline {
+                left.awaiting_receipts = n;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for p in self.router.providers() {
+            p.shutdown().await;
+        }
+        for t in self.pipeline_tasks {
+            if left.in_flight == 0 {
+                let _ = t.await;
+            } else {
+                t.abort();
+            }
+        }
+        self.stop_rest.cancel();
+        for t in self.rest_tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        self.reporter.flush().await;
+        if let Some(sim) = &self.sim {
+            sim.shutdown().await;
+        }
+        if left.in_flight > 0 || left.awaiting_receipts > 0 {
+            warn!(in_flight = left.in_flight, awaiting_receipts = left.awaiting_receipts, "drain deadline reached with work unfinished");
+        } else {
+            info!("shutdown complete: nothing left in flight");
+        }
+        left
+    }
+}
+
+fn needs_sim(cfg: &Config) -> bool {
+    cfg.providers.values().any(|p| matches!(p, ProviderConfig::Smpp(c) if c.address == EMBEDDED_SIM))
+}

@@ -1,0 +1,166 @@
+//! Loading a config file and collecting *every* error with its key path.
+//!
+//! serde stops at the first error of a value, so each section (and each provider) is
+//! deserialized on its own and semantic checks run over whatever parsed; the result names
+//! every section at fault, not just the first.
+
+use std::fmt;
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use toml::{Table, Value};
+
+use super::{Config, ProviderConfig, EMBEDDED_SIM};
+
+/// All that is wrong with a config, one `key.path: reason` per line.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigErrors(vec![format!("{}: cannot read: {e}", path.display())]))?;
+    parse(&text)
+}
+
+pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
+    let table: Table = text.parse().map_err(|e: toml::de::Error| ConfigErrors(vec![format!("TOML syntax: {e}")]))?;
+    let mut errors = Vec::new();
+    let mut config = Config::default();
+    for (key, value) in table {
+        match key.as_str() {
+            "server" => section(&key, value, &mut errors, &mut config.server),
+            "pipeline" => section(&key, value, &mut errors, &mut config.pipeline),
+            "reports" => section(&key, value, &mut errors, &mut config.reports),
+            "dev" => section(&key, value, &mut errors, &mut config.dev),
+            "providers" => match value {
+                Value::Table(providers) => {
+                    for (name, p) in providers {
+                        let path = format!("providers.{name}");
+                        if let Some(pc) = typed::<ProviderConfig>(&path, p, &mut errors) {
+                            config.providers.insert(name, pc);
+                        }
+                    }
+                }
+                _ => errors.push("providers: must be a table of providers".into()),
+            },
+            other => errors.push(format!("{other}: unknown section (expected server, pipeline, reports, providers, dev)")),
+        }
+    }
+    validate(&config, &mut errors);
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+fn section<T: DeserializeOwned>(key: &str, value: Value, errors: &mut Vec<String>, slot: &mut T) {
+    if let Some(v) = typed(key, value, errors) {
+        *slot = v;
+    }
+}
+
+fn typed<T: DeserializeOwned>(prefix: &str, value: Value, errors: &mut Vec<String>) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(value) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let path = e.path().to_string();
+            let at = if path == "." { prefix.to_owned() } else { format!("{prefix}.{path}") };
+            errors.push(format!("{at}: {}", e.into_inner()));
+            None
+        }
+    }
+}
+
+fn validate(c: &Config, errors: &mut Vec<String>) {
+    let mut check = |ok: bool, key: String, msg: String| {
+        if !ok {
+            errors.push(format!("{key}: {msg}"));
+        }
+    };
+    check(c.server.max_body_bytes >= 1024, "server.max_body_bytes".into(), format!("must be >= 1024, got {}", c.server.max_body_bytes));
+    check(!c.server.drain_timeout.is_zero(), "server.drain_timeout".into(), "must be > 0".into());
+    check(c.pipeline.max_in_flight > 0, "pipeline.max_in_flight".into(), "must be > 0, got 0".into());
+    check(c.pipeline.batch_size > 0, "pipeline.batch_size".into(), "must be > 0, got 0".into());
+    check(!c.pipeline.scheduler_tick.is_zero(), "pipeline.scheduler_tick".into(), "must be > 0".into());
+    for (name, p) in &c.providers {
+        let key = |k: &str| format!("providers.{name}.{k}");
+        check(
+            name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)),
+            format!("providers.{name}"),
+            "provider names may hold only [A-Za-z0-9_.-]".into(),
+        );
+        check(!p.channels().is_empty(), key("channels"), "must name at least one channel".into());
+        match p {
+            ProviderConfig::Smpp(s) => {
+                check(s.binds > 0, key("binds"), format!("must be > 0, got {}", s.binds));
+                check(s.window > 0, key("window"), format!("must be > 0, got {}", s.window));
+                check(s.weight > 0, key("weight"), format!("must be > 0, got {}", s.weight));
+                check(
+                    s.address == EMBEDDED_SIM || s.address.parse::<std::net::SocketAddr>().is_ok() || s.address.contains(':'),
+                    key("address"),
+                    format!("must be host:port or \"{EMBEDDED_SIM}\", got {:?}", s.address),
+                );
+                check(s.system_id.len() <= 15, key("system_id"), "at most 15 characters (SMPP limit)".into());
+                check(s.password.len() <= 8, key("password"), "at most 8 characters (SMPP limit)".into());
+                check(s.reconnect_min <= s.reconnect_max, key("reconnect_min"), "must not exceed reconnect_max".into());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_config_is_valid() {
+        parse(crate::config::DEV_TOML).unwrap();
+    }
+
+    #[test]
+    fn example_config_is_valid() {
+        parse(include_str!("../../config/sendgate.example.toml")).unwrap();
+    }
+
+    #[test]
+    fn three_mistakes_name_three_keys() {
+        let text = r#"
+[server]
+drain_timeout = "soon"
+[pipeline]
+max_in_flight = 0
+[providers.a]
+kind = "smpp"
+address = "127.0.0.1:2775"
+system_id = "x"
+password = "y"
+windw = 10
+"#;
+        let errs = parse(text).unwrap_err().0;
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        assert!(errs.iter().any(|e| e.starts_with("server.drain_timeout: not a duration")), "{errs:?}");
+        assert!(errs.iter().any(|e| e.starts_with("pipeline.max_in_flight: must be > 0")), "{errs:?}");
+        assert!(errs.iter().any(|e| e.starts_with("providers.a") && e.contains("windw")), "{errs:?}");
+    }
+
+    #[test]
+    fn unknown_section_and_bad_value_are_both_reported() {
+        let errs = parse("[sever]\nlisten = \"x\"\n[providers.b]\nkind = \"smpp\"\naddress = \"nowhere\"\nsystem_id = \"x\"\npassword = \"y\"\nbinds = 0\n").unwrap_err().0;
+        assert!(errs.iter().any(|e| e.starts_with("sever: unknown section")), "{errs:?}");
+        assert!(errs.iter().any(|e| e.starts_with("providers.b.binds: must be > 0")), "{errs:?}");
+        assert!(errs.iter().any(|e| e.starts_with("providers.b.address")), "{errs:?}");
+    }
+}

@@ -1,0 +1,231 @@
+//! Typed configuration: every section, key and default, with units in the values.
+//!
+//! Loading and validation live in [`load`]; this file only says what the keys are.
+
+mod load;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use load::{load_file, parse, ConfigErrors};
+
+/// The configuration `sendgate dev` runs on when given no `--config`.
+pub const DEV_TOML: &str = include_str!("../../config/dev.toml");
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+    #[serde(default)]
+    pub reports: ReportsConfig,
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderConfig>,
+    #[serde(default)]
+    pub dev: DevConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Where the ingest/query API listens.
+    pub listen: SocketAddr,
+    /// Where `/metrics` listens: its own port so that scraping never competes with ingest.
+    pub metrics_listen: SocketAddr,
+    /// Largest `POST /v1/jobs` body; a bigger one gets `413` before it is read whole.
+    pub max_body_bytes: usize,
+    /// How long `GET /v1/jobs/{id}` remembers a job's events.
+    #[serde(with = "humantime_serde")]
+    pub job_history_ttl: Duration,
+    /// How long shutdown waits for in-flight work before naming what is left and exiting.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".parse().expect("literal"),
+            metrics_listen: "127.0.0.1:9464".parse().expect("literal"),
+            max_body_bytes: 16 * 1024 * 1024,
+            job_history_ttl: Duration::from_secs(24 * 3600),
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Most jobs between a source and a durable point at once; sources wait (HTTP answers
+    /// slower, Kafka partitions pause) when it is reached, so memory stays bounded.
+    pub max_in_flight: usize,
+    /// Most jobs one pass of the policy chain takes at once (one store round per batch).
+    pub batch_size: usize,
+    /// How often the scheduler looks for deferred jobs that fell due.
+    #[serde(with = "humantime_serde")]
+    pub scheduler_tick: Duration,
+    /// How long a claimed deferred job stays claimed before another instance may take it.
+    #[serde(with = "humantime_serde")]
+    pub scheduler_lease: Duration,
+    /// How long a job id is remembered for dedup: longer than any producer retries a job.
+    #[serde(with = "humantime_serde")]
+    pub dedup_ttl: Duration,
+    /// How long a transient provider failure waits before the job is tried again.
+    #[serde(with = "humantime_serde")]
+    pub retry_backoff: Duration,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 20_000,
+            batch_size: 512,
+            scheduler_tick: Duration::from_millis(200),
+            scheduler_lease: Duration::from_secs(30),
+            dedup_ttl: Duration::from_secs(7 * 86_400),
+            retry_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportsConfig {
+    /// Print report events to stdout as JSON lines.
+    pub stdout: bool,
+    /// Also append them to this file as JSON lines.
+    pub file: Option<PathBuf>,
+}
+
+impl Default for ReportsConfig {
+    fn default() -> Self {
+        Self { stdout: true, file: None }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ProviderConfig {
+    Smpp(SmppConfig),
+}
+
+impl ProviderConfig {
+    pub fn channels(&self) -> &[String] {
+        match self {
+            Self::Smpp(c) => &c.channels,
+        }
+    }
+}
+
+/// The address value that means "the simulator `sendgate dev` starts in-process".
+pub const EMBEDDED_SIM: &str = "embedded-sim";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmppConfig {
+    /// `host:port` of the SMSC, or `embedded-sim` in `sendgate dev`.
+    pub address: String,
+    pub system_id: String,
+    pub password: String,
+    #[serde(default)]
+    pub system_type: String,
+    /// Channels this provider serves.
+    #[serde(default = "default_sms")]
+    pub channels: Vec<String>,
+    /// Share of a channel's traffic when several providers serve it.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Parallel binds (TCP connections) to the SMSC.
+    #[serde(default = "default_binds")]
+    pub binds: usize,
+    /// In-flight `submit_sm` per bind awaiting their `submit_sm_resp`.
+    #[serde(default = "default_window")]
+    pub window: usize,
+    /// Default sender when a job has no `from`.
+    #[serde(default)]
+    pub default_from: Option<String>,
+    #[serde(default = "default_response_timeout", with = "humantime_serde")]
+    pub response_timeout: Duration,
+    #[serde(default = "default_enquire_link", with = "humantime_serde")]
+    pub enquire_link_interval: Duration,
+    /// A job whose receipt has not come by then ends `unknown`.
+    #[serde(default = "default_receipt_timeout", with = "humantime_serde")]
+    pub receipt_timeout: Duration,
+    /// First reconnect delay; doubles up to `reconnect_max`, with jitter.
+    #[serde(default = "default_reconnect_min", with = "humantime_serde")]
+    pub reconnect_min: Duration,
+    #[serde(default = "default_reconnect_max", with = "humantime_serde")]
+    pub reconnect_max: Duration,
+}
+
+fn default_sms() -> Vec<String> {
+    vec!["sms".into()]
+}
+fn default_weight() -> u32 {
+    1
+}
+fn default_binds() -> usize {
+    1
+}
+fn default_window() -> usize {
+    64
+}
+fn default_response_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_enquire_link() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_receipt_timeout() -> Duration {
+    Duration::from_secs(48 * 3600)
+}
+fn default_reconnect_min() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_reconnect_max() -> Duration {
+    Duration::from_secs(30)
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DevConfig {
+    /// The in-process SMSC simulator of `sendgate dev`.
+    pub smsc_sim: DevSimConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DevSimConfig {
+    #[serde(with = "humantime_serde")]
+    pub receipt_delay: Duration,
+    /// e.g. `"delivered=90,undelivered=5,expired=5"`.
+    pub outcome_mix: String,
+    /// Keep every decoded message in memory (tests); off for load tests.
+    pub record_messages: bool,
+}
+
+impl Default for DevSimConfig {
+    fn default() -> Self {
+        Self { receipt_delay: Duration::from_millis(100), outcome_mix: "delivered=100".into(), record_messages: false }
+    }
+}
+
+/// `"30s"`-style durations (humantime) for serde.
+mod humantime_serde {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s)
+            .map_err(|e| serde::de::Error::custom(format!("not a duration like \"30s\": {s:?} ({e})")))
+    }
+}

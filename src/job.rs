@@ -1,0 +1,464 @@
+//! The job: the contract's input type, parsed and validated once, at the edge.
+//!
+//! Parsing walks the JSON object field by field instead of deriving `Deserialize`, so that every
+//! error names the field and the reason (`to: not an E.164 number: "+7 916"`), and so that a
+//! record that is a job with an id but is otherwise invalid can still be reported by that id.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, NaiveTime, Utc};
+use serde_json::{Map, Value};
+
+/// Largest serialized `meta` accepted (CONTRACT.md: "up to 4 KiB").
+pub const META_MAX_BYTES: usize = 4096;
+/// Longest text accepted: far above any provider's concatenation limit, low enough that a
+/// single job cannot pin megabytes of memory.
+pub const TEXT_MAX_CHARS: usize = 10_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Channel {
+    Sms,
+    Whatsapp,
+    /// A chat channel served by a configured HTTP provider (`viber`, `telegram`, ...).
+    Other(String),
+}
+
+impl Channel {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Sms => "sms",
+            Self::Whatsapp => "whatsapp",
+            Self::Other(s) => s,
+        }
+    }
+
+    fn from_name(s: &str) -> Self {
+        match s {
+            "sms" => Self::Sms,
+            "whatsapp" => Self::Whatsapp,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+
+    /// Channels whose `to` is a phone number.
+    fn wants_e164(&self) -> bool {
+        matches!(self, Self::Sms | Self::Whatsapp) || self.as_str() == "viber"
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Priority {
+    #[default]
+    Marketing,
+    Transactional,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    pub name: String,
+    pub language: String,
+    pub params: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Content {
+    Text(String),
+    Template(Template),
+}
+
+/// The job's wish about quiet hours; resolved against tenant defaults by the quiet-hours policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QuietHours {
+    #[default]
+    TenantDefault,
+    Off,
+    Window { start: NaiveTime, end: NaiveTime },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub id: String,
+    pub tenant: String,
+    pub channel: Channel,
+    pub to: String,
+    pub from: Option<String>,
+    pub content: Content,
+    pub priority: Priority,
+    pub send_at: Option<DateTime<Utc>>,
+    /// Absolute validity; `ttl_s` is turned into this when the job is read.
+    pub expires_at: Option<DateTime<Utc>>,
+    pub quiet_hours: QuietHours,
+    pub tz: Option<chrono_tz::Tz>,
+    pub route: Option<String>,
+    pub campaign: Option<String>,
+    pub meta: BTreeMap<String, String>,
+}
+
+/// Why bytes did not become a job.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JobError {
+    /// Not a JSON object, or no usable `id`: nothing to report against, so it goes to the DLQ.
+    #[error("{0}")]
+    NotAJob(String),
+    /// A job with an id, invalid otherwise: it gets a final `rejected` report.
+    #[error("{field}: {message}")]
+    Invalid { id: String, fields: Box<InvalidJobFields>, field: &'static str, message: String },
+}
+
+/// What could be salvaged from an invalid job so its `rejected` report says whose it was.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct InvalidJobFields {
+    pub tenant: String,
+    pub channel: String,
+    pub to: String,
+    pub meta: BTreeMap<String, String>,
+}
+
+impl JobError {
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            Self::NotAJob(_) => None,
+            Self::Invalid { id, .. } => Some(id),
+        }
+    }
+}
+
+/// A field-level failure before the id is attached.
+struct FieldError(&'static str, String);
+
+type FieldResult<T> = Result<T, FieldError>;
+
+/// Parses one job from JSON bytes; `now` is when it was read (turns `ttl_s` into `expires_at`).
+pub fn parse(bytes: &[u8], now: DateTime<Utc>) -> Result<Job, JobError> {
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| JobError::NotAJob(format!("not JSON: {e}")))?;
+    from_value(value, now)
+}
+
+/// Parses one job from an already-decoded JSON value.
+pub fn from_value(value: Value, now: DateTime<Utc>) -> Result<Job, JobError> {
+    let Value::Object(obj) = value else {
+        return Err(JobError::NotAJob(format!("not a JSON object but {}", kind_of(&value))));
+    };
+    let id = match obj.get("id") {
+        None => return Err(JobError::NotAJob("id: missing".into())),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => return Err(JobError::NotAJob(format!("id: must be a string, got {}", kind_of(other)))),
+    };
+    if let Err(FieldError(_, msg)) = check_id(&id) {
+        return Err(JobError::NotAJob(format!("id: {msg}")));
+    }
+    build(&obj, id.clone(), now).map_err(|FieldError(field, message)| JobError::Invalid {
+        fields: Box::new(salvage(&obj)),
+        id,
+        field,
+        message,
+    })
+}
+
+fn salvage(obj: &Map<String, Value>) -> InvalidJobFields {
+    let s = |k: &str| obj.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let meta = obj
+        .get("meta")
+        .and_then(Value::as_object)
+        .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect())
+        .unwrap_or_default();
+    InvalidJobFields { tenant: s("tenant"), channel: s("channel"), to: s("to"), meta }
+}
+
+fn build(obj: &Map<String, Value>, id: String, now: DateTime<Utc>) -> FieldResult<Job> {
+    // Meta first: a rejected report echoes it, so a bad meta must be caught before anything else.
+    let meta = opt(obj, "meta", meta)?.unwrap_or_default();
+    let tenant = req_str(obj, "tenant")?;
+    check_tenant(&tenant)?;
+    let channel = Channel::from_name(&req_str(obj, "channel")?);
+    check_channel(&channel)?;
+    let to = req_str(obj, "to")?;
+    check_to(&channel, &to)?;
+    let from = opt(obj, "from", |v| string("from", v))?;
+    if let Some(f) = &from {
+        check_from(&channel, f)?;
+    }
+    let content = match (obj.get("text"), obj.get("template")) {
+        (Some(_), Some(_)) => return Err(FieldError("text", "give either text or template, not both".into())),
+        (None, None) => return Err(FieldError("text", "one of text or template is required".into())),
+        (Some(t), None) => Content::Text(text(t)?),
+        (None, Some(t)) => Content::Template(template(t)?),
+    };
+    let priority = match opt(obj, "priority", |v| string("priority", v))?.as_deref() {
+        None | Some("marketing") => Priority::Marketing,
+        Some("transactional") => Priority::Transactional,
+        Some(other) => {
+            return Err(FieldError("priority", format!("must be \"marketing\" or \"transactional\", got {other:?}")))
+        }
+    };
+    let send_at = opt(obj, "send_at", |v| time("send_at", v))?;
+    let expires_at = match (obj.get("expires_at"), obj.get("ttl_s")) {
+        (Some(_), Some(_)) => return Err(FieldError("ttl_s", "give either expires_at or ttl_s, not both".into())),
+        (Some(v), None) => Some(time("expires_at", v)?),
+        (None, Some(v)) => Some(now + ttl(v)?),
+        (None, None) => None,
+    };
+    if let (Some(s), Some(e)) = (send_at, expires_at) {
+        if e <= s {
+            return Err(FieldError("expires_at", format!("must be after send_at ({s})")));
+        }
+    }
+    let quiet_hours = opt(obj, "quiet_hours", quiet_hours)?.unwrap_or_default();
+    let tz = opt(obj, "tz", |v| {
+        let s = string("tz", v)?;
+        s.parse::<chrono_tz::Tz>().map_err(|_| FieldError("tz", format!("not an IANA time zone: {s:?}")))
+    })?;
+    let route = opt(obj, "route", |v| name("route", v))?;
+    let campaign = opt(obj, "campaign", |v| name("campaign", v))?;
+    Ok(Job { id, tenant, channel, to, from, content, priority, send_at, expires_at, quiet_hours, tz, route, campaign, meta })
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// An absent field and an explicit `null` both mean "not given".
+fn opt<T>(obj: &Map<String, Value>, key: &'static str, f: impl FnOnce(&Value) -> FieldResult<T>) -> FieldResult<Option<T>> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => f(v).map(Some),
+    }
+}
+
+fn req_str(obj: &Map<String, Value>, key: &'static str) -> FieldResult<String> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Err(FieldError(key, "required".into())),
+        Some(v) => string(key, v),
+    }
+}
+
+fn string(key: &'static str, v: &Value) -> FieldResult<String> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        other => Err(FieldError(key, format!("must be a string, got {}", kind_of(other)))),
+    }
+}
+
+fn check_id(id: &str) -> FieldResult<()> {
+    if id.is_empty() || id.len() > 128 {
+        return Err(FieldError("id", format!("must be 1-128 characters, got {}", id.len())));
+    }
+    if !id.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        return Err(FieldError("id", "must be printable ASCII without spaces".into()));
+    }
+    Ok(())
+}
+
+fn check_tenant(t: &str) -> FieldResult<()> {
+    let ok = (1..=64).contains(&t.len())
+        && t.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok { Ok(()) } else { Err(FieldError("tenant", format!("must match [a-z0-9_-]{{1,64}}, got {t:?}"))) }
+}
+
+fn check_channel(c: &Channel) -> FieldResult<()> {
+    let name = c.as_str();
+    let ok = (1..=32).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok { Ok(()) } else { Err(FieldError("channel", format!("not a channel name: {name:?}"))) }
+}
+
+/// `+` and 8-15 digits, first digit not 0 (E.164 country codes never start with 0).
+pub fn is_e164(s: &str) -> bool {
+    let Some(digits) = s.strip_prefix('+') else { return false };
+    (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0')
+}
+
+fn check_to(channel: &Channel, to: &str) -> FieldResult<()> {
+    if channel.wants_e164() {
+        if !is_e164(to) {
+            return Err(FieldError("to", format!("not an E.164 number: {to:?}")));
+        }
+    } else if to.is_empty() || to.len() > 128 || to.chars().any(char::is_control) {
+        return Err(FieldError("to", "must be a chat id of 1-128 characters".into()));
+    }
+    Ok(())
+}
+
+fn check_from(channel: &Channel, from: &str) -> FieldResult<()> {
+    let ok = match channel {
+        // GSM 03.40 alphanumeric senders hold 11 characters; numeric ones are E.164-sized.
+        Channel::Sms => {
+            let digits = from.strip_prefix('+').unwrap_or(from);
+            (!digits.is_empty() && digits.len() <= 15 && digits.bytes().all(|b| b.is_ascii_digit()))
+                || ((1..=11).contains(&from.len()) && from.bytes().all(|b| b.is_ascii_alphanumeric() || b" .-_&".contains(&b)))
+        }
+        // A WhatsApp phone number id is numeric.
+        Channel::Whatsapp => (1..=32).contains(&from.len()) && from.bytes().all(|b| b.is_ascii_digit()),
+        Channel::Other(_) => (1..=128).contains(&from.len()),
+    };
+    if ok { Ok(()) } else { Err(FieldError("from", format!("not a valid sender for {}: {from:?}", channel.as_str()))) }
+}
+
+fn text(v: &Value) -> FieldResult<String> {
+    let s = string("text", v)?;
+    let n = s.chars().count();
+    if n == 0 {
+        return Err(FieldError("text", "must not be empty".into()));
+    }
+    if n > TEXT_MAX_CHARS {
+        return Err(FieldError("text", format!("longer than {TEXT_MAX_CHARS} characters ({n})")));
+    }
+    Ok(s)
+}
+
+fn template(v: &Value) -> FieldResult<Template> {
+    let Value::Object(t) = v else {
+        return Err(FieldError("template", format!("must be an object, got {}", kind_of(v))));
+    };
+    let field = |k: &str| match t.get(k) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+        Some(Value::String(_)) | None | Some(Value::Null) => Err(FieldError("template", format!("{k}: required"))),
+        Some(other) => Err(FieldError("template", format!("{k}: must be a string, got {}", kind_of(other)))),
+    };
+    let name = field("name")?;
+    let language = field("language")?;
+    let params = match t.get("params") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, p)| match p {
+                Value::String(s) => Ok(s.clone()),
+                other => Err(FieldError("template", format!("params[{i}]: must be a string, got {}", kind_of(other)))),
+            })
+            .collect::<FieldResult<_>>()?,
+        Some(other) => return Err(FieldError("template", format!("params: must be an array, got {}", kind_of(other)))),
+    };
+    Ok(Template { name, language, params })
+}
+
+fn time(key: &'static str, v: &Value) -> FieldResult<DateTime<Utc>> {
+    let s = string(key, v)?;
+    DateTime::parse_from_rfc3339(&s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| FieldError(key, format!("not an RFC 3339 time: {s:?} ({e})")))
+}
+
+fn ttl(v: &Value) -> FieldResult<Duration> {
+    match v.as_u64() {
+        Some(s) if (1..=30 * 86_400).contains(&s) => Ok(Duration::seconds(s as i64)),
+        _ => Err(FieldError("ttl_s", format!("must be whole seconds between 1 and 2592000, got {v}"))),
+    }
+}
+
+fn quiet_hours(v: &Value) -> FieldResult<QuietHours> {
+    let hhmm = |o: &Map<String, Value>, k: &str| -> FieldResult<NaiveTime> {
+        let s = o.get(k).and_then(Value::as_str).ok_or_else(|| FieldError("quiet_hours", format!("{k}: required \"HH:MM\"")))?;
+        NaiveTime::parse_from_str(s, "%H:%M").map_err(|_| FieldError("quiet_hours", format!("{k}: not HH:MM: {s:?}")))
+    };
+    match v {
+        Value::Bool(false) => Ok(QuietHours::Off),
+        Value::Object(o) => {
+            let (start, end) = (hhmm(o, "start")?, hhmm(o, "end")?);
+            if start == end {
+                return Err(FieldError("quiet_hours", "start and end must differ".into()));
+            }
+            Ok(QuietHours::Window { start, end })
+        }
+        other => Err(FieldError("quiet_hours", format!("must be {{\"start\",\"end\"}} or false, got {}", kind_of(other)))),
+    }
+}
+
+fn name(key: &'static str, v: &Value) -> FieldResult<String> {
+    let s = string(key, v)?;
+    let ok = (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+    if ok { Ok(s) } else { Err(FieldError(key, format!("must match [A-Za-z0-9_.-]{{1,64}}, got {s:?}"))) }
+}
+
+fn meta(v: &Value) -> FieldResult<BTreeMap<String, String>> {
+    let Value::Object(m) = v else {
+        return Err(FieldError("meta", format!("must be an object of strings, got {}", kind_of(v))));
+    };
+    let mut out = BTreeMap::new();
+    let mut size = 0;
+    for (k, v) in m {
+        let Value::String(s) = v else {
+            return Err(FieldError("meta", format!("{k}: values must be strings, got {}", kind_of(v))));
+        };
+        size += k.len() + s.len();
+        out.insert(k.clone(), s.clone());
+    }
+    if size > META_MAX_BYTES {
+        return Err(FieldError("meta", format!("larger than {META_MAX_BYTES} bytes ({size})")));
+    }
+    Ok(out)
+}
+
+impl Job {
+    /// The job as contract JSON, with `ttl_s` already turned into `expires_at`, so that
+    /// parsing it again (from the scheduled set) gives the same job.
+    pub fn to_json(&self) -> Value {
+        let mut o = Map::new();
+        let mut put = |k: &str, v: Value| {
+            o.insert(k.to_owned(), v);
+        };
+        put("id", self.id.clone().into());
+        put("tenant", self.tenant.clone().into());
+        put("channel", self.channel.as_str().into());
+        put("to", self.to.clone().into());
+        if let Some(f) = &self.from {
+            put("from", f.clone().into());
+        }
+        match &self.content {
+            Content::Text(t) => put("text", t.clone().into()),
+            Content::Template(t) => put(
+                "template",
+                serde_json::json!({ "name": t.name, "language": t.language, "params": t.params }),
+            ),
+        }
+        if self.priority == Priority::Transactional {
+            put("priority", "transactional".into());
+        }
+        if let Some(t) = self.send_at {
+            put("send_at", t.to_rfc3339().into());
+        }
+        if let Some(t) = self.expires_at {
+            put("expires_at", t.to_rfc3339().into());
+        }
+        match self.quiet_hours {
+            QuietHours::TenantDefault => {}
+            QuietHours::Off => put("quiet_hours", false.into()),
+            QuietHours::Window { start, end } => put(
+                "quiet_hours",
+                serde_json::json!({ "start": start.format("%H:%M").to_string(), "end": end.format("%H:%M").to_string() }),
+            ),
+        }
+        if let Some(tz) = self.tz {
+            put("tz", tz.name().into());
+        }
+        if let Some(r) = &self.route {
+            put("route", r.clone().into());
+        }
+        if let Some(c) = &self.campaign {
+            put("campaign", c.clone().into());
+        }
+        if !self.meta.is_empty() {
+            put("meta", serde_json::to_value(&self.meta).expect("string map serializes"));
+        }
+        Value::Object(o)
+    }
+
+    /// The text a provider sends: the job's text, or for a template its name and params
+    /// (SMS has no templates; HTTP providers render templates natively).
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        match &self.content {
+            Content::Text(t) => t.into(),
+            Content::Template(t) => format!("{} {}", t.name, t.params.join(" ")).into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,97 @@
+//! Table-driven tests for job parsing: the contract example, and one row per kind of bad input.
+
+use super::*;
+use chrono::TimeZone;
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 21, 6, 0, 0).unwrap()
+}
+
+const EXAMPLE: &str = r#"{
+  "id": "crm-7f3a-000123", "tenant": "acme", "channel": "sms", "to": "+79161234567",
+  "from": "ACME", "text": "Your order 123 has shipped", "priority": "marketing",
+  "send_at": "2026-11-21T09:00:00+03:00", "expires_at": "2026-11-22T09:00:00+03:00",
+  "quiet_hours": { "start": "21:00", "end": "09:00" }, "tz": "Europe/Moscow",
+  "route": "smsc-a", "campaign": "black-friday", "meta": { "crm_contact": "55012" }
+}"#;
+
+#[test]
+fn contract_example_parses_and_round_trips() {
+    let job = parse(EXAMPLE.as_bytes(), now()).unwrap();
+    assert_eq!(job.id, "crm-7f3a-000123");
+    assert_eq!(job.channel, Channel::Sms);
+    assert_eq!(job.send_at, Some(Utc.with_ymd_and_hms(2026, 11, 21, 6, 0, 0).unwrap()));
+    assert_eq!(job.tz, Some(chrono_tz::Europe::Moscow));
+    assert_eq!(job.meta.get("crm_contact").map(String::as_str), Some("55012"));
+    let again = from_value(job.to_json(), now()).unwrap();
+    assert_eq!(again, job);
+}
+
+#[test]
+fn ttl_becomes_absolute_expiry() {
+    let job = parse(br#"{"id":"a","tenant":"t","channel":"sms","to":"+4915112345678","text":"x","ttl_s":60}"#, now()).unwrap();
+    assert_eq!(job.expires_at, Some(now() + Duration::seconds(60)));
+}
+
+/// (input, expected field, a fragment of the message). DLQ cases use field "dlq".
+const BAD: &[(&str, &str, &str)] = &[
+    (r#"[1,2]"#, "dlq", "not a JSON object"),
+    (r#"{"tenant":"acme"}"#, "dlq", "id: missing"),
+    (r#"{"id":42}"#, "dlq", "id: must be a string"),
+    (r#"{"id":""}"#, "dlq", "1-128"),
+    (r#"not json"#, "dlq", "not JSON"),
+    (r#"{"id":"j","channel":"sms","to":"+79161234567","text":"x"}"#, "tenant", "required"),
+    (r#"{"id":"j","tenant":"Acme!","channel":"sms","to":"+79161234567","text":"x"}"#, "tenant", "[a-z0-9_-]"),
+    (r#"{"id":"j","tenant":"a","channel":"sms","to":"+7 916","text":"x"}"#, "to", "not an E.164 number: \"+7 916\""),
+    (r#"{"id":"j","tenant":"a","channel":"sms","to":79161234567,"text":"x"}"#, "to", "must be a string, got a number"),
+    (r#"{"id":"j","tenant":"a","channel":"sms","to":"+79161234567","text":"x","template":{"name":"n","language":"en"}}"#, "text", "not both"),
+    (r#"{"id":"j","tenant":"a","channel":"sms","to":"+79161234567"}"#, "text", "one of text or template"),
+    (r#"{"id":"j","tenant":"a","channel":"sms","to":"+79161234567","text":"x","send_at":"tomorrow"}"#, "send_at", "RFC 3339"),
+    (r#"{"id":"j","tenant":"a","channel":"sms","to":"+79161234567","text":"x","expires_at":"2026-13-01T00:00:00Z"}"#, "expires_at", "RFC 3339"),
+    (r#"{"id":"j","tenant":"a","channel":"fax machine","to":"+79161234567","text":"x"}"#, "channel", "not a channel name"),
+    (r#"{"id":"j","tenant":"a","channel":"sms","to":"+79161234567","text":"x","priority":"urgent"}"#, "priority", "marketing"),
+    (r#"{"id":"j","tenant":"a","channel":"sms","to":"+79161234567","text":"x","meta":{"k":1}}"#, "meta", "values must be strings"),
+    (r#"{"id":"j","tenant":"a","channel":"sms","to":"+79161234567","text":"x","tz":"Mars/Olympus"}"#, "tz", "IANA"),
+    (r#"{"id":"j","tenant":"a","channel":"sms","to":"+79161234567","text":"x","quiet_hours":{"start":"25:00","end":"08:00"}}"#, "quiet_hours", "not HH:MM"),
+    (r#"{"id":"j","tenant":"a","channel":"sms","to":"+79161234567","text":"x","ttl_s":-5}"#, "ttl_s", "whole seconds"),
+    (r#"{"id":"j","tenant":"a","channel":"sms","to":"+79161234567","text":""}"#, "text", "empty"),
+    (r#"{"id":"j","tenant":"a","channel":"sms","to":"+79161234567","text":["x"]}"#, "text", "must be a string, got an array"),
+    (r#"{"id":"j","tenant":"a","channel":"sms","to":"+79161234567","from":"WAY TOO LONG SENDER","text":"x"}"#, "from", "not a valid sender"),
+    (r#"{"id":"j","tenant":"a","channel":"whatsapp","to":"+79161234567","template":{"name":"n"}}"#, "template", "language: required"),
+    (r#"{"id":"j","tenant":"a","channel":"sms","to":"+79161234567","text":"x","send_at":"2026-11-22T00:00:00Z","expires_at":"2026-11-21T00:00:00Z"}"#, "expires_at", "after send_at"),
+];
+
+#[test]
+fn every_bad_input_names_its_field() {
+    for (input, field, fragment) in BAD {
+        let err = parse(input.as_bytes(), now()).expect_err(input);
+        let msg = err.to_string();
+        match (&err, *field) {
+            (JobError::NotAJob(_), "dlq") => {}
+            (JobError::Invalid { field: f, id, .. }, expected) => {
+                assert_eq!(*f, expected, "{input} -> {msg}");
+                assert_eq!(id, "j");
+                assert!(msg.starts_with(&format!("{expected}: ")), "{msg}");
+            }
+            _ => panic!("{input}: wrong error class: {msg}"),
+        }
+        assert!(msg.contains(fragment), "{input}: {msg:?} lacks {fragment:?}");
+    }
+}
+
+#[test]
+fn oversized_meta_is_rejected_but_salvaged_fields_stay() {
+    let big = "v".repeat(META_MAX_BYTES);
+    let input = format!(r#"{{"id":"j","tenant":"a","channel":"sms","to":"+79161234567","text":"x","meta":{{"k":"{big}"}}}}"#);
+    let err = parse(input.as_bytes(), now()).unwrap_err();
+    let JobError::Invalid { field, fields, .. } = err else { panic!() };
+    assert_eq!(field, "meta");
+    assert_eq!(fields.to, "+79161234567");
+}
+
+#[test]
+fn e164_edges() {
+    for (s, ok) in [("+12025550123", true), ("+1234567", false), ("+1234567890123456", false), ("+0123456789", false), ("12025550123", false), ("+1202555012a", false)] {
+        assert_eq!(is_e164(s), ok, "{s}");
+    }
+}

@@ -1,0 +1,38 @@
+//! # sendgate
+//!
+//! A send gateway: jobs flow **source → policies → route → provider → receipt → report**, with a
+//! **store** beside the flow holding everything several instances must share.
+//!
+//! ## Layout
+//! - [`job`], [`report`]: the wire contract's types; parsing validates once, here.
+//! - [`config`]: typed TOML config and validation that names every bad key.
+//! - [`source`]: where jobs come from (the `http` ingest API).
+//! - [`pipeline`]: intake (bounded), the decision worker, the completer, the reporter.
+//! - [`policy`]: the chain that decides whether and when a job may go (`dedup`, `expiry`, `schedule`).
+//! - [`scheduler`]: feeds deferred jobs back into the chain when they fall due.
+//! - [`route`]: picks the provider for a job.
+//! - [`provider`]: the `Provider` trait and its SMPP implementation.
+//! - [`receipt`]: correlates receipts with jobs; receipt deadlines.
+//! - [`sink`]: where report events go (JSONL stdout/file).
+//! - [`store`]: the shared-state trait and its in-memory implementation.
+//! - [`clock`]: time as a dependency, so tests control it.
+//! - [`telemetry`]: metric names, `/metrics`.
+//! - [`smsc_sim`]: the SMPP server behind `sendgate smsc-sim`.
+//! - [`app`]: builds everything from `Config`, spawns tasks, shuts down in order.
+
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod job;
+pub mod pipeline;
+pub mod policy;
+pub mod provider;
+pub mod receipt;
+pub mod report;
+pub mod route;
+pub mod scheduler;
+pub mod sink;
+pub mod smsc_sim;
+pub mod source;
+pub mod store;
+pub mod telemetry;

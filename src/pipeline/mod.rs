@@ -1,0 +1,114 @@
+//! The flow from a source to a durable point: intake → policy chain → provider → completion.
+//!
+//! A job holds one in-flight permit from intake until its [`Ack`] fires (its final report
+//! confirmed, its `accepted` report confirmed and mapping stored, or its deferral stored), so
+//! memory is bounded by `pipeline.max_in_flight`, never by the backlog.
+
+mod complete;
+mod reporter;
+mod worker;
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+
+use crate::job::Job;
+
+pub use complete::{completer, CompleterCtx, Completion};
+pub use reporter::Reporter;
+pub use worker::{worker, WorkerCtx};
+
+/// Marks a job done at its durable point. Dropping it without [`Ack::done`] means "not done":
+/// a Kafka offset stays uncommitted, a scheduled entry stays leased until its lease lapses.
+pub struct Ack {
+    on_done: Option<Box<dyn FnOnce() + Send>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Ack {
+    pub fn done(mut self) {
+        if let Some(f) = self.on_done.take() {
+            f();
+        }
+    }
+}
+
+impl Drop for Ack {
+    fn drop(&mut self) {
+        metrics::gauge!(crate::telemetry::JOBS_IN_FLIGHT).decrement(1.0);
+    }
+}
+
+/// A job on its way through the pipeline.
+pub struct Envelope {
+    pub job: Job,
+    /// `(id, lease)` when it came back from the scheduled set: it already passed dedup.
+    pub resumed: Option<(String, u64)>,
+    pub ack: Ack,
+}
+
+/// The entrance of the pipeline, shared by every source.
+#[derive(Clone)]
+pub struct Intake {
+    tx: mpsc::Sender<Envelope>,
+    permits: Arc<Semaphore>,
+    capacity: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the pipeline is shutting down")]
+pub struct Closed;
+
+impl Intake {
+    pub fn new(capacity: usize) -> (Self, mpsc::Receiver<Envelope>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (Self { tx, permits: Arc::new(Semaphore::new(capacity)), capacity }, rx)
+    }
+
+    /// Waits for room, then hands the job in. `on_done` runs at its durable point.
+    pub async fn submit(
+        &self,
+        job: Job,
+        resumed: Option<(String, u64)>,
+        on_done: Option<Box<dyn FnOnce() + Send>>,
+    ) -> Result<(), Closed> {
+        let permit = self.permits.clone().acquire_owned().await.map_err(|_| Closed)?;
+        metrics::gauge!(crate::telemetry::JOBS_IN_FLIGHT).increment(1.0);
+        let ack = Ack { on_done, _permit: permit };
+        self.tx.send(Envelope { job, resumed, ack }).await.map_err(|_| Closed)
+    }
+
+    /// Jobs between intake and their durable point right now.
+    pub fn in_flight(&self) -> usize {
+        self.capacity - self.permits.available_permits()
+    }
+
+    /// Free permits: how many jobs intake could take without waiting.
+    pub fn room(&self) -> usize {
+        self.permits.available_permits()
+    }
+
+    /// A handle that watches in-flight work without keeping intake open.
+    pub fn drain_handle(&self) -> DrainHandle {
+        DrainHandle { permits: self.permits.clone(), capacity: self.capacity }
+    }
+}
+
+/// Watches the in-flight budget after intake has closed.
+pub struct DrainHandle {
+    permits: Arc<Semaphore>,
+    capacity: usize,
+}
+
+impl DrainHandle {
+    pub fn in_flight(&self) -> usize {
+        self.capacity - self.permits.available_permits()
+    }
+
+    /// Resolves when no job is in flight (every permit is back).
+    pub async fn drained(&self) {
+        if let Ok(all) = self.permits.acquire_many(self.capacity as u32).await {
+            drop(all);
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! Providers: what hands a message to the outside world, and what each answer means.
+//!
+//! A provider returns `Accepted` or a [`SendError`] that says whose fault it was and whether
+//! to try again; receipts come back separately, on the channel given at construction.
+
+pub mod smpp;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::job::Job;
+
+/// The provider took the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// One id per submitted part, in part order; receipts name these.
+    pub message_ids: Vec<String>,
+    pub segments: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The provider asked us to slow down; the message was not taken.
+    #[error("provider throttled the submit; retry after {retry_after:?}")]
+    Throttled { retry_after: Duration },
+    /// A failure that may pass (system error, queue full); the message was not taken.
+    #[error("transient provider failure ({code}): {message}")]
+    Transient { code: String, message: String },
+    /// No connection to the provider is up.
+    #[error("provider unavailable: {0}")]
+    Unavailable(String),
+    /// The provider refused this message for good (bad address, bad content).
+    #[error("provider rejected the message ({code}): {message}")]
+    Rejected { code: String, message: String },
+    /// No answer in time: the provider may or may not have taken it, so it is never resent.
+    #[error("no answer from the provider within {0:?}; it may have taken the message")]
+    Ambiguous(Duration),
+}
+
+impl SendError {
+    /// Whether sending the same message again later is safe and may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Throttled { .. } | Self::Transient { .. } | Self::Unavailable(_))
+    }
+
+    /// The `outcome` label of `sendgate_provider_requests_total`.
+    pub fn outcome_label(&self) -> &'static str {
+        match self {
+            Self::Throttled { .. } => "throttled",
+            Self::Transient { .. } | Self::Unavailable(_) => "retry",
+            Self::Rejected { .. } => "rejected",
+            Self::Ambiguous(_) => "timeout",
+        }
+    }
+}
+
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// The configured name: `route` values, report `provider`, metric label.
+    fn name(&self) -> &str;
+    /// Channels this provider serves.
+    fn channels(&self) -> &[String];
+    /// Share of its channels' traffic.
+    fn weight(&self) -> u32;
+    /// How long to wait for a final receipt before ending a job `unknown`.
+    fn receipt_timeout(&self) -> Duration;
+    /// At least one connection is up and can take a message now.
+    fn is_ready(&self) -> bool;
+    /// Hands one job's message to the provider; resolves with its answer.
+    async fn send(&self, job: &Job) -> Result<Accepted, SendError>;
+    /// Closes connections politely (SMPP unbind) and stops reconnecting.
+    async fn shutdown(&self);
+}

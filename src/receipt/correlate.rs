@@ -1,0 +1,141 @@
+//! Correlation: a receipt's message id → its job → a final report; and the receipt deadline
+//! that ends a job `unknown` when no receipt comes.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::{InboundReceipt, ProviderEvent};
+use crate::clock::Clock;
+use crate::pipeline::Reporter;
+use crate::report::{EventKind, Report};
+use crate::store::{PartOutcome, SentJob, Settled, Store};
+use crate::telemetry;
+
+/// A receipt can beat its mapping (the SMSC answers the submit and sends the receipt before
+/// we stored the mapping): such a receipt is retried for this long before it counts unmatched.
+const EARLY_RECEIPT_GRACE: Duration = Duration::from_secs(10);
+const EARLY_RECEIPT_RETRY: Duration = Duration::from_millis(250);
+
+pub fn event_for(outcome: PartOutcome) -> EventKind {
+    match outcome {
+        PartOutcome::Delivered => EventKind::Delivered,
+        PartOutcome::Undelivered => EventKind::Undelivered,
+        PartOutcome::Expired => EventKind::Expired,
+        PartOutcome::Rejected => EventKind::Rejected,
+        PartOutcome::Unknown => EventKind::Unknown,
+    }
+}
+
+fn report_for(job: &SentJob, event: EventKind, at: chrono::DateTime<chrono::Utc>) -> Report {
+    let mut r = Report::from_parts(&job.job_id, &job.tenant, &job.channel, &job.to, &job.meta, event, at).with_provider(&job.provider);
+    r.provider_message_id = job.message_ids.first().cloned();
+    r.segments = Some(job.segments);
+    r
+}
+
+pub struct Correlator {
+    pub clock: Arc<dyn Clock>,
+    pub store: Arc<dyn Store>,
+    pub reporter: Arc<Reporter>,
+}
+
+impl Correlator {
+    /// Runs until every provider's event sender is gone.
+    pub async fn run(self, mut rx: mpsc::Receiver<ProviderEvent>) {
+        let mut early: VecDeque<(Instant, Instant, InboundReceipt)> = VecDeque::new();
+        let mut batch = Vec::with_capacity(512);
+        let mut tick = tokio::time::interval(EARLY_RECEIPT_RETRY);
+        loop {
+            tokio::select! {
+                n = rx.recv_many(&mut batch, 512) => {
+                    if n == 0 { break; }
+                    let events = std::mem::take(&mut batch);
+                    self.handle(events.into_iter().filter_map(|e| match e {
+                        ProviderEvent::Receipt(r) => Some(r),
+                        ProviderEvent::Inbound(m) => {
+                            metrics::counter!(telemetry::RECEIPTS_TOTAL, "provider" => m.provider.to_string(), "outcome" => "mo").increment(1);
+                            info!(provider = %m.provider, "inbound message received");
+                            None
+                        }
+                    }).map(|r| (Instant::now(), r)).collect(), &mut early).await;
+                }
+                _ = tick.tick(), if !early.is_empty() => {
+                    let now = Instant::now();
+                    let mut due = Vec::new();
+                    while early.front().is_some_and(|(_, retry, _)| *retry <= now) {
+                        let (first, _, r) = early.pop_front().expect("checked");
+                        due.push((first, r));
+                    }
+                    self.handle(due, &mut early).await;
+                }
+            }
+        }
+    }
+
+    async fn handle(&self, receipts: Vec<(Instant, InboundReceipt)>, early: &mut VecDeque<(Instant, Instant, InboundReceipt)>) {
+        let now = self.clock.now();
+        let mut reports = Vec::new();
+        for (first_seen, r) in receipts {
+            let Some(outcome) = r.outcome else { continue };
+            let settled = loop {
+                match self.store.settle_part(&r.provider, &r.message_id, outcome).await {
+                    Ok(s) => break s,
+                    Err(e) => {
+                        warn!(error = %e, "cannot correlate receipt; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            };
+            let label = match settled {
+                Settled::Final { job, outcome } => {
+                    let mut rep = report_for(&job, event_for(outcome), now);
+                    if outcome != PartOutcome::Delivered {
+                        rep = rep.with_error(r.error_code.clone(), format!("receipt for message {}", r.message_id));
+                    }
+                    reports.push(rep);
+                    "matched"
+                }
+                Settled::Pending => "matched",
+                Settled::Unmatched if first_seen.elapsed() < EARLY_RECEIPT_GRACE => {
+                    early.push_back((first_seen, Instant::now() + EARLY_RECEIPT_RETRY, r.clone()));
+                    continue;
+                }
+                Settled::Unmatched => {
+                    debug!(provider = %r.provider, "receipt matches no job");
+                    "unmatched"
+                }
+            };
+            metrics::counter!(telemetry::RECEIPTS_TOTAL, "provider" => r.provider.to_string(), "outcome" => label).increment(1);
+        }
+        self.reporter.emit(&reports).await;
+    }
+}
+
+/// Ends jobs whose receipt did not come in time with a final `unknown`.
+pub async fn sweep_deadlines(clock: Arc<dyn Clock>, store: Arc<dyn Store>, reporter: Arc<Reporter>, every: Duration, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        let now = clock.now();
+        match store.take_overdue(now, 1000).await {
+            Ok(jobs) if !jobs.is_empty() => {
+                let reports: Vec<Report> = jobs
+                    .iter()
+                    .map(|j| report_for(j, EventKind::Unknown, now).with_error(None, "no receipt within the provider's receipt timeout"))
+                    .collect();
+                reporter.emit(&reports).await;
+            }
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "cannot read receipt deadlines"),
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! The scheduler: feeds deferred jobs back into the policy chain when they fall due.
+//!
+//! Claims are leased in the store, so a job claimed by an instance that dies comes back to
+//! whichever instance looks next after the lease lapses.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{error, warn};
+
+use crate::clock::Clock;
+use crate::pipeline::Intake;
+use crate::store::Store;
+
+pub struct Scheduler {
+    pub clock: Arc<dyn Clock>,
+    pub store: Arc<dyn Store>,
+    pub intake: Intake,
+    pub tick: Duration,
+    pub lease: Duration,
+    pub batch: usize,
+}
+
+impl Scheduler {
+    pub async fn run(self, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(self.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.cancelled() => return,
+            }
+            // Never claim more than intake can take now: a claimed job waiting for room
+            // would only hold its lease hostage.
+            let limit = self.batch.min(self.intake.room());
+            if limit == 0 {
+                continue;
+            }
+            let now = self.clock.now();
+            let claimed = match self.store.claim_due(now, limit, self.lease).await {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(error = %e, "cannot claim due jobs");
+                    continue;
+                }
+            };
+            for c in claimed {
+                let job = match crate::job::parse(c.payload.as_bytes(), now) {
+                    Ok(j) => j,
+                    Err(e) => {
+                        // Written by us, so this is a bug; drop the entry rather than loop on it.
+                        error!(job_id = %c.id, error = %e, "scheduled entry does not parse; dropped");
+                        let _ = self.store.finish_scheduled(&[(c.id, c.lease)]).await;
+                        continue;
+                    }
+                };
+                let store = self.store.clone();
+                let (id, lease) = (c.id, c.lease);
+                let finish = {
+                    let id = id.clone();
+                    Box::new(move || {
+                        tokio::spawn(async move {
+                            if let Err(e) = store.finish_scheduled(&[(id, lease)]).await {
+                                warn!(error = %e, "cannot finish scheduled job; its lease will lapse and it comes back");
+                            }
+                        });
+                    }) as Box<dyn FnOnce() + Send>
+                };
+                if self.intake.submit(job, Some((id, lease)), Some(finish)).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}

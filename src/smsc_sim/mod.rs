@@ -1,0 +1,390 @@
+//! The SMPP server behind `sendgate smsc-sim`: binds, submit_sm answers, reassembly and
+//! decoding of concatenated messages, and delivery receipts after a delay.
+//!
+//! ## Layout
+//! - [`config`]: [`SimConfig`], the CLI flags.
+//! - `codec`: framing that turns an undecodable PDU into a generic_nack, not a dropped link.
+//! - `session`: one connection (reader answering PDUs, writer task batching onto the socket).
+//! - [`decode`]: `data_coding` → text; also used by the gateway for MO messages.
+//! - `reassembly`: UDH / SAR parsing and joining parts.
+//! - `receipts`: outcome mix, receipt text and `deliver_sm`, the due-time queue.
+
+mod codec;
+pub mod config;
+pub mod decode;
+pub(crate) mod reassembly;
+mod receipts;
+mod session;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::{JoinHandle, JoinSet};
+
+pub use config::SimConfig;
+pub use decode::decode_text;
+
+use reassembly::Reassembler;
+use receipts::{lock, Outcome, OutcomeMix, PendingReceipt, ReceiptQueue};
+use session::{BindKind, Outbound, Route};
+
+/// Incomplete concatenated messages held before the oldest is dropped.
+const REASSEMBLY_CAPACITY: usize = 100_000;
+/// A receipt with no bound receiver is retried this often, this many times (about a minute),
+/// so a gateway that reconnects still gets receipts for what it sent before.
+const ORPHAN_RETRY: Duration = Duration::from_secs(1);
+const ORPHAN_ATTEMPTS: u8 = 60;
+/// How long `shutdown` waits for sessions to finish writing before aborting them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SimError {
+    /// Fix the flag or config value; nothing was started.
+    #[error("smsc_sim.outcome_mix: {0}")]
+    OutcomeMix(String),
+    #[error("smsc_sim.listen: cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("smsc_sim.log: cannot open {}: {source}", path.display())]
+    Log { path: PathBuf, source: std::io::Error },
+}
+
+/// Counters since start; `bound_sessions` is the current number of bound connections.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SimStats {
+    pub binds: u64,
+    pub unbinds: u64,
+    pub submit_sm: u64,
+    pub messages: u64,
+    pub receipts_sent: u64,
+    pub enquire_links: u64,
+    pub bound_sessions: u64,
+}
+
+/// One logical (reassembled) message as the simulator understood it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SimMessage {
+    /// The ids handed out for each part, in part order.
+    pub message_ids: Vec<String>,
+    pub source: String,
+    pub destination: String,
+    pub text: String,
+    pub parts: u8,
+    pub data_coding: u8,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    binds: AtomicU64,
+    unbinds: AtomicU64,
+    submit_sm: AtomicU64,
+    messages: AtomicU64,
+    receipts_sent: AtomicU64,
+    enquire_links: AtomicU64,
+    bound_sessions: AtomicU64,
+}
+
+enum LogCmd {
+    Line(String),
+    Flush(oneshot::Sender<()>),
+}
+
+/// State every session, the receipt router and the handle share.
+struct Shared {
+    cfg: SimConfig,
+    mix: OutcomeMix,
+    /// Whether anyone (record or log) needs message text; when not, parts keep no bytes.
+    keep_text: bool,
+    counters: Counters,
+    next_message_id: AtomicU64,
+    next_session_id: AtomicU64,
+    reassembler: Mutex<Reassembler<Outcome>>,
+    recorded: Mutex<Vec<SimMessage>>,
+    log: Option<mpsc::UnboundedSender<LogCmd>>,
+    receipts: ReceiptQueue,
+    /// Bound sessions by id, for receipt routing.
+    sessions: Mutex<HashMap<u64, Route>>,
+    /// Flips to true once; every task watches it. Held here, not in the handle, so dropping
+    /// every handle does not stop a running simulator.
+    shutdown: watch::Sender<bool>,
+}
+
+/// Starts simulators; see [`SmscSim::start`].
+pub struct SmscSim;
+
+impl SmscSim {
+    /// Validates `cfg`, listens, and serves in background tasks until [`SimHandle::shutdown`].
+    pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
+        let mix: OutcomeMix = cfg.outcome_mix.parse().map_err(SimError::OutcomeMix)?;
+        let log_file = match &cfg.log {
+            Some(path) => Some(
+                tokio::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .await
+                    .map_err(|source| SimError::Log { path: path.clone(), source })?,
+            ),
+            None => None,
+        };
+        let listener = TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|source| SimError::Listen { addr: cfg.listen, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| SimError::Listen { addr: cfg.listen, source })?;
+        let log = log_file.map(|file| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(log_loop(file, rx));
+            tx
+        });
+        let shared = Arc::new(Shared {
+            keep_text: cfg.record_messages || log.is_some(),
+            cfg,
+            mix,
+            counters: Counters::default(),
+            // A random base keeps ids from two simulators in one test run from colliding.
+            next_message_id: AtomicU64::new(u64::from(rand::random::<u32>()) + 1),
+            next_session_id: AtomicU64::new(1),
+            reassembler: Mutex::new(Reassembler::new(REASSEMBLY_CAPACITY)),
+            recorded: Mutex::new(Vec::new()),
+            log,
+            receipts: ReceiptQueue::default(),
+            sessions: Mutex::new(HashMap::new()),
+            shutdown: watch::Sender::new(false),
+        });
+        let tasks = vec![
+            tokio::spawn(accept_loop(listener, shared.clone())),
+            tokio::spawn(receipt_loop(shared.clone())),
+        ];
+        tracing::info!(%local_addr, "smsc-sim listening");
+        let inner = HandleInner { shared, local_addr, tasks: tokio::sync::Mutex::new(tasks) };
+        Ok(SimHandle { inner: Arc::new(inner) })
+    }
+}
+
+/// A running simulator. Cheap to clone.
+#[derive(Clone)]
+pub struct SimHandle {
+    inner: Arc<HandleInner>,
+}
+
+struct HandleInner {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+    /// Emptied by the first `shutdown`; later calls wait on the lock, then find nothing to do.
+    tasks: tokio::sync::Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl SimHandle {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    pub fn stats(&self) -> SimStats {
+        let c = &self.inner.shared.counters;
+        SimStats {
+            binds: c.binds.load(Relaxed),
+            unbinds: c.unbinds.load(Relaxed),
+            submit_sm: c.submit_sm.load(Relaxed),
+            messages: c.messages.load(Relaxed),
+            receipts_sent: c.receipts_sent.load(Relaxed),
+            enquire_links: c.enquire_links.load(Relaxed),
+            bound_sessions: c.bound_sessions.load(Relaxed),
+        }
+    }
+
+    /// Reassembled messages in the order their last part arrived; empty unless
+    /// `record_messages`.
+    pub fn messages(&self) -> Vec<SimMessage> {
+        lock(&self.inner.shared.recorded).clone()
+    }
+
+    /// Stops accepting, closes every session, and flushes the log. Idempotent.
+    pub async fn shutdown(&self) {
+        let shared = &self.inner.shared;
+        shared.shutdown.send_replace(true);
+        let mut tasks = self.inner.tasks.lock().await;
+        for task in tasks.drain(..) {
+            let _ = task.await;
+        }
+        if let Some(log) = &shared.log {
+            let (ack, done) = oneshot::channel();
+            if log.send(LogCmd::Flush(ack)).is_ok() {
+                let _ = done.await;
+            }
+        }
+    }
+}
+
+/// Resolves once shutdown is requested. A helper so the watch guard never lives across an
+/// await in the callers' `select!`.
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let mut shutdown = shared.shutdown.subscribe();
+    let mut sessions = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stopped(&mut shutdown) => break,
+            // Reap finished sessions so the set does not grow with every connection ever made.
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    sessions.spawn(session::run(stream, shared.clone(), shared.shutdown.subscribe()));
+                }
+                Err(err) => {
+                    // Usually EMFILE: back off instead of spinning on the error.
+                    tracing::warn!(%err, "smsc-sim accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while sessions.join_next().await.is_some() {}
+    });
+    if drained.await.is_err() {
+        sessions.abort_all();
+    }
+}
+
+/// Sends due receipts on a fixed tick: bounded work per tick, no timer per message.
+async fn receipt_loop(shared: Arc<Shared>) {
+    let period = (shared.cfg.receipt_delay / 5).clamp(Duration::from_millis(1), Duration::from_millis(10));
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut shutdown = shared.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            _ = stopped(&mut shutdown) => return,
+            _ = tick.tick() => shared.route_due_receipts(Instant::now()),
+        }
+    }
+}
+
+impl Shared {
+    fn route_due_receipts(&self, now: Instant) {
+        let due = self.receipts.take_due(now);
+        if due.is_empty() {
+            return;
+        }
+        let mut sent = [0u64; 4];
+        let (mut busy, mut orphans) = (Vec::new(), Vec::new());
+        {
+            let sessions = lock(&self.sessions);
+            for r in due {
+                let Some(route) = pick_route(&sessions, &r) else {
+                    orphans.push(r);
+                    continue;
+                };
+                let outcome = r.outcome;
+                match route.tx.try_send(Outbound::Receipt(r)) {
+                    Ok(()) => sent[outcome as usize] += 1,
+                    Err(mpsc::error::TrySendError::Full(Outbound::Receipt(r))) => busy.push(r),
+                    Err(mpsc::error::TrySendError::Closed(Outbound::Receipt(r))) => orphans.push(r),
+                    Err(_) => {}
+                }
+            }
+        }
+        self.receipts.retry_now(busy);
+        for r in orphans {
+            if r.attempts < ORPHAN_ATTEMPTS {
+                self.receipts.retry_later(r, now, ORPHAN_RETRY);
+            } else {
+                tracing::debug!(system_id = %r.system_id, "smsc-sim dropped a receipt: no receiver bound for a minute");
+            }
+        }
+        for (outcome, n) in Outcome::ALL.into_iter().zip(sent) {
+            if n > 0 {
+                self.counters.receipts_sent.fetch_add(n, Relaxed);
+                metrics::counter!(crate::telemetry::SIM_RECEIPTS_TOTAL, "outcome" => outcome.label()).increment(n);
+            }
+        }
+    }
+}
+
+/// The submitting session if it is a transceiver, else any receiver/transceiver bound with
+/// the same system_id.
+fn pick_route<'a>(sessions: &'a HashMap<u64, Route>, r: &PendingReceipt) -> Option<&'a Route> {
+    if let Some(own) = sessions.get(&r.session_id).filter(|s| s.kind == BindKind::Transceiver) {
+        return Some(own);
+    }
+    sessions.values().find(|s| s.kind.can_receive() && s.system_id == r.system_id)
+}
+
+/// Writes JSONL, flushing whenever the queue runs dry so the file is current without a
+/// syscall per line.
+async fn log_loop(file: tokio::fs::File, mut rx: mpsc::UnboundedReceiver<LogCmd>) {
+    let mut out = tokio::io::BufWriter::new(file);
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        let mut result = Ok(());
+        while let Some(cmd) = next.take() {
+            match cmd {
+                LogCmd::Line(line) => {
+                    result = result.and(out.write_all(line.as_bytes()).await);
+                    result = result.and(out.write_all(b"\n").await);
+                }
+                LogCmd::Flush(ack) => {
+                    result = result.and(out.flush().await);
+                    let _ = ack.send(());
+                }
+            }
+            next = rx.try_recv().ok();
+        }
+        if let Err(err) = result.and(out.flush().await) {
+            tracing::warn!(%err, "smsc-sim could not write its message log");
+        }
+    }
+}
+
+/// `sendgate smsc-sim`: prints the listen address, then a stats JSON line every 10 s and on
+/// exit (SIGINT/SIGTERM).
+pub async fn run_cli(cfg: SimConfig) -> anyhow::Result<()> {
+    let sim = SmscSim::start(cfg).await?;
+    // Scripts read the (possibly ephemeral) port from the first stdout line.
+    println!("{}", sim.local_addr());
+    let period = Duration::from_secs(10);
+    let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    let terminate = terminate_signal();
+    tokio::pin!(terminate);
+    loop {
+        tokio::select! {
+            _ = every.tick() => println!("{}", serde_json::to_string(&sim.stats())?),
+            _ = tokio::signal::ctrl_c() => break,
+            _ = &mut terminate => break,
+        }
+    }
+    sim.shutdown().await;
+    println!("{}", serde_json::to_string(&sim.stats())?);
+    Ok(())
+}
+
+#[cfg(unix)]
+async fn terminate_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut s) => {
+            s.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
+}
+
+#[cfg(not(unix))]
+async fn terminate_signal() {
+    std::future::pending().await
+}

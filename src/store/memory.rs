@@ -1,0 +1,278 @@
+//! The in-memory store: `sendgate dev` and unit tests. One process, nothing survives it.
+//!
+//! TTLs are enforced lazily (on read) plus a sweep on writes, so memory stays bounded by what
+//! is live, not by everything ever seen.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{ClaimedJob, PartOutcome, ScheduledJob, SentJob, Settled, Store, StoreError};
+use crate::report::Report;
+
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    claims: HashMap<String, Instant>,
+    scheduled: HashMap<String, Entry>,
+    /// (due, id): the due index of `scheduled`.
+    due: BTreeSet<(DateTime<Utc>, String)>,
+    next_lease: u64,
+    /// (provider, message id) → job id.
+    messages: HashMap<(String, String), String>,
+    sent: HashMap<String, Tracked>,
+    /// (deadline, job id).
+    deadlines: BTreeSet<(DateTime<Utc>, String)>,
+    history: HashMap<String, (Instant, Vec<Report>)>,
+    last_sweep: Option<Instant>,
+}
+
+struct Entry {
+    due: DateTime<Utc>,
+    payload: String,
+    lease: Option<u64>,
+}
+
+struct Tracked {
+    job: SentJob,
+    deadline: DateTime<Utc>,
+    delivered_parts: usize,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves plain data behind; keep serving it.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Inner {
+    /// Drops expired claims and histories at most once a second.
+    fn sweep(&mut self) {
+        let now = Instant::now();
+        if self.last_sweep.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
+            return;
+        }
+        self.last_sweep = Some(now);
+        self.claims.retain(|_, exp| *exp > now);
+        self.history.retain(|_, (exp, _)| *exp > now);
+    }
+
+    fn forget_sent(&mut self, job_id: &str) -> Option<Tracked> {
+        let t = self.sent.remove(job_id)?;
+        for id in &t.job.message_ids {
+            self.messages.remove(&(t.job.provider.clone(), id.clone()));
+        }
+        self.deadlines.remove(&(t.deadline, job_id.to_owned()));
+        Some(t)
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn claim_ids(&self, ids: &[&str], ttl: Duration) -> Result<Vec<bool>, StoreError> {
+        let mut g = self.lock();
+        g.sweep();
+        let now = Instant::now();
+        Ok(ids
+            .iter()
+            .map(|id| match g.claims.get(*id) {
+                Some(exp) if *exp > now => false,
+                _ => {
+                    g.claims.insert((*id).to_owned(), now + ttl);
+                    true
+                }
+            })
+            .collect())
+    }
+
+    async fn schedule(&self, jobs: &[ScheduledJob]) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        for j in jobs {
+            if let Some(old) = g.scheduled.remove(&j.id) {
+                g.due.remove(&(old.due, j.id.clone()));
+            }
+            g.due.insert((j.due, j.id.clone()));
+            g.scheduled.insert(j.id.clone(), Entry { due: j.due, payload: j.payload.clone(), lease: None });
+        }
+        Ok(())
+    }
+
+    async fn claim_due(&self, now: DateTime<Utc>, limit: usize, lease: Duration) -> Result<Vec<ClaimedJob>, StoreError> {
+        let mut g = self.lock();
+        let due: Vec<_> = g.due.iter().take_while(|(d, _)| *d <= now).take(limit).cloned().collect();
+        let lease_until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30));
+        let mut out = Vec::with_capacity(due.len());
+        for key in due {
+            g.due.remove(&key);
+            g.next_lease += 1;
+            let token = g.next_lease;
+            let id = key.1;
+            if let Some(e) = g.scheduled.get_mut(&id) {
+                e.lease = Some(token);
+                e.due = lease_until;
+                out.push(ClaimedJob { id: id.clone(), payload: e.payload.clone(), lease: token });
+                g.due.insert((lease_until, id));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn finish_scheduled(&self, done: &[(String, u64)]) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        for (id, lease) in done {
+            if g.scheduled.get(id).is_some_and(|e| e.lease == Some(*lease)) {
+                let e = g.scheduled.remove(id).expect("checked above");
+                g.due.remove(&(e.due, id.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    async fn track_sent(&self, jobs: &[(SentJob, DateTime<Utc>)], _ttl: Duration) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        for (job, deadline) in jobs {
+            for id in &job.message_ids {
+                g.messages.insert((job.provider.clone(), id.clone()), job.job_id.clone());
+            }
+            g.deadlines.insert((*deadline, job.job_id.clone()));
+            g.sent.insert(job.job_id.clone(), Tracked { job: job.clone(), deadline: *deadline, delivered_parts: 0 });
+        }
+        Ok(())
+    }
+
+    async fn settle_part(&self, provider: &str, message_id: &str, outcome: PartOutcome) -> Result<Settled, StoreError> {
+        let mut g = self.lock();
+        let key = (provider.to_owned(), message_id.to_owned());
+        let Some(job_id) = g.messages.remove(&key) else { return Ok(Settled::Unmatched) };
+        let Some(t) = g.sent.get_mut(&job_id) else { return Ok(Settled::Unmatched) };
+        // Delivered only when every part is; the first part that failed decides otherwise.
+        if outcome == PartOutcome::Delivered {
+            t.delivered_parts += 1;
+            if t.delivered_parts < t.job.message_ids.len() {
+                return Ok(Settled::Pending);
+            }
+        }
+        let t = g.forget_sent(&job_id).expect("present above");
+        Ok(Settled::Final { job: t.job, outcome })
+    }
+
+    async fn take_overdue(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<SentJob>, StoreError> {
+        let mut g = self.lock();
+        let ids: Vec<String> =
+            g.deadlines.iter().take_while(|(d, _)| *d <= now).take(limit).map(|(_, id)| id.clone()).collect();
+        Ok(ids.iter().filter_map(|id| g.forget_sent(id)).map(|t| t.job).collect())
+    }
+
+    async fn record_events(&self, reports: &[Report], ttl: Duration) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        g.sweep();
+        let exp = Instant::now() + ttl;
+        for r in reports {
+            let e = g.history.entry(r.job_id.clone()).or_insert_with(|| (exp, Vec::new()));
+            e.0 = exp;
+            e.1.push(r.clone());
+        }
+        Ok(())
+    }
+
+    async fn events(&self, job_id: &str) -> Result<Vec<Report>, StoreError> {
+        let g = self.lock();
+        Ok(g.history.get(job_id).filter(|(exp, _)| *exp > Instant::now()).map(|(_, v)| v.clone()).unwrap_or_default())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn awaiting_receipts(&self) -> Option<usize> {
+        Some(self.lock().sent.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000 + s, 0).unwrap()
+    }
+
+    fn sent(id: &str, parts: &[&str]) -> SentJob {
+        SentJob {
+            job_id: id.into(),
+            tenant: "t".into(),
+            channel: "sms".into(),
+            to: "+4915112345678".into(),
+            meta: Default::default(),
+            provider: "p".into(),
+            message_ids: parts.iter().map(|s| s.to_string()).collect(),
+            segments: parts.len() as u32,
+        }
+    }
+
+    #[tokio::test]
+    async fn claims_are_first_come() {
+        let s = MemoryStore::new();
+        assert_eq!(s.claim_ids(&["a", "b", "a"], Duration::from_secs(60)).await.unwrap(), [true, true, false]);
+        assert_eq!(s.claim_ids(&["b", "c"], Duration::from_secs(60)).await.unwrap(), [false, true]);
+    }
+
+    #[tokio::test]
+    async fn due_jobs_are_leased_and_come_back_when_the_lease_lapses() {
+        let s = MemoryStore::new();
+        s.schedule(&[ScheduledJob { id: "a".into(), due: t(10), payload: "{}".into() }]).await.unwrap();
+        assert!(s.claim_due(t(9), 10, Duration::from_secs(30)).await.unwrap().is_empty());
+        let c = s.claim_due(t(10), 10, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(c.len(), 1);
+        assert!(s.claim_due(t(20), 10, Duration::from_secs(30)).await.unwrap().is_empty(), "leased");
+        let again = s.claim_due(t(41), 10, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(again.len(), 1, "lease lapsed");
+        // The first, stale lease cannot finish it; the current one can.
+        s.finish_scheduled(&[("a".into(), c[0].lease)]).await.unwrap();
+        assert_eq!(s.claim_due(t(100), 10, Duration::from_secs(30)).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn rescheduling_a_claimed_job_survives_finishing_the_old_claim() {
+        let s = MemoryStore::new();
+        s.schedule(&[ScheduledJob { id: "a".into(), due: t(0), payload: "{}".into() }]).await.unwrap();
+        let c = s.claim_due(t(0), 10, Duration::from_secs(30)).await.unwrap();
+        s.schedule(&[ScheduledJob { id: "a".into(), due: t(5), payload: "{}".into() }]).await.unwrap();
+        s.finish_scheduled(&[("a".into(), c[0].lease)]).await.unwrap();
+        assert_eq!(s.claim_due(t(5), 10, Duration::from_secs(30)).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn multipart_is_final_once_every_part_is_delivered_or_one_fails() {
+        let s = MemoryStore::new();
+        s.track_sent(&[(sent("j1", &["1", "2"]), t(100)), (sent("j2", &["3", "4"]), t(100))], Duration::from_secs(60)).await.unwrap();
+        assert_eq!(s.settle_part("p", "1", PartOutcome::Delivered).await.unwrap(), Settled::Pending);
+        assert!(matches!(s.settle_part("p", "2", PartOutcome::Delivered).await.unwrap(), Settled::Final { outcome: PartOutcome::Delivered, .. }));
+        assert!(matches!(s.settle_part("p", "3", PartOutcome::Undelivered).await.unwrap(), Settled::Final { outcome: PartOutcome::Undelivered, .. }));
+        assert_eq!(s.settle_part("p", "4", PartOutcome::Delivered).await.unwrap(), Settled::Unmatched);
+        assert!(s.take_overdue(t(200), 10).await.unwrap().is_empty());
+        assert_eq!(s.awaiting_receipts(), Some(0));
+    }
+
+    #[tokio::test]
+    async fn overdue_jobs_are_taken_once() {
+        let s = MemoryStore::new();
+        s.track_sent(&[(sent("j", &["1"]), t(100))], Duration::from_secs(60)).await.unwrap();
+        assert!(s.take_overdue(t(99), 10).await.unwrap().is_empty());
+        assert_eq!(s.take_overdue(t(100), 10).await.unwrap().len(), 1);
+        assert_eq!(s.settle_part("p", "1", PartOutcome::Delivered).await.unwrap(), Settled::Unmatched);
+    }
+}

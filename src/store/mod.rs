@@ -1,0 +1,120 @@
+//! The store: everything that several instances must share, behind one trait.
+//!
+//! Every method takes or returns a batch where the hot path calls it, so that an implementation
+//! over the network (Redis) costs one round trip per batch, not one per job.
+
+pub mod memory;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::report::Report;
+
+pub use memory::MemoryStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be reached; the caller keeps the work and tries again later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data did not decode: a bug or a foreign writer, never retried.
+    #[error("corrupt store entry {key}: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+/// A deferred job as the scheduled set holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduledJob {
+    pub id: String,
+    pub due: DateTime<Utc>,
+    /// The job as contract JSON (`Job::to_json`), re-parsed when it falls due.
+    pub payload: String,
+}
+
+/// A due job claimed from the scheduled set; `lease` proves the claim when it is finished.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedJob {
+    pub id: String,
+    pub payload: String,
+    pub lease: u64,
+}
+
+/// A job a provider accepted, as the store keeps it until its final receipt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SentJob {
+    pub job_id: String,
+    pub tenant: String,
+    pub channel: String,
+    pub to: String,
+    pub meta: BTreeMap<String, String>,
+    pub provider: String,
+    /// One per submitted part, in part order.
+    pub message_ids: Vec<String>,
+    pub segments: u32,
+}
+
+/// What a receipt said about one part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartOutcome {
+    Delivered,
+    Undelivered,
+    Expired,
+    Rejected,
+    Unknown,
+}
+
+/// What recording a part's receipt did to its job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Settled {
+    /// The job is now final: report `outcome` (with the receipt's error, if any).
+    Final { job: SentJob, outcome: PartOutcome },
+    /// Other parts are still out.
+    Pending,
+    /// No job holds this message id (yet, or any more).
+    Unmatched,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Claims job ids for first use; `true` where the id had never been claimed.
+    async fn claim_ids(&self, ids: &[&str], ttl: Duration) -> Result<Vec<bool>, StoreError>;
+
+    /// Puts jobs in the scheduled set (replacing an entry of the same id, and its lease).
+    async fn schedule(&self, jobs: &[ScheduledJob]) -> Result<(), StoreError>;
+
+    /// Claims up to `limit` jobs due at `now`, each leased for `lease`; a claim that is not
+    /// finished by then is due again (its instance died).
+    async fn claim_due(&self, now: DateTime<Utc>, limit: usize, lease: Duration) -> Result<Vec<ClaimedJob>, StoreError>;
+
+    /// Removes claimed jobs whose lease still matches (a re-scheduled entry stays).
+    async fn finish_scheduled(&self, done: &[(String, u64)]) -> Result<(), StoreError>;
+
+    /// Records accepted jobs: every part's message id maps to its job, and the job's receipt
+    /// deadline is set, together.
+    async fn track_sent(&self, jobs: &[(SentJob, DateTime<Utc>)], ttl: Duration) -> Result<(), StoreError>;
+
+    /// Records one part's receipt; returns whether that made its job final.
+    async fn settle_part(&self, provider: &str, message_id: &str, outcome: PartOutcome) -> Result<Settled, StoreError>;
+
+    /// Takes (removes) up to `limit` jobs whose receipt deadline passed by `now`.
+    async fn take_overdue(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<SentJob>, StoreError>;
+
+    /// Appends report events to their jobs' histories.
+    async fn record_events(&self, reports: &[Report], ttl: Duration) -> Result<(), StoreError>;
+
+    /// A job's events so far, oldest first.
+    async fn events(&self, job_id: &str) -> Result<Vec<Report>, StoreError>;
+
+    /// Cheap liveness probe for `/readyz`.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Jobs still waiting for a receipt, where the store can count them cheaply (shutdown
+    /// waits for these in the in-memory mode, where they would otherwise be lost).
+    fn awaiting_receipts(&self) -> Option<usize> {
+        None
+    }
+}

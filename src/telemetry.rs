@@ -1,0 +1,73 @@
+//! Every metric name the daemon emits, declared once, plus the `/metrics` renderer.
+//!
+//! Names follow Prometheus conventions: `sendgate_` prefix, base units in the name, `_total`
+//! on counters. Labels never carry a phone number, a job id or a message id.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// Jobs read from a source, by `source` (`http`, `kafka`, `scheduler`).
+pub const JOBS_CONSUMED_TOTAL: &str = "sendgate_jobs_consumed_total";
+/// Items a source refused before they became jobs, by `source` and `reason`.
+pub const JOBS_REJECTED_AT_INGEST_TOTAL: &str = "sendgate_jobs_rejected_at_ingest_total";
+/// Policy decisions, by `policy` and `verdict` (`allow`, `defer`, `stop`).
+pub const POLICY_VERDICTS_TOTAL: &str = "sendgate_policy_verdicts_total";
+/// Requests handed to a provider, by `provider` and `outcome` (`accepted`, `retry`, `rejected`, `timeout`).
+pub const PROVIDER_REQUESTS_TOTAL: &str = "sendgate_provider_requests_total";
+/// Time from handing a message to a provider to its answer, by `provider`.
+pub const PROVIDER_REQUEST_DURATION_SECONDS: &str = "sendgate_provider_request_duration_seconds";
+/// SMPP binds currently bound, by `provider`.
+pub const SMPP_BINDS_BOUND: &str = "sendgate_smpp_binds_bound";
+/// Delivery receipts received, by `provider` and `outcome` (`matched`, `unmatched`, `mo`).
+pub const RECEIPTS_TOTAL: &str = "sendgate_receipts_total";
+/// Report events produced, by `event`.
+pub const REPORTS_TOTAL: &str = "sendgate_reports_total";
+/// Jobs currently between source and a durable point (in memory).
+pub const JOBS_IN_FLIGHT: &str = "sendgate_jobs_in_flight";
+/// Jobs currently parked in the store's scheduled set.
+pub const JOBS_SCHEDULED: &str = "sendgate_jobs_scheduled";
+
+/// `submit_sm` PDUs the built-in SMSC simulator received.
+pub const SIM_SUBMIT_SM_TOTAL: &str = "sendgate_smsc_sim_submit_sm_total";
+/// Whole (reassembled) messages the built-in SMSC simulator received.
+pub const SIM_MESSAGES_TOTAL: &str = "sendgate_smsc_sim_messages_total";
+/// Delivery receipts the built-in SMSC simulator sent, by `outcome`.
+pub const SIM_RECEIPTS_TOTAL: &str = "sendgate_smsc_sim_receipts_total";
+
+static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide Prometheus recorder once and returns its handle.
+///
+/// Several app instances in one test process share the recorder; that is why this is a
+/// `OnceLock` and not an error on the second call.
+pub fn prometheus() -> &'static PrometheusHandle {
+    PROMETHEUS.get_or_init(|| {
+        let handle = PrometheusBuilder::new()
+            .set_buckets(&[
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ])
+            .expect("static buckets are valid")
+            .install_recorder()
+            .expect("the first install of the recorder succeeds");
+        describe();
+        handle
+    })
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(JOBS_CONSUMED_TOTAL, "Jobs read from a source");
+    describe_counter!(JOBS_REJECTED_AT_INGEST_TOTAL, "Items refused before they became jobs");
+    describe_counter!(POLICY_VERDICTS_TOTAL, "Policy decisions");
+    describe_counter!(PROVIDER_REQUESTS_TOTAL, "Requests handed to providers");
+    describe_histogram!(PROVIDER_REQUEST_DURATION_SECONDS, Unit::Seconds, "Provider answer latency");
+    describe_gauge!(SMPP_BINDS_BOUND, "SMPP binds currently bound");
+    describe_counter!(RECEIPTS_TOTAL, "Delivery receipts received");
+    describe_counter!(REPORTS_TOTAL, "Report events produced");
+    describe_gauge!(JOBS_IN_FLIGHT, "Jobs between source and a durable point");
+    describe_gauge!(JOBS_SCHEDULED, "Jobs parked in the scheduled set");
+    describe_counter!(SIM_SUBMIT_SM_TOTAL, "submit_sm PDUs received by the SMSC simulator");
+    describe_counter!(SIM_MESSAGES_TOTAL, "Reassembled messages received by the SMSC simulator");
+    describe_counter!(SIM_RECEIPTS_TOTAL, "Receipts sent by the SMSC simulator");
+}
