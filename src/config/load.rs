@@ -47,8 +47,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
             "providers" => match value {
                 Value::Table(providers) => {
                     for (name, p) in providers {
-                        let path = format!("providers.{name}");
-                        if let Some(pc) = typed::<ProviderConfig>(&path, p, &mut errors) {
+                        if let Some(pc) = provider(&format!("providers.{name}"), p, &mut errors) {
                             config.providers.insert(name, pc);
                         }
                     }
@@ -63,6 +62,26 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
         Ok(config)
     } else {
         Err(ConfigErrors(errors))
+    }
+}
+
+/// Reads `kind` first, then the rest as that kind's config: serde's tagged enums lose the
+/// path of an error inside them, and the path is the point.
+fn provider(path: &str, value: Value, errors: &mut Vec<String>) -> Option<ProviderConfig> {
+    let Value::Table(mut t) = value else {
+        errors.push(format!("{path}: must be a table"));
+        return None;
+    };
+    match t.remove("kind") {
+        Some(Value::String(k)) if k == "smpp" => typed(path, Value::Table(t), errors).map(ProviderConfig::Smpp),
+        Some(other) => {
+            errors.push(format!("{path}.kind: unknown provider kind {other} (expected \"smpp\")"));
+            None
+        }
+        None => {
+            errors.push(format!("{path}.kind: required (\"smpp\")"));
+            None
+        }
     }
 }
 

@@ -236,3 +236,59 @@ fn bad_outcome_mix_is_refused_at_start() {
     let err = rt.block_on(SmscSim::start(cfg)).err().expect("refused");
     assert!(err.to_string().starts_with("smsc_sim.outcome_mix: `lost`"), "{err}");
 }
+
+/// Sim throughput on one connection with receipts on, client in the same process (so the
+/// figure is a floor). Run: `cargo test --release --lib smsc_sim::tests::throughput -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "load test; run in release"]
+async fn throughput() {
+    const N: usize = 300_000;
+    const WINDOW: usize = 2_000;
+    let cfg = SimConfig { record_messages: false, ..SimConfig::default() };
+    let sim = SmscSim::start(cfg).await.unwrap();
+    let stream = tokio::net::TcpStream::connect(sim.local_addr()).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (mut sink, mut frames) = Framed::new(stream, CommandCodec::new()).split();
+    sink.send(Command::new(CommandStatus::EsmeRok, 1, bind_trx("load", ""))).await.unwrap();
+    assert_eq!(frames.next().await.unwrap().unwrap().status(), CommandStatus::EsmeRok);
+
+    let window = std::sync::Arc::new(tokio::sync::Semaphore::new(WINDOW));
+    let sm = submit_template(1).with_short_message(OctetString::from_static_slice(b"load test message").unwrap());
+    let started = std::time::Instant::now();
+    let writer = {
+        let window = window.clone();
+        tokio::spawn(async move {
+            for seq in 0..N as u32 {
+                let permit = match window.try_acquire() {
+                    Ok(p) => p,
+                    Err(_) => {
+                        sink.flush().await.unwrap();
+                        window.acquire().await.unwrap()
+                    }
+                };
+                permit.forget();
+                sink.feed(Command::new(CommandStatus::EsmeRok, seq + 2, sm.clone())).await.unwrap();
+            }
+            sink.flush().await.unwrap();
+            sink
+        })
+    };
+    let (mut resps, mut receipts) = (0, 0);
+    while resps < N {
+        let cmd = frames.next().await.unwrap().unwrap();
+        match cmd.pdu() {
+            Some(Pdu::SubmitSmResp(_)) => {
+                resps += 1;
+                window.add_permits(1);
+            }
+            Some(Pdu::DeliverSm(_)) => receipts += 1,
+            _ => {}
+        }
+    }
+    let elapsed = started.elapsed();
+    let _sink = writer.await.unwrap();
+    let rate = N as f64 / elapsed.as_secs_f64();
+    println!("{N} submit_sm in {elapsed:?}: {rate:.0}/s; {receipts} receipts seen meanwhile; {:?}", sim.stats());
+    assert!(rate > 30_000.0, "{rate:.0} submit_sm/s");
+    sim.shutdown().await;
+}

@@ -1,0 +1,255 @@
+//! The whole flow on the embedded default: HTTP in, policies, real SMPP over loopback to the
+//! simulator, receipts back, JSONL reports out.
+
+mod support;
+
+use std::time::Duration;
+
+use sendgate::report::{EventKind, Reason};
+use serde_json::{json, Value};
+use support::{finals, start};
+
+const EXAMPLE: &str = r#"{
+  "id": "crm-7f3a-000123",
+  "tenant": "acme",
+  "channel": "sms",
+  "to": "+79161234567",
+  "from": "ACME",
+  "text": "Your order 123 has shipped",
+  "priority": "marketing",
+  "send_at": "2026-11-21T09:00:00+03:00",
+  "expires_at": "2026-11-22T09:00:00+03:00",
+  "quiet_hours": { "start": "21:00", "end": "09:00" },
+  "tz": "Europe/Moscow",
+  "route": "smsc-a",
+  "campaign": "black-friday",
+  "meta": { "crm_contact": "55012" }
+}"#;
+
+fn job(id: &str, to: &str, text: &str) -> Value {
+    json!({"id": id, "tenant": "acme", "channel": "sms", "to": to, "text": text})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_example_is_accepted_then_delivered_and_a_repeat_is_one_duplicate() {
+    let h = start(|_| {}).await;
+    let (status, body) = h.post("/v1/jobs", "application/json", EXAMPLE).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["accepted"], 1);
+    let id = "crm-7f3a-000123".to_string();
+    let by = h.wait_final(std::slice::from_ref(&id)).await;
+    let events: Vec<EventKind> = by[&id].iter().map(|r| r.event).collect();
+    assert_eq!(events, [EventKind::Accepted, EventKind::Delivered]);
+    for r in &by[&id] {
+        assert_eq!(r.meta.get("crm_contact").map(String::as_str), Some("55012"));
+        assert_eq!(r.provider.as_deref(), Some("smsc-a"));
+    }
+    assert_eq!(by[&id][0].segments, Some(1));
+    assert!(by[&id][0].provider_message_id.is_some());
+
+    let (status, got) = h.get(&format!("/v1/jobs/{id}")).await;
+    assert_eq!(status, 200);
+    let kinds: Vec<&str> = got["events"].as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["accepted", "delivered"]);
+    assert_eq!(got["events"][1]["meta"]["crm_contact"], "55012");
+
+    let (status, _) = h.post("/v1/jobs", "application/json", EXAMPLE).await;
+    assert_eq!(status, 202);
+    h.wait_until("duplicate event", || h.reports_by_job()[&id].len() == 3).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rs = &h.reports_by_job()[&id];
+    assert_eq!(rs.len(), 3, "{rs:?}");
+    assert_eq!(rs[2].event, EventKind::Duplicate);
+    assert!(!rs[2].is_final);
+    let sim = h.app.sim.as_ref().unwrap();
+    assert_eq!(sim.messages().iter().filter(|m| m.destination == "79161234567").count(), 1);
+    assert_eq!(sim.stats().submit_sm, 1);
+    let left = h.app.shutdown().await;
+    assert_eq!((left.in_flight, left.awaiting_receipts), (0, 0));
+}
+
+/// Texts that exercise GSM-7, its extension table, UCS-2 and surrogate pairs, single and
+/// concatenated.
+fn text_for(i: usize) -> String {
+    match i % 5 {
+        0 => format!("Order {i} shipped"),
+        1 => format!("{i} Привет! Ваш заказ собран и передан в доставку. ").repeat(1 + i % 4),
+        2 => format!("{i} emoji 🎉🚀👍🏽 and more 😀 ").repeat(1 + i % 7),
+        3 => format!("{i} GSM ext €[]{{}}\\~^| plain text continues here. ").repeat(1 + i % 6),
+        _ => format!("{i} long plain text for concatenation ").repeat(2 + i % 9),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_mixed_texts_arrive_encoded_numbered_and_decoded_exactly() {
+    let h = start(|_| {}).await;
+    let jobs: Vec<Value> = (0..1000).map(|i| job(&format!("mix-{i}"), &format!("+44770090{i:04}"), &text_for(i))).collect();
+    let ids: Vec<String> = (0..1000).map(|i| format!("mix-{i}")).collect();
+    for chunk in jobs.chunks(250) {
+        let (status, body) = h.post("/v1/jobs", "application/json", Value::Array(chunk.to_vec()).to_string()).await;
+        assert_eq!(status, 202);
+        assert_eq!(body["accepted"], 250, "{body}");
+    }
+    let by = h.wait_final(&ids).await;
+    let sim = h.app.sim.as_ref().unwrap();
+    let received: std::collections::HashMap<String, sendgate::smsc_sim::SimMessage> =
+        sim.messages().into_iter().map(|m| (m.destination.clone(), m)).collect();
+    let missing: Vec<usize> = (0..1000).filter(|i| !received.contains_key(&format!("44770090{i:04}"))).collect();
+    assert!(missing.is_empty(), "{} missing, e.g. {:?}; stats {:?}", missing.len(), &missing[..missing.len().min(10)], sim.stats());
+    for i in 0..1000 {
+        let id = format!("mix-{i}");
+        let rs = &by[&id];
+        assert_eq!(finals(rs).len(), 1, "{id}: {rs:?}");
+        assert_eq!(finals(rs)[0].event, EventKind::Delivered);
+        let m = &received[&format!("44770090{i:04}")];
+        assert_eq!(m.text, text_for(i), "{id}");
+        let accepted = rs.iter().find(|r| r.event == EventKind::Accepted).unwrap();
+        assert_eq!(accepted.segments, Some(m.parts as u32), "{id}");
+        let gsm = text_for(i).chars().all(|c| c.is_ascii() || "€".contains(c));
+        assert_eq!(m.data_coding, if gsm { 0x00 } else { 0x08 }, "{id}");
+    }
+    assert_eq!(sim.stats().messages, 1000);
+    h.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_per_item_errors_and_good_neighbours_finish() {
+    let h = start(|c| c.server.max_body_bytes = 64 * 1024).await;
+    let ok = |i: usize| job(&format!("good-{i}"), &format!("+4915100000{i:03}"), "hello").to_string();
+    let base = r#""tenant":"acme","channel":"sms","to":"+79161234567""#;
+    let bad: Vec<(String, &str)> = vec![
+        (r#"{"tenant":"acme","channel":"sms","to":"+79161234567","text":"x"}"#.into(), "id: missing"),
+        (format!(r#"{{"id":"b1","tenant":"acme","channel":"sms","to":"+7 916","text":"x"}}"#), "to: not an E.164 number"),
+        (format!(r#"{{"id":"b2",{base},"text":"x","template":{{"name":"t","language":"en"}}}}"#), "text: give either text or template"),
+        (format!(r#"{{"id":"b3",{base}}}"#), "text: one of text or template"),
+        (format!(r#"{{"id":"b4",{base},"text":"x","send_at":"21/11/2026"}}"#), "send_at: not an RFC 3339 time"),
+        (format!(r#"{{"id":"b5",{base},"text":"x","meta":{{"k":"{}"}}}}"#, "v".repeat(5000)), "meta: larger than 4096"),
+        (r#"{"id":"b6","tenant":"acme","channel":"pigeon post","to":"+79161234567","text":"x"}"#.into(), "channel: not a channel name"),
+        (format!(r#"{{"id":"b7",{base},"text":42}}"#), "text: must be a string"),
+        ("this is not json".into(), "not JSON"),
+        (format!(r#"{{"id":"b9",{base},"text":"x","priority":"urgent"}}"#), "priority:"),
+        (format!(r#"{{"id":"b10",{base},"text":"x","tz":"Moon/Base"}}"#), "tz: not an IANA time zone"),
+        (format!(r#"{{"id":"b11",{base},"text":"x","quiet_hours":{{"start":"9pm","end":"08:00"}}}}"#), "quiet_hours: start: not HH:MM"),
+        (format!(r#"{{"id":"b12",{base},"text":"x","ttl_s":"soon"}}"#), "ttl_s: must be whole seconds"),
+        (r#"{"id":"b13","tenant":"ACME Corp","channel":"sms","to":"+79161234567","text":"x"}"#.into(), "tenant: must match"),
+        (format!(r#"{{"id":"b14",{base},"text":"x","meta":["a"]}}"#), "meta: must be an object"),
+        (r#"{"id":"b15","tenant":"acme","channel":"whatsapp","to":"+79161234567","template":{"name":"t"}}"#.into(), "template: language: required"),
+        (r#"[1,2,3]"#.into(), "not a JSON object"),
+        (format!(r#"{{"id":"b17",{base},"text":"x","route":"nowhere"}}"#), "__routed__"),
+    ];
+    let mut lines = Vec::new();
+    let mut expected = Vec::new();
+    for (i, (line, why)) in bad.iter().enumerate() {
+        lines.push(ok(i));
+        expected.push((lines.len(), *why));
+        lines.push(line.clone());
+    }
+    lines.push(ok(999));
+    let (status, body) = h.post("/v1/jobs", "application/x-ndjson", lines.join("\n")).await;
+    assert_eq!(status, 202, "{body}");
+    let rejected = body["rejected"].as_array().unwrap();
+    let routed: Vec<_> = expected.iter().filter(|(_, w)| *w == "__routed__").collect();
+    assert_eq!(rejected.len(), expected.len() - routed.len(), "{body:#}");
+    for (index, why) in expected.iter().filter(|(_, w)| *w != "__routed__") {
+        let r = rejected.iter().find(|r| r["index"] == *index).unwrap_or_else(|| panic!("line {index} not rejected: {body}"));
+        let msg = r["error"].as_str().unwrap();
+        assert!(msg.contains(why), "line {index}: {msg:?} should say {why:?}");
+    }
+    assert_eq!(body["accepted"].as_u64().unwrap() as usize, bad.len() + 1 + routed.len());
+
+    // A valid job naming an unknown route is rejected by the pipeline, with a final report.
+    let good: Vec<String> = (0..bad.len()).map(|i| format!("good-{i}")).chain(["good-999".into(), "b17".into()]).collect();
+    let by = h.wait_final(&good).await;
+    for id in &good[..good.len() - 1] {
+        assert_eq!(finals(&by[id]).len(), 1);
+        assert_eq!(finals(&by[id])[0].event, EventKind::Delivered, "{id}");
+    }
+    let b17 = finals(&by["b17"])[0];
+    assert_eq!((b17.event, b17.reason), (EventKind::Rejected, Some(Reason::InvalidJob)));
+    assert!(b17.error.as_ref().unwrap().message.starts_with("route: unknown provider"));
+
+    // Whole-body failures: over the limit, not JSON at all, a JSON scalar.
+    let (status, body) = h.post("/v1/jobs", "application/json", "x".repeat(70 * 1024)).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body["error"].as_str().unwrap().starts_with("body: larger than"));
+    let (status, body) = h.post("/v1/jobs", "application/json", "{nope").await;
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap().starts_with("body: not JSON"));
+    let (status, _) = h.post("/v1/jobs", "application/json", "42").await;
+    assert_eq!(status, 400);
+    // Still serving.
+    assert_eq!(h.get("/healthz").await.0, 200);
+    assert_eq!(h.get("/readyz").await.0, 200);
+    assert_eq!(h.get("/v1/jobs/never-seen").await.0, 404);
+    h.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_and_expired_jobs_follow_the_clock() {
+    let h = start(|_| {}).await;
+    let t0 = support::t0();
+    let later = (t0 + chrono::Duration::seconds(90)).to_rfc3339();
+    let past = (t0 - chrono::Duration::seconds(1)).to_rfc3339();
+    let jobs = json!([
+        {"id": "sched-1", "tenant": "acme", "channel": "sms", "to": "+4915100000001", "text": "later", "send_at": later},
+        {"id": "exp-1", "tenant": "acme", "channel": "sms", "to": "+4915100000002", "text": "too late", "expires_at": past},
+        {"id": "ttl-1", "tenant": "acme", "channel": "sms", "to": "+4915100000003", "text": "later, short ttl",
+         "send_at": later, "ttl_s": 60},
+    ]);
+    let (status, body) = h.post("/v1/jobs", "application/json", jobs.to_string()).await;
+    assert_eq!(status, 202, "{body}");
+    // ttl_s 60 with send_at 90 s ahead: rejected up front, since it could never be sent.
+    assert_eq!(body["rejected"][0]["id"], "ttl-1");
+    assert!(body["rejected"][0]["error"].as_str().unwrap().starts_with("expires_at: must be after send_at"));
+
+    let by = h.wait_final(&["exp-1".to_string()]).await;
+    assert_eq!(finals(&by["exp-1"])[0].event, EventKind::Expired);
+    h.wait_until("deferral", || h.reports_by_job().get("sched-1").is_some()).await;
+    let d = &h.reports_by_job()["sched-1"][0];
+    assert_eq!((d.event, d.reason), (EventKind::Deferred, Some(Reason::Scheduled)));
+    assert_eq!(d.retry_at, Some(t0 + chrono::Duration::seconds(90)));
+    // Nothing goes before its time, however long the scheduler ticks.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(h.reports_by_job()["sched-1"].len(), 1);
+    assert_eq!(h.app.sim.as_ref().unwrap().stats().submit_sm, 0);
+
+    h.clock.advance(chrono::Duration::seconds(90));
+    let by = h.wait_final(&["sched-1".to_string()]).await;
+    let kinds: Vec<EventKind> = by["sched-1"].iter().map(|r| r.event).collect();
+    assert_eq!(kinds, [EventKind::Deferred, EventKind::Accepted, EventKind::Delivered]);
+    h.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_without_a_receipt_ends_unknown_at_the_receipt_timeout() {
+    // The simulator holds receipts for an hour of real time: only the deadline can end the job.
+    let h = start(|c| c.dev.smsc_sim.receipt_delay = Duration::from_secs(3600)).await;
+    h.post("/v1/jobs", "application/json", job("silent-1", "+4915100000009", "anyone there?").to_string()).await;
+    h.wait_until("accepted", || h.reports_by_job().get("silent-1").is_some()).await;
+    assert_eq!(h.reports_by_job()["silent-1"][0].event, EventKind::Accepted);
+    // dev.toml's receipt_timeout is 60 s.
+    h.clock.advance(chrono::Duration::seconds(61));
+    let by = h.wait_final(&["silent-1".to_string()]).await;
+    let f = finals(&by["silent-1"]);
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].event, EventKind::Unknown);
+    h.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipt_outcomes_map_to_final_events() {
+    let h = start(|c| c.dev.smsc_sim.outcome_mix = "undelivered=1,expired=1,rejected=1".into()).await;
+    let jobs: Vec<Value> = (0..60).map(|i| job(&format!("mixout-{i}"), &format!("+4915200000{i:03}"), &text_for(i))).collect();
+    h.post("/v1/jobs", "application/json", Value::Array(jobs).to_string()).await;
+    let ids: Vec<String> = (0..60).map(|i| format!("mixout-{i}")).collect();
+    let by = h.wait_final(&ids).await;
+    let mut seen = std::collections::HashSet::new();
+    for id in &ids {
+        let f = finals(&by[id]);
+        assert_eq!(f.len(), 1, "{id}");
+        assert!(matches!(f[0].event, EventKind::Undelivered | EventKind::Expired | EventKind::Rejected), "{id}: {:?}", f[0].event);
+        seen.insert(f[0].event);
+    }
+    assert_eq!(seen.len(), 3, "every outcome of the mix shows up in 60 jobs");
+    h.app.shutdown().await;
+}

@@ -1,0 +1,131 @@
+//! Shared helpers for the integration tests: start the daemon in-process on loopback ports,
+//! talk HTTP to it, read its JSONL reports.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, TimeZone, Utc};
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use sendgate::app::{App, Mode};
+use sendgate::clock::ManualClock;
+use sendgate::config::{self, Config};
+use sendgate::report::Report;
+use serde_json::Value;
+
+pub struct Harness {
+    pub app: App,
+    pub clock: Arc<ManualClock>,
+    pub reports_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// The instant tests run at: the CONTRACT.md example job is valid then.
+pub fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 21, 6, 30, 0).unwrap()
+}
+
+/// The dev config on free ports, reports to a temp file, simulator recording messages.
+pub fn dev_config(dir: &std::path::Path) -> Config {
+    let mut cfg = config::parse(config::DEV_TOML).expect("dev config parses");
+    cfg.server.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.server.metrics_listen = "127.0.0.1:0".parse().unwrap();
+    cfg.server.drain_timeout = Duration::from_secs(10);
+    cfg.reports.stdout = false;
+    cfg.reports.file = Some(dir.join("reports.jsonl"));
+    cfg.dev.smsc_sim.record_messages = true;
+    cfg.dev.smsc_sim.receipt_delay = Duration::from_millis(20);
+    cfg.pipeline.scheduler_tick = Duration::from_millis(20);
+    cfg
+}
+
+pub async fn start(tweak: impl FnOnce(&mut Config)) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = dev_config(dir.path());
+    tweak(&mut cfg);
+    let reports_path = cfg.reports.file.clone().unwrap();
+    let clock = Arc::new(ManualClock::new(t0()));
+    let app = App::start_with_clock(cfg, Mode::Dev, clock.clone()).await.expect("app starts");
+    let h = Harness { app, clock, reports_path, _dir: dir };
+    h.wait_until("providers bound", || h.app.providers_ready()).await;
+    h
+}
+
+impl Harness {
+    pub fn base(&self) -> String {
+        format!("http://{}", self.app.api_addr)
+    }
+
+    pub async fn post(&self, path: &str, content_type: &str, body: impl Into<Bytes>) -> (u16, Value) {
+        request(self.app.api_addr, "POST", path, Some(content_type), body.into()).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        request(self.app.api_addr, "GET", path, None, Bytes::new()).await
+    }
+
+    /// Every report written so far.
+    pub fn reports(&self) -> Vec<Report> {
+        let text = std::fs::read_to_string(&self.reports_path).unwrap_or_default();
+        text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad report line {l}: {e}"))).collect()
+    }
+
+    /// Reports grouped by job id, in order.
+    pub fn reports_by_job(&self) -> HashMap<String, Vec<Report>> {
+        let mut m: HashMap<String, Vec<Report>> = HashMap::new();
+        for r in self.reports() {
+            m.entry(r.job_id.clone()).or_default().push(r);
+        }
+        m
+    }
+
+    /// Waits (real time, bounded) until every id has a final report; returns the grouping.
+    pub async fn wait_final(&self, ids: &[String]) -> HashMap<String, Vec<Report>> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let by = self.reports_by_job();
+            let missing = ids.iter().filter(|id| !by.get(*id).is_some_and(|rs| rs.iter().any(|r| r.is_final))).count();
+            if missing == 0 {
+                return by;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("{missing} of {} jobs never got a final report", ids.len());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn wait_until(&self, what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !cond() {
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// One HTTP/1.1 request over a fresh loopback connection.
+pub async fn request(addr: std::net::SocketAddr, method: &str, path: &str, content_type: Option<&str>, body: Bytes) -> (u16, Value) {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    let mut req = Request::builder().method(method).uri(path).header("host", addr.to_string());
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    let resp = send.send_request(req.body(Full::new(body)).unwrap()).await.unwrap();
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let v = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (status, v)
+}
+
+pub fn finals(rs: &[Report]) -> Vec<&Report> {
+    rs.iter().filter(|r| r.is_final).collect()
+}
