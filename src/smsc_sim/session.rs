@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::{SinkExt, StreamExt};
 use metrics::Counter;
@@ -28,6 +28,8 @@ const OUTBOUND_CAPACITY: usize = 4096;
 /// Most PDUs fed before a flush, so one busy connection's latency stays bounded.
 const MAX_BATCH: usize = 256;
 const SIM_SYSTEM_ID: &[u8] = b"sendgate-sim\0";
+/// How long a closing session waits for its queued PDUs to reach the socket.
+const WRITER_GRACE: Duration = Duration::from_secs(2);
 
 /// What the writer task puts on the wire.
 #[derive(Debug)]
@@ -117,7 +119,11 @@ pub(super) async fn run(stream: TcpStream, shared: Arc<Shared>, mut shutdown: wa
     }
     session.unregister();
     drop(session);
-    let _ = writer.await;
+    // A client that stopped reading would keep the writer stuck on a full socket forever.
+    let abort = writer.abort_handle();
+    if tokio::time::timeout(WRITER_GRACE, writer).await.is_err() {
+        abort.abort();
+    }
 }
 
 fn nack(sequence_number: u32, status: CommandStatus) -> Command {
