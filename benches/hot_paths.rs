@@ -122,11 +122,11 @@ fn batch_jobs(prefix: &str) -> Vec<Job> {
 }
 
 fn chain(store: Arc<dyn Store>) -> Chain {
-    Chain::new(vec![Box::new(Dedup::new(store, Duration::from_secs(7 * 86_400))), Box::new(Expiry), Box::new(Schedule)])
+    Chain::new(vec![Box::new(Dedup::new(store, Duration::from_secs(7 * 86_400), Duration::from_secs(10))), Box::new(Expiry), Box::new(Schedule)])
 }
 
 fn candidates(jobs: &[Job]) -> Vec<Candidate<'_>> {
-    jobs.iter().map(|job| Candidate { job, resumed: false, verdict: Verdict::Allow }).collect()
+    jobs.iter().map(|job| Candidate { job, claimed: false, verdict: Verdict::Allow }).collect()
 }
 
 fn bench_policy_chain(c: &mut Criterion) {

@@ -20,8 +20,11 @@ use crate::receipt::correlate::{sweep_deadlines, Correlator};
 use crate::route::Router;
 use crate::scheduler::Scheduler;
 use crate::sink::jsonl::JsonlSink;
+use crate::sink::kafka::{KafkaProducer, KafkaSink};
+use crate::sink::Sink;
+use crate::source::kafka::{KafkaSource, SourceDeps};
 use crate::smsc_sim::{SimConfig, SimHandle, SmscSim};
-use crate::source::http::{self, Api};
+use crate::source::http::{self, Api, Ingest};
 use crate::store::{MemoryStore, Store};
 
 /// How the daemon gets its outside world.
@@ -45,6 +48,7 @@ pub struct App {
     drain: DrainHandle,
     router: Arc<Router>,
     reporter: Arc<Reporter>,
+    kafka_source: Option<Arc<KafkaSource>>,
     ingest_tasks: Vec<JoinHandle<()>>,
     pipeline_tasks: Vec<JoinHandle<()>>,
     rest_tasks: Vec<JoinHandle<()>>,
@@ -65,7 +69,14 @@ impl App {
     pub async fn start_with_clock(cfg: Config, mode: Mode, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         crate::telemetry::prometheus();
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-        let sink = Arc::new(JsonlSink::open(cfg.reports.stdout, cfg.reports.file.clone()).await.context("reports.file")?);
+        let producer = match &cfg.kafka {
+            Some(k) => Some(KafkaProducer::new(k).context("kafka")?),
+            None => None,
+        };
+        let sink: Arc<dyn Sink> = match (&cfg.kafka, &producer) {
+            (Some(k), Some(p)) => Arc::new(KafkaSink::new(p.clone(), k.reports_topic.clone())),
+            _ => Arc::new(JsonlSink::open(cfg.reports.stdout, cfg.reports.file.clone()).await.context("reports.file")?),
+        };
         let reporter = Arc::new(Reporter::new(sink, store.clone(), cfg.server.job_history_ttl));
 
         let sim = if mode == Mode::Dev && needs_sim(&cfg) {
@@ -102,7 +113,7 @@ impl App {
 
         let (intake, intake_rx) = Intake::new(cfg.pipeline.max_in_flight);
         let chain = Chain::new(vec![
-            Box::new(Dedup::new(store.clone(), cfg.pipeline.dedup_ttl)),
+            Box::new(Dedup::new(store.clone(), cfg.pipeline.dedup_ttl, Duration::from_secs(10))),
             Box::new(Expiry),
             Box::new(Schedule),
         ]);
@@ -155,7 +166,28 @@ impl App {
         let api_addr = api_listener.local_addr()?;
         let metrics_addr = metrics_listener.local_addr()?;
         let drain = intake.drain_handle();
-        let api = Arc::new(Api { intake, store: store.clone(), router: router.clone(), clock, max_body_bytes: cfg.server.max_body_bytes });
+        let kafka_source = match (&cfg.kafka, &producer) {
+            (Some(k), Some(p)) => {
+                let source = Arc::new(KafkaSource::new(k).context("kafka consumer")?);
+                let deps = SourceDeps {
+                    intake: intake.clone(),
+                    clock: clock.clone(),
+                    store: store.clone(),
+                    reporter: reporter.clone(),
+                    producer: p.clone(),
+                    dedup_ttl: cfg.pipeline.dedup_ttl,
+                };
+                let (s, stop) = (source.clone(), stop_intake.clone());
+                ingest_tasks.push(tokio::spawn(async move { s.run(deps, stop).await }));
+                Some(source)
+            }
+            _ => None,
+        };
+        let ingest = match (&cfg.kafka, &producer) {
+            (Some(k), Some(p)) => Ingest::Kafka { producer: p.clone(), topic: k.jobs_topic.clone() },
+            _ => Ingest::Embedded(intake),
+        };
+        let api = Arc::new(Api { ingest, store: store.clone(), router: router.clone(), clock, max_body_bytes: cfg.server.max_body_bytes });
         ingest_tasks.push(tokio::spawn(http::serve(api_listener, stop_intake.clone(), move |req| api.clone().handle(req))));
         rest_tasks.push(tokio::spawn(http::serve_metrics(metrics_listener, stop_rest.clone())));
 
@@ -170,6 +202,7 @@ impl App {
             drain,
             router,
             reporter,
+            kafka_source,
             ingest_tasks,
             pipeline_tasks,
             rest_tasks,
@@ -193,6 +226,12 @@ impl App {
         let mut left = Leftovers::default();
         if tokio::time::timeout_at(deadline, self.drain.drained()).await.is_err() {
             left.in_flight = self.drain.in_flight();
+        }
+        if let Some(source) = &self.kafka_source {
+            // Every job that reached a durable point has its offset committed before we leave
+            // the group; the rest is re-read by the partitions' next owner.
+            let s = source.clone();
+            let _ = tokio::task::spawn_blocking(move || s.finish()).await;
         }
         // In memory nothing survives us: wait for outstanding receipts while the deadline allows.
         while let Some(n) = self.store.awaiting_receipts().filter(|n| *n > 0) {

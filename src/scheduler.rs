@@ -58,7 +58,6 @@ impl Scheduler {
                 let store = self.store.clone();
                 let (id, lease) = (c.id, c.lease);
                 let finish = {
-                    let id = id.clone();
                     Box::new(move || {
                         tokio::spawn(async move {
                             if let Err(e) = store.finish_scheduled(&[(id, lease)]).await {
@@ -67,7 +66,8 @@ impl Scheduler {
                         });
                     }) as Box<dyn FnOnce() + Send>
                 };
-                if self.intake.submit(job, Some((id, lease)), Some(finish)).await.is_err() {
+                // A job parked as Busy has its claim checked again; others are ours already.
+                if self.intake.submit(job, !c.recheck, Some(finish)).await.is_err() {
                     return;
                 }
             }

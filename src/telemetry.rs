@@ -23,6 +23,9 @@ pub const SMPP_BINDS_BOUND: &str = "sendgate_smpp_binds_bound";
 pub const RECEIPTS_TOTAL: &str = "sendgate_receipts_total";
 /// Report events produced, by `event`.
 pub const REPORTS_TOTAL: &str = "sendgate_reports_total";
+/// Submits whose outcome is unknown and that are never resent, by `cause`
+/// (`response_timeout`, `instance_died`).
+pub const SUBMITS_AMBIGUOUS_TOTAL: &str = "sendgate_submits_ambiguous_total";
 /// Jobs currently between source and a durable point (in memory).
 pub const JOBS_IN_FLIGHT: &str = "sendgate_jobs_in_flight";
 /// Jobs currently parked in the store's scheduled set.
@@ -65,6 +68,7 @@ fn describe() {
     describe_gauge!(SMPP_BINDS_BOUND, "SMPP binds currently bound");
     describe_counter!(RECEIPTS_TOTAL, "Delivery receipts received");
     describe_counter!(REPORTS_TOTAL, "Report events produced");
+    describe_counter!(SUBMITS_AMBIGUOUS_TOTAL, "Submits with unknown outcome, never resent");
     describe_gauge!(JOBS_IN_FLIGHT, "Jobs between source and a durable point");
     describe_gauge!(JOBS_SCHEDULED, "Jobs parked in the scheduled set");
     describe_counter!(SIM_SUBMIT_SM_TOTAL, "submit_sm PDUs received by the SMSC simulator");

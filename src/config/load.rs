@@ -44,6 +44,8 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
             "pipeline" => section(&key, value, &mut errors, &mut config.pipeline),
             "reports" => section(&key, value, &mut errors, &mut config.reports),
             "dev" => section(&key, value, &mut errors, &mut config.dev),
+            "kafka" => config.kafka = typed(&key, value, &mut errors),
+            "redis" => config.redis = typed(&key, value, &mut errors),
             "providers" => match value {
                 Value::Table(providers) => {
                     for (name, p) in providers {
@@ -54,7 +56,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
                 }
                 _ => errors.push("providers: must be a table of providers".into()),
             },
-            other => errors.push(format!("{other}: unknown section (expected server, pipeline, reports, providers, dev)")),
+            other => errors.push(format!("{other}: unknown section (expected server, pipeline, reports, providers, kafka, redis, dev)")),
         }
     }
     validate(&config, &mut errors);

@@ -29,6 +29,94 @@ pub struct Config {
     pub providers: BTreeMap<String, ProviderConfig>,
     #[serde(default)]
     pub dev: DevConfig,
+    /// Kafka in and out (`sendgate run`); absent: HTTP ingest feeds the embedded queue.
+    #[serde(default)]
+    pub kafka: Option<KafkaConfig>,
+    /// Shared state (`sendgate run`); absent: in-memory (one instance only).
+    #[serde(default)]
+    pub redis: Option<RedisConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port...]`.
+    pub brokers: String,
+    #[serde(default = "default_group")]
+    pub group_id: String,
+    #[serde(default = "default_jobs_topic")]
+    pub jobs_topic: String,
+    #[serde(default = "default_reports_topic")]
+    pub reports_topic: String,
+    #[serde(default = "default_dlq_topic")]
+    pub dlq_topic: String,
+    /// A consumer silent for this long is dropped from the group and its partitions move.
+    #[serde(default = "default_session_timeout", with = "humantime_serde")]
+    pub session_timeout: Duration,
+    /// How long a fetch may wait for data: low, or every hop adds up to this much latency.
+    #[serde(default = "default_fetch_wait_max", with = "humantime_serde")]
+    pub fetch_wait_max: Duration,
+    /// How often finished offsets are committed.
+    #[serde(default = "default_commit_interval", with = "humantime_serde")]
+    pub commit_interval: Duration,
+    /// Most reports (and DLQ records) in flight to the broker at once.
+    #[serde(default = "default_producer_in_flight")]
+    pub producer_max_in_flight: usize,
+    /// Extra librdkafka properties for the consumer and producer (e.g. security settings).
+    #[serde(default)]
+    pub consumer: BTreeMap<String, String>,
+    #[serde(default)]
+    pub producer: BTreeMap<String, String>,
+}
+
+fn default_group() -> String {
+    "sendgate".into()
+}
+fn default_jobs_topic() -> String {
+    "sendgate.jobs".into()
+}
+fn default_reports_topic() -> String {
+    "sendgate.reports".into()
+}
+fn default_dlq_topic() -> String {
+    "sendgate.jobs.dlq".into()
+}
+fn default_session_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_fetch_wait_max() -> Duration {
+    Duration::from_millis(50)
+}
+fn default_commit_interval() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_producer_in_flight() -> usize {
+    100_000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://host:port/db`. Run Redis with AOF (`appendonly yes`): deferred jobs, dedup
+    /// claims and receipt mappings live here.
+    pub url: String,
+    /// Every key starts with this, so several deployments can share one Redis.
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    /// This instance's name; claims it holds are taken over by others once its heartbeat
+    /// lapses. Default: the host name.
+    #[serde(default)]
+    pub instance_id: Option<String>,
+    /// How long an instance counts as alive after its last heartbeat.
+    #[serde(default = "default_heartbeat_ttl", with = "humantime_serde")]
+    pub heartbeat_ttl: Duration,
+}
+
+fn default_prefix() -> String {
+    "sendgate:".into()
+}
+fn default_heartbeat_ttl() -> Duration {
+    Duration::from_secs(10)
 }
 
 #[derive(Debug, Clone, Deserialize)]

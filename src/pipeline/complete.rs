@@ -89,7 +89,7 @@ async fn settle(ctx: &CompleterCtx, batch: Vec<Completion>) {
                 if job.expires_at.is_some_and(|x| x <= retry_at) {
                     reports.push(Report::about(job, EventKind::Failed, now).with_provider(&provider).with_error(None, e.to_string()));
                 } else {
-                    parked.push(ScheduledJob { id: job.id.clone(), due: retry_at, payload: job.to_json().to_string() });
+                    parked.push(ScheduledJob { id: job.id.clone(), due: retry_at, payload: job.to_json().to_string(), recheck: false });
                     let mut r = Report::about(job, EventKind::Deferred, now).with_provider(&provider).with_reason(Reason::ProviderUnavailable);
                     r.retry_at = Some(retry_at);
                     r.error = Some(crate::report::ReportError { code: None, message: e.to_string() });
@@ -103,6 +103,7 @@ async fn settle(ctx: &CompleterCtx, batch: Vec<Completion>) {
                     .with_error(Some(code), message),
             ),
             Err(e) => {
+                metrics::counter!(crate::telemetry::SUBMITS_AMBIGUOUS_TOTAL, "cause" => "response_timeout").increment(1);
                 warn!(provider = %provider, error = %e, "submit outcome unknown; not resending");
                 reports.push(Report::about(job, EventKind::Unknown, now).with_provider(&provider).with_error(None, e.to_string()));
             }

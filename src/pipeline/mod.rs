@@ -42,8 +42,8 @@ impl Drop for Ack {
 /// A job on its way through the pipeline.
 pub struct Envelope {
     pub job: Job,
-    /// `(id, lease)` when it came back from the scheduled set: it already passed dedup.
-    pub resumed: Option<(String, u64)>,
+    /// Its id is already ours (it came back from the scheduled set): dedup skips it.
+    pub claimed: bool,
     pub ack: Ack,
 }
 
@@ -69,18 +69,23 @@ impl Intake {
     pub async fn submit(
         &self,
         job: Job,
-        resumed: Option<(String, u64)>,
+        claimed: bool,
         on_done: Option<Box<dyn FnOnce() + Send>>,
     ) -> Result<(), Closed> {
         let permit = self.permits.clone().acquire_owned().await.map_err(|_| Closed)?;
         metrics::gauge!(crate::telemetry::JOBS_IN_FLIGHT).increment(1.0);
         let ack = Ack { on_done, _permit: permit };
-        self.tx.send(Envelope { job, resumed, ack }).await.map_err(|_| Closed)
+        self.tx.send(Envelope { job, claimed, ack }).await.map_err(|_| Closed)
     }
 
     /// Jobs between intake and their durable point right now.
     pub fn in_flight(&self) -> usize {
         self.capacity - self.permits.available_permits()
+    }
+
+    /// The in-flight budget.
+    pub fn capacity(&self) -> usize {
+        self.capacity
     }
 
     /// Free permits: how many jobs intake could take without waiting.

@@ -29,7 +29,7 @@ pub struct WorkerCtx {
 pub async fn worker(ctx: WorkerCtx, mut rx: mpsc::Receiver<Envelope>) {
     let mut batch = Vec::with_capacity(ctx.batch_size);
     while rx.recv_many(&mut batch, ctx.batch_size).await > 0 {
-        let resumed = batch.iter().filter(|e| e.resumed.is_some()).count() as u64;
+        let resumed = batch.iter().filter(|e| e.claimed).count() as u64;
         metrics::counter!(telemetry::JOBS_CONSUMED_TOTAL, "source" => "scheduler").increment(resumed);
         decide(&ctx, std::mem::take(&mut batch)).await;
     }
@@ -39,7 +39,7 @@ async fn decide(ctx: &WorkerCtx, batch: Vec<Envelope>) {
     let now = ctx.clock.now();
     let verdicts = loop {
         let mut cands: Vec<Candidate> =
-            batch.iter().map(|e| Candidate { job: &e.job, resumed: e.resumed.is_some(), verdict: Verdict::Allow }).collect();
+            batch.iter().map(|e| Candidate { job: &e.job, claimed: e.claimed, verdict: Verdict::Allow }).collect();
         match ctx.chain.evaluate(&mut cands, now).await {
             Ok(()) => break cands.into_iter().map(|c| c.verdict).collect::<Vec<_>>(),
             Err(e) => {
@@ -53,23 +53,22 @@ async fn decide(ctx: &WorkerCtx, batch: Vec<Envelope>) {
     let mut reports = Vec::new();
     let mut parked = Vec::new();
     let mut done = Vec::new();
+    let mut sends = Vec::new();
     for (env, verdict) in batch.into_iter().zip(verdicts) {
         match verdict {
             Verdict::Allow => match ctx.router.route(&env.job) {
-                Ok(provider) => {
-                    let tx = ctx.completions.clone();
-                    tokio::spawn(async move {
-                        let result = provider.send(&env.job).await;
-                        let _ = tx.send(Completion { env, provider: provider.name().into(), result }).await;
-                    });
-                }
+                Ok(provider) => sends.push((env, provider)),
                 Err(message) => {
                     reports.push(Report::about(&env.job, EventKind::Rejected, now).with_reason(Reason::InvalidJob).with_error(None, message));
                     done.push(env);
                 }
             },
+            Verdict::Recheck { until } => {
+                parked.push(ScheduledJob { id: env.job.id.clone(), due: until, payload: env.job.to_json().to_string(), recheck: true });
+                done.push(env);
+            }
             Verdict::Defer { until, reason } => {
-                parked.push(ScheduledJob { id: env.job.id.clone(), due: until, payload: env.job.to_json().to_string() });
+                parked.push(ScheduledJob { id: env.job.id.clone(), due: until, payload: env.job.to_json().to_string(), recheck: false });
                 let mut r = Report::about(&env.job, EventKind::Deferred, now).with_reason(reason);
                 r.retry_at = Some(until);
                 reports.push(r);
@@ -84,6 +83,24 @@ async fn decide(ctx: &WorkerCtx, batch: Vec<Envelope>) {
                 reports.push(r);
                 done.push(env);
             }
+        }
+    }
+    if !sends.is_empty() {
+        // One round for the batch: a job marked submitting that is found by another instance
+        // after we die is never resent.
+        let ids: Vec<&str> = sends.iter().map(|(e, _)| e.job.id.as_str()).collect();
+        let mut wait = Duration::from_millis(100);
+        while let Err(e) = ctx.store.mark_submitting(&ids).await {
+            warn!(error = %e, jobs = ids.len(), "cannot mark jobs submitting; retrying");
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(5));
+        }
+        for (env, provider) in sends {
+            let tx = ctx.completions.clone();
+            tokio::spawn(async move {
+                let result = provider.send(&env.job).await;
+                let _ = tx.send(Completion { env, provider: provider.name().into(), result }).await;
+            });
         }
     }
     if !parked.is_empty() {

@@ -9,17 +9,20 @@ use chrono::{DateTime, Utc};
 
 use super::{Candidate, Policy, Verdict};
 use crate::report::EventKind;
-use crate::store::{Store, StoreError};
+use crate::store::{Claim, Store, StoreError};
+use crate::telemetry;
 
 pub struct Dedup {
     store: Arc<dyn Store>,
     /// How long an id is remembered: longer than any producer would retry a job.
     ttl: Duration,
+    /// How long to wait before looking again at a claim another instance may still hold.
+    busy_recheck: Duration,
 }
 
 impl Dedup {
-    pub fn new(store: Arc<dyn Store>, ttl: Duration) -> Self {
-        Self { store, ttl }
+    pub fn new(store: Arc<dyn Store>, ttl: Duration, busy_recheck: Duration) -> Self {
+        Self { store, ttl, busy_recheck }
     }
 }
 
@@ -29,17 +32,30 @@ impl Policy for Dedup {
         "dedup"
     }
 
-    async fn evaluate(&self, batch: &mut [Candidate<'_>], _now: DateTime<Utc>) -> Result<(), StoreError> {
-        let fresh: Vec<usize> = (0..batch.len()).filter(|&i| batch[i].is_open() && !batch[i].resumed).collect();
+    async fn evaluate(&self, batch: &mut [Candidate<'_>], now: DateTime<Utc>) -> Result<(), StoreError> {
+        let fresh: Vec<usize> = (0..batch.len()).filter(|&i| batch[i].is_open() && !batch[i].claimed).collect();
         if fresh.is_empty() {
             return Ok(());
         }
         let ids: Vec<&str> = fresh.iter().map(|&i| batch[i].job.id.as_str()).collect();
-        let claimed = self.store.claim_ids(&ids, self.ttl).await?;
-        for (&i, first) in fresh.iter().zip(claimed) {
-            if !first {
-                batch[i].verdict = Verdict::Stop { event: EventKind::Duplicate, reason: None, message: None };
-            }
+        let claims = self.store.claim_ids(&ids, self.ttl).await?;
+        for (&i, claim) in fresh.iter().zip(claims) {
+            batch[i].verdict = match claim {
+                Claim::New => continue,
+                Claim::Duplicate => Verdict::Stop { event: EventKind::Duplicate, reason: None, message: None },
+                Claim::Busy => Verdict::Recheck {
+                    until: now + chrono::Duration::from_std(self.busy_recheck).unwrap_or(chrono::Duration::seconds(10)),
+                },
+                Claim::Orphaned => {
+                    metrics::counter!(telemetry::SUBMITS_AMBIGUOUS_TOTAL, "cause" => "instance_died").increment(1);
+                    tracing::warn!(job_id = %batch[i].job.id, "job was being submitted by an instance that died; not resending");
+                    Verdict::Stop {
+                        event: EventKind::Unknown,
+                        reason: None,
+                        message: Some("the instance submitting this job died before recording the provider's answer; not resent".into()),
+                    }
+                }
+            };
         }
         Ok(())
     }
@@ -62,7 +78,7 @@ mod tests {
     async fn chain_orders_dedup_expiry_schedule() {
         let now = Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-        let chain = Chain::new(vec![Box::new(Dedup::new(store, Duration::from_secs(3600))), Box::new(Expiry), Box::new(Schedule)]);
+        let chain = Chain::new(vec![Box::new(Dedup::new(store, Duration::from_secs(3600), Duration::from_secs(10))), Box::new(Expiry), Box::new(Schedule)]);
         let jobs = [
             job("a", ""),
             job("a", ""),
@@ -70,8 +86,8 @@ mod tests {
             job("c", r#","send_at":"2026-01-01T13:00:00Z""#),
             job("c", r#","send_at":"2026-01-01T13:00:00Z""#),
         ];
-        let mut batch: Vec<Candidate> = jobs.iter().map(|j| Candidate { job: j, resumed: false, verdict: Verdict::Allow }).collect();
-        batch[4].resumed = true;
+        let mut batch: Vec<Candidate> = jobs.iter().map(|j| Candidate { job: j, claimed: false, verdict: Verdict::Allow }).collect();
+        batch[4].claimed = true;
         chain.evaluate(&mut batch, now).await.unwrap();
         let kinds: Vec<_> = batch.iter().map(|c| c.verdict.clone()).collect();
         assert_eq!(kinds[0], Verdict::Allow);
@@ -79,7 +95,7 @@ mod tests {
         assert!(matches!(kinds[2], Verdict::Stop { event: EventKind::Expired, .. }));
         let due = Utc.with_ymd_and_hms(2026, 1, 1, 13, 0, 0).unwrap();
         assert_eq!(kinds[3], Verdict::Defer { until: due, reason: Reason::Scheduled });
-        // A resumed job skips dedup but is still checked by later policies.
+        // A job we already claimed skips dedup but is still checked by later policies.
         assert_eq!(kinds[4], Verdict::Defer { until: due, reason: Reason::Scheduled });
     }
 }

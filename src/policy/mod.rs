@@ -26,14 +26,17 @@ pub enum Verdict {
     Defer { until: DateTime<Utc>, reason: Reason },
     /// Never: the job ends with this event (final, or `duplicate`).
     Stop { event: EventKind, reason: Option<Reason>, message: Option<String> },
+    /// Another instance may still hold this job's claim: park it silently (no report) and
+    /// check the claim again at `until`.
+    Recheck { until: DateTime<Utc> },
 }
 
 /// One job under decision.
 #[derive(Debug)]
 pub struct Candidate<'a> {
     pub job: &'a Job,
-    /// Set for jobs coming back from the scheduled set: they passed dedup when first read.
-    pub resumed: bool,
+    /// Its id is already claimed by us (it came back from the scheduled set): dedup skips it.
+    pub claimed: bool,
     pub verdict: Verdict,
 }
 
@@ -76,7 +79,7 @@ impl Chain {
                 }
                 let verdict = match c.verdict {
                     Verdict::Allow => "allow",
-                    Verdict::Defer { .. } => "defer",
+                    Verdict::Defer { .. } | Verdict::Recheck { .. } => "defer",
                     Verdict::Stop { .. } => "stop",
                 };
                 metrics::counter!(crate::telemetry::POLICY_VERDICTS_TOTAL, "policy" => p.name(), "verdict" => verdict)

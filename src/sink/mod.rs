@@ -1,6 +1,7 @@
 //! Report sinks: where report events go once produced.
 
 pub mod jsonl;
+pub mod kafka;
 
 use async_trait::async_trait;
 

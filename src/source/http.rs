@@ -19,12 +19,22 @@ use tracing::{debug, warn};
 
 use crate::clock::Clock;
 use crate::pipeline::Intake;
+use crate::sink::kafka::{KafkaProducer, Record};
 use crate::route::Router;
 use crate::store::Store;
 use crate::telemetry;
 
+/// Where `POST /v1/jobs` puts valid jobs.
+pub enum Ingest {
+    /// Straight into this process's pipeline (no Kafka configured).
+    Embedded(Intake),
+    /// Onto the jobs topic, answered only once the broker confirms; the Kafka source reads
+    /// them back like any producer's jobs.
+    Kafka { producer: Arc<KafkaProducer>, topic: String },
+}
+
 pub struct Api {
-    pub intake: Intake,
+    pub ingest: Ingest,
     pub store: Arc<dyn Store>,
     pub router: Arc<Router>,
     pub clock: Arc<dyn Clock>,
@@ -157,22 +167,36 @@ impl Api {
         let now = self.clock.now();
         let mut accepted = 0usize;
         let mut rejected = Vec::new();
+        let mut to_publish: Vec<(String, Vec<u8>)> = Vec::new();
         for (index, item) in items.into_iter().enumerate() {
             let parsed = item.map_err(|e| (None, e)).and_then(|v| {
-                crate::job::from_value(v, now).map_err(|e| (e.id().map(str::to_owned), e.to_string()))
+                let raw = serde_json::to_vec(&v).expect("a parsed value serializes");
+                crate::job::from_value(v, now).map(|j| (j, raw)).map_err(|e| (e.id().map(str::to_owned), e.to_string()))
             });
             match parsed {
-                Ok(job) => {
-                    if self.intake.submit(job, None, None).await.is_err() {
-                        return json_resp(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "shutting down", "accepted": accepted, "rejected": rejected}));
+                Ok((job, raw)) => match &self.ingest {
+                    Ingest::Embedded(intake) => {
+                        if intake.submit(job, false, None).await.is_err() {
+                            return json_resp(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "shutting down", "accepted": accepted, "rejected": rejected}));
+                        }
+                        accepted += 1;
                     }
-                    accepted += 1;
-                }
+                    // Keyed by recipient so one recipient's jobs keep their order (CONTRACT.md).
+                    Ingest::Kafka { .. } => to_publish.push((job.to, raw)),
+                },
                 Err((id, error)) => {
                     metrics::counter!(telemetry::JOBS_REJECTED_AT_INGEST_TOTAL, "source" => "http", "reason" => "invalid").increment(1);
                     rejected.push(json!({"index": index, "id": id, "error": error}));
                 }
             }
+        }
+        if let Ingest::Kafka { producer, topic } = &self.ingest {
+            let records: Vec<Record> = to_publish
+                .iter()
+                .map(|(key, payload)| Record { topic, key: key.as_bytes(), payload, headers: &[] })
+                .collect();
+            producer.send_all(&records).await;
+            accepted += records.len();
         }
         metrics::counter!(telemetry::JOBS_CONSUMED_TOTAL, "source" => "http").increment(accepted as u64);
         json_resp(StatusCode::ACCEPTED, json!({"accepted": accepted, "rejected": rejected}))

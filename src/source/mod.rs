@@ -2,3 +2,4 @@
 //! pipeline's [`Intake`](crate::pipeline::Intake).
 
 pub mod http;
+pub mod kafka;

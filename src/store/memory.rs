@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{ClaimedJob, PartOutcome, ScheduledJob, SentJob, Settled, Store, StoreError};
+use super::{Claim, ClaimedJob, PartOutcome, ScheduledJob, SentJob, Settled, Store, StoreError};
 use crate::report::Report;
 
 #[derive(Default)]
@@ -38,6 +38,7 @@ struct Entry {
     due: DateTime<Utc>,
     payload: String,
     lease: Option<u64>,
+    recheck: bool,
 }
 
 struct Tracked {
@@ -81,20 +82,25 @@ impl Inner {
 
 #[async_trait]
 impl Store for MemoryStore {
-    async fn claim_ids(&self, ids: &[&str], ttl: Duration) -> Result<Vec<bool>, StoreError> {
+    /// One process: an id is either new or a duplicate; nobody else can hold it.
+    async fn claim_ids(&self, ids: &[&str], ttl: Duration) -> Result<Vec<Claim>, StoreError> {
         let mut g = self.lock();
         g.sweep();
         let now = Instant::now();
         Ok(ids
             .iter()
             .map(|id| match g.claims.get(*id) {
-                Some(exp) if *exp > now => false,
+                Some(exp) if *exp > now => Claim::Duplicate,
                 _ => {
                     g.claims.insert((*id).to_owned(), now + ttl);
-                    true
+                    Claim::New
                 }
             })
             .collect())
+    }
+
+    async fn mark_submitting(&self, _ids: &[&str]) -> Result<(), StoreError> {
+        Ok(())
     }
 
     async fn schedule(&self, jobs: &[ScheduledJob]) -> Result<(), StoreError> {
@@ -104,7 +110,7 @@ impl Store for MemoryStore {
                 g.due.remove(&(old.due, j.id.clone()));
             }
             g.due.insert((j.due, j.id.clone()));
-            g.scheduled.insert(j.id.clone(), Entry { due: j.due, payload: j.payload.clone(), lease: None });
+            g.scheduled.insert(j.id.clone(), Entry { due: j.due, payload: j.payload.clone(), lease: None, recheck: j.recheck });
         }
         Ok(())
     }
@@ -122,7 +128,7 @@ impl Store for MemoryStore {
             if let Some(e) = g.scheduled.get_mut(&id) {
                 e.lease = Some(token);
                 e.due = lease_until;
-                out.push(ClaimedJob { id: id.clone(), payload: e.payload.clone(), lease: token });
+                out.push(ClaimedJob { id: id.clone(), payload: e.payload.clone(), lease: token, recheck: e.recheck });
                 g.due.insert((lease_until, id));
             }
         }
@@ -226,14 +232,14 @@ mod tests {
     #[tokio::test]
     async fn claims_are_first_come() {
         let s = MemoryStore::new();
-        assert_eq!(s.claim_ids(&["a", "b", "a"], Duration::from_secs(60)).await.unwrap(), [true, true, false]);
-        assert_eq!(s.claim_ids(&["b", "c"], Duration::from_secs(60)).await.unwrap(), [false, true]);
+        assert_eq!(s.claim_ids(&["a", "b", "a"], Duration::from_secs(60)).await.unwrap(), [Claim::New, Claim::New, Claim::Duplicate]);
+        assert_eq!(s.claim_ids(&["b", "c"], Duration::from_secs(60)).await.unwrap(), [Claim::Duplicate, Claim::New]);
     }
 
     #[tokio::test]
     async fn due_jobs_are_leased_and_come_back_when_the_lease_lapses() {
         let s = MemoryStore::new();
-        s.schedule(&[ScheduledJob { id: "a".into(), due: t(10), payload: "{}".into() }]).await.unwrap();
+        s.schedule(&[ScheduledJob { id: "a".into(), due: t(10), payload: "{}".into(), recheck: false }]).await.unwrap();
         assert!(s.claim_due(t(9), 10, Duration::from_secs(30)).await.unwrap().is_empty());
         let c = s.claim_due(t(10), 10, Duration::from_secs(30)).await.unwrap();
         assert_eq!(c.len(), 1);
@@ -248,9 +254,9 @@ mod tests {
     #[tokio::test]
     async fn rescheduling_a_claimed_job_survives_finishing_the_old_claim() {
         let s = MemoryStore::new();
-        s.schedule(&[ScheduledJob { id: "a".into(), due: t(0), payload: "{}".into() }]).await.unwrap();
+        s.schedule(&[ScheduledJob { id: "a".into(), due: t(0), payload: "{}".into(), recheck: false }]).await.unwrap();
         let c = s.claim_due(t(0), 10, Duration::from_secs(30)).await.unwrap();
-        s.schedule(&[ScheduledJob { id: "a".into(), due: t(5), payload: "{}".into() }]).await.unwrap();
+        s.schedule(&[ScheduledJob { id: "a".into(), due: t(5), payload: "{}".into(), recheck: false }]).await.unwrap();
         s.finish_scheduled(&[("a".into(), c[0].lease)]).await.unwrap();
         assert_eq!(s.claim_due(t(5), 10, Duration::from_secs(30)).await.unwrap().len(), 1);
     }

@@ -3,7 +3,9 @@
 //! Every method takes or returns a batch where the hot path calls it, so that an implementation
 //! over the network (Redis) costs one round trip per batch, not one per job.
 
+pub mod keys;
 pub mod memory;
+pub mod redis;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -15,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::report::Report;
 
 pub use memory::MemoryStore;
+pub use redis::RedisStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -26,6 +29,21 @@ pub enum StoreError {
     Corrupt { key: String, reason: String },
 }
 
+/// What claiming a job id found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Ours now: never seen, or taken over from a dead instance before it submitted.
+    New,
+    /// Seen before and handled (or being handled by a live instance): a `duplicate`.
+    Duplicate,
+    /// Claimed by an instance that may still be alive and has not reached a durable point:
+    /// look again once its heartbeat would have lapsed.
+    Busy,
+    /// Claimed by an instance that died while submitting it: the provider may have it, so it
+    /// is never resent (ends `unknown`, counted).
+    Orphaned,
+}
+
 /// A deferred job as the scheduled set holds it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScheduledJob {
@@ -33,6 +51,8 @@ pub struct ScheduledJob {
     pub due: DateTime<Utc>,
     /// The job as contract JSON (`Job::to_json`), re-parsed when it falls due.
     pub payload: String,
+    /// Its id claim must be checked again when it comes back (it was parked as `Busy`).
+    pub recheck: bool,
 }
 
 /// A due job claimed from the scheduled set; `lease` proves the claim when it is finished.
@@ -41,6 +61,7 @@ pub struct ClaimedJob {
     pub id: String,
     pub payload: String,
     pub lease: u64,
+    pub recheck: bool,
 }
 
 /// A job a provider accepted, as the store keeps it until its final receipt.
@@ -80,8 +101,12 @@ pub enum Settled {
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Claims job ids for first use; `true` where the id had never been claimed.
-    async fn claim_ids(&self, ids: &[&str], ttl: Duration) -> Result<Vec<bool>, StoreError>;
+    /// Claims job ids for this instance; one answer per id, in order.
+    async fn claim_ids(&self, ids: &[&str], ttl: Duration) -> Result<Vec<Claim>, StoreError>;
+
+    /// Marks claimed jobs as about to be handed to a provider: if this instance dies before
+    /// the provider's answer is recorded, whoever finds the claim knows a submit may be out.
+    async fn mark_submitting(&self, ids: &[&str]) -> Result<(), StoreError>;
 
     /// Puts jobs in the scheduled set (replacing an entry of the same id, and its lease).
     async fn schedule(&self, jobs: &[ScheduledJob]) -> Result<(), StoreError>;
@@ -103,7 +128,7 @@ pub trait Store: Send + Sync + 'static {
     /// Takes (removes) up to `limit` jobs whose receipt deadline passed by `now`.
     async fn take_overdue(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<SentJob>, StoreError>;
 
-    /// Appends report events to their jobs' histories.
+    /// Appends report events to their jobs' histories (and marks jobs with a final one done).
     async fn record_events(&self, reports: &[Report], ttl: Duration) -> Result<(), StoreError>;
 
     /// A job's events so far, oldest first.

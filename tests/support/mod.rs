@@ -129,3 +129,4 @@ pub async fn request(addr: std::net::SocketAddr, method: &str, path: &str, conte
 pub fn finals(rs: &[Report]) -> Vec<&Report> {
     rs.iter().filter(|r| r.is_final).collect()
 }
+pub mod services;

@@ -1,0 +1,135 @@
+//! Reports (and DLQ records) to Kafka through one idempotent producer.
+//!
+//! A report counts as done only when the broker confirms it. A failed record is retried on
+//! its own, never with the batch around it, so a partial failure does not publish the
+//! confirmed reports twice.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rdkafka::config::ClientConfig;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use tracing::warn;
+
+use super::{Sink, SinkError};
+use crate::config::KafkaConfig;
+use crate::report::Report;
+
+/// The shared producer: reports, DLQ records, and `POST /v1/jobs` in Kafka mode.
+pub struct KafkaProducer {
+    producer: FutureProducer,
+}
+
+impl KafkaProducer {
+    pub fn new(cfg: &KafkaConfig) -> Result<Arc<Self>, SinkError> {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &cfg.brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("queue.buffering.max.messages", cfg.producer_max_in_flight.to_string())
+            // A DLQ record copies the original whatever its size; jobs are tiny otherwise.
+            .set("message.max.bytes", (64 * 1024 * 1024).to_string())
+            .set("message.timeout.ms", "0");
+        for (k, v) in &cfg.producer {
+            c.set(k, v);
+        }
+        let producer = c.create().map_err(|e| SinkError::Unavailable(format!("kafka producer: {e}")))?;
+        Ok(Arc::new(Self { producer }))
+    }
+
+    /// Sends records and resolves when the broker confirmed every one; a record that fails
+    /// is sent again (alone) until it is confirmed.
+    pub async fn send_all(&self, records: &[Record<'_>]) {
+        let mut pending: Vec<usize> = (0..records.len()).collect();
+        let mut wait = Duration::from_millis(50);
+        while !pending.is_empty() {
+            let mut inflight = Vec::with_capacity(pending.len());
+            for &i in &pending {
+                let r = &records[i];
+                let mut rec = FutureRecord::to(r.topic).key(r.key).payload(r.payload);
+                if !r.headers.is_empty() {
+                    let mut h = OwnedHeaders::new_with_capacity(r.headers.len());
+                    for (k, v) in r.headers {
+                        h = h.insert(Header { key: k, value: Some(v.as_bytes()) });
+                    }
+                    rec = rec.headers(h);
+                }
+                // `send` waits for room in the producer queue: that is the in-flight bound.
+                let fut = self.producer.send_result(rec);
+                match fut {
+                    Ok(delivery) => inflight.push((i, Some(delivery))),
+                    Err((e, _)) => {
+                        warn!(error = %e, "producer queue refused a record; retrying");
+                        inflight.push((i, None));
+                    }
+                }
+            }
+            let mut failed = Vec::new();
+            for (i, d) in inflight {
+                match d {
+                    Some(d) => match d.await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err((e, _))) => {
+                            warn!(error = %e, topic = records[i].topic, "broker refused a record; retrying");
+                            failed.push(i);
+                        }
+                        Err(_) => failed.push(i),
+                    },
+                    None => failed.push(i),
+                }
+            }
+            pending = failed;
+            if !pending.is_empty() {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+
+    pub fn flush(&self, timeout: Duration) {
+        let _ = self.producer.flush(timeout);
+    }
+}
+
+/// One record to produce.
+pub struct Record<'a> {
+    pub topic: &'a str,
+    pub key: &'a [u8],
+    pub payload: &'a [u8],
+    pub headers: &'a [(&'a str, String)],
+}
+
+pub struct KafkaSink {
+    producer: Arc<KafkaProducer>,
+    topic: String,
+}
+
+impl KafkaSink {
+    pub fn new(producer: Arc<KafkaProducer>, topic: String) -> Self {
+        Self { producer, topic }
+    }
+}
+
+#[async_trait]
+impl Sink for KafkaSink {
+    async fn publish(&self, reports: &[Report]) -> Result<(), SinkError> {
+        let payloads: Vec<Vec<u8>> = reports.iter().map(|r| serde_json::to_vec(r).expect("reports serialize")).collect();
+        let records: Vec<Record> = reports
+            .iter()
+            .zip(&payloads)
+            .map(|(r, p)| Record { topic: &self.topic, key: r.job_id.as_bytes(), payload: p, headers: &[] })
+            .collect();
+        self.producer.send_all(&records).await;
+        Ok(())
+    }
+
+    async fn flush(&self) -> Result<(), SinkError> {
+        let p = self.producer.clone();
+        tokio::task::spawn_blocking(move || p.flush(Duration::from_secs(10)))
+            .await
+            .map_err(|e| SinkError::Unavailable(e.to_string()))
+    }
+}

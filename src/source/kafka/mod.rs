@@ -1,0 +1,241 @@
+//! The Kafka source: a consumer group reading jobs, committing an offset only when every job
+//! at or below it reached a durable point, pausing partitions when the in-flight budget is
+//! full, and sending records that are not jobs to the DLQ.
+
+mod offsets;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+pub use self::offsets::{Offsets, Tp};
+use crate::clock::Clock;
+use crate::config::KafkaConfig;
+use crate::job::JobError;
+use crate::pipeline::{Intake, Reporter};
+use crate::report::{EventKind, Reason, Report};
+use crate::sink::kafka::{KafkaProducer, Record};
+use crate::store::{Claim, Store};
+use crate::telemetry;
+
+/// Rebalance hooks: commit what is done before partitions leave, track new ones.
+pub struct Ctx {
+    offsets: Arc<Offsets>,
+}
+
+impl ClientContext for Ctx {}
+
+impl ConsumerContext for Ctx {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let tps = tps_of(tpl);
+            // Jobs still in flight on these partitions finish here; the new owner re-reads
+            // them from the last commit and finds their ids claimed.
+            let commit = self.offsets.committable(Some(&tps));
+            if !commit.is_empty() {
+                if let Err(e) = consumer.commit(&to_tpl(&commit), CommitMode::Sync) {
+                    warn!(error = %e, "commit on revoke failed");
+                }
+            }
+            self.offsets.revoke(&tps);
+            info!(partitions = tps.len(), "partitions revoked");
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let tps = tps_of(tpl);
+            info!(partitions = tps.len(), "partitions assigned");
+            self.offsets.assign(tps);
+        }
+    }
+}
+
+fn tps_of(tpl: &TopicPartitionList) -> Vec<Tp> {
+    tpl.elements().iter().map(|e| Tp { topic: e.topic().to_owned(), partition: e.partition() }).collect()
+}
+
+fn to_tpl(commit: &[(Tp, i64)]) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    for (tp, at) in commit {
+        let _ = tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*at));
+    }
+    tpl
+}
+
+pub struct KafkaSource {
+    consumer: Arc<StreamConsumer<Ctx>>,
+    offsets: Arc<Offsets>,
+    cfg: KafkaConfig,
+}
+
+/// What the source hands work to.
+pub struct SourceDeps {
+    pub intake: Intake,
+    pub clock: Arc<dyn Clock>,
+    pub store: Arc<dyn Store>,
+    pub reporter: Arc<Reporter>,
+    pub producer: Arc<KafkaProducer>,
+    pub dedup_ttl: Duration,
+}
+
+impl KafkaSource {
+    pub fn new(cfg: &KafkaConfig) -> KafkaResult<Self> {
+        let offsets = Arc::new(Offsets::default());
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &cfg.brokers)
+            .set("group.id", &cfg.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", cfg.session_timeout.as_millis().to_string())
+            .set("fetch.wait.max.ms", cfg.fetch_wait_max.as_millis().to_string())
+            // The prefetch queue is memory too: keep it small, the in-flight budget is the buffer.
+            .set("queued.max.messages.kbytes", "16384")
+            .set("partition.assignment.strategy", "range,roundrobin");
+        for (k, v) in &cfg.consumer {
+            c.set(k, v);
+        }
+        let consumer: StreamConsumer<Ctx> = c.create_with_context(Ctx { offsets: offsets.clone() })?;
+        consumer.subscribe(&[&cfg.jobs_topic])?;
+        Ok(Self { consumer: Arc::new(consumer), offsets, cfg: cfg.clone() })
+    }
+
+    /// Reads until `stop`, then leaves the loop with in-flight jobs still tracked;
+    /// [`KafkaSource::finish`] commits what they reach.
+    pub async fn run(&self, deps: SourceDeps, stop: CancellationToken) {
+        let committer = {
+            let (consumer, offsets, every, stop) = (self.consumer.clone(), self.offsets.clone(), self.cfg.commit_interval, stop.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                while !stop.is_cancelled() {
+                    tick.tick().await;
+                    commit(&consumer, &offsets, CommitMode::Async);
+                }
+            })
+        };
+        let low_water = deps.intake.capacity() / 4;
+        loop {
+            if deps.intake.room() == 0 {
+                self.pause_until_room(&deps.intake, low_water, &stop).await;
+            }
+            let msg = tokio::select! {
+                m = self.consumer.recv() => m,
+                _ = stop.cancelled() => break,
+            };
+            match msg {
+                Ok(m) => {
+                    if self.take(&m, &deps).await.is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e, "kafka consumer error");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        committer.abort();
+    }
+
+    /// Pauses every assigned partition until intake has room again: librdkafka stops
+    /// fetching, so the backlog stays in Kafka instead of in memory.
+    async fn pause_until_room(&self, intake: &Intake, low_water: usize, stop: &CancellationToken) {
+        let Ok(assigned) = self.consumer.assignment() else { return };
+        if self.consumer.pause(&assigned).is_err() {
+            return;
+        }
+        while intake.room() <= low_water && !stop.is_cancelled() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // The assignment may have changed meanwhile; resume whatever is ours now.
+        if let Ok(now) = self.consumer.assignment() {
+            let _ = self.consumer.resume(&now);
+        }
+    }
+
+    async fn take(&self, m: &BorrowedMessage<'_>, deps: &SourceDeps) -> Result<(), crate::pipeline::Closed> {
+        let tp = Tp { topic: m.topic().to_owned(), partition: m.partition() };
+        let offset = m.offset();
+        let Some(epoch) = self.offsets.read(&tp, offset) else { return Ok(()) };
+        let payload = m.payload().unwrap_or_default();
+        let now = deps.clock.now();
+        let offsets = self.offsets.clone();
+        let ack = move || offsets.done(&tp, epoch, offset);
+        match crate::job::parse(payload, now) {
+            Ok(job) => {
+                metrics::counter!(telemetry::JOBS_CONSUMED_TOTAL, "source" => "kafka").increment(1);
+                deps.intake.submit(job, false, Some(Box::new(ack))).await?;
+            }
+            Err(JobError::NotAJob(why)) => {
+                metrics::counter!(telemetry::JOBS_REJECTED_AT_INGEST_TOTAL, "source" => "kafka", "reason" => "dlq").increment(1);
+                let source = format!("{}/{}/{}", m.topic(), m.partition(), offset);
+                warn!(source = %source, error = %why, "record is not a job; sent to the DLQ");
+                let (producer, topic) = (deps.producer.clone(), self.cfg.dlq_topic.clone());
+                let (key, payload) = (m.key().unwrap_or_default().to_vec(), payload.to_vec());
+                tokio::spawn(async move {
+                    let headers = [("sendgate-error", why), ("sendgate-source", source)];
+                    producer.send_all(&[Record { topic: &topic, key: &key, payload: &payload, headers: &headers }]).await;
+                    ack();
+                });
+            }
+            Err(e @ JobError::Invalid { .. }) => {
+                metrics::counter!(telemetry::JOBS_REJECTED_AT_INGEST_TOTAL, "source" => "kafka", "reason" => "invalid").increment(1);
+                let (store, reporter, ttl) = (deps.store.clone(), deps.reporter.clone(), deps.dedup_ttl);
+                tokio::spawn(async move {
+                    reject(store.as_ref(), &reporter, e, ttl, now).await;
+                    ack();
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits every offset whose jobs are done, synchronously (shutdown).
+    pub fn finish(&self) {
+        commit(&self.consumer, &self.offsets, CommitMode::Sync);
+        self.consumer.unsubscribe();
+    }
+
+    /// Records tracked but not yet at a durable point.
+    pub fn in_flight(&self) -> usize {
+        self.offsets.in_flight()
+    }
+}
+
+fn commit(consumer: &StreamConsumer<Ctx>, offsets: &Offsets, mode: CommitMode) {
+    let c = offsets.committable(None);
+    if c.is_empty() {
+        return;
+    }
+    if let Err(e) = consumer.commit(&to_tpl(&c), mode) {
+        warn!(error = %e, "offset commit failed");
+    }
+}
+
+/// An invalid job with an id: its final `rejected`, once per id like any other final.
+async fn reject(store: &dyn Store, reporter: &Reporter, e: JobError, ttl: Duration, now: chrono::DateTime<chrono::Utc>) {
+    let JobError::Invalid { id, fields, .. } = &e else { return };
+    let claim = loop {
+        match store.claim_ids(&[id.as_str()], ttl).await {
+            Ok(c) => break c[0],
+            Err(err) => {
+                error!(error = %err, "cannot claim an invalid job's id; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
+    let event = if claim == Claim::New { EventKind::Rejected } else { EventKind::Duplicate };
+    let mut r = Report::from_parts(id, &fields.tenant, &fields.channel, &fields.to, &fields.meta, event, now);
+    if event == EventKind::Rejected {
+        r = r.with_reason(Reason::InvalidJob).with_error(None, e.to_string());
+    }
+    reporter.emit(&[r]).await;
+}

@@ -1,0 +1,104 @@
+//! Every Redis key name `RedisStore` and its Lua scripts use, built from the configured prefix.
+//!
+//! Scripts that must find keys Rust cannot name in advance (an owner's alive key, the other
+//! parts' message keys, an overdue job's keys) get the matching `*_prefix` as an argument and
+//! append exactly what the builder here appends; the tests below pin that join so the two
+//! cannot drift apart.
+
+/// The key names of one deployment: everything starts with `prefix`, so several deployments
+/// (or test runs) can share one Redis.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Self {
+        Self { prefix: prefix.to_owned() }
+    }
+
+    /// String = the incarnation of the live process running `instance_id`, with a PX of the
+    /// heartbeat TTL: the claims of an owner whose incarnation is not here are up for grabs.
+    pub fn alive(&self, instance_id: &str) -> String {
+        format!("{}{instance_id}", self.alive_prefix())
+    }
+    pub fn alive_prefix(&self) -> String {
+        format!("{}alive:", self.prefix)
+    }
+
+    /// Hash `st` (claimed | submitting | deferred | sent | final) + `own` (`instance/incarnation`):
+    /// the dedup claim of one job id, expiring with the claim TTL.
+    pub fn job(&self, job_id: &str) -> String {
+        format!("{}{job_id}", self.job_prefix())
+    }
+    pub fn job_prefix(&self) -> String {
+        format!("{}job:", self.prefix)
+    }
+
+    /// ZSET job id → due (unix ms); a leased entry's score is its lease's end instead.
+    pub fn sched(&self) -> String {
+        format!("{}sched", self.prefix)
+    }
+    /// Hash job id → one recheck flag byte (`0`/`1`) followed by the job's contract JSON.
+    pub fn sched_payload(&self) -> String {
+        format!("{}sched:payload", self.prefix)
+    }
+    /// Hash job id → the lease token of its current claim (absent while unclaimed).
+    pub fn sched_lease(&self) -> String {
+        format!("{}sched:lease", self.prefix)
+    }
+    /// Counter handing out lease tokens, so a stale claim can never match a newer one.
+    pub fn sched_seq(&self) -> String {
+        format!("{}sched:seq", self.prefix)
+    }
+
+    /// String = job id, for one submitted part: how a receipt finds its job.
+    pub fn msg(&self, provider: &str, message_id: &str) -> String {
+        format!("{}{provider}:{message_id}", self.msg_prefix())
+    }
+    pub fn msg_prefix(&self) -> String {
+        format!("{}msg:", self.prefix)
+    }
+
+    /// Hash `job` (SentJob JSON), `n` (parts), `ok` (parts delivered so far): a job awaiting
+    /// its final receipt.
+    pub fn sent(&self, job_id: &str) -> String {
+        format!("{}{job_id}", self.sent_prefix())
+    }
+    pub fn sent_prefix(&self) -> String {
+        format!("{}sent:", self.prefix)
+    }
+
+    /// ZSET job id → receipt deadline (unix ms).
+    pub fn deadlines(&self) -> String {
+        format!("{}deadlines", self.prefix)
+    }
+
+    /// List of report JSON, oldest first: `GET /v1/jobs/{id}`.
+    pub fn hist(&self, job_id: &str) -> String {
+        format!("{}hist:{job_id}", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Keys;
+
+    #[test]
+    fn scripts_can_rebuild_keys_from_prefixes() {
+        let k = Keys::new("sg:");
+        // The Lua scripts do exactly these concatenations.
+        assert_eq!(k.alive("host-1"), format!("{}{}", k.alive_prefix(), "host-1"));
+        assert_eq!(k.job("j1"), format!("{}{}", k.job_prefix(), "j1"));
+        assert_eq!(k.sent("j1"), format!("{}{}", k.sent_prefix(), "j1"));
+        assert_eq!(k.msg("acme", "0a1"), format!("{}{}:{}", k.msg_prefix(), "acme", "0a1"));
+    }
+
+    #[test]
+    fn every_key_starts_with_the_prefix() {
+        let k = Keys::new("sg:");
+        for key in [k.alive("h"), k.job("j"), k.sched(), k.sched_payload(), k.sched_lease(), k.sched_seq(), k.msg("p", "m"), k.sent("j"), k.deadlines(), k.hist("j")] {
+            assert!(key.starts_with("sg:"), "{key}");
+        }
+    }
+}

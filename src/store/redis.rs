@@ -1,0 +1,387 @@
+//! `RedisStore`: the `Store` every instance shares, in Redis. Key names live in `keys.rs`, every
+//! multi-step update is one Lua script in `scripts/`, and every batch costs one round trip.
+//!
+//! Claims carry their owner as `instance/incarnation`; an owner is alive while
+//! `alive:{instance}` holds its incarnation, which its heartbeat task keeps refreshing.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{ErrorKind, RedisError, Script};
+use tokio::task::JoinHandle;
+
+use super::keys::Keys;
+use super::{Claim, ClaimedJob, PartOutcome, ScheduledJob, SentJob, Settled, Store, StoreError};
+use crate::config::RedisConfig;
+use crate::report::Report;
+
+/// A lost reply makes the caller retry a script that may have run (a retried claim then finds
+/// its own claim: `Duplicate`), so wait well past any normal latency before giving up.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The Lua scripts, hashed once; `invoke_async` sends EVALSHA and loads on NOSCRIPT by itself
+/// (after a Redis restart, say).
+struct Scripts {
+    claim: Script,
+    mark_submitting: Script,
+    schedule: Script,
+    claim_due: Script,
+    finish_scheduled: Script,
+    track_sent: Script,
+    settle_part: Script,
+    take_overdue: Script,
+    release: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Self {
+            claim: Script::new(include_str!("scripts/claim.lua")),
+            mark_submitting: Script::new(include_str!("scripts/mark_submitting.lua")),
+            schedule: Script::new(include_str!("scripts/schedule.lua")),
+            claim_due: Script::new(include_str!("scripts/claim_due.lua")),
+            finish_scheduled: Script::new(include_str!("scripts/finish_scheduled.lua")),
+            track_sent: Script::new(include_str!("scripts/track_sent.lua")),
+            // Lua scripts cannot include each other: the shared cleanup is prepended here.
+            settle_part: Script::new(concat!(include_str!("scripts/forget_sent.lua"), include_str!("scripts/settle_part.lua"))),
+            take_overdue: Script::new(concat!(include_str!("scripts/forget_sent.lua"), include_str!("scripts/take_overdue.lua"))),
+            release: Script::new(include_str!("scripts/release.lua")),
+        }
+    }
+}
+
+pub struct RedisStore {
+    /// Cloned per call: clones share one multiplexed connection.
+    conn: ConnectionManager,
+    keys: Keys,
+    scripts: Scripts,
+    /// `instance/incarnation`: what this process writes into the claims it holds.
+    owner: String,
+    instance_id: String,
+    /// Random per process, so a restart under the same instance id orphans the claims of the
+    /// previous process at once instead of after a heartbeat TTL.
+    incarnation: u64,
+    /// Taken by `shutdown`, aborted on drop: a store nobody holds must stop claiming liveness.
+    heartbeat: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl RedisStore {
+    /// Connects and starts the heartbeat task; this instance is alive when this returns.
+    ///
+    /// One `redis::aio::ConnectionManager`, no bb8 pool: a single multiplexed connection
+    /// pipelines every caller's commands (concurrent batches share its round trips instead of
+    /// each holding a connection), it reconnects by itself, and there is no per-checkout PING
+    /// (bb8's default, which more than halves throughput).
+    pub async fn connect(cfg: &RedisConfig) -> Result<Arc<Self>, StoreError> {
+        let client = redis::Client::open(cfg.url.as_str())
+            .map_err(|e| StoreError::Unavailable(format!("redis url {:?}: {e}", cfg.url)))?;
+        let conn_cfg = ConnectionManagerConfig::new().set_response_timeout(Some(RESPONSE_TIMEOUT));
+        let conn = ConnectionManager::new_with_config(client, conn_cfg).await.map_err(|e| store_err(e, "connect"))?;
+        let instance_id = cfg.instance_id.clone().unwrap_or_else(host_name);
+        let incarnation: u64 = rand::random();
+        let store = Arc::new(Self {
+            conn,
+            keys: Keys::new(&cfg.prefix),
+            scripts: Scripts::new(),
+            owner: format!("{instance_id}/{incarnation}"),
+            instance_id,
+            incarnation,
+            heartbeat: Mutex::new(None),
+        });
+        let beat = Heartbeat {
+            conn: store.conn.clone(),
+            key: store.keys.alive(&store.instance_id),
+            incarnation: incarnation.to_string(),
+            ttl_ms: millis(cfg.heartbeat_ttl),
+        };
+        // The first beat before returning: claims made right away must count as alive.
+        beat.beat().await.map_err(|e| store_err(e, &beat.key))?;
+        let every = (cfg.heartbeat_ttl / 4).max(Duration::from_millis(10));
+        *store.lock_heartbeat() = Some(tokio::spawn(beat.run(every)));
+        tracing::info!(owner = %store.owner, "redis store connected");
+        Ok(store)
+    }
+
+    /// Stops the heartbeat and deletes this instance's alive key so others take over its
+    /// claims at once.
+    pub async fn shutdown(&self) {
+        let task = self.lock_heartbeat().take();
+        if let Some(task) = task {
+            task.abort();
+            // Wait it out so no beat can land after the delete below.
+            let _ = task.await;
+        }
+        let key = self.keys.alive(&self.instance_id);
+        // Only if still ours: a newer process with this instance id may own the key now.
+        let res: Result<i64, _> =
+            self.scripts.release.key(&key).arg(self.incarnation.to_string()).invoke_async(&mut self.conn.clone()).await;
+        if let Err(e) = res {
+            tracing::warn!(key = %key, error = %e, "could not release the alive key; it lapses with its TTL");
+        }
+    }
+
+    /// `instance/incarnation`, as claims record it.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    fn lock_heartbeat(&self) -> std::sync::MutexGuard<'_, Option<JoinHandle<()>>> {
+        self.heartbeat.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+}
+
+impl Drop for RedisStore {
+    fn drop(&mut self) {
+        if let Some(_task) = self.lock_heartbeat().take() {
+        }
+    }
+}
+
+/// Keeps `alive:{instance}` = incarnation with a PX of the heartbeat TTL.
+struct Heartbeat {
+    conn: ConnectionManager,
+    key: String,
+    incarnation: String,
+    ttl_ms: u64,
+}
+
+impl Heartbeat {
+    async fn beat(&self) -> Result<(), RedisError> {
+        redis::cmd("SET").arg(&self.key).arg(&self.incarnation).arg("PX").arg(self.ttl_ms).query_async(&mut self.conn.clone()).await
+    }
+
+    /// Four beats per TTL: three can be lost to a Redis hiccup before others take over.
+    async fn run(self, every: Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await; // immediate; `connect` already beat
+        loop {
+            tick.tick().await;
+            if let Err(e) = self.beat().await {
+                tracing::warn!(key = %self.key, error = %e, "heartbeat failed; other instances take over our claims if this lasts");
+            }
+        }
+    }
+}
+
+fn host_name() -> String {
+    let from_file = std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_owned());
+    from_file
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| "sendgate".to_owned())
+}
+
+/// Redis refuses PX/PEXPIRE 0; sub-millisecond durations round up.
+fn millis(d: Duration) -> u64 {
+    (d.as_millis() as u64).max(1)
+}
+
+/// Data Redis or a script says is the wrong shape is corrupt (retrying cannot help);
+/// everything else (I/O, timeouts, LOADING, READONLY, OOM) is the store being unavailable.
+fn store_err(e: RedisError, key: &str) -> StoreError {
+    let script_error = matches!(e.kind(), ErrorKind::Server(redis::ServerErrorKind::ResponseError))
+        && e.detail().is_some_and(|d| d.contains("script"));
+    if matches!(e.kind(), ErrorKind::Parse | ErrorKind::UnexpectedReturnType) || e.code() == Some("WRONGTYPE") || script_error {
+        StoreError::Corrupt { key: key.to_owned(), reason: e.to_string() }
+    } else {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+fn corrupt(key: impl Into<String>, reason: impl ToString) -> StoreError {
+    StoreError::Corrupt { key: key.into(), reason: reason.to_string() }
+}
+
+fn parse_sent(key: &str, json: &str) -> Result<SentJob, StoreError> {
+    serde_json::from_str(json).map_err(|e| corrupt(key, e))
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn claim_ids(&self, ids: &[&str], ttl: Duration) -> Result<Vec<Claim>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut inv = self.scripts.claim.prepare_invoke();
+        for id in ids {
+            inv.key(self.keys.job(id));
+        }
+        inv.arg(&self.owner).arg(millis(ttl)).arg(self.keys.alive_prefix());
+        let codes: Vec<i64> = inv.invoke_async(&mut self.conn()).await.map_err(|e| store_err(e, "claim"))?;
+        if codes.len() != ids.len() {
+            return Err(corrupt("claim", format!("{} answers for {} ids", codes.len(), ids.len())));
+        }
+        codes
+            .into_iter()
+            .map(|c| match c {
+                0 => Ok(Claim::New),
+                1 => Ok(Claim::Duplicate),
+                2 => Ok(Claim::Busy),
+                3 => Ok(Claim::Orphaned),
+                other => Err(corrupt("claim", format!("unknown claim code {other}"))),
+            })
+            .collect()
+    }
+
+    async fn mark_submitting(&self, ids: &[&str]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut inv = self.scripts.mark_submitting.prepare_invoke();
+        for id in ids {
+            inv.key(self.keys.job(id));
+        }
+        inv.arg(&self.owner);
+        inv.invoke_async::<()>(&mut self.conn()).await.map_err(|e| store_err(e, "mark_submitting"))
+    }
+
+    async fn schedule(&self, jobs: &[ScheduledJob]) -> Result<(), StoreError> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let mut inv = self.scripts.schedule.key(self.keys.sched());
+        inv.key(self.keys.sched_payload()).key(self.keys.sched_lease());
+        inv.arg(&self.owner).arg(self.keys.job_prefix());
+        for j in jobs {
+            // The recheck flag rides as the payload's first byte: one HGET brings back both.
+            let flag = if j.recheck { '1' } else { '0' };
+            inv.arg(&j.id).arg(j.due.timestamp_millis()).arg(format!("{flag}{}", j.payload));
+        }
+        inv.invoke_async::<()>(&mut self.conn()).await.map_err(|e| store_err(e, &self.keys.sched()))
+    }
+
+    async fn claim_due(&self, now: DateTime<Utc>, limit: usize, lease: Duration) -> Result<Vec<ClaimedJob>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let now_ms = now.timestamp_millis();
+        let mut inv = self.scripts.claim_due.key(self.keys.sched());
+        inv.key(self.keys.sched_payload()).key(self.keys.sched_lease()).key(self.keys.sched_seq());
+        inv.arg(now_ms).arg(limit).arg(now_ms.saturating_add(millis(lease) as i64));
+        let rows: Vec<(String, String, u64)> =
+            inv.invoke_async(&mut self.conn()).await.map_err(|e| store_err(e, &self.keys.sched()))?;
+        rows.into_iter()
+            .map(|(id, flagged, lease)| {
+                let recheck = match flagged.as_bytes().first() {
+                    Some(b'0') => false,
+                    Some(b'1') => true,
+                    _ => return Err(corrupt(format!("{}/{id}", self.keys.sched_payload()), "missing recheck flag byte")),
+                };
+                Ok(ClaimedJob { payload: flagged[1..].to_owned(), id, lease, recheck })
+            })
+            .collect()
+    }
+
+    async fn finish_scheduled(&self, done: &[(String, u64)]) -> Result<(), StoreError> {
+        if done.is_empty() {
+            return Ok(());
+        }
+        let mut inv = self.scripts.finish_scheduled.key(self.keys.sched());
+        inv.key(self.keys.sched_payload()).key(self.keys.sched_lease());
+        for (id, lease) in done {
+            inv.arg(id).arg(lease.to_string());
+        }
+        inv.invoke_async::<()>(&mut self.conn()).await.map_err(|e| store_err(e, &self.keys.sched()))
+    }
+
+    async fn track_sent(&self, jobs: &[(SentJob, DateTime<Utc>)], ttl: Duration) -> Result<(), StoreError> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let now_ms = Utc::now().timestamp_millis();
+        let mut inv = self.scripts.track_sent.key(self.keys.deadlines());
+        inv.arg(self.keys.job_prefix()).arg(self.keys.sent_prefix()).arg(self.keys.msg_prefix());
+        for (job, deadline) in jobs {
+            let json = serde_json::to_string(job).map_err(|e| corrupt(self.keys.sent(&job.job_id), e))?;
+            let deadline_ms = deadline.timestamp_millis();
+            // Kept `ttl` past the deadline, so late receipts still match until then.
+            let px = millis(ttl) + deadline_ms.saturating_sub(now_ms).max(0) as u64;
+            inv.arg(&job.job_id).arg(deadline_ms).arg(px).arg(json).arg(&job.provider).arg(job.message_ids.len());
+            for id in &job.message_ids {
+                inv.arg(id);
+            }
+        }
+        inv.invoke_async::<()>(&mut self.conn()).await.map_err(|e| store_err(e, &self.keys.deadlines()))
+    }
+
+    async fn settle_part(&self, provider: &str, message_id: &str, outcome: PartOutcome) -> Result<Settled, StoreError> {
+        let key = self.keys.msg(provider, message_id);
+        let delivered = if outcome == PartOutcome::Delivered { "1" } else { "0" };
+        let mut inv = self.scripts.settle_part.key(&key);
+        inv.key(self.keys.deadlines());
+        inv.arg(delivered).arg(self.keys.sent_prefix()).arg(self.keys.msg_prefix()).arg(self.keys.job_prefix());
+        let reply: Vec<String> = inv.invoke_async(&mut self.conn()).await.map_err(|e| store_err(e, &key))?;
+        match reply.as_slice() {
+            [u] if u == "u" => Ok(Settled::Unmatched),
+            [p] if p == "p" => Ok(Settled::Pending),
+            [f, json] if f == "f" => Ok(Settled::Final { job: parse_sent(&key, json)?, outcome }),
+            other => Err(corrupt(key, format!("unexpected settle reply {other:?}"))),
+        }
+    }
+
+    async fn take_overdue(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<SentJob>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let key = self.keys.deadlines();
+        let mut inv = self.scripts.take_overdue.key(&key);
+        inv.arg(now.timestamp_millis()).arg(limit);
+        inv.arg(self.keys.sent_prefix()).arg(self.keys.msg_prefix()).arg(self.keys.job_prefix());
+        let rows: Vec<String> = inv.invoke_async(&mut self.conn()).await.map_err(|e| store_err(e, &key))?;
+        // They are gone from Redis already: failing the batch for one bad entry would lose the
+        // rest, so a bad one is logged and skipped.
+        Ok(rows
+            .iter()
+            .filter_map(|json| match parse_sent(&key, json) {
+                Ok(job) => Some(job),
+                Err(e) => {
+                    tracing::error!(error = %e, "dropping an unreadable overdue job");
+                    None
+                }
+            })
+            .collect())
+    }
+
+    async fn record_events(&self, reports: &[Report], ttl: Duration) -> Result<(), StoreError> {
+        if reports.is_empty() {
+            return Ok(());
+        }
+        let ttl_ms = millis(ttl);
+        // MULTI: each history and its final mark land together even if Redis dies mid-batch.
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for r in reports {
+            let hist = self.keys.hist(&r.job_id);
+            let json = serde_json::to_string(r).map_err(|e| corrupt(&hist, e))?;
+            pipe.cmd("RPUSH").arg(&hist).arg(json).ignore();
+            pipe.cmd("PEXPIRE").arg(&hist).arg(ttl_ms).ignore();
+            if r.is_final {
+                let job = self.keys.job(&r.job_id);
+                pipe.cmd("HSET").arg(&job).arg("st").arg("final").ignore();
+                // NX: an existing claim keeps its TTL; one created here (claim already
+                // expired) still expires, with the history.
+                pipe.cmd("PEXPIRE").arg(&job).arg(ttl_ms).arg("NX").ignore();
+            }
+        }
+        pipe.query_async::<()>(&mut self.conn()).await.map_err(|e| store_err(e, "record_events"))
+    }
+
+    async fn events(&self, job_id: &str) -> Result<Vec<Report>, StoreError> {
+        let key = self.keys.hist(job_id);
+        let rows: Vec<String> =
+            redis::cmd("LRANGE").arg(&key).arg(0).arg(-1).query_async(&mut self.conn()).await.map_err(|e| store_err(e, &key))?;
+        rows.iter().map(|json| serde_json::from_str(json).map_err(|e| corrupt(&key, e))).collect()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        redis::cmd("PING").query_async::<String>(&mut self.conn()).await.map(drop).map_err(|e| store_err(e, "ping"))
+    }
+}

@@ -1,0 +1,320 @@
+//! `RedisStore` against a real Redis (`SENDGATE_TEST_REDIS_URL`): claims across instances,
+//! the scheduled set's leases, receipt tracking, histories. Each test owns a random key prefix.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use redis::aio::MultiplexedConnection;
+use sendgate::config::RedisConfig;
+use sendgate::report::{EventKind, Report};
+use sendgate::store::{Claim, PartOutcome, RedisStore, ScheduledJob, SentJob, Settled, Store};
+
+const TTL: Duration = Duration::from_secs(60);
+const LEASE: Duration = Duration::from_secs(30);
+
+fn url() -> String {
+    std::env::var("SENDGATE_TEST_REDIS_URL").unwrap_or_else(|_| {
+        panic!("SENDGATE_TEST_REDIS_URL is not set: start services with scripts/services start; eval \"$(scripts/services env)\"")
+    })
+}
+
+/// One test's corner of the shared Redis; its keys are deleted when it is dropped.
+struct Space {
+    prefix: String,
+    raw: MultiplexedConnection,
+}
+
+impl Space {
+    async fn new() -> Self {
+        let client = redis::Client::open(url()).expect("SENDGATE_TEST_REDIS_URL is not a redis url");
+        let raw = client.get_multiplexed_async_connection().await.expect("test redis unreachable");
+        Self { prefix: format!("sgtest:{:016x}:", rand::random::<u64>()), raw }
+    }
+
+    async fn instance(&self, id: &str, heartbeat_ttl: Duration) -> Arc<RedisStore> {
+        let cfg = RedisConfig { url: url(), prefix: self.prefix.clone(), instance_id: Some(id.into()), heartbeat_ttl };
+        RedisStore::connect(&cfg).await.expect("connect")
+    }
+
+    async fn two(&self) -> (Arc<RedisStore>, Arc<RedisStore>) {
+        (self.instance("a", Duration::from_secs(30)).await, self.instance("b", Duration::from_secs(30)).await)
+    }
+
+    async fn cmd<T: redis::FromRedisValue>(&self, args: &[&str]) -> T {
+        let mut c = redis::cmd(args[0]);
+        for a in &args[1..] {
+            c.arg(*a);
+        }
+        c.query_async(&mut self.raw.clone()).await.expect("raw redis command")
+    }
+
+    fn key(&self, rest: &str) -> String {
+        format!("{}{rest}", self.prefix)
+    }
+
+    async fn job_state(&self, id: &str) -> Option<String> {
+        self.cmd(&["HGET", &self.key(&format!("job:{id}")), "st"]).await
+    }
+
+    async fn pttl(&self, rest: &str) -> i64 {
+        self.cmd(&["PTTL", &self.key(rest)]).await
+    }
+
+    async fn cleanup(self) {
+        let keys: Vec<String> = self.cmd(&["KEYS", &format!("{}*", self.prefix)]).await;
+        for k in keys {
+            let _: i64 = self.cmd(&["DEL", &k]).await;
+        }
+    }
+}
+
+fn t(s: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_800_000_000 + s, 0).unwrap()
+}
+
+fn sched(id: &str, due: DateTime<Utc>, recheck: bool) -> ScheduledJob {
+    ScheduledJob { id: id.into(), due, payload: format!(r#"{{"id":"{id}"}}"#), recheck }
+}
+
+fn sent(id: &str, parts: &[&str]) -> SentJob {
+    SentJob {
+        job_id: id.into(),
+        tenant: "t".into(),
+        channel: "sms".into(),
+        to: "+4915112345678".into(),
+        meta: BTreeMap::from([("k".into(), "v".into())]),
+        provider: "p".into(),
+        message_ids: parts.iter().map(|s| s.to_string()).collect(),
+        segments: parts.len() as u32,
+    }
+}
+
+fn report(id: &str, event: EventKind) -> Report {
+    Report::from_parts(id, "t", "sms", "+4915112345678", &BTreeMap::new(), event, Utc::now())
+}
+
+#[tokio::test]
+async fn claims_are_first_come_even_within_one_batch() {
+    let s = Space::new().await;
+    let (a, b) = s.two().await;
+    assert_eq!(a.claim_ids(&["x", "y", "x"], TTL).await.unwrap(), [Claim::New, Claim::New, Claim::Duplicate]);
+    assert_eq!(a.claim_ids(&["y", "z"], TTL).await.unwrap(), [Claim::Duplicate, Claim::New]);
+    assert!(b.claim_ids(&[], TTL).await.unwrap().is_empty());
+    let pttl = s.pttl("job:x").await;
+    assert!(pttl > 50_000 && pttl <= 60_000, "claim TTL, got {pttl}");
+    // Only existing claims are marked: a stray id must not leave a key without a TTL behind.
+    a.mark_submitting(&["x", "nope"]).await.unwrap();
+    assert_eq!(s.job_state("x").await.as_deref(), Some("submitting"));
+    assert_eq!(s.cmd::<i64>(&["EXISTS", &s.key("job:nope")]).await, 0);
+    a.ping().await.unwrap();
+    s.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_live_owner_makes_others_wait_and_its_shutdown_hands_over_at_once() {
+    let s = Space::new().await;
+    let (a, b) = s.two().await;
+    assert_eq!(a.claim_ids(&["x"], TTL).await.unwrap(), [Claim::New]);
+    assert_eq!(b.claim_ids(&["x"], TTL).await.unwrap(), [Claim::Busy]);
+    a.shutdown().await;
+    assert_eq!(s.cmd::<i64>(&["EXISTS", &s.key("alive:a")]).await, 0);
+    assert_eq!(b.claim_ids(&["x", "x"], TTL).await.unwrap(), [Claim::New, Claim::Duplicate], "taken over");
+    assert_eq!(b.claim_ids(&["x"], TTL).await.unwrap(), [Claim::Duplicate]);
+    s.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_dropped_instance_stops_beating_and_its_claims_move_when_the_heartbeat_lapses() {
+    let s = Space::new().await;
+    let a = s.instance("a", Duration::from_secs(1)).await;
+    let b = s.instance("b", Duration::from_secs(30)).await;
+    assert_eq!(a.claim_ids(&["x"], TTL).await.unwrap(), [Claim::New]);
+    // Longer than a beat interval: a running heartbeat would have refreshed the key by now.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(b.claim_ids(&["x"], TTL).await.unwrap(), [Claim::Busy], "alive while beating");
+    drop(a);
+    assert_eq!(b.claim_ids(&["x"], TTL).await.unwrap(), [Claim::Busy], "alive until the TTL lapses");
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(b.claim_ids(&["x"], TTL).await.unwrap(), [Claim::New], "heartbeat stopped with the store");
+    s.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_claim_whose_owner_died_while_submitting_is_orphaned_once() {
+    let s = Space::new().await;
+    let (a, b) = s.two().await;
+    let c = s.instance("c", Duration::from_secs(30)).await;
+    assert_eq!(a.claim_ids(&["x", "y"], TTL).await.unwrap(), [Claim::New, Claim::New]);
+    a.mark_submitting(&["x"]).await.unwrap();
+    a.shutdown().await;
+    assert_eq!(b.claim_ids(&["x", "y"], TTL).await.unwrap(), [Claim::Orphaned, Claim::New]);
+    // b now holds it (alive): nobody else reports it too.
+    assert_eq!(c.claim_ids(&["x"], TTL).await.unwrap(), [Claim::Busy]);
+    b.record_events(&[report("x", EventKind::Unknown)], TTL).await.unwrap();
+    assert_eq!(s.job_state("x").await.as_deref(), Some("final"));
+    assert_eq!(c.claim_ids(&["x"], TTL).await.unwrap(), [Claim::Duplicate]);
+    s.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_restart_under_the_same_instance_id_orphans_the_old_incarnation_at_once() {
+    let s = Space::new().await;
+    let old = s.instance("host", Duration::from_secs(30)).await;
+    let other = s.instance("other", Duration::from_secs(30)).await;
+    assert_eq!(old.claim_ids(&["x", "y"], TTL).await.unwrap(), [Claim::New, Claim::New]);
+    old.mark_submitting(&["y"]).await.unwrap();
+    let new = s.instance("host", Duration::from_secs(30)).await;
+    assert_ne!(old.owner(), new.owner());
+    assert_eq!(new.claim_ids(&["x", "y"], TTL).await.unwrap(), [Claim::New, Claim::Orphaned]);
+    // The old process shutting down late must not declare the new one dead.
+    old.shutdown().await;
+    assert_eq!(other.claim_ids(&["x", "y"], TTL).await.unwrap(), [Claim::Busy, Claim::Busy]);
+    s.cleanup().await;
+}
+
+#[tokio::test]
+async fn due_jobs_are_leased_and_come_back_when_the_lease_lapses() {
+    let s = Space::new().await;
+    let (a, b) = s.two().await;
+    a.schedule(&[sched("j", t(10), false)]).await.unwrap();
+    assert!(b.claim_due(t(9), 10, LEASE).await.unwrap().is_empty(), "not due");
+    let c = b.claim_due(t(10), 10, LEASE).await.unwrap();
+    assert_eq!(c.len(), 1);
+    assert_eq!((c[0].id.as_str(), c[0].payload.as_str(), c[0].recheck), ("j", r#"{"id":"j"}"#, false));
+    assert!(a.claim_due(t(20), 10, LEASE).await.unwrap().is_empty(), "leased");
+    let again = a.claim_due(t(41), 10, LEASE).await.unwrap();
+    assert_eq!(again.len(), 1, "lease lapsed");
+    assert_ne!(again[0].lease, c[0].lease);
+    // The first, stale lease cannot finish it; the current one can.
+    b.finish_scheduled(&[("j".into(), c[0].lease)]).await.unwrap();
+    let third = a.claim_due(t(100), 10, LEASE).await.unwrap();
+    assert_eq!(third.len(), 1, "stale lease left it");
+    a.finish_scheduled(&[("j".into(), third[0].lease)]).await.unwrap();
+    assert!(a.claim_due(t(1000), 10, LEASE).await.unwrap().is_empty(), "finished");
+    assert_eq!(s.cmd::<i64>(&["HLEN", &s.key("sched:payload")]).await, 0);
+    s.cleanup().await;
+}
+
+#[tokio::test]
+async fn rescheduling_a_claimed_job_survives_finishing_the_old_claim() {
+    let s = Space::new().await;
+    let (a, _b) = s.two().await;
+    a.schedule(&[sched("j", t(0), false)]).await.unwrap();
+    let c = a.claim_due(t(0), 10, LEASE).await.unwrap();
+    a.schedule(&[sched("j", t(5), false)]).await.unwrap();
+    a.finish_scheduled(&[("j".into(), c[0].lease)]).await.unwrap();
+    assert_eq!(a.claim_due(t(5), 10, LEASE).await.unwrap().len(), 1);
+    s.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_recheck_flag_round_trips_and_only_our_parked_jobs_become_deferred() {
+    let s = Space::new().await;
+    let (a, b) = s.two().await;
+    assert_eq!(a.claim_ids(&["mine"], TTL).await.unwrap(), [Claim::New]);
+    assert_eq!(b.claim_ids(&["theirs"], TTL).await.unwrap(), [Claim::New]);
+    assert_eq!(a.claim_ids(&["theirs"], TTL).await.unwrap(), [Claim::Busy]);
+    a.schedule(&[sched("mine", t(1), false), sched("theirs", t(2), true), sched("third", t(3), false)]).await.unwrap();
+    assert_eq!(s.job_state("mine").await.as_deref(), Some("deferred"));
+    assert_eq!(s.job_state("theirs").await.as_deref(), Some("claimed"), "b still owns it");
+    assert_eq!(s.job_state("third").await, None, "no claim, no key without TTL");
+    assert_eq!(b.claim_ids(&["mine"], TTL).await.unwrap(), [Claim::Duplicate], "parked, not orphaned");
+    let got = a.claim_due(t(10), 2, LEASE).await.unwrap();
+    let flags: Vec<_> = got.iter().map(|c| (c.id.as_str(), c.recheck)).collect();
+    assert_eq!(flags, [("mine", false), ("theirs", true)], "due order, limit respected");
+    assert_eq!(got[1].payload, r#"{"id":"theirs"}"#);
+    s.cleanup().await;
+}
+
+#[tokio::test]
+async fn multipart_is_final_once_every_part_is_delivered_or_one_fails() {
+    let s = Space::new().await;
+    let (a, b) = s.two().await;
+    a.claim_ids(&["j1", "j2"], TTL).await.unwrap();
+    let deadline = Utc::now() + chrono::Duration::seconds(100);
+    a.track_sent(&[(sent("j1", &["1", "2"]), deadline), (sent("j2", &["3", "4"]), deadline)], TTL).await.unwrap();
+    assert_eq!(s.job_state("j1").await.as_deref(), Some("sent"));
+    let pttl = s.pttl("msg:p:1").await;
+    assert!(pttl > 150_000 && pttl <= 160_000, "mapping outlives the deadline by the ttl, got {pttl}");
+    // Receipts may come to any instance.
+    assert_eq!(b.settle_part("p", "1", PartOutcome::Delivered).await.unwrap(), Settled::Pending);
+    assert_eq!(
+        a.settle_part("p", "2", PartOutcome::Delivered).await.unwrap(),
+        Settled::Final { job: sent("j1", &["1", "2"]), outcome: PartOutcome::Delivered }
+    );
+    assert!(matches!(b.settle_part("p", "3", PartOutcome::Undelivered).await.unwrap(), Settled::Final { outcome: PartOutcome::Undelivered, .. }));
+    assert_eq!(a.settle_part("p", "4", PartOutcome::Delivered).await.unwrap(), Settled::Unmatched);
+    assert_eq!(a.settle_part("p", "never", PartOutcome::Delivered).await.unwrap(), Settled::Unmatched);
+    assert_eq!(s.job_state("j2").await.as_deref(), Some("final"));
+    assert!(a.take_overdue(deadline + chrono::Duration::seconds(1), 10).await.unwrap().is_empty());
+    let left: Vec<String> = s.cmd(&["KEYS", &format!("{}*", s.key("msg:"))]).await;
+    assert!(left.is_empty(), "every part's mapping is gone: {left:?}");
+    assert_eq!(s.cmd::<i64>(&["EXISTS", &s.key("sent:j1"), &s.key("sent:j2"), &s.key("deadlines")]).await, 0);
+    s.cleanup().await;
+}
+
+#[tokio::test]
+async fn overdue_jobs_are_taken_once() {
+    let s = Space::new().await;
+    let (a, b) = s.two().await;
+    a.track_sent(&[(sent("j", &["1", "2"]), t(100)), (sent("k", &["3"]), t(200))], TTL).await.unwrap();
+    assert!(a.take_overdue(t(99), 10).await.unwrap().is_empty());
+    assert!(a.take_overdue(t(100), 0).await.unwrap().is_empty());
+    assert_eq!(a.take_overdue(t(150), 10).await.unwrap(), [sent("j", &["1", "2"])]);
+    assert!(b.take_overdue(t(150), 10).await.unwrap().is_empty(), "taken once");
+    assert_eq!(b.settle_part("p", "2", PartOutcome::Delivered).await.unwrap(), Settled::Unmatched);
+    assert_eq!(b.take_overdue(t(300), 10).await.unwrap(), [sent("k", &["3"])]);
+    s.cleanup().await;
+}
+
+#[tokio::test]
+async fn events_come_back_in_order_and_expire() {
+    let s = Space::new().await;
+    let (a, b) = s.two().await;
+    assert!(a.events("j").await.unwrap().is_empty());
+    let first = [report("j", EventKind::Accepted), report("other", EventKind::Accepted)];
+    a.record_events(&first, TTL).await.unwrap();
+    a.record_events(&[report("j", EventKind::Delivered)], TTL).await.unwrap();
+    let kinds: Vec<_> = b.events("j").await.unwrap().into_iter().map(|r| r.event).collect();
+    assert_eq!(kinds, [EventKind::Accepted, EventKind::Delivered]);
+    assert_eq!(b.events("j").await.unwrap()[0], first[0], "round-trips exactly");
+    let pttl = s.pttl("hist:j").await;
+    assert!(pttl > 50_000 && pttl <= 60_000, "history TTL, got {pttl}");
+    // A final report for an id with no claim (expired, say) still marks it, with a TTL.
+    assert_eq!(s.job_state("j").await.as_deref(), Some("final"));
+    assert!(s.pttl("job:j").await > 0);
+    assert_eq!(b.claim_ids(&["j", "other"], TTL).await.unwrap(), [Claim::Duplicate, Claim::New]);
+    a.record_events(&[report("short", EventKind::Accepted)], Duration::from_millis(100)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(a.events("short").await.unwrap().is_empty(), "expired");
+    s.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_thousand_claims_go_in_one_call() {
+    let s = Space::new().await;
+    let (a, b) = s.two().await;
+    let ids: Vec<String> = (0..1000).map(|i| format!("bulk-{i}")).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let calls_before = evalsha_calls(&s).await;
+    let claims = a.claim_ids(&refs, TTL).await.unwrap();
+    assert!(claims.iter().all(|c| *c == Claim::New));
+    assert_eq!(a.claim_ids(&refs, TTL).await.unwrap(), vec![Claim::Duplicate; 1000]);
+    assert_eq!(b.claim_ids(&refs, TTL).await.unwrap(), vec![Claim::Busy; 1000]);
+    a.mark_submitting(&refs).await.unwrap();
+    // Other tests share this Redis, so only an upper bound: a per-id call would add thousands.
+    assert!(evalsha_calls(&s).await - calls_before < 1000, "one script call per batch");
+    s.cleanup().await;
+}
+
+/// EVALSHA calls the server has run so far (INFO commandstats).
+async fn evalsha_calls(s: &Space) -> u64 {
+    let info: String = s.cmd(&["INFO", "commandstats"]).await;
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
