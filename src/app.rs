@@ -25,7 +25,7 @@ use crate::sink::Sink;
 use crate::source::kafka::{KafkaSource, SourceDeps};
 use crate::smsc_sim::{SimConfig, SimHandle, SmscSim};
 use crate::source::http::{self, Api, Ingest};
-use crate::store::{MemoryStore, Store};
+use crate::store::{MemoryStore, RedisStore, Store};
 
 /// How the daemon gets its outside world.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +49,7 @@ pub struct App {
     router: Arc<Router>,
     reporter: Arc<Reporter>,
     kafka_source: Option<Arc<KafkaSource>>,
+    redis: Option<Arc<RedisStore>>,
     ingest_tasks: Vec<JoinHandle<()>>,
     pipeline_tasks: Vec<JoinHandle<()>>,
     rest_tasks: Vec<JoinHandle<()>>,
@@ -68,7 +69,16 @@ impl App {
 
     pub async fn start_with_clock(cfg: Config, mode: Mode, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         crate::telemetry::prometheus();
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let redis = match &cfg.redis {
+            Some(r) => Some(RedisStore::connect(r).await.context("redis")?),
+            None => None,
+        };
+        let store: Arc<dyn Store> = match &redis {
+            Some(r) => r.clone(),
+            None => Arc::new(MemoryStore::new()),
+        };
+        // A claim held by a live instance is looked at again once its heartbeat could lapse.
+        let busy_recheck = cfg.redis.as_ref().map_or(Duration::from_secs(10), |r| r.heartbeat_ttl);
         let producer = match &cfg.kafka {
             Some(k) => Some(KafkaProducer::new(k).context("kafka")?),
             None => None,
@@ -113,7 +123,7 @@ impl App {
 
         let (intake, intake_rx) = Intake::new(cfg.pipeline.max_in_flight);
         let chain = Chain::new(vec![
-            Box::new(Dedup::new(store.clone(), cfg.pipeline.dedup_ttl, Duration::from_secs(10))),
+            Box::new(Dedup::new(store.clone(), cfg.pipeline.dedup_ttl, busy_recheck)),
             Box::new(Expiry),
             Box::new(Schedule),
         ]);
@@ -203,6 +213,7 @@ impl App {
             router,
             reporter,
             kafka_source,
+            redis,
             ingest_tasks,
             pipeline_tasks,
             rest_tasks,
@@ -256,6 +267,10 @@ impl App {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
         }
         self.reporter.flush().await;
+        if let Some(r) = &self.redis {
+            // Our claims are all settled or named above; let others take what is left at once.
+            r.shutdown().await;
+        }
         if let Some(sim) = &self.sim {
             sim.shutdown().await;
         }

@@ -9,7 +9,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use redis::aio::MultiplexedConnection;
 use sendgate::config::RedisConfig;
 use sendgate::report::{EventKind, Report};
-use sendgate::store::{Claim, PartOutcome, RedisStore, ScheduledJob, SentJob, Settled, Store};
+use sendgate::store::{Claim, PartOutcome, RedisStore, ScheduledJob, SentJob, Settled, Store, StoreError};
 
 const TTL: Duration = Duration::from_secs(60);
 const LEASE: Duration = Duration::from_secs(30);
@@ -131,8 +131,8 @@ async fn a_dropped_instance_stops_beating_and_its_claims_move_when_the_heartbeat
     let a = s.instance("a", Duration::from_secs(1)).await;
     let b = s.instance("b", Duration::from_secs(30)).await;
     assert_eq!(a.claim_ids(&["x"], TTL).await.unwrap(), [Claim::New]);
-    // Longer than a beat interval: a running heartbeat would have refreshed the key by now.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Longer than the TTL: only the running heartbeat can have kept it alive.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
     assert_eq!(b.claim_ids(&["x"], TTL).await.unwrap(), [Claim::Busy], "alive while beating");
     drop(a);
     assert_eq!(b.claim_ids(&["x"], TTL).await.unwrap(), [Claim::Busy], "alive until the TTL lapses");
@@ -307,6 +307,29 @@ async fn a_thousand_claims_go_in_one_call() {
     // Other tests share this Redis, so only an upper bound: a per-id call would add thousands.
     assert!(evalsha_calls(&s).await - calls_before < 1000, "one script call per batch");
     s.cleanup().await;
+}
+
+#[tokio::test]
+async fn scripts_reload_after_a_flush_and_foreign_data_is_corrupt() {
+    let s = Space::new().await;
+    let (a, _b) = s.two().await;
+    // What a Redis restart without the script cache looks like: EVALSHA meets NOSCRIPT.
+    let _: String = s.cmd(&["SCRIPT", "FLUSH"]).await;
+    assert_eq!(a.claim_ids(&["x"], TTL).await.unwrap(), [Claim::New]);
+    let _: String = s.cmd(&["SET", &s.key("job:str"), "v"]).await;
+    let err = a.claim_ids(&["str"], TTL).await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+    let _: i64 = s.cmd(&["RPUSH", &s.key("hist:bad"), "not json"]).await;
+    let err = a.events("bad").await.unwrap_err();
+    assert!(matches!(&err, StoreError::Corrupt { key, .. } if key.ends_with("hist:bad")), "{err:?}");
+    s.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_is_unavailable() {
+    let cfg = RedisConfig { url: "redis://127.0.0.1:1/".into(), prefix: "x:".into(), instance_id: None, heartbeat_ttl: Duration::from_secs(1) };
+    let err = RedisStore::connect(&cfg).await.err().expect("nothing listens on port 1");
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
 }
 
 /// EVALSHA calls the server has run so far (INFO commandstats).

@@ -237,7 +237,8 @@ mod tests {
         let none = Sar::default();
         let sar = Sar { msg_ref_num: Some(0x1234), total_segments: Some(3), segment_seqnum: Some(2) };
         let c = |reference, total, seq| Some(Concat { reference, total, seq });
-        let cases: Vec<(u8, Vec<u8>, Sar, Result<(Option<Concat>, &[u8]), UdhError>)> = vec![
+        type Want<'a> = Result<(Option<Concat>, &'a [u8]), UdhError>;
+        let cases: Vec<(u8, Vec<u8>, Sar, Want)> = vec![
             (0x00, b"plain".to_vec(), none, Ok((None, b"plain"))),
             (0x40, udh8(7, 3, 1, b"abc"), none, Ok((c(7, 3, 1), b"abc"))),
             (0x40, vec![6, 0x08, 4, 0xAB, 0xCD, 2, 2, b'x'], none, Ok((c(0xABCD, 2, 2), b"x"))),

@@ -78,7 +78,10 @@ impl RedisStore {
     pub async fn connect(cfg: &RedisConfig) -> Result<Arc<Self>, StoreError> {
         let client = redis::Client::open(cfg.url.as_str())
             .map_err(|e| StoreError::Unavailable(format!("redis url {:?}: {e}", cfg.url)))?;
-        let conn_cfg = ConnectionManagerConfig::new().set_response_timeout(Some(RESPONSE_TIMEOUT));
+        // Reconnect backoff capped at a second: a restarted Redis is back in use promptly.
+        let conn_cfg = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_max_delay(Duration::from_secs(1));
         let conn = ConnectionManager::new_with_config(client, conn_cfg).await.map_err(|e| store_err(e, "connect"))?;
         let instance_id = cfg.instance_id.clone().unwrap_or_else(host_name);
         let incarnation: u64 = rand::random();
@@ -139,7 +142,8 @@ impl RedisStore {
 
 impl Drop for RedisStore {
     fn drop(&mut self) {
-        if let Some(_task) = self.lock_heartbeat().take() {
+        if let Some(task) = self.lock_heartbeat().take() {
+            task.abort();
         }
     }
 }

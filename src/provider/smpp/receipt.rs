@@ -174,7 +174,8 @@ mod tests {
     #[test]
     fn receipt_text_table() {
         let s = |x: &str| Some(x.to_string());
-        let cases: &[(&str, Option<(&str, ReceiptState, Option<String>)>)] = &[
+        type Want<'a> = Option<(&'a str, ReceiptState, Option<String>)>;
+        let cases: &[(&str, Want)] = &[
             (
                 "id:1a2b sub:001 dlvr:001 submit date:2501020304 done date:2501020305 stat:DELIVRD err:000 text:hello",
                 Some(("1a2b", Delivered, s("000"))),

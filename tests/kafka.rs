@@ -1,0 +1,270 @@
+//! Production mode against the real broker (Tansu), real Redis and the SMPP simulator over TCP:
+//! every job id read gets exactly one final event through restarts, crashes and bad records.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use sendgate::smsc_sim::{SimConfig, SimHandle, SmscSim};
+use serde_json::json;
+use support::services::{env, produce, producer, run_config, unique, Collector, Daemon, Topics};
+
+struct World {
+    dir: tempfile::TempDir,
+    topics: Topics,
+    group: String,
+    prefix: String,
+    sim: SimHandle,
+    reports: Collector,
+}
+
+impl World {
+    async fn new(partitions: u32) -> Self {
+        let topics = Topics::create(partitions);
+        let sim = SmscSim::start(SimConfig {
+            receipt_delay: Duration::from_millis(20),
+            record_messages: true,
+            ..SimConfig::default()
+        })
+        .await
+        .unwrap();
+        let reports = Collector::start(&topics.reports);
+        Self { dir: tempfile::tempdir().unwrap(), topics, group: unique("g"), prefix: format!("{}:", unique("sg")), sim, reports }
+    }
+
+    fn config(&self, instance: &str, redis_url: &str) -> std::path::PathBuf {
+        run_config(self.dir.path(), instance, &self.topics, &self.group, redis_url, &self.prefix, self.sim.local_addr())
+    }
+
+    fn daemon(&self, instance: &str) -> Daemon {
+        self.daemon_with(instance, &env("SENDGATE_TEST_REDIS_URL"))
+    }
+
+    fn daemon_with(&self, instance: &str, redis_url: &str) -> Daemon {
+        let cfg = self.config(instance, redis_url);
+        Daemon::start(&cfg, self.dir.path().join(format!("{instance}.{:x}.log", rand::random::<u32>())))
+    }
+
+    /// `n` jobs with unique recipients (so the simulator can tell each job's messages apart).
+    async fn produce_jobs(&self, tag: &str, n: usize, extra: serde_json::Value) -> Vec<String> {
+        let mut ids = Vec::with_capacity(n);
+        let mut records = Vec::with_capacity(n);
+        for i in 0..n {
+            let id = format!("{tag}-{i}");
+            let to = format!("+3{}{:09}", tag.len() % 10, i);
+            let mut job = json!({"id": id, "tenant": "acme", "channel": "sms", "to": to, "text": format!("job {i} {}", "x".repeat(i % 200))});
+            if let (Some(o), Some(e)) = (job.as_object_mut(), extra.as_object()) {
+                o.extend(e.clone());
+            }
+            records.push((to, serde_json::to_vec(&job).unwrap()));
+            ids.push(id);
+        }
+        produce(&producer(), &self.topics.jobs, &records).await;
+        ids
+    }
+
+    /// Asserts the invariant and that no message reached the SMSC twice.
+    fn assert_exactly_once(&self, ids: &[String], finals: &HashMap<String, usize>) {
+        let doubled: Vec<_> = finals.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(doubled.is_empty(), "{} jobs with more than one final, e.g. {:?}", doubled.len(), doubled.iter().take(5).collect::<Vec<_>>());
+        let missing: Vec<_> = ids.iter().filter(|id| !finals.contains_key(*id)).collect();
+        assert!(missing.is_empty(), "{} jobs without a final, e.g. {:?}", missing.len(), &missing[..missing.len().min(5)]);
+        let mut per_dest: HashMap<String, usize> = HashMap::new();
+        for m in self.sim.messages() {
+            *per_dest.entry(m.destination).or_default() += 1;
+        }
+        let twice: Vec<_> = per_dest.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(twice.is_empty(), "{} recipients got a message twice, e.g. {:?}", twice.len(), twice.iter().take(5).collect::<Vec<_>>());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_thousand_jobs_get_exactly_fifty_thousand_finals() {
+    let w = World::new(6).await;
+    let d = w.daemon("gw-a");
+    let ids = w.produce_jobs("fifty", 50_000, json!({})).await;
+    let finals = w.reports.wait_finals(ids.len(), Duration::from_secs(300)).await;
+    w.assert_exactly_once(&ids, &finals);
+    assert_eq!(w.sim.stats().messages, 50_000, "logical submits at the simulator");
+    assert_eq!(finals.len(), 50_000);
+    assert_eq!(d.terminate(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_to_one_of_two_instances_hands_its_partitions_over() {
+    let w = World::new(6).await;
+    let a = w.daemon("gw-a");
+    let b = w.daemon("gw-b");
+    let ids = w.produce_jobs("term", 15_000, json!({})).await;
+    w.reports.wait_finals(3_000, Duration::from_secs(120)).await;
+    let log_a = a.log.clone();
+    assert_eq!(a.terminate(), Some(0), "{}", std::fs::read_to_string(log_a).unwrap_or_default());
+    let finals = w.reports.wait_finals(ids.len(), Duration::from_secs(300)).await;
+    w.assert_exactly_once(&ids, &finals);
+    assert!(b.log_text().contains("partitions assigned"));
+    assert_eq!(b.terminate(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_run_then_restart_keeps_the_invariant() {
+    let w = World::new(6).await;
+    let a = w.daemon("gw-a");
+    let ids = w.produce_jobs("kill", 15_000, json!({})).await;
+    w.reports.wait_finals(4_000, Duration::from_secs(120)).await;
+    a.kill9();
+    let a2 = w.daemon("gw-a");
+    let finals = w.reports.wait_finals(ids.len(), Duration::from_secs(300)).await;
+    w.assert_exactly_once(&ids, &finals);
+    // Jobs that were being submitted when the process died end `unknown` instead of being
+    // sent again; the restarted instance counts them.
+    let ambiguous = a2.metric("sendgate_submits_ambiguous_total").await;
+    eprintln!("kill -9: {ambiguous} submits ambiguous (ended unknown, never resent); 0 resent");
+    assert_eq!(a2.terminate(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_that_are_not_jobs_go_to_the_dlq_and_neighbours_flow() {
+    let w = World::new(1).await;
+    let dlq = Collector::start(&w.topics.dlq);
+    let d = w.daemon("gw-a");
+    let big = vec![b'x'; 5 * 1024 * 1024];
+    let good = |i: usize| {
+        let j = json!({"id": format!("nb-{i}"), "tenant": "acme", "channel": "sms", "to": format!("+4915400000{i:03}"), "text": "hi"});
+        (format!("k{i}"), serde_json::to_vec(&j).unwrap())
+    };
+    let records = vec![
+        good(0),
+        ("bad-1".to_string(), b"this is not json".to_vec()),
+        good(1),
+        ("bad-2".to_string(), br#"{"tenant":"acme","text":"no id"}"#.to_vec()),
+        good(2),
+        ("bad-3".to_string(), big.clone()),
+        good(3),
+        // A job with an id that is otherwise invalid: a final `rejected`, not the DLQ.
+        ("bad-4".to_string(), br#"{"id":"inv-1","tenant":"acme","channel":"sms","to":"+7 916","text":"x"}"#.to_vec()),
+    ];
+    produce(&producer(), &w.topics.jobs, &records).await;
+    let finals = w.reports.wait_finals(5, Duration::from_secs(60)).await;
+    for i in 0..4 {
+        assert_eq!(finals.get(&format!("nb-{i}")), Some(&1));
+    }
+    let inv = w.reports.reports().into_iter().find(|r| r.job_id == "inv-1").unwrap();
+    assert_eq!(inv.event, sendgate::report::EventKind::Rejected);
+    assert!(inv.error.unwrap().message.starts_with("to: not an E.164 number"));
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while dlq.seen.lock().unwrap().len() < 3 {
+        assert!(std::time::Instant::now() < deadline, "DLQ has {} records", dlq.seen.lock().unwrap().len());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let seen = dlq.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3);
+    for (s, (key, payload)) in seen.iter().zip([&records[1], &records[3], &records[5]]) {
+        assert_eq!(&s.key, key.as_bytes());
+        assert!(&s.payload == payload, "DLQ payload must be the original bytes");
+        assert!(s.headers.get("sendgate-source").is_some_and(|v| v.starts_with(&format!("{}/0/", w.topics.jobs))), "{:?}", s.headers);
+        assert!(s.headers.contains_key("sendgate-error"));
+    }
+    assert!(seen[1].headers["sendgate-error"].contains("id: missing"));
+    assert_eq!(d.terminate(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deferred_job_of_a_killed_instance_is_sent_by_the_survivor() {
+    let w = World::new(2).await;
+    let a = w.daemon("gw-a");
+    let send_at = (chrono::Utc::now() + chrono::Duration::seconds(4)).to_rfc3339();
+    let ids = w.produce_jobs("later", 1, json!({"send_at": send_at})).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !w.reports.reports().iter().any(|r| r.event == sendgate::report::EventKind::Deferred) {
+        assert!(std::time::Instant::now() < deadline, "no deferral");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let b = w.daemon("gw-b");
+    a.kill9();
+    let finals = w.reports.wait_finals(1, Duration::from_secs(60)).await;
+    w.assert_exactly_once(&ids, &finals);
+    assert_eq!(w.sim.stats().messages, 1);
+    assert!(b.log_text().contains("SMPP bound"));
+    assert_eq!(b.terminate(), Some(0));
+}
+
+/// Its own Redis, so that restarting it touches no other test.
+struct OwnRedis {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl OwnRedis {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let r = Self { dir: tempfile::tempdir().unwrap(), port };
+        r.up();
+        r
+    }
+
+    fn up(&self) {
+        let d = self.dir.path().display().to_string();
+        let ok = std::process::Command::new("redis-server")
+            .args(["--daemonize", "yes", "--bind", "127.0.0.1", "--port", &self.port.to_string(), "--dir", &d])
+            .args(["--pidfile", &format!("{d}/redis.pid"), "--logfile", &format!("{d}/redis.log"), "--save", "", "--appendonly", "yes"])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "redis did not come up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM: Redis fsyncs its AOF and exits.
+    fn down(&self) {
+        let pid = std::fs::read_to_string(self.dir.path().join("redis.pid")).unwrap();
+        std::process::Command::new("kill").args(["-TERM", pid.trim()]).status().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            assert!(std::time::Instant::now() < deadline, "redis did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(self.dir.path().join("redis.pid")) {
+            let _ = std::process::Command::new("kill").args(["-KILL", pid.trim()]).status();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restart_mid_run_loses_nothing_and_readyz_says_so() {
+    let redis = OwnRedis::start();
+    let w = World::new(6).await;
+    let d = w.daemon_with("gw-a", &redis.url());
+    let ids = w.produce_jobs("redis", 10_000, json!({})).await;
+    w.reports.wait_finals(2_000, Duration::from_secs(120)).await;
+    redis.down();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while d.ready().await != 503 {
+        assert!(std::time::Instant::now() < deadline, "/readyz never said not ready while Redis was down");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    redis.up();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while d.ready().await != 200 {
+        assert!(std::time::Instant::now() < deadline, "/readyz never recovered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let finals = w.reports.wait_finals(ids.len(), Duration::from_secs(300)).await;
+    w.assert_exactly_once(&ids, &finals);
+    assert_eq!(d.terminate(), Some(0));
+}
