@@ -136,6 +136,8 @@ fn bench_policy_chain(c: &mut Criterion) {
     let jobs = batch_jobs("pc");
     let mut g = c.benchmark_group("policy_chain");
     g.throughput(Throughput::Elements(BATCH as u64));
+    // A batch iteration is ~0.5 ms plus an untimed store set-up: 50 samples fit in 2 s.
+    g.sample_size(50);
 
     // Every id new: a fresh store per iteration (built outside the timed part), so dedup
     // claims 1,000 ids each time instead of finding them from the previous iteration.

@@ -197,6 +197,23 @@ def proc_status(pid: int) -> dict[str, int]:
     return out
 
 
+def runqueue_wait(pid: int) -> float:
+    """Seconds the daemon's threads spent runnable but waiting for a CPU (schedstat field 2):
+    how much other processes on the machine held it back."""
+    total = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0.0
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1e9
+
+
 def thread_cpu(pid: int) -> dict[str, float]:
     """CPU seconds (user+system) per thread name, summed over threads of that name."""
     out: dict[str, float] = {}
@@ -465,6 +482,8 @@ def run(a: argparse.Namespace) -> tuple[dict, int]:
         log(a, f"daemon up (pid {proc.pid}) on {listen}; posting {a.jobs} jobs ({body_bytes / 1e6:.1f} MB) with {a.concurrency} posters")
 
         cpu0 = thread_cpu(proc.pid)
+        wait0 = runqueue_wait(proc.pid)
+        load0 = os.getloadavg()[0]
         self0 = resource.getrusage(resource.RUSAGE_SELF)
         t0_mono = time.monotonic()
 
@@ -483,6 +502,7 @@ def run(a: argparse.Namespace) -> tuple[dict, int]:
         deadline = None
         last_progress = time.monotonic()
         died = False
+        missing_at_timeout = 0
         while True:
             tail.poll()
             posting = any(t.is_alive() for t in posters)
@@ -496,7 +516,8 @@ def run(a: argparse.Namespace) -> tuple[dict, int]:
                 print(f"error: daemon exited with {proc.returncode} during the run", file=sys.stderr)
                 break
             if deadline is not None and time.monotonic() > deadline:
-                print(f"error: timeout: {len(all_ids) - len(all_ids & tail.finals.keys())} jobs without a final after {a.timeout}s", file=sys.stderr)
+                missing_at_timeout = len(all_ids) - len(all_ids & tail.finals.keys())
+                print(f"timeout: {missing_at_timeout} jobs without a final {a.timeout}s after the last 202; stopping the daemon", file=sys.stderr)
                 break
             if a.progress and time.monotonic() - last_progress > 2:
                 last_progress = time.monotonic()
@@ -504,6 +525,8 @@ def run(a: argparse.Namespace) -> tuple[dict, int]:
             time.sleep(0.2)
         t_done_mono = time.monotonic()
         cpu1 = thread_cpu(proc.pid)
+        wait1 = runqueue_wait(proc.pid)
+        load1 = os.getloadavg()[0]
         self1 = resource.getrusage(resource.RUSAGE_SELF)
         sampler.sample()
 
@@ -611,6 +634,8 @@ def run(a: argparse.Namespace) -> tuple[dict, int]:
             "daemon_cpu_seconds": round(sum(daemon_cpu.values()), 2),
             "daemon_cpu_by_thread": daemon_cpu,
             "daemon_cpu_share_of_one_core": round(sum(daemon_cpu.values()) / wall, 2) if wall > 0 else None,
+            "daemon_runqueue_wait_seconds": round(wait1 - wait0, 2),
+            "loadavg_1m": [round(load0, 2), round(load1, 2)],
             "loadgen_cpu_seconds": round(gen_cpu, 2),
             "wall_seconds": round(wall, 2),
             "report_lines": tail.lines,
@@ -620,6 +645,7 @@ def run(a: argparse.Namespace) -> tuple[dict, int]:
             "jobs_with_multiple_finals": multi,
             "finals_for_unknown_ids": strangers,
             "unparseable_report_lines": tail.bad_lines,
+            "jobs_without_final_at_timeout": missing_at_timeout,
             "exactly_once": exactly_once,
             "daemon_exit_code": exit_code,
             "shutdown_seconds": round(shutdown_s, 2),
@@ -650,8 +676,11 @@ def print_human(s: dict) -> None:
     print(f"  peak RSS:    {s['peak_rss_mib']} MiB (VmHWM)")
     top = ", ".join(f"{k} {v:.1f}s" for k, v in list(s["daemon_cpu_by_thread"].items())[:6])
     print(f"  CPU:         daemon {s['daemon_cpu_seconds']}s over {s['wall_seconds']}s wall ({s['daemon_cpu_share_of_one_core'] * 100:.0f}% of one core; {top}); load generator {s['loadgen_cpu_seconds']}s")
+    print(f"  machine:     daemon threads waited {s['daemon_runqueue_wait_seconds']}s for a CPU (runnable, not running); load average {s['loadavg_1m'][0]} -> {s['loadavg_1m'][1]} on {os.cpu_count()} CPUs")
     print(f"  events:      {', '.join(f'{k}={v}' for k, v in s['events'].items())}")
     print(f"  jobs with 0 finals: {s['jobs_without_final']}, with >1 finals: {s['jobs_with_multiple_finals']}, finals for ids not sent: {s['finals_for_unknown_ids']}")
+    if s["jobs_without_final_at_timeout"]:
+        print(f"  note: {s['jobs_without_final_at_timeout']} jobs had no final when --timeout ran out; the counts above include what the daemon's shutdown drain reported")
     print(f"{'PASS' if s['exactly_once'] else 'FAIL'}: every job exactly one final")
     code = s["daemon_exit_code"]
     print(f"{'PASS' if code == 0 else 'FAIL'}: SIGTERM -> exit code {code} after {s['shutdown_seconds']}s")

@@ -244,10 +244,26 @@ impl App {
             let s = source.clone();
             let _ = tokio::task::spawn_blocking(move || s.finish()).await;
         }
-        // In memory nothing survives us: wait for outstanding receipts while the deadline allows.
+        // In memory nothing survives us: wait for outstanding receipts while the deadline allows,
+        // then end the rest `unknown`, so that even here every job gets its one final event.
         while let Some(n) = self.store.awaiting_receipts().filter(|n| *n > 0) {
             if tokio::time::Instant::now() >= deadline {
                 left.awaiting_receipts = n;
+                let now = chrono::Utc::now();
+                let max = chrono::DateTime::<chrono::Utc>::MAX_UTC;
+                if let Ok(jobs) = self.store.take_overdue(max, usize::MAX, max).await {
+                    let reports: Vec<_> = jobs
+                        .iter()
+                        .map(|(j, decided)| match decided {
+                            Some(o) => crate::receipt::correlate::report_for(j, crate::receipt::correlate::event_for(*o), now),
+                            None => crate::receipt::correlate::report_for(j, crate::report::EventKind::Unknown, now)
+                                .with_error(None, "shut down before the receipt came; in-memory state does not outlive the process"),
+                        })
+                        .collect();
+                    self.reporter.emit(&reports).await;
+                    let ids: Vec<String> = reports.iter().map(|r| r.job_id.clone()).collect();
+                    let _ = self.store.finish_sent(&ids).await;
+                }
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -263,8 +279,13 @@ impl App {
             }
         }
         self.stop_rest.cancel();
+        // The correlator ends once the binds are gone; give it what is left of the deadline
+        // (at least a few seconds) to publish the finals of receipts that came in meanwhile.
+        let rest_deadline = deadline.max(tokio::time::Instant::now() + Duration::from_secs(5));
         for t in self.rest_tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+            if tokio::time::timeout_at(rest_deadline, t).await.is_err() {
+                warn!("a receipt or metrics task was still running at the drain deadline");
+            }
         }
         self.reporter.flush().await;
         if let Some(r) = &self.redis {

@@ -99,10 +99,13 @@ fn config_error(e: &ConfigErrors) -> ExitCode {
 }
 
 async fn serve(cfg: Config, mode: Mode) -> ExitCode {
-    let reports_to = match (&cfg.reports.file, cfg.reports.stdout) {
+    let reports_to = match (&cfg.kafka, &cfg.reports.file, cfg.reports.stdout) {
+        (Some(k), _, _) => format!("kafka topic {} at {}", k.reports_topic, k.brokers),
+        (None, file, stdout) => match (file, stdout) {
         (Some(f), true) => format!("stdout and {}", f.display()),
         (Some(f), false) => f.display().to_string(),
         (None, _) => "stdout (JSON lines)".into(),
+        },
     };
     let app = match App::start(cfg, mode).await {
         Ok(app) => app,

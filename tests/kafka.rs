@@ -19,18 +19,36 @@ struct World {
     reports: Collector,
 }
 
+impl Drop for World {
+    fn drop(&mut self) {
+        if std::env::var_os("SENDGATE_TEST_KEEP").is_some() {
+            let path = self.dir.path().to_owned();
+            let _ = std::fs::rename(&path, format!("{}-kept", path.display()));
+        }
+    }
+}
+
 impl World {
     async fn new(partitions: u32) -> Self {
+        Self::with_receipt_delay(partitions, Duration::from_millis(20)).await
+    }
+
+    async fn with_receipt_delay(partitions: u32, receipt_delay: Duration) -> Self {
         let topics = Topics::create(partitions);
         let sim = SmscSim::start(SimConfig {
-            receipt_delay: Duration::from_millis(20),
+            receipt_delay,
             record_messages: true,
             ..SimConfig::default()
         })
         .await
         .unwrap();
         let reports = Collector::start(&topics.reports);
-        Self { dir: tempfile::tempdir().unwrap(), topics, group: unique("g"), prefix: format!("{}:", unique("sg")), sim, reports }
+        let dir = tempfile::tempdir().unwrap();
+        // SENDGATE_TEST_KEEP=1 keeps the daemons' configs and logs for a look after a failure.
+        if std::env::var_os("SENDGATE_TEST_KEEP").is_some() {
+            eprintln!("keeping {}", dir.path().display());
+        }
+        Self { dir, topics, group: unique("g"), prefix: format!("{}:", unique("sg")), sim, reports }
     }
 
     fn config(&self, instance: &str, redis_url: &str) -> std::path::PathBuf {
@@ -69,6 +87,13 @@ impl World {
         let doubled: Vec<_> = finals.iter().filter(|(_, n)| **n > 1).collect();
         assert!(doubled.is_empty(), "{} jobs with more than one final, e.g. {:?}", doubled.len(), doubled.iter().take(5).collect::<Vec<_>>());
         let missing: Vec<_> = ids.iter().filter(|id| !finals.contains_key(*id)).collect();
+        if !missing.is_empty() {
+            let reports = self.reports.reports();
+            for id in missing.iter().take(3) {
+                let of: Vec<_> = reports.iter().filter(|r| &&r.job_id == id).map(|r| (r.event, r.error.clone())).collect();
+                eprintln!("{id}: {of:?}");
+            }
+        }
         assert!(missing.is_empty(), "{} jobs without a final, e.g. {:?}", missing.len(), &missing[..missing.len().min(5)]);
         let mut per_dest: HashMap<String, usize> = HashMap::new();
         for m in self.sim.messages() {
@@ -267,4 +292,38 @@ async fn redis_restart_mid_run_loses_nothing_and_readyz_says_so() {
     let finals = w.reports.wait_finals(ids.len(), Duration::from_secs(300)).await;
     w.assert_exactly_once(&ids, &finals);
     assert_eq!(d.terminate(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipts_reaching_another_instance_are_correlated_through_redis() {
+    // Receipts come 4 s after the submit. Instance A is killed once every job is accepted; the
+    // simulator then delivers A's receipts to B's binds (same SMSC account), and B must find
+    // A's jobs in Redis.
+    let w = World::with_receipt_delay(4, Duration::from_secs(4)).await;
+    let a = w.daemon("gw-a");
+    let b = w.daemon("gw-b");
+    let ids = w.produce_jobs("rcpt", 2_000, json!({})).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let accepted: std::collections::HashSet<String> = w
+            .reports
+            .reports()
+            .into_iter()
+            .filter(|r| r.event == sendgate::report::EventKind::Accepted)
+            .map(|r| r.job_id)
+            .collect();
+        if accepted.len() == ids.len() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "only {} accepted", accepted.len());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(w.reports.finals().len() < ids.len(), "receipts must still be outstanding when A dies");
+    a.kill9();
+    let finals = w.reports.wait_finals(ids.len(), Duration::from_secs(120)).await;
+    w.assert_exactly_once(&ids, &finals);
+    let delivered = w.reports.reports().into_iter().filter(|r| r.event == sendgate::report::EventKind::Delivered).count();
+    assert_eq!(delivered, ids.len(), "every job ends delivered: none fell back to unknown");
+    assert!(b.metric("sendgate_receipts_total").await > 0.0);
+    assert_eq!(b.terminate(), Some(0));
 }

@@ -238,17 +238,28 @@ async fn multipart_is_final_once_every_part_is_delivered_or_one_fails() {
     assert_eq!(s.job_state("j1").await.as_deref(), Some("sent"));
     let pttl = s.pttl("msg:p:1").await;
     assert!(pttl > 150_000 && pttl <= 160_000, "mapping outlives the deadline by the ttl, got {pttl}");
+    let confirm_by = Utc::now() + chrono::Duration::seconds(30);
     // Receipts may come to any instance.
-    assert_eq!(b.settle_part("p", "1", PartOutcome::Delivered).await.unwrap(), Settled::Pending);
+    assert_eq!(b.settle_part("p", "1", PartOutcome::Delivered, confirm_by).await.unwrap(), Settled::Pending);
     assert_eq!(
-        a.settle_part("p", "2", PartOutcome::Delivered).await.unwrap(),
+        a.settle_part("p", "2", PartOutcome::Delivered, confirm_by).await.unwrap(),
         Settled::Final { job: sent("j1", &["1", "2"]), outcome: PartOutcome::Delivered }
     );
-    assert!(matches!(b.settle_part("p", "3", PartOutcome::Undelivered).await.unwrap(), Settled::Final { outcome: PartOutcome::Undelivered, .. }));
-    assert_eq!(a.settle_part("p", "4", PartOutcome::Delivered).await.unwrap(), Settled::Unmatched);
-    assert_eq!(a.settle_part("p", "never", PartOutcome::Delivered).await.unwrap(), Settled::Unmatched);
+    assert!(matches!(
+        b.settle_part("p", "3", PartOutcome::Undelivered, confirm_by).await.unwrap(),
+        Settled::Final { outcome: PartOutcome::Undelivered, .. }
+    ));
+    // j2 is decided already: its other part changes nothing.
+    assert_eq!(a.settle_part("p", "4", PartOutcome::Delivered, confirm_by).await.unwrap(), Settled::Pending);
+    assert_eq!(a.settle_part("p", "never", PartOutcome::Delivered, confirm_by).await.unwrap(), Settled::Unmatched);
+    // Decided but not confirmed: after the grace they come back with their outcomes.
+    let later = confirm_by + chrono::Duration::seconds(1);
+    let mut back = a.take_overdue(later, 10, later + chrono::Duration::seconds(30)).await.unwrap();
+    back.sort_by(|x, y| x.0.job_id.cmp(&y.0.job_id));
+    assert_eq!(back, [(sent("j1", &["1", "2"]), Some(PartOutcome::Delivered)), (sent("j2", &["3", "4"]), Some(PartOutcome::Undelivered))]);
+    a.finish_sent(&["j1".into(), "j2".into()]).await.unwrap();
     assert_eq!(s.job_state("j2").await.as_deref(), Some("final"));
-    assert!(a.take_overdue(deadline + chrono::Duration::seconds(1), 10).await.unwrap().is_empty());
+    assert!(a.take_overdue(deadline + chrono::Duration::seconds(1000), 10, deadline).await.unwrap().is_empty());
     let left: Vec<String> = s.cmd(&["KEYS", &format!("{}*", s.key("msg:"))]).await;
     assert!(left.is_empty(), "every part's mapping is gone: {left:?}");
     assert_eq!(s.cmd::<i64>(&["EXISTS", &s.key("sent:j1"), &s.key("sent:j2"), &s.key("deadlines")]).await, 0);
@@ -256,16 +267,19 @@ async fn multipart_is_final_once_every_part_is_delivered_or_one_fails() {
 }
 
 #[tokio::test]
-async fn overdue_jobs_are_taken_once() {
+async fn overdue_jobs_are_leased_until_finished() {
     let s = Space::new().await;
     let (a, b) = s.two().await;
     a.track_sent(&[(sent("j", &["1", "2"]), t(100)), (sent("k", &["3"]), t(200))], TTL).await.unwrap();
-    assert!(a.take_overdue(t(99), 10).await.unwrap().is_empty());
-    assert!(a.take_overdue(t(100), 0).await.unwrap().is_empty());
-    assert_eq!(a.take_overdue(t(150), 10).await.unwrap(), [sent("j", &["1", "2"])]);
-    assert!(b.take_overdue(t(150), 10).await.unwrap().is_empty(), "taken once");
-    assert_eq!(b.settle_part("p", "2", PartOutcome::Delivered).await.unwrap(), Settled::Unmatched);
-    assert_eq!(b.take_overdue(t(300), 10).await.unwrap(), [sent("k", &["3"])]);
+    assert!(a.take_overdue(t(99), 10, t(130)).await.unwrap().is_empty());
+    assert!(a.take_overdue(t(100), 0, t(130)).await.unwrap().is_empty());
+    assert_eq!(a.take_overdue(t(150), 10, t(180)).await.unwrap(), [(sent("j", &["1", "2"]), None)]);
+    assert!(b.take_overdue(t(150), 10, t(180)).await.unwrap().is_empty(), "leased to a");
+    // a died without confirming: b gets it when the lease ends.
+    assert_eq!(b.take_overdue(t(180), 10, t(210)).await.unwrap(), [(sent("j", &["1", "2"]), None)]);
+    b.finish_sent(&["j".into()]).await.unwrap();
+    assert_eq!(b.settle_part("p", "2", PartOutcome::Delivered, t(400)).await.unwrap(), Settled::Unmatched);
+    assert_eq!(b.take_overdue(t(300), 10, t(330)).await.unwrap(), [(sent("k", &["3"]), None)]);
     s.cleanup().await;
 }
 

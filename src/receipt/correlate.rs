@@ -21,6 +21,9 @@ use crate::telemetry;
 /// we stored the mapping): such a receipt is retried for this long before it counts unmatched.
 const EARLY_RECEIPT_GRACE: Duration = Duration::from_secs(10);
 const EARLY_RECEIPT_RETRY: Duration = Duration::from_millis(250);
+/// A final decided by one instance and not confirmed within this (it died between deciding
+/// and publishing) is handed out again by the deadline sweep of any instance.
+const FINAL_CONFIRM_GRACE: chrono::Duration = chrono::Duration::seconds(30);
 
 pub fn event_for(outcome: PartOutcome) -> EventKind {
     match outcome {
@@ -32,7 +35,7 @@ pub fn event_for(outcome: PartOutcome) -> EventKind {
     }
 }
 
-fn report_for(job: &SentJob, event: EventKind, at: chrono::DateTime<chrono::Utc>) -> Report {
+pub fn report_for(job: &SentJob, event: EventKind, at: chrono::DateTime<chrono::Utc>) -> Report {
     let mut r = Report::from_parts(&job.job_id, &job.tenant, &job.channel, &job.to, &job.meta, event, at).with_provider(&job.provider);
     r.provider_message_id = job.message_ids.first().cloned();
     r.segments = Some(job.segments);
@@ -84,7 +87,7 @@ impl Correlator {
         for (first_seen, r) in receipts {
             let Some(outcome) = r.outcome else { continue };
             let settled = loop {
-                match self.store.settle_part(&r.provider, &r.message_id, outcome).await {
+                match self.store.settle_part(&r.provider, &r.message_id, outcome, now + FINAL_CONFIRM_GRACE).await {
                     Ok(s) => break s,
                     Err(e) => {
                         warn!(error = %e, "cannot correlate receipt; retrying");
@@ -113,8 +116,30 @@ impl Correlator {
             };
             metrics::counter!(telemetry::RECEIPTS_TOTAL, "provider" => r.provider.to_string(), "outcome" => label).increment(1);
         }
-        self.reporter.emit(&reports).await;
+        publish_finals(self.store.as_ref(), &self.reporter, &reports).await;
     }
+}
+
+/// Publishes final reports, then lets the store forget their jobs. Until the store hears it,
+/// a job stays due for re-publishing: losing a final is worse than sending it twice.
+async fn publish_finals(store: &dyn Store, reporter: &Reporter, reports: &[Report]) {
+    if reports.is_empty() {
+        return;
+    }
+    reporter.emit(reports).await;
+    let ids: Vec<String> = reports.iter().map(|r| r.job_id.clone()).collect();
+    let mut wait = Duration::from_millis(100);
+    for _ in 0..10 {
+        match store.finish_sent(&ids).await {
+            Ok(()) => return,
+            Err(e) => {
+                warn!(error = %e, jobs = ids.len(), "cannot confirm finals to the store; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+    warn!(jobs = ids.len(), "finals published but not confirmed; they may be published again after the grace period");
 }
 
 /// Ends jobs whose receipt did not come in time with a final `unknown`.
@@ -126,13 +151,17 @@ pub async fn sweep_deadlines(clock: Arc<dyn Clock>, store: Arc<dyn Store>, repor
             _ = stop.cancelled() => return,
         }
         let now = clock.now();
-        match store.take_overdue(now, 1000).await {
+        match store.take_overdue(now, 1000, now + FINAL_CONFIRM_GRACE).await {
             Ok(jobs) if !jobs.is_empty() => {
                 let reports: Vec<Report> = jobs
                     .iter()
-                    .map(|j| report_for(j, EventKind::Unknown, now).with_error(None, "no receipt within the provider's receipt timeout"))
+                    .map(|(j, decided)| match decided {
+                        // Decided by a receipt on an instance that did not live to publish it.
+                        Some(o) => report_for(j, event_for(*o), now),
+                        None => report_for(j, EventKind::Unknown, now).with_error(None, "no receipt within the provider's receipt timeout"),
+                    })
                     .collect();
-                reporter.emit(&reports).await;
+                publish_finals(store.as_ref(), &reporter, &reports).await;
             }
             Ok(_) => {}
             Err(e) => warn!(error = %e, "cannot read receipt deadlines"),

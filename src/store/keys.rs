@@ -65,6 +65,11 @@ impl Keys {
     pub fn sent(&self, job_id: &str) -> String {
         format!("{}{job_id}", self.sent_prefix())
     }
+    /// Where a replay-guarded script keeps its reply for a retry of the same call.
+    pub fn reply(&self, nonce: u64) -> String {
+        format!("{}reply:{nonce:016x}", self.prefix)
+    }
+
     pub fn sent_prefix(&self) -> String {
         format!("{}sent:", self.prefix)
     }

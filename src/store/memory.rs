@@ -45,6 +45,8 @@ struct Tracked {
     job: SentJob,
     deadline: DateTime<Utc>,
     delivered_parts: usize,
+    /// Decided by a receipt, waiting for `finish_sent`.
+    decided: Option<PartOutcome>,
 }
 
 impl MemoryStore {
@@ -153,16 +155,25 @@ impl Store for MemoryStore {
                 g.messages.insert((job.provider.clone(), id.clone()), job.job_id.clone());
             }
             g.deadlines.insert((*deadline, job.job_id.clone()));
-            g.sent.insert(job.job_id.clone(), Tracked { job: job.clone(), deadline: *deadline, delivered_parts: 0 });
+            g.sent.insert(job.job_id.clone(), Tracked { job: job.clone(), deadline: *deadline, delivered_parts: 0, decided: None });
         }
         Ok(())
     }
 
-    async fn settle_part(&self, provider: &str, message_id: &str, outcome: PartOutcome) -> Result<Settled, StoreError> {
+    async fn settle_part(
+        &self,
+        provider: &str,
+        message_id: &str,
+        outcome: PartOutcome,
+        confirm_by: DateTime<Utc>,
+    ) -> Result<Settled, StoreError> {
         let mut g = self.lock();
         let key = (provider.to_owned(), message_id.to_owned());
         let Some(job_id) = g.messages.remove(&key) else { return Ok(Settled::Unmatched) };
         let Some(t) = g.sent.get_mut(&job_id) else { return Ok(Settled::Unmatched) };
+        if t.decided.is_some() {
+            return Ok(Settled::Pending);
+        }
         // Delivered only when every part is; the first part that failed decides otherwise.
         if outcome == PartOutcome::Delivered {
             t.delivered_parts += 1;
@@ -170,15 +181,40 @@ impl Store for MemoryStore {
                 return Ok(Settled::Pending);
             }
         }
-        let t = g.forget_sent(&job_id).expect("present above");
-        Ok(Settled::Final { job: t.job, outcome })
+        t.decided = Some(outcome);
+        let (old, job) = (t.deadline, t.job.clone());
+        t.deadline = confirm_by;
+        g.deadlines.remove(&(old, job_id.clone()));
+        g.deadlines.insert((confirm_by, job_id));
+        Ok(Settled::Final { job, outcome })
     }
 
-    async fn take_overdue(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<SentJob>, StoreError> {
+    async fn take_overdue(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<(SentJob, Option<PartOutcome>)>, StoreError> {
         let mut g = self.lock();
-        let ids: Vec<String> =
-            g.deadlines.iter().take_while(|(d, _)| *d <= now).take(limit).map(|(_, id)| id.clone()).collect();
-        Ok(ids.iter().filter_map(|id| g.forget_sent(id)).map(|t| t.job).collect())
+        let due: Vec<(DateTime<Utc>, String)> = g.deadlines.iter().take_while(|(d, _)| *d <= now).take(limit).cloned().collect();
+        let mut out = Vec::with_capacity(due.len());
+        for key in due {
+            g.deadlines.remove(&key);
+            if let Some(t) = g.sent.get_mut(&key.1) {
+                t.deadline = lease_until;
+                out.push((t.job.clone(), t.decided));
+                g.deadlines.insert((lease_until, key.1));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn finish_sent(&self, job_ids: &[String]) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        for id in job_ids {
+            g.forget_sent(id);
+        }
+        Ok(())
     }
 
     async fn record_events(&self, reports: &[Report], ttl: Duration) -> Result<(), StoreError> {
@@ -265,20 +301,32 @@ mod tests {
     async fn multipart_is_final_once_every_part_is_delivered_or_one_fails() {
         let s = MemoryStore::new();
         s.track_sent(&[(sent("j1", &["1", "2"]), t(100)), (sent("j2", &["3", "4"]), t(100))], Duration::from_secs(60)).await.unwrap();
-        assert_eq!(s.settle_part("p", "1", PartOutcome::Delivered).await.unwrap(), Settled::Pending);
-        assert!(matches!(s.settle_part("p", "2", PartOutcome::Delivered).await.unwrap(), Settled::Final { outcome: PartOutcome::Delivered, .. }));
-        assert!(matches!(s.settle_part("p", "3", PartOutcome::Undelivered).await.unwrap(), Settled::Final { outcome: PartOutcome::Undelivered, .. }));
-        assert_eq!(s.settle_part("p", "4", PartOutcome::Delivered).await.unwrap(), Settled::Unmatched);
-        assert!(s.take_overdue(t(200), 10).await.unwrap().is_empty());
+        assert_eq!(s.settle_part("p", "1", PartOutcome::Delivered, t(30)).await.unwrap(), Settled::Pending);
+        assert!(matches!(s.settle_part("p", "2", PartOutcome::Delivered, t(30)).await.unwrap(), Settled::Final { outcome: PartOutcome::Delivered, .. }));
+        assert!(matches!(s.settle_part("p", "3", PartOutcome::Undelivered, t(30)).await.unwrap(), Settled::Final { outcome: PartOutcome::Undelivered, .. }));
+        // j2 is decided: its other part changes nothing.
+        assert_eq!(s.settle_part("p", "4", PartOutcome::Delivered, t(30)).await.unwrap(), Settled::Pending);
+        // Nobody confirmed j1 and j2 by t(30): they come back with their decided outcomes.
+        let back = s.take_overdue(t(30), 10, t(60)).await.unwrap();
+        let mut outcomes: Vec<_> = back.iter().map(|(j, o)| (j.job_id.clone(), *o)).collect();
+        outcomes.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(outcomes, [("j1".to_string(), Some(PartOutcome::Delivered)), ("j2".to_string(), Some(PartOutcome::Undelivered))]);
+        assert!(s.take_overdue(t(59), 10, t(90)).await.unwrap().is_empty(), "leased");
+        s.finish_sent(&["j1".into(), "j2".into()]).await.unwrap();
+        assert!(s.take_overdue(t(200), 10, t(300)).await.unwrap().is_empty());
         assert_eq!(s.awaiting_receipts(), Some(0));
     }
 
     #[tokio::test]
-    async fn overdue_jobs_are_taken_once() {
+    async fn overdue_jobs_are_leased_until_finished() {
         let s = MemoryStore::new();
         s.track_sent(&[(sent("j", &["1"]), t(100))], Duration::from_secs(60)).await.unwrap();
-        assert!(s.take_overdue(t(99), 10).await.unwrap().is_empty());
-        assert_eq!(s.take_overdue(t(100), 10).await.unwrap().len(), 1);
-        assert_eq!(s.settle_part("p", "1", PartOutcome::Delivered).await.unwrap(), Settled::Unmatched);
+        assert!(s.take_overdue(t(99), 10, t(130)).await.unwrap().is_empty());
+        assert_eq!(s.take_overdue(t(100), 10, t(130)).await.unwrap(), vec![(sent("j", &["1"]), None)]);
+        assert!(s.take_overdue(t(129), 10, t(160)).await.unwrap().is_empty());
+        assert_eq!(s.take_overdue(t(130), 10, t(160)).await.unwrap().len(), 1, "not finished: back");
+        s.finish_sent(&["j".into()]).await.unwrap();
+        assert!(s.take_overdue(t(500), 10, t(600)).await.unwrap().is_empty());
+        assert_eq!(s.settle_part("p", "1", PartOutcome::Delivered, t(600)).await.unwrap(), Settled::Unmatched);
     }
 }

@@ -88,6 +88,22 @@ pub enum PartOutcome {
     Unknown,
 }
 
+impl PartOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Delivered => "delivered",
+            Self::Undelivered => "undelivered",
+            Self::Expired => "expired",
+            Self::Rejected => "rejected",
+            Self::Unknown => "unknown",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Delivered, Self::Undelivered, Self::Expired, Self::Rejected, Self::Unknown].into_iter().find(|o| o.as_str() == s)
+    }
+}
+
 /// What recording a part's receipt did to its job.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Settled {
@@ -122,11 +138,30 @@ pub trait Store: Send + Sync + 'static {
     /// deadline is set, together.
     async fn track_sent(&self, jobs: &[(SentJob, DateTime<Utc>)], ttl: Duration) -> Result<(), StoreError>;
 
-    /// Records one part's receipt; returns whether that made its job final.
-    async fn settle_part(&self, provider: &str, message_id: &str, outcome: PartOutcome) -> Result<Settled, StoreError>;
+    /// Records one part's receipt; returns whether that made its job final. A final job is
+    /// not forgotten until [`Store::finish_sent`]: if that does not come by `confirm_by` (the
+    /// instance died before its report was out), [`Store::take_overdue`] hands it out again
+    /// with the outcome decided here.
+    async fn settle_part(
+        &self,
+        provider: &str,
+        message_id: &str,
+        outcome: PartOutcome,
+        confirm_by: DateTime<Utc>,
+    ) -> Result<Settled, StoreError>;
 
-    /// Takes (removes) up to `limit` jobs whose receipt deadline passed by `now`.
-    async fn take_overdue(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<SentJob>, StoreError>;
+    /// Up to `limit` jobs due by `now`: past their receipt deadline (outcome `None`: end them
+    /// `unknown`), or decided but never confirmed (the decided outcome). Each is leased until
+    /// `lease_until` and comes back then unless [`Store::finish_sent`] forgets it first.
+    async fn take_overdue(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<(SentJob, Option<PartOutcome>)>, StoreError>;
+
+    /// Forgets jobs whose final report is out: mappings, deadline, and marks them final.
+    async fn finish_sent(&self, job_ids: &[String]) -> Result<(), StoreError>;
 
     /// Appends report events to their jobs' histories (and marks jobs with a final one done).
     async fn record_events(&self, reports: &[Report], ttl: Duration) -> Result<(), StoreError>;

@@ -33,21 +33,31 @@ struct Scripts {
     track_sent: Script,
     settle_part: Script,
     take_overdue: Script,
+    finish_sent: Script,
     release: Script,
 }
 
 impl Scripts {
     fn new() -> Self {
         Self {
-            claim: Script::new(include_str!("scripts/claim.lua")),
+            claim: Script::new(concat!(include_str!("scripts/replay_open.lua"), include_str!("scripts/claim.lua"), include_str!("scripts/replay_close.lua"))),
             mark_submitting: Script::new(include_str!("scripts/mark_submitting.lua")),
             schedule: Script::new(include_str!("scripts/schedule.lua")),
             claim_due: Script::new(include_str!("scripts/claim_due.lua")),
             finish_scheduled: Script::new(include_str!("scripts/finish_scheduled.lua")),
             track_sent: Script::new(include_str!("scripts/track_sent.lua")),
             // Lua scripts cannot include each other: the shared cleanup is prepended here.
-            settle_part: Script::new(concat!(include_str!("scripts/forget_sent.lua"), include_str!("scripts/settle_part.lua"))),
-            take_overdue: Script::new(concat!(include_str!("scripts/forget_sent.lua"), include_str!("scripts/take_overdue.lua"))),
+            settle_part: Script::new(concat!(
+                include_str!("scripts/replay_open.lua"),
+                include_str!("scripts/settle_part.lua"),
+                include_str!("scripts/replay_close.lua")
+            )),
+            take_overdue: Script::new(concat!(
+                include_str!("scripts/replay_open.lua"),
+                include_str!("scripts/take_overdue.lua"),
+                include_str!("scripts/replay_close.lua")
+            )),
+            finish_sent: Script::new(concat!(include_str!("scripts/forget_sent.lua"), include_str!("scripts/finish_sent.lua"))),
             release: Script::new(include_str!("scripts/release.lua")),
         }
     }
@@ -190,6 +200,32 @@ fn millis(d: Duration) -> u64 {
 
 /// Data Redis or a script says is the wrong shape is corrupt (retrying cannot help);
 /// everything else (I/O, timeouts, LOADING, READONLY, OOM) is the store being unavailable.
+impl RedisStore {
+    /// Runs a script that must not run twice (its effects cannot be repeated safely) until
+    /// Redis answers: a connection error is retried with the same reply key, so a call that
+    /// ran but whose reply was lost returns that reply instead of running again. Only an
+    /// answer that is an error of the data itself is returned as an error.
+    async fn invoke_replayable<T: redis::FromRedisValue>(
+        &self,
+        inv: &mut redis::ScriptInvocation<'_>,
+        what: &str,
+    ) -> Result<T, StoreError> {
+        inv.arg(self.keys.reply(rand::random::<u64>()));
+        let mut wait = Duration::from_millis(50);
+        loop {
+            match inv.invoke_async(&mut self.conn()).await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() || e.is_unrecoverable_error() => {
+                    tracing::warn!(error = %e, what, retry_in = ?wait, "redis unreachable; retrying the same call");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(1));
+                }
+                Err(e) => return Err(store_err(e, what)),
+            }
+        }
+    }
+}
+
 fn store_err(e: RedisError, key: &str) -> StoreError {
     let script_error = matches!(e.kind(), ErrorKind::Server(redis::ServerErrorKind::ResponseError))
         && e.detail().is_some_and(|d| d.contains("script"));
@@ -219,7 +255,7 @@ impl Store for RedisStore {
             inv.key(self.keys.job(id));
         }
         inv.arg(&self.owner).arg(millis(ttl)).arg(self.keys.alive_prefix());
-        let codes: Vec<i64> = inv.invoke_async(&mut self.conn()).await.map_err(|e| store_err(e, "claim"))?;
+        let codes: Vec<i64> = self.invoke_replayable(&mut inv, "claim").await?;
         if codes.len() != ids.len() {
             return Err(corrupt("claim", format!("{} answers for {} ids", codes.len(), ids.len())));
         }
@@ -316,13 +352,19 @@ impl Store for RedisStore {
         inv.invoke_async::<()>(&mut self.conn()).await.map_err(|e| store_err(e, &self.keys.deadlines()))
     }
 
-    async fn settle_part(&self, provider: &str, message_id: &str, outcome: PartOutcome) -> Result<Settled, StoreError> {
+    async fn settle_part(
+        &self,
+        provider: &str,
+        message_id: &str,
+        outcome: PartOutcome,
+        confirm_by: DateTime<Utc>,
+    ) -> Result<Settled, StoreError> {
         let key = self.keys.msg(provider, message_id);
-        let delivered = if outcome == PartOutcome::Delivered { "1" } else { "0" };
         let mut inv = self.scripts.settle_part.key(&key);
         inv.key(self.keys.deadlines());
-        inv.arg(delivered).arg(self.keys.sent_prefix()).arg(self.keys.msg_prefix()).arg(self.keys.job_prefix());
-        let reply: Vec<String> = inv.invoke_async(&mut self.conn()).await.map_err(|e| store_err(e, &key))?;
+        inv.arg(outcome.as_str()).arg(self.keys.sent_prefix()).arg(self.keys.msg_prefix()).arg(self.keys.job_prefix());
+        inv.arg(confirm_by.timestamp_millis());
+        let reply: Vec<String> = self.invoke_replayable(&mut inv, &key).await?;
         match reply.as_slice() {
             [u] if u == "u" => Ok(Settled::Unmatched),
             [p] if p == "p" => Ok(Settled::Pending),
@@ -331,27 +373,42 @@ impl Store for RedisStore {
         }
     }
 
-    async fn take_overdue(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<SentJob>, StoreError> {
+    async fn take_overdue(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<(SentJob, Option<PartOutcome>)>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
         let key = self.keys.deadlines();
         let mut inv = self.scripts.take_overdue.key(&key);
-        inv.arg(now.timestamp_millis()).arg(limit);
-        inv.arg(self.keys.sent_prefix()).arg(self.keys.msg_prefix()).arg(self.keys.job_prefix());
-        let rows: Vec<String> = inv.invoke_async(&mut self.conn()).await.map_err(|e| store_err(e, &key))?;
-        // They are gone from Redis already: failing the batch for one bad entry would lose the
-        // rest, so a bad one is logged and skipped.
+        inv.arg(now.timestamp_millis()).arg(limit.min(i64::MAX as usize)).arg(self.keys.sent_prefix()).arg(lease_until.timestamp_millis());
+        let rows: Vec<String> = self.invoke_replayable(&mut inv, &key).await?;
+        // A bad entry is logged and skipped, not allowed to fail the batch around it.
         Ok(rows
-            .iter()
-            .filter_map(|json| match parse_sent(&key, json) {
-                Ok(job) => Some(job),
+            .chunks(2)
+            .filter_map(|pair| match parse_sent(&key, &pair[0]) {
+                Ok(job) => Some((job, pair.get(1).and_then(|o| PartOutcome::parse(o)))),
                 Err(e) => {
-                    tracing::error!(error = %e, "dropping an unreadable overdue job");
+                    tracing::error!(error = %e, "skipping an unreadable overdue job");
                     None
                 }
             })
             .collect())
+    }
+
+    async fn finish_sent(&self, job_ids: &[String]) -> Result<(), StoreError> {
+        if job_ids.is_empty() {
+            return Ok(());
+        }
+        let mut inv = self.scripts.finish_sent.key(self.keys.deadlines());
+        inv.arg(self.keys.sent_prefix()).arg(self.keys.msg_prefix()).arg(self.keys.job_prefix());
+        for id in job_ids {
+            inv.arg(id);
+        }
+        inv.invoke_async::<()>(&mut self.conn()).await.map_err(|e| store_err(e, &self.keys.deadlines()))
     }
 
     async fn record_events(&self, reports: &[Report], ttl: Duration) -> Result<(), StoreError> {

@@ -46,6 +46,10 @@ pub fn dev_config(dir: &std::path::Path) -> Config {
 }
 
 pub async fn start(tweak: impl FnOnce(&mut Config)) -> Harness {
+    // `RUST_LOG=debug cargo test ... -- --nocapture` shows the daemon's logs.
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
+    }
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = dev_config(dir.path());
     tweak(&mut cfg);
@@ -95,6 +99,9 @@ impl Harness {
                 return by;
             }
             if tokio::time::Instant::now() > deadline {
+                for id in ids.iter().filter(|id| !by.get(*id).is_some_and(|rs| rs.iter().any(|r| r.is_final))).take(3) {
+                    eprintln!("{id}: {:?}", by.get(id).map(|rs| rs.iter().map(|r| r.event).collect::<Vec<_>>()));
+                }
                 panic!("{missing} of {} jobs never got a final report", ids.len());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -149,7 +149,11 @@ impl Collector {
             if f.len() >= n {
                 return f;
             }
-            assert!(Instant::now() < deadline, "only {} of {n} jobs final after {limit:?}", f.len());
+            if Instant::now() >= deadline {
+                // Leave the caller's invariant check to say which jobs and what they got.
+                eprintln!("only {} of {n} jobs final after {limit:?}", f.len());
+                return f;
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }

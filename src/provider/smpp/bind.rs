@@ -190,6 +190,9 @@ async fn handle_incoming(
                     let _ = events_tx.send(ev).await;
                 }
             }
+            // Awaited inline on purpose: sending these from spawned tasks let them pile onto
+            // rusmppc's single connection task faster than the SMSC read them, and the link
+            // wedged (both sides blocked writing). Inline, receipts pace themselves.
             if let Err(e) = client.deliver_sm_resp(cmd.sequence_number(), DeliverSmResp::default()).await {
                 debug!(provider = %provider, error = %e, "deliver_sm_resp not sent");
             }

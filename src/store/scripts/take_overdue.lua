@@ -1,13 +1,18 @@
--- take_overdue: KEYS[1] deadlines zset. ARGV[1] now (ms), ARGV[2] limit, ARGV[3..5]
--- sent/msg/job key prefixes. Removes and returns the SentJob JSON of every job due by now.
-local sent_prefix, msg_prefix, job_prefix = ARGV[3], ARGV[4], ARGV[5]
+-- take_overdue: KEYS[1] deadlines zset. ARGV[1] now (ms), ARGV[2] limit, ARGV[3] sent key
+-- prefix, ARGV[4] lease end (ms). Returns SentJob JSON and decided outcome ('' for none: no
+-- receipt came) pairs for every job due by now, and leases each until ARGV[4]: it comes back
+-- if its final is not confirmed (finish_sent) by then, e.g. because this instance died.
+local sent_prefix = ARGV[3]
 local out = {}
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 for _, id in ipairs(due) do
-  local json = redis.call('HGET', sent_prefix .. id, 'job')
-  local job = nil
-  if json then job = decode(json) end
-  forget_sent(id, job, sent_prefix, msg_prefix, job_prefix, KEYS[1])
-  if json then out[#out + 1] = json end
+  local h = redis.call('HMGET', sent_prefix .. id, 'job', 'fin')
+  if h[1] then
+    redis.call('ZADD', KEYS[1], ARGV[4], id)
+    out[#out + 1] = h[1]
+    out[#out + 1] = h[2] or ''
+  else
+    redis.call('ZREM', KEYS[1], id)
+  end
 end
 return out

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Kafka-mode load test of `sendgate run`: builds the release binary and the kafka_load example,
+# starts Redis and Tansu in .tmp/loadtest-services (stopped again on exit), and runs
+# loadtest/kafka_load.rs. Arguments go to kafka_load, e.g.:
+#   loadtest/run_kafka.sh                                   # 200,000 jobs, one daemon
+#   loadtest/run_kafka.sh --jobs 1000000 --backlog          # drain a 1M backlog, watch RSS
+#   loadtest/run_kafka.sh --jobs 200000 --binds 4 --window 512 --max-in-flight 20000 --json
+# Exit status is kafka_load's: 0 pass, 1 invariant or shutdown failure, 2 setup failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SERVICES_DIR="${SENDGATE_LOADTEST_SERVICES_DIR:-.tmp/loadtest-services}"
+
+cargo build --release --bin sendgate --example kafka_load
+
+cleanup() { scripts/services stop --dir "$SERVICES_DIR" || true; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+scripts/services start --dir "$SERVICES_DIR"
+eval "$(scripts/services env --dir "$SERVICES_DIR")"
+
+status=0
+target/release/examples/kafka_load "$@" || status=$?
+exit "$status"
