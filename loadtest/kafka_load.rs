@@ -300,6 +300,36 @@ impl RssSampler {
     }
 }
 
+/// A connection to Redis that measures PING round trips: how long any request waits in
+/// Redis's queue right now.
+struct RedisPing(BufReader<TcpStream>);
+
+impl RedisPing {
+    fn connect(url: &str) -> Option<Self> {
+        let hostport = url.strip_prefix("redis://")?.split('/').next()?;
+        let hostport = hostport.rsplit('@').next()?;
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(hostport).ok()?.next()?;
+        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        s.set_nodelay(true).ok()?;
+        Some(Self(BufReader::new(s)))
+    }
+
+    /// Mean PING round trip over `n` sequential PINGs, in ms.
+    fn mean_ms(&mut self, n: u32) -> Option<f64> {
+        let t = Instant::now();
+        for _ in 0..n {
+            self.0.get_mut().write_all(b"PING\r\n").ok()?;
+            let mut line = String::new();
+            self.0.read_line(&mut line).ok()?;
+            if !line.starts_with("+PONG") {
+                return None;
+            }
+        }
+        Some(t.elapsed().as_secs_f64() * 1000.0 / f64::from(n))
+    }
+}
+
 /// Once a second: every daemon's RSS and `sendgate_jobs_in_flight`, and how many measured jobs
 /// the reader has seen `accepted` and final. RSS that follows accepted-minus-final rather than
 /// in-flight is memory held for jobs past their in-flight permit (receipts waiting).
@@ -310,7 +340,7 @@ struct Timeline {
 }
 
 impl Timeline {
-    fn start(daemons: Vec<(String, u32, SocketAddr)>, progress: Arc<Progress>) -> Self {
+    fn start(daemons: Vec<(String, u32, SocketAddr)>, progress: Arc<Progress>, redis_url: String) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         let names = daemons.iter().map(|d| d.0.clone()).collect();
@@ -318,6 +348,7 @@ impl Timeline {
             .name("timeline".into())
             .spawn(move || {
                 let t0 = Instant::now();
+                let mut redis = RedisPing::connect(&redis_url);
                 let mut in_flight: Vec<Vec<f64>> = vec![Vec::new(); daemons.len()];
                 let mut rows: Vec<Vec<f64>> = Vec::new();
                 while !s.load(Relaxed) {
@@ -332,6 +363,7 @@ impl Timeline {
                     }
                     row.push(progress.accepted.load(Relaxed) as f64);
                     row.push(progress.meas_done.load(Relaxed) as f64);
+                    row.push(redis.as_mut().and_then(|r| r.mean_ms(5)).map(|ms| round(ms, 2)).unwrap_or(-1.0));
                     rows.push(row);
                     for _ in 0..10 {
                         if s.load(Relaxed) {
@@ -367,6 +399,7 @@ impl Timeline {
         }
         columns.push("accepted".into());
         columns.push("final".into());
+        columns.push("redis_ping_ms".into());
         (Value::Object(summary), json!({"columns": columns, "rows": rows}))
     }
 }
@@ -1189,7 +1222,7 @@ fn run(a: Args) -> Result<bool, String> {
     let ready_s = daemons_spawned.elapsed().as_secs_f64();
     say!("{} daemon(s) ready after {ready_s:.1} s: {}", daemons.len(), daemons.iter().map(|d| format!("{} pid {} api {}", d.name, d.pid, d.api.unwrap())).collect::<Vec<_>>().join(", "));
 
-    let timeline = Timeline::start(daemons.iter().filter_map(|d| Some((d.name.clone(), d.pid, d.metrics?))).collect(), progress.clone());
+    let timeline = Timeline::start(daemons.iter().filter_map(|d| Some((d.name.clone(), d.pid, d.metrics?))).collect(), progress.clone(), redis_url.clone());
     let mut failure: Option<String> = None;
     let limit = Duration::from_secs(120) + Duration::from_millis(2 * a.jobs as u64);
 

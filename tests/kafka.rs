@@ -322,8 +322,12 @@ async fn receipts_reaching_another_instance_are_correlated_through_redis() {
     a.kill9();
     let finals = w.reports.wait_finals(ids.len(), Duration::from_secs(120)).await;
     w.assert_exactly_once(&ids, &finals);
-    let delivered = w.reports.reports().into_iter().filter(|r| r.event == sendgate::report::EventKind::Delivered).count();
-    assert_eq!(delivered, ids.len(), "every job ends delivered: none fell back to unknown");
+    let reports = w.reports.reports();
+    let not_delivered: Vec<_> = reports.iter().filter(|r| r.is_final && r.event != sendgate::report::EventKind::Delivered).collect();
+    for r in not_delivered.iter().take(3) {
+        eprintln!("{}: {:?} {:?}", r.job_id, r.event, r.error);
+    }
+    assert!(not_delivered.is_empty(), "{} jobs did not end delivered: a receipt was not correlated", not_delivered.len());
     assert!(b.metric("sendgate_receipts_total").await > 0.0);
     assert_eq!(b.terminate(), Some(0));
 }

@@ -109,8 +109,18 @@ pub(super) async fn run(
                     let Some(event) = event else { break };
                     match event {
                         Event::Incoming(cmd) => handle_incoming(&provider, &client, cmd, &events_tx).await,
-                        Event::Error(e) if stop.is_cancelled() => debug!(provider = %provider, bind = slot.index, error = %e, "SMPP link closing"),
-                        Event::Error(e) => warn!(provider = %provider, bind = slot.index, error = %e, "SMPP link error"),
+                        Event::Error(e) => {
+                            if stop.is_cancelled() {
+                                debug!(provider = %provider, bind = slot.index, error = %e, "SMPP link closing");
+                            } else {
+                                warn!(provider = %provider, bind = slot.index, error = %e, "SMPP link error");
+                            }
+                            // A closed client's stream may keep reporting its closure: leave
+                            // instead of spinning on it.
+                            if client.is_closed() {
+                                break;
+                            }
+                        }
                     }
                 }
                 slot.set(None);
