@@ -66,9 +66,15 @@ pub(super) struct Route {
     pub(super) tx: mpsc::Sender<Outbound>,
 }
 
+/// Receipts written to this session and not yet acknowledged with `deliver_sm_resp`, by
+/// sequence number. Like a real SMSC, the simulator delivers them again (to any bound session
+/// of the account) when the session ends without acknowledging them.
+type Unacked = Arc<std::sync::Mutex<std::collections::HashMap<u32, PendingReceipt>>>;
+
 struct Session {
     id: u64,
     shared: Arc<Shared>,
+    unacked: Unacked,
     tx: mpsc::Sender<Outbound>,
     bound: Option<(BindKind, Arc<str>)>,
     submit_total: Counter,
@@ -85,10 +91,12 @@ pub(super) async fn run(stream: TcpStream, shared: Arc<Shared>, mut shutdown: wa
     let peer = stream.peer_addr().ok();
     let (sink, mut frames) = Framed::new(stream, SimCodec).split();
     let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
-    let writer = tokio::spawn(write_loop(sink, rx));
+    let unacked: Unacked = Arc::default();
+    let writer = tokio::spawn(write_loop(sink, rx, unacked.clone()));
     let mut session = Session {
         id: shared.next_session_id.fetch_add(1, Relaxed),
         shared,
+        unacked: unacked.clone(),
         tx,
         bound: None,
         // Handles are taken per connection so a recorder installed after `start` is still used.
@@ -118,11 +126,17 @@ pub(super) async fn run(stream: TcpStream, shared: Arc<Shared>, mut shutdown: wa
         }
     }
     session.unregister();
+    let shared = session.shared.clone();
     drop(session);
     // A client that stopped reading would keep the writer stuck on a full socket forever.
     let abort = writer.abort_handle();
     if tokio::time::timeout(WRITER_GRACE, writer).await.is_err() {
         abort.abort();
+    }
+    let again: Vec<PendingReceipt> = lock(&unacked).drain().map(|(_, r)| r).collect();
+    if !again.is_empty() {
+        tracing::debug!(?peer, receipts = again.len(), "smsc-sim will deliver unacknowledged receipts again");
+        shared.receipts.retry_now(again);
     }
 }
 
@@ -181,6 +195,7 @@ impl Session {
                 Flow::Close
             }
             Pdu::DeliverSmResp(_) => {
+                lock(&self.unacked).remove(&cmd.sequence_number());
                 if cmd.status() != CommandStatus::EsmeRok {
                     tracing::debug!(status = ?cmd.status(), "smsc-sim receipt refused by client");
                 }
@@ -306,7 +321,20 @@ type Sink = futures::stream::SplitSink<Framed<TcpStream, SimCodec>, Command>;
 
 /// Feeds everything already queued, then flushes once: one write syscall per burst instead of
 /// one per PDU.
-async fn write_loop(mut sink: Sink, mut rx: mpsc::Receiver<Outbound>) {
+async fn write_loop(mut sink: Sink, mut rx: mpsc::Receiver<Outbound>, unacked: Unacked) {
+    write_all(&mut sink, &mut rx, &unacked).await;
+    // Receipts still queued for this session never left: they go back for redelivery too.
+    rx.close();
+    while let Ok(out) = rx.try_recv() {
+        if let Outbound::Receipt(r) = out {
+            let key = u32::MAX - lock(&unacked).len() as u32;
+            lock(&unacked).insert(key, r);
+        }
+    }
+    let _ = sink.close().await;
+}
+
+async fn write_all(sink: &mut Sink, rx: &mut mpsc::Receiver<Outbound>, unacked: &Unacked) {
     let mut next_seq: u32 = 1;
     let mut dates = DateCache::default();
     'outer: while let Some(first) = rx.recv().await {
@@ -319,7 +347,9 @@ async fn write_loop(mut sink: Sink, mut rx: mpsc::Receiver<Outbound>) {
                     let seq = next_seq;
                     // SMPP sequence numbers run 1..=0x7FFFFFFF.
                     next_seq = if next_seq >= 0x7FFF_FFFF { 1 } else { next_seq + 1 };
-                    Command::new(CommandStatus::EsmeRok, seq, receipt_pdu(&r, &mut dates, SystemTime::now()))
+                    let pdu = receipt_pdu(&r, &mut dates, SystemTime::now());
+                    lock(unacked).insert(seq, r);
+                    Command::new(CommandStatus::EsmeRok, seq, pdu)
                 }
                 Outbound::Close => break 'outer,
             };
@@ -335,7 +365,6 @@ async fn write_loop(mut sink: Sink, mut rx: mpsc::Receiver<Outbound>) {
             return;
         }
     }
-    let _ = sink.close().await;
 }
 
 impl Shared {
