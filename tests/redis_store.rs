@@ -355,3 +355,18 @@ async fn evalsha_calls(s: &Space) -> u64 {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
 }
+
+#[tokio::test]
+async fn a_final_already_published_is_not_handed_out_again() {
+    let s = Space::new().await;
+    let (a, b) = s.two().await;
+    a.claim_ids(&["pub"], TTL).await.unwrap();
+    a.track_sent(&[(sent("pub", &["9"]), t(100))], TTL).await.unwrap();
+    assert!(matches!(a.settle_part("p", "9", PartOutcome::Delivered, t(30)).await.unwrap(), Settled::Final { .. }));
+    // The report went out and was recorded, then `a` died before finish_sent.
+    let report = sendgate::report::Report::from_parts("pub", "t", "sms", "+4915112345678", &Default::default(), sendgate::report::EventKind::Delivered, t(1));
+    a.record_events(&[report], TTL).await.unwrap();
+    assert!(b.take_overdue(t(31), 10, t(60)).await.unwrap().is_empty(), "published: forgotten, not re-published");
+    assert_eq!(s.cmd::<i64>(&["EXISTS", &s.key("sent:pub")]).await, 0);
+    s.cleanup().await;
+}

@@ -54,6 +54,7 @@ impl Scripts {
             )),
             take_overdue: Script::new(concat!(
                 include_str!("scripts/replay_open.lua"),
+                include_str!("scripts/forget_sent.lua"),
                 include_str!("scripts/take_overdue.lua"),
                 include_str!("scripts/replay_close.lua")
             )),
@@ -385,6 +386,7 @@ impl Store for RedisStore {
         let key = self.keys.deadlines();
         let mut inv = self.scripts.take_overdue.key(&key);
         inv.arg(now.timestamp_millis()).arg(limit.min(i64::MAX as usize)).arg(self.keys.sent_prefix()).arg(lease_until.timestamp_millis());
+        inv.arg(self.keys.msg_prefix()).arg(self.keys.job_prefix());
         let rows: Vec<String> = self.invoke_replayable(&mut inv, &key).await?;
         // A bad entry is logged and skipped, not allowed to fail the batch around it.
         Ok(rows

@@ -1,4 +1,4 @@
--- Head of finish_sent.lua (redis.rs prepends it): drops what
+-- Head of finish_sent.lua and take_overdue.lua (redis.rs prepends it): drops what
 -- track_sent.lua wrote for one job and marks its claim final. `job` is the decoded SentJob
 -- (nil when its entry is gone or unreadable: the per-part keys then expire on their own).
 local function forget_sent(id, job, sent_prefix, msg_prefix, job_prefix, deadlines)
