@@ -296,12 +296,22 @@ async fn redis_restart_mid_run_loses_nothing_and_readyz_says_so() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receipts_reaching_another_instance_are_correlated_through_redis() {
-    // Receipts come 4 s after the submit. Instance A is killed once every job is accepted; the
-    // simulator then delivers A's receipts to B's binds (same SMSC account), and B must find
-    // A's jobs in Redis.
-    let w = World::with_receipt_delay(4, Duration::from_secs(4)).await;
+    // Receipts come 20 s after the submit. Instance A is killed once every job is accepted,
+    // before any receipt is due; the simulator then delivers A's receipts to B's binds (same
+    // SMSC account), and B must find A's jobs in Redis. (A receipt that A had acknowledged but
+    // not yet recorded when it died would end `unknown` at the receipt timeout: README, gaps.)
+    let w = World::with_receipt_delay(4, Duration::from_secs(20)).await;
     let a = w.daemon("gw-a");
     let b = w.daemon("gw-b");
+    // Both in the group with partitions of their own before any job is produced, so that no
+    // rebalance delays the submits.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !(a.log_text().contains("partitions assigned") && b.log_text().contains("partitions assigned")) {
+        assert!(std::time::Instant::now() < deadline, "group never settled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // No submit can happen before its job is produced.
+    let started = std::time::Instant::now();
     let ids = w.produce_jobs("rcpt", 2_000, json!({})).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -318,7 +328,8 @@ async fn receipts_reaching_another_instance_are_correlated_through_redis() {
         assert!(std::time::Instant::now() < deadline, "only {} accepted", accepted.len());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(w.reports.finals().len() < ids.len(), "receipts must still be outstanding when A dies");
+    assert!(started.elapsed() < Duration::from_secs(18), "too slow to kill A before its receipts are due: {:?}", started.elapsed());
+    assert!(w.reports.finals().is_empty(), "no receipt may be due yet when A dies");
     a.kill9();
     let finals = w.reports.wait_finals(ids.len(), Duration::from_secs(120)).await;
     w.assert_exactly_once(&ids, &finals);
