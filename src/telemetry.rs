@@ -70,7 +70,6 @@ fn describe() {
     describe_counter!(REPORTS_TOTAL, "Report events produced");
     describe_counter!(SUBMITS_AMBIGUOUS_TOTAL, "Submits with unknown outcome, never resent");
     describe_gauge!(JOBS_IN_FLIGHT, "Jobs between source and a durable point");
-    describe_gauge!(JOBS_SCHEDULED, "Jobs parked in the scheduled set");
     describe_counter!(SIM_SUBMIT_SM_TOTAL, "submit_sm PDUs received by the SMSC simulator");
     describe_counter!(SIM_MESSAGES_TOTAL, "Reassembled messages received by the SMSC simulator");
     describe_counter!(SIM_RECEIPTS_TOTAL, "Receipts sent by the SMSC simulator");

@@ -78,11 +78,6 @@ impl Intake {
         self.tx.send(Envelope { job, claimed, ack }).await.map_err(|_| Closed)
     }
 
-    /// Jobs between intake and their durable point right now.
-    pub fn in_flight(&self) -> usize {
-        self.capacity - self.permits.available_permits()
-    }
-
     /// The in-flight budget.
     pub fn capacity(&self) -> usize {
         self.capacity
