@@ -17,10 +17,13 @@
 //! generated configs; waits for their banners and `/readyz`; warms up with 1,000 jobs; then
 //! produces N jobs (mixed 1-3 segment texts, each with its produce time in `meta.t0`, unix
 //! microseconds) from their own thread while a consumer reads the reports topic until every
-//! job has a final event. It prints jobs/s end to end, produce-to-final latency, peak RSS of
-//! every process, CPU per process and per thread over the measured window, and whether every
-//! job got exactly one final event; then SIGTERMs the daemons one after another and reports
-//! their exit codes.
+//! job has a final event. It prints jobs/s end to end, produce-to-final latency (and its two
+//! halves: produce → `accepted`, `accepted` → final), peak RSS of every process, CPU per
+//! process and per thread over the measured window, Redis commands per job, a once-a-second
+//! timeline (daemon RSS, `sendgate_jobs_in_flight`, jobs accepted, jobs final, Redis PING
+//! time), and whether every job got exactly one final event; then SIGTERMs the daemons one
+//! after another and reports their exit codes. Jobs left without a final are looked up in the
+//! daemons' `GET /v1/jobs/{id}` and in a second full read of the reports topic.
 //!
 //! `--backlog` produces all N jobs before any daemon starts and measures how fast the
 //! backlog drains and how much memory the daemons need meanwhile (bounded by
@@ -171,11 +174,19 @@ fn clk_tck() -> f64 {
 
 /// Busy and total jiffies of the whole machine (`/proc/stat`).
 fn machine_ticks() -> (u64, u64) {
+    let (busy, total, _) = machine_ticks_irq();
+    (busy, total)
+}
+
+/// Busy, total and interrupt (irq + softirq: loopback TCP is processed there, and no process
+/// is charged for it) jiffies of the whole machine.
+fn machine_ticks_irq() -> (u64, u64, u64) {
     let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let v: Vec<u64> = text.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
     let total: u64 = v.iter().take(8).sum();
     let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-    (total - idle, total)
+    let irq = v.get(5).copied().unwrap_or(0) + v.get(6).copied().unwrap_or(0);
+    (total - idle, total, irq)
 }
 
 /// Cores busy over 2 s (whole machine); waits up to `limit` for it to drop under a third.
@@ -211,7 +222,7 @@ impl Watched {
 struct CpuSnap {
     at: Instant,
     threads: HashMap<(u32, u32), (String, String, u64)>, // (pid, tid) -> (label, comm, ticks)
-    machine: (u64, u64),
+    machine: (u64, u64, u64),
 }
 
 fn cpu_snap(w: &Watched) -> CpuSnap {
@@ -225,7 +236,7 @@ fn cpu_snap(w: &Watched) -> CpuSnap {
             }
         }
     }
-    CpuSnap { at: Instant::now(), threads, machine: machine_ticks() }
+    CpuSnap { at: Instant::now(), threads, machine: machine_ticks_irq() }
 }
 
 /// CPU seconds per process and per thread name between two snapshots.
@@ -258,7 +269,8 @@ fn cpu_report(a: &CpuSnap, b: &CpuSnap, tck: f64, jobs: usize) -> Value {
         "cpus": cpus,
         "machine_busy_pct": round(busy as f64 * 100.0 / total as f64, 1),
         "machine_busy_cores": round(busy_cores, 2),
-        "other_processes_cores": round((busy_cores - tracked / wall).max(0.0), 2),
+        "irq_softirq_cores": round((b.machine.2 - a.machine.2) as f64 / total as f64 * cpus, 2),
+        "other_processes_cores": round((busy_cores - tracked / wall - (b.machine.2 - a.machine.2) as f64 / total as f64 * cpus).max(0.0), 2),
         "listed_cpu_us_per_job": round(tracked * 1e6 / jobs.max(1) as f64, 1),
         "cpu_bound_ceiling_jobs_per_s": round(cpus * jobs as f64 / tracked.max(1e-9), 0),
         "processes": procs,
@@ -333,9 +345,12 @@ impl RedisPing {
 /// Once a second: every daemon's RSS and `sendgate_jobs_in_flight`, and how many measured jobs
 /// the reader has seen `accepted` and final. RSS that follows accepted-minus-final rather than
 /// in-flight is memory held for jobs past their in-flight permit (receipts waiting).
+/// Per daemon the in-flight samples, and the timeline rows.
+type TimelineData = (Vec<Vec<f64>>, Vec<Vec<f64>>);
+
 struct Timeline {
     stop: Arc<AtomicBool>,
-    handle: JoinHandle<(Vec<Vec<f64>>, Vec<Vec<f64>>)>,
+    handle: JoinHandle<TimelineData>,
     names: Vec<String>,
 }
 
@@ -456,7 +471,7 @@ fn redis_report(a: &BTreeMap<String, (u64, u64)>, b: &BTreeMap<String, (u64, u64
         })
         .filter(|(_, c, _)| *c > 0)
         .collect();
-    rows.sort_by(|x, y| y.2.cmp(&x.2));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.2));
     let jobs = jobs.max(1) as f64;
     let total_calls: u64 = rows.iter().map(|r| r.1).sum();
     let total_us: u64 = rows.iter().map(|r| r.2).sum();
@@ -1052,17 +1067,14 @@ fn reread_finals(brokers: &str, topic: &str, run: &str, jobs: &[usize]) -> Value
     let (mut records, mut last) = (0u64, Instant::now());
     let started = Instant::now();
     while last.elapsed() < Duration::from_secs(10) && started.elapsed() < Duration::from_secs(600) {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                records += 1;
-                last = Instant::now();
-                if let Ok(ev) = serde_json::from_slice::<Ev>(m.payload().unwrap_or_default()) {
-                    if wanted.contains_key(ev.job_id.as_ref()) {
-                        found.entry(ev.job_id.to_string()).or_default().push(format!("{}@{}/{}", ev.event, m.partition(), m.offset()));
-                    }
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            records += 1;
+            last = Instant::now();
+            if let Ok(ev) = serde_json::from_slice::<Ev>(m.payload().unwrap_or_default()) {
+                if wanted.contains_key(ev.job_id.as_ref()) {
+                    found.entry(ev.job_id.to_string()).or_default().push(format!("{}@{}/{}", ev.event, m.partition(), m.offset()));
                 }
             }
-            Some(Err(_)) | None => {}
         }
     }
     consumer.unsubscribe();
@@ -1501,8 +1513,8 @@ fn print_summary(r: &Value) {
     }
     let c = &r["cpu"];
     println!(
-        "  CPU over the measured window ({} s wall; machine {}% busy = {} of {} cores; processes not listed here used {} cores):",
-        c["wall_s"], c["machine_busy_pct"], c["machine_busy_cores"], c["cpus"], c["other_processes_cores"]
+        "  CPU over the measured window ({} s wall; machine {}% busy = {} of {} cores; irq/softirq {} cores; processes not listed here {} cores):",
+        c["wall_s"], c["machine_busy_pct"], c["machine_busy_cores"], c["cpus"], c["irq_softirq_cores"], c["other_processes_cores"]
     );
     for p in c["processes"].as_array().into_iter().flatten() {
         let threads: Vec<String> = p["threads"].as_array().into_iter().flatten().map(|t| format!("{} {}", t["thread"].as_str().unwrap_or(""), t["cpu_s"])).collect();
