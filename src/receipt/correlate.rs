@@ -83,18 +83,25 @@ impl Correlator {
 
     async fn handle(&self, receipts: Vec<(Instant, InboundReceipt)>, early: &mut VecDeque<(Instant, Instant, InboundReceipt)>) {
         let now = self.clock.now();
-        let mut reports = Vec::new();
-        for (first_seen, r) in receipts {
-            let Some(outcome) = r.outcome else { continue };
-            let settled = loop {
-                match self.store.settle_part(&r.provider, &r.message_id, outcome, now + FINAL_CONFIRM_GRACE).await {
-                    Ok(s) => break s,
-                    Err(e) => {
-                        warn!(error = %e, "cannot correlate receipt; retrying");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
+        // Intermediate states (enroute, accepted) say nothing final: skip them.
+        let receipts: Vec<(Instant, InboundReceipt, PartOutcome)> =
+            receipts.into_iter().filter_map(|(t, r)| r.outcome.map(|o| (t, r, o))).collect();
+        if receipts.is_empty() {
+            return;
+        }
+        // One store round trip for the whole batch, not one per receipt.
+        let keys: Vec<(&str, &str, PartOutcome)> = receipts.iter().map(|(_, r, o)| (&*r.provider, r.message_id.as_str(), *o)).collect();
+        let settled = loop {
+            match self.store.settle_parts(&keys, now + FINAL_CONFIRM_GRACE).await {
+                Ok(s) => break s,
+                Err(e) => {
+                    warn!(error = %e, receipts = keys.len(), "cannot correlate receipts; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
                 }
-            };
+            }
+        };
+        let mut reports = Vec::new();
+        for ((first_seen, r, _), settled) in receipts.iter().zip(settled) {
             let label = match settled {
                 Settled::Final { job, outcome } => {
                     let mut rep = report_for(&job, event_for(outcome), now);
@@ -106,7 +113,7 @@ impl Correlator {
                 }
                 Settled::Pending => "matched",
                 Settled::Unmatched if first_seen.elapsed() < EARLY_RECEIPT_GRACE => {
-                    early.push_back((first_seen, Instant::now() + EARLY_RECEIPT_RETRY, r.clone()));
+                    early.push_back((*first_seen, Instant::now() + EARLY_RECEIPT_RETRY, r.clone()));
                     continue;
                 }
                 Settled::Unmatched => {

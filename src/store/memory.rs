@@ -72,6 +72,30 @@ impl Inner {
         self.history.retain(|_, (exp, _)| *exp > now);
     }
 
+
+    /// One receipt: see [`Store::settle_part`].
+    fn settle(&mut self, provider: &str, message_id: &str, outcome: PartOutcome, confirm_by: DateTime<Utc>) -> Settled {
+        let key = (provider.to_owned(), message_id.to_owned());
+        let Some(job_id) = self.messages.remove(&key) else { return Settled::Unmatched };
+        let Some(t) = self.sent.get_mut(&job_id) else { return Settled::Unmatched };
+        if t.decided.is_some() {
+            return Settled::Pending;
+        }
+        // Delivered only when every part is; the first part that failed decides otherwise.
+        if outcome == PartOutcome::Delivered {
+            t.delivered_parts += 1;
+            if t.delivered_parts < t.job.message_ids.len() {
+                return Settled::Pending;
+            }
+        }
+        t.decided = Some(outcome);
+        let (old, job) = (t.deadline, t.job.clone());
+        t.deadline = confirm_by;
+        self.deadlines.remove(&(old, job_id.clone()));
+        self.deadlines.insert((confirm_by, job_id));
+        Settled::Final { job, outcome }
+    }
+
     fn forget_sent(&mut self, job_id: &str) -> Option<Tracked> {
         let t = self.sent.remove(job_id)?;
         for id in &t.job.message_ids {
@@ -160,33 +184,13 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn settle_part(
+    async fn settle_parts(
         &self,
-        provider: &str,
-        message_id: &str,
-        outcome: PartOutcome,
+        receipts: &[(&str, &str, PartOutcome)],
         confirm_by: DateTime<Utc>,
-    ) -> Result<Settled, StoreError> {
+    ) -> Result<Vec<Settled>, StoreError> {
         let mut g = self.lock();
-        let key = (provider.to_owned(), message_id.to_owned());
-        let Some(job_id) = g.messages.remove(&key) else { return Ok(Settled::Unmatched) };
-        let Some(t) = g.sent.get_mut(&job_id) else { return Ok(Settled::Unmatched) };
-        if t.decided.is_some() {
-            return Ok(Settled::Pending);
-        }
-        // Delivered only when every part is; the first part that failed decides otherwise.
-        if outcome == PartOutcome::Delivered {
-            t.delivered_parts += 1;
-            if t.delivered_parts < t.job.message_ids.len() {
-                return Ok(Settled::Pending);
-            }
-        }
-        t.decided = Some(outcome);
-        let (old, job) = (t.deadline, t.job.clone());
-        t.deadline = confirm_by;
-        g.deadlines.remove(&(old, job_id.clone()));
-        g.deadlines.insert((confirm_by, job_id));
-        Ok(Settled::Final { job, outcome })
+        Ok(receipts.iter().map(|(p, m, o)| g.settle(p, m, *o, confirm_by)).collect())
     }
 
     async fn take_overdue(

@@ -148,7 +148,17 @@ pub trait Store: Send + Sync + 'static {
         message_id: &str,
         outcome: PartOutcome,
         confirm_by: DateTime<Utc>,
-    ) -> Result<Settled, StoreError>;
+    ) -> Result<Settled, StoreError> {
+        let mut s = self.settle_parts(&[(provider, message_id, outcome)], confirm_by).await?;
+        Ok(s.pop().unwrap_or(Settled::Unmatched))
+    }
+
+    /// [`Store::settle_part`] for many receipts, in order, in one round trip.
+    async fn settle_parts(
+        &self,
+        receipts: &[(&str, &str, PartOutcome)],
+        confirm_by: DateTime<Utc>,
+    ) -> Result<Vec<Settled>, StoreError>;
 
     /// Up to `limit` jobs due by `now`: past their receipt deadline (outcome `None`: end them
     /// `unknown`), or decided but never confirmed (the decided outcome). Each is leased until

@@ -353,25 +353,34 @@ impl Store for RedisStore {
         inv.invoke_async::<()>(&mut self.conn()).await.map_err(|e| store_err(e, &self.keys.deadlines()))
     }
 
-    async fn settle_part(
+    async fn settle_parts(
         &self,
-        provider: &str,
-        message_id: &str,
-        outcome: PartOutcome,
+        receipts: &[(&str, &str, PartOutcome)],
         confirm_by: DateTime<Utc>,
-    ) -> Result<Settled, StoreError> {
-        let key = self.keys.msg(provider, message_id);
-        let mut inv = self.scripts.settle_part.key(&key);
-        inv.key(self.keys.deadlines());
-        inv.arg(outcome.as_str()).arg(self.keys.sent_prefix()).arg(self.keys.msg_prefix()).arg(self.keys.job_prefix());
-        inv.arg(confirm_by.timestamp_millis());
-        let reply: Vec<String> = self.invoke_replayable(&mut inv, &key).await?;
-        match reply.as_slice() {
-            [u] if u == "u" => Ok(Settled::Unmatched),
-            [p] if p == "p" => Ok(Settled::Pending),
-            [f, json] if f == "f" => Ok(Settled::Final { job: parse_sent(&key, json)?, outcome }),
-            other => Err(corrupt(key, format!("unexpected settle reply {other:?}"))),
+    ) -> Result<Vec<Settled>, StoreError> {
+        if receipts.is_empty() {
+            return Ok(Vec::new());
         }
+        let key = self.keys.deadlines();
+        let mut inv = self.scripts.settle_part.key(&key);
+        inv.arg(self.keys.sent_prefix()).arg(confirm_by.timestamp_millis()).arg(self.keys.msg_prefix());
+        for (provider, message_id, outcome) in receipts {
+            inv.arg(*provider).arg(*message_id).arg(outcome.as_str());
+        }
+        let reply: Vec<String> = self.invoke_replayable(&mut inv, &key).await?;
+        if reply.len() != receipts.len() * 2 {
+            return Err(corrupt(&key, format!("{} settle answers for {} receipts", reply.len() / 2, receipts.len())));
+        }
+        reply
+            .chunks(2)
+            .zip(receipts)
+            .map(|(pair, (_, _, outcome))| match pair[0].as_str() {
+                "u" => Ok(Settled::Unmatched),
+                "p" => Ok(Settled::Pending),
+                "f" => Ok(Settled::Final { job: parse_sent(&key, &pair[1])?, outcome: *outcome }),
+                other => Err(corrupt(&key, format!("unexpected settle answer {other:?}"))),
+            })
+            .collect()
     }
 
     async fn take_overdue(

@@ -1,23 +1,40 @@
--- settle_part: KEYS[1] the part's msg key, KEYS[2] deadlines zset. ARGV[1] the part's outcome
--- ('delivered', 'undelivered', ...), ARGV[2..4] sent/msg/job key prefixes, ARGV[5] when (ms)
--- to re-emit the final if nobody confirms it (finish_sent) by then.
--- Returns {'u'} unmatched, {'p'} other parts pending (or final already decided), {'f', SentJob JSON} final.
+-- settle_part: many receipts in one call. KEYS[1] deadlines zset. ARGV[1] sent key prefix,
+-- ARGV[2] when (ms) to re-emit a final nobody confirmed (finish_sent), ARGV[3] msg key prefix,
+-- then per receipt: provider, message id, outcome ('delivered', 'undelivered', ...).
+-- Returns per receipt a pair: 'u','' unmatched; 'p','' other parts pending (or the final was
+-- decided already); 'f', SentJob JSON: final now.
 -- The job is not forgotten here: only finish_sent does that, after its final report is out,
 -- so a crash between this script and the report cannot lose the final.
-local sent_prefix = ARGV[2]
-local id = redis.call('GET', KEYS[1])
-if not id then return { 'u' } end
-redis.call('DEL', KEYS[1])
-local sent = sent_prefix .. id
-local h = redis.call('HMGET', sent, 'job', 'n', 'fin')
-local json, parts, fin = h[1], tonumber(h[2]), h[3]
-if not json then return { 'u' } end
-if fin then return { 'p' } end
--- Delivered only once every part is; the first part that failed decides otherwise.
-if ARGV[1] == 'delivered' then
-  local delivered = redis.call('HINCRBY', sent, 'ok', 1)
-  if parts ~= nil and delivered < parts then return { 'p' } end
+local sent_prefix, confirm_by, msg_prefix = ARGV[1], ARGV[2], ARGV[3]
+local out = {}
+for i = 4, #ARGV - 1, 3 do
+  local msg_key = msg_prefix .. ARGV[i] .. ':' .. ARGV[i + 1]
+  local outcome = ARGV[i + 2]
+  local id = redis.call('GET', msg_key)
+  local code, json = 'u', ''
+  if id then
+    redis.call('DEL', msg_key)
+    local sent = sent_prefix .. id
+    local h = redis.call('HMGET', sent, 'job', 'n', 'fin')
+    local parts = tonumber(h[2])
+    if h[1] and h[3] then
+      code = 'p'
+    elseif h[1] then
+      -- Delivered only once every part is; the first part that failed decides otherwise.
+      local pending = false
+      if outcome == 'delivered' then
+        pending = parts ~= nil and redis.call('HINCRBY', sent, 'ok', 1) < parts
+      end
+      if pending then
+        code = 'p'
+      else
+        redis.call('HSET', sent, 'fin', outcome)
+        redis.call('ZADD', KEYS[1], confirm_by, id)
+        code, json = 'f', h[1]
+      end
+    end
+  end
+  out[#out + 1] = code
+  out[#out + 1] = json
 end
-redis.call('HSET', sent, 'fin', ARGV[1])
-redis.call('ZADD', KEYS[2], ARGV[5], id)
-return { 'f', json }
+return out
