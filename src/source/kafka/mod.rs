@@ -203,11 +203,6 @@ impl KafkaSource {
         commit(&self.consumer, &self.offsets, CommitMode::Sync);
         self.consumer.unsubscribe();
     }
-
-    /// Records tracked but not yet at a durable point.
-    pub fn in_flight(&self) -> usize {
-        self.offsets.in_flight()
-    }
 }
 
 fn commit(consumer: &StreamConsumer<Ctx>, offsets: &Offsets, mode: CommitMode) {
