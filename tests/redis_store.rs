@@ -238,6 +238,8 @@ async fn multipart_is_final_once_every_part_is_delivered_or_one_fails() {
     assert_eq!(s.job_state("j1").await.as_deref(), Some("sent"));
     let pttl = s.pttl("msg:p:1").await;
     assert!(pttl > 150_000 && pttl <= 160_000, "mapping outlives the deadline by the ttl, got {pttl}");
+    let pttl = s.pttl("job:j1").await;
+    assert!(pttl > 150_000 && pttl <= 160_000, "the claim is extended to the mapping's life, got {pttl}");
     let confirm_by = Utc::now() + chrono::Duration::seconds(30);
     // Receipts may come to any instance.
     assert_eq!(b.settle_part("p", "1", PartOutcome::Delivered, confirm_by).await.unwrap(), Settled::Pending);
@@ -258,11 +260,15 @@ async fn multipart_is_final_once_every_part_is_delivered_or_one_fails() {
     back.sort_by(|x, y| x.0.job_id.cmp(&y.0.job_id));
     assert_eq!(back, [(sent("j1", &["1", "2"]), Some(PartOutcome::Delivered)), (sent("j2", &["3", "4"]), Some(PartOutcome::Undelivered))]);
     a.finish_sent(&["j1".into(), "j2".into()]).await.unwrap();
-    assert_eq!(s.job_state("j2").await.as_deref(), Some("final"));
+    // Finished jobs stay claimed: the same id again is a duplicate, on any instance.
+    assert_eq!(b.claim_ids(&["j1", "j2"], TTL).await.unwrap(), [Claim::Duplicate, Claim::Duplicate]);
     assert!(a.take_overdue(deadline + chrono::Duration::seconds(1000), 10, deadline).await.unwrap().is_empty());
     let left: Vec<String> = s.cmd(&["KEYS", &format!("{}*", s.key("msg:"))]).await;
     assert!(left.is_empty(), "every part's mapping is gone: {left:?}");
-    assert_eq!(s.cmd::<i64>(&["EXISTS", &s.key("sent:j1"), &s.key("sent:j2"), &s.key("deadlines")]).await, 0);
+    assert_eq!(s.cmd::<i64>(&["EXISTS", &s.key("deadlines")]).await, 0);
+    for j in ["job:j1", "job:j2"] {
+        assert_eq!(s.cmd::<i64>(&["HEXISTS", &s.key(j), "j"]).await, 0, "{j} forgot its SentJob");
+    }
     s.cleanup().await;
 }
 
@@ -367,6 +373,6 @@ async fn a_final_already_published_is_not_handed_out_again() {
     let report = sendgate::report::Report::from_parts("pub", "t", "sms", "+4915112345678", &Default::default(), sendgate::report::EventKind::Delivered, t(1));
     a.record_events(&[report], TTL).await.unwrap();
     assert!(b.take_overdue(t(31), 10, t(60)).await.unwrap().is_empty(), "published: forgotten, not re-published");
-    assert_eq!(s.cmd::<i64>(&["EXISTS", &s.key("sent:pub")]).await, 0);
+    assert_eq!(s.cmd::<i64>(&["HEXISTS", &s.key("job:pub"), "j"]).await, 0);
     s.cleanup().await;
 }

@@ -27,7 +27,10 @@ impl Keys {
     }
 
     /// Hash `st` (claimed | submitting | deferred | sent | final) + `own` (`instance/incarnation`):
-    /// the dedup claim of one job id, expiring with the claim TTL.
+    /// the dedup claim of one job id, expiring with the claim TTL. While the job awaits its
+    /// final receipt it also holds `j` (SentJob JSON), `n` (parts), `ok` (parts delivered so
+    /// far) and, once decided, `fin` (the outcome): one key per job, so a receipt costs one
+    /// lookup and finishing a job one HDEL.
     pub fn job(&self, job_id: &str) -> String {
         format!("{}{job_id}", self.job_prefix())
     }
@@ -60,18 +63,9 @@ impl Keys {
         format!("{}msg:", self.prefix)
     }
 
-    /// Hash `job` (SentJob JSON), `n` (parts), `ok` (parts delivered so far): a job awaiting
-    /// its final receipt.
-    pub fn sent(&self, job_id: &str) -> String {
-        format!("{}{job_id}", self.sent_prefix())
-    }
     /// Where a replay-guarded script keeps its reply for a retry of the same call.
     pub fn reply(&self, nonce: u64) -> String {
         format!("{}reply:{nonce:016x}", self.prefix)
-    }
-
-    pub fn sent_prefix(&self) -> String {
-        format!("{}sent:", self.prefix)
     }
 
     /// ZSET job id → receipt deadline (unix ms).
@@ -81,7 +75,10 @@ impl Keys {
 
     /// List of report JSON, oldest first: `GET /v1/jobs/{id}`.
     pub fn hist(&self, job_id: &str) -> String {
-        format!("{}hist:{job_id}", self.prefix)
+        format!("{}{job_id}", self.hist_prefix())
+    }
+    pub fn hist_prefix(&self) -> String {
+        format!("{}hist:", self.prefix)
     }
 }
 
@@ -95,14 +92,14 @@ mod tests {
         // The Lua scripts do exactly these concatenations.
         assert_eq!(k.alive("host-1"), format!("{}{}", k.alive_prefix(), "host-1"));
         assert_eq!(k.job("j1"), format!("{}{}", k.job_prefix(), "j1"));
-        assert_eq!(k.sent("j1"), format!("{}{}", k.sent_prefix(), "j1"));
+        assert_eq!(k.hist("j1"), format!("{}{}", k.hist_prefix(), "j1"));
         assert_eq!(k.msg("acme", "0a1"), format!("{}{}:{}", k.msg_prefix(), "acme", "0a1"));
     }
 
     #[test]
     fn every_key_starts_with_the_prefix() {
         let k = Keys::new("sg:");
-        for key in [k.alive("h"), k.job("j"), k.sched(), k.sched_payload(), k.sched_lease(), k.sched_seq(), k.msg("p", "m"), k.sent("j"), k.deadlines(), k.hist("j")] {
+        for key in [k.alive("h"), k.job("j"), k.sched(), k.sched_payload(), k.sched_lease(), k.sched_seq(), k.msg("p", "m"), k.deadlines(), k.hist("j")] {
             assert!(key.starts_with("sg:"), "{key}");
         }
     }

@@ -34,6 +34,7 @@ struct Scripts {
     settle_part: Script,
     take_overdue: Script,
     finish_sent: Script,
+    record_events: Script,
     release: Script,
 }
 
@@ -59,6 +60,7 @@ impl Scripts {
                 include_str!("scripts/replay_close.lua")
             )),
             finish_sent: Script::new(concat!(include_str!("scripts/forget_sent.lua"), include_str!("scripts/finish_sent.lua"))),
+            record_events: Script::new(include_str!("scripts/record_events.lua")),
             release: Script::new(include_str!("scripts/release.lua")),
         }
     }
@@ -339,9 +341,9 @@ impl Store for RedisStore {
         }
         let now_ms = Utc::now().timestamp_millis();
         let mut inv = self.scripts.track_sent.key(self.keys.deadlines());
-        inv.arg(self.keys.job_prefix()).arg(self.keys.sent_prefix()).arg(self.keys.msg_prefix());
+        inv.arg(self.keys.job_prefix()).arg(self.keys.msg_prefix());
         for (job, deadline) in jobs {
-            let json = serde_json::to_string(job).map_err(|e| corrupt(self.keys.sent(&job.job_id), e))?;
+            let json = serde_json::to_string(job).map_err(|e| corrupt(self.keys.job(&job.job_id), e))?;
             let deadline_ms = deadline.timestamp_millis();
             // Kept `ttl` past the deadline, so late receipts still match until then.
             let px = millis(ttl) + deadline_ms.saturating_sub(now_ms).max(0) as u64;
@@ -363,7 +365,7 @@ impl Store for RedisStore {
         }
         let key = self.keys.deadlines();
         let mut inv = self.scripts.settle_part.key(&key);
-        inv.arg(self.keys.sent_prefix()).arg(confirm_by.timestamp_millis()).arg(self.keys.msg_prefix());
+        inv.arg(self.keys.job_prefix()).arg(confirm_by.timestamp_millis()).arg(self.keys.msg_prefix());
         for (provider, message_id, outcome) in receipts {
             inv.arg(*provider).arg(*message_id).arg(outcome.as_str());
         }
@@ -394,8 +396,7 @@ impl Store for RedisStore {
         }
         let key = self.keys.deadlines();
         let mut inv = self.scripts.take_overdue.key(&key);
-        inv.arg(now.timestamp_millis()).arg(limit.min(i64::MAX as usize)).arg(self.keys.sent_prefix()).arg(lease_until.timestamp_millis());
-        inv.arg(self.keys.msg_prefix()).arg(self.keys.job_prefix());
+        inv.arg(now.timestamp_millis()).arg(limit.min(i64::MAX as usize)).arg(self.keys.job_prefix()).arg(lease_until.timestamp_millis());
         let rows: Vec<String> = self.invoke_replayable(&mut inv, &key).await?;
         // A bad entry is logged and skipped, not allowed to fail the batch around it.
         Ok(rows
@@ -415,7 +416,7 @@ impl Store for RedisStore {
             return Ok(());
         }
         let mut inv = self.scripts.finish_sent.key(self.keys.deadlines());
-        inv.arg(self.keys.sent_prefix()).arg(self.keys.msg_prefix()).arg(self.keys.job_prefix());
+        inv.arg(self.keys.job_prefix());
         for id in job_ids {
             inv.arg(id);
         }
@@ -426,24 +427,14 @@ impl Store for RedisStore {
         if reports.is_empty() {
             return Ok(());
         }
-        let ttl_ms = millis(ttl);
-        // MULTI: each history and its final mark land together even if Redis dies mid-batch.
-        let mut pipe = redis::pipe();
-        pipe.atomic();
+        // One script: each history and its final mark land together even if Redis dies mid-batch.
+        let mut inv = self.scripts.record_events.prepare_invoke();
+        inv.arg(self.keys.hist_prefix()).arg(self.keys.job_prefix()).arg(millis(ttl));
         for r in reports {
-            let hist = self.keys.hist(&r.job_id);
-            let json = serde_json::to_string(r).map_err(|e| corrupt(&hist, e))?;
-            pipe.cmd("RPUSH").arg(&hist).arg(json).ignore();
-            pipe.cmd("PEXPIRE").arg(&hist).arg(ttl_ms).ignore();
-            if r.is_final {
-                let job = self.keys.job(&r.job_id);
-                pipe.cmd("HSET").arg(&job).arg("st").arg("final").ignore();
-                // NX: an existing claim keeps its TTL; one created here (claim already
-                // expired) still expires, with the history.
-                pipe.cmd("PEXPIRE").arg(&job).arg(ttl_ms).arg("NX").ignore();
-            }
+            let json = serde_json::to_string(r).map_err(|e| corrupt(self.keys.hist(&r.job_id), e))?;
+            inv.arg(&r.job_id).arg(if r.is_final { "1" } else { "0" }).arg(json);
         }
-        pipe.query_async::<()>(&mut self.conn()).await.map_err(|e| store_err(e, "record_events"))
+        inv.invoke_async::<()>(&mut self.conn()).await.map_err(|e| store_err(e, "record_events"))
     }
 
     async fn events(&self, job_id: &str) -> Result<Vec<Report>, StoreError> {
