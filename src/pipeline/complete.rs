@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tracing::warn;
 
 use super::worker::park;
-use super::{Envelope, Reporter};
+use super::{BatchTasks, Envelope, Reporter};
 use crate::clock::Clock;
 use crate::provider::{Accepted, SendError};
 use crate::report::{EventKind, Reason, Report};
@@ -36,15 +36,23 @@ pub struct CompleterCtx {
     pub mapping_slack: Duration,
 }
 
-/// Runs until every sender (the worker and its spawned sends) is gone.
+/// Batches settled at once: each waits mostly on Redis and the broker, so overlapping a few
+/// keeps both busy; the bound keeps the jobs held here bounded too.
+const BATCHES_IN_FLIGHT: usize = 8;
+
+/// Runs until every sender (the worker and its spawned sends) is gone, then waits for the
+/// batches still settling.
 pub async fn completer(ctx: CompleterCtx, mut rx: mpsc::Receiver<Completion>) {
+    let ctx = Arc::new(ctx);
+    let mut tasks = BatchTasks::new(BATCHES_IN_FLIGHT, "completer");
     let mut batch = Vec::with_capacity(512);
     while rx.recv_many(&mut batch, 512).await > 0 {
-        settle(&ctx, std::mem::take(&mut batch)).await;
+        tasks.spawn(settle(ctx.clone(), std::mem::take(&mut batch))).await;
     }
+    tasks.drain().await;
 }
 
-async fn settle(ctx: &CompleterCtx, batch: Vec<Completion>) {
+async fn settle(ctx: Arc<CompleterCtx>, batch: Vec<Completion>) {
     let now = ctx.clock.now();
     let mut sent: Vec<(SentJob, DateTime<Utc>)> = Vec::new();
     let mut parked = Vec::new();

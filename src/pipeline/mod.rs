@@ -4,6 +4,7 @@
 //! confirmed, its `accepted` report confirmed and mapping stored, or its deferral stored), so
 //! memory is bounded by `pipeline.max_in_flight`, never by the backlog.
 
+mod batch_tasks;
 mod complete;
 mod reporter;
 mod worker;
@@ -14,6 +15,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use crate::job::Job;
 
+pub use batch_tasks::BatchTasks;
 pub use complete::{completer, CompleterCtx, Completion};
 pub use reporter::Reporter;
 pub use worker::{worker, WorkerCtx};

@@ -12,7 +12,7 @@ use tracing::{debug, info, warn};
 
 use super::{InboundReceipt, ProviderEvent};
 use crate::clock::Clock;
-use crate::pipeline::Reporter;
+use crate::pipeline::{BatchTasks, Reporter};
 use crate::report::{EventKind, Report};
 use crate::store::{PartOutcome, SentJob, Settled, Store};
 use crate::telemetry;
@@ -24,6 +24,9 @@ const EARLY_RECEIPT_RETRY: Duration = Duration::from_millis(250);
 /// A final decided by one instance and not confirmed within this (it died between deciding
 /// and publishing) is handed out again by the deadline sweep of any instance.
 const FINAL_CONFIRM_GRACE: chrono::Duration = chrono::Duration::seconds(30);
+/// Batches of finals being published at once: publishing waits for the broker, and one batch
+/// per broker round trip was measured to cap receipts at about 10,000/s.
+const PUBLISHES_IN_FLIGHT: usize = 8;
 
 pub fn event_for(outcome: PartOutcome) -> EventKind {
     match outcome {
@@ -54,6 +57,7 @@ impl Correlator {
         let mut early: VecDeque<(Instant, Instant, InboundReceipt)> = VecDeque::new();
         let mut batch = Vec::with_capacity(512);
         let mut tick = tokio::time::interval(EARLY_RECEIPT_RETRY);
+        let mut publishing = BatchTasks::new(PUBLISHES_IN_FLIGHT, "publish finals");
         loop {
             tokio::select! {
                 n = rx.recv_many(&mut batch, 512) => {
@@ -66,7 +70,7 @@ impl Correlator {
                             info!(provider = %m.provider, "inbound message received");
                             None
                         }
-                    }).map(|r| (Instant::now(), r)).collect(), &mut early).await;
+                    }).map(|r| (Instant::now(), r)).collect(), &mut early, &mut publishing).await;
                 }
                 _ = tick.tick(), if !early.is_empty() => {
                     let now = Instant::now();
@@ -75,13 +79,19 @@ impl Correlator {
                         let (first, _, r) = early.pop_front().expect("checked");
                         due.push((first, r));
                     }
-                    self.handle(due, &mut early).await;
+                    self.handle(due, &mut early, &mut publishing).await;
                 }
             }
         }
+        publishing.drain().await;
     }
 
-    async fn handle(&self, receipts: Vec<(Instant, InboundReceipt)>, early: &mut VecDeque<(Instant, Instant, InboundReceipt)>) {
+    async fn handle(
+        &self,
+        receipts: Vec<(Instant, InboundReceipt)>,
+        early: &mut VecDeque<(Instant, Instant, InboundReceipt)>,
+        publishing: &mut BatchTasks,
+    ) {
         let now = self.clock.now();
         // Intermediate states (enroute, accepted) say nothing final: skip them.
         let receipts: Vec<(Instant, InboundReceipt, PartOutcome)> =
@@ -123,7 +133,10 @@ impl Correlator {
             };
             metrics::counter!(telemetry::RECEIPTS_TOTAL, "provider" => r.provider.to_string(), "outcome" => label).increment(1);
         }
-        publish_finals(self.store.as_ref(), &self.reporter, &reports).await;
+        if !reports.is_empty() {
+            let (store, reporter) = (self.store.clone(), self.reporter.clone());
+            publishing.spawn(async move { publish_finals(store.as_ref(), &reporter, &reports).await }).await;
+        }
     }
 }
 
