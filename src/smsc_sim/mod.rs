@@ -4,7 +4,8 @@
 //! ## Layout
 //! - [`config`]: [`SimConfig`], the CLI flags.
 //! - `codec`: framing that turns an undecodable PDU into a generic_nack, not a dropped link.
-//! - `session`: one connection (reader answering PDUs, writer task batching onto the socket).
+//! - `session`: one connection's reader, answering PDUs.
+//! - `writer`: one connection's writer task, batching responses and receipts onto the socket.
 //! - [`decode`]: `data_coding` → text; also used by the gateway for MO messages.
 //! - `reassembly`: UDH / SAR parsing and joining parts.
 //! - `receipts`: outcome mix, receipt text and `deliver_sm`, the due-time queue.
@@ -17,6 +18,7 @@ mod receipts;
 mod session;
 #[cfg(test)]
 mod tests;
+mod writer;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -35,7 +37,8 @@ pub use decode::decode_text;
 
 use reassembly::Reassembler;
 use receipts::{lock, Outcome, OutcomeMix, PendingReceipt, ReceiptQueue};
-use session::{BindKind, Outbound, Route};
+use session::{BindKind, Route};
+use writer::Outbound;
 
 /// Incomplete concatenated messages held before the oldest is dropped.
 const REASSEMBLY_CAPACITY: usize = 100_000;

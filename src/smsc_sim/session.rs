@@ -1,11 +1,11 @@
-//! One SMPP connection to the simulator: the reader that answers PDUs and the writer task that
-//! batches responses and receipts onto the socket.
+//! One SMPP connection to the simulator: the reader that answers PDUs; the `writer` task puts
+//! the answers on the socket.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use metrics::Counter;
 use rusmpp::pdus::{BindReceiverResp, BindTransceiverResp, BindTransmitterResp, SubmitSm, SubmitSmResp};
 use rusmpp::tlvs::TlvValue;
@@ -18,28 +18,17 @@ use tokio_util::codec::Framed;
 use super::codec::{Frame, SimCodec};
 use super::decode::decode_text;
 use super::reassembly::{split_user_data, Part, Sar};
-use super::receipts::{lock, receipt_pdu, DateCache, PendingReceipt};
+use super::receipts::{lock, PendingReceipt};
+use super::writer::{write_loop, Outbound, Unacked};
 use super::{LogCmd, Shared, SimMessage};
 use crate::telemetry::{SIM_MESSAGES_TOTAL, SIM_SUBMIT_SM_TOTAL};
 
 /// Per-connection outbound queue. Bounded so a client that stops reading slows its own reader
 /// down (TCP backpressure) instead of growing memory.
 const OUTBOUND_CAPACITY: usize = 4096;
-/// Most PDUs fed before a flush, so one busy connection's latency stays bounded.
-const MAX_BATCH: usize = 256;
 const SIM_SYSTEM_ID: &[u8] = b"sendgate-sim\0";
 /// How long a closing session waits for its queued PDUs to reach the socket.
 const WRITER_GRACE: Duration = Duration::from_secs(2);
-
-/// What the writer task puts on the wire.
-#[derive(Debug)]
-pub(super) enum Outbound {
-    Command(Command),
-    /// Built into a deliver_sm by the writer, which owns the session's sequence numbers.
-    Receipt(PendingReceipt),
-    /// Flush and close the socket (after unbind_resp).
-    Close,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum BindKind {
@@ -65,11 +54,6 @@ pub(super) struct Route {
     pub(super) system_id: Arc<str>,
     pub(super) tx: mpsc::Sender<Outbound>,
 }
-
-/// Receipts written to this session and not yet acknowledged with `deliver_sm_resp`, by
-/// sequence number. Like a real SMSC, the simulator delivers them again (to any bound session
-/// of the account) when the session ends without acknowledging them.
-type Unacked = Arc<std::sync::Mutex<std::collections::HashMap<u32, PendingReceipt>>>;
 
 struct Session {
     id: u64,
@@ -315,56 +299,6 @@ fn user_data(sm: &SubmitSm) -> (&[u8], Sar) {
         }
     }
     (data, sar)
-}
-
-type Sink = futures::stream::SplitSink<Framed<TcpStream, SimCodec>, Command>;
-
-/// Feeds everything already queued, then flushes once: one write syscall per burst instead of
-/// one per PDU.
-async fn write_loop(mut sink: Sink, mut rx: mpsc::Receiver<Outbound>, unacked: Unacked) {
-    write_all(&mut sink, &mut rx, &unacked).await;
-    // Receipts still queued for this session never left: they go back for redelivery too.
-    rx.close();
-    while let Ok(out) = rx.try_recv() {
-        if let Outbound::Receipt(r) = out {
-            let key = u32::MAX - lock(&unacked).len() as u32;
-            lock(&unacked).insert(key, r);
-        }
-    }
-    let _ = sink.close().await;
-}
-
-async fn write_all(sink: &mut Sink, rx: &mut mpsc::Receiver<Outbound>, unacked: &Unacked) {
-    let mut next_seq: u32 = 1;
-    let mut dates = DateCache::default();
-    'outer: while let Some(first) = rx.recv().await {
-        let mut item = Some(first);
-        let mut fed = 0;
-        while let Some(out) = item.take() {
-            let cmd = match out {
-                Outbound::Command(cmd) => cmd,
-                Outbound::Receipt(r) => {
-                    let seq = next_seq;
-                    // SMPP sequence numbers run 1..=0x7FFFFFFF.
-                    next_seq = if next_seq >= 0x7FFF_FFFF { 1 } else { next_seq + 1 };
-                    let pdu = receipt_pdu(&r, &mut dates, SystemTime::now());
-                    lock(unacked).insert(seq, r);
-                    Command::new(CommandStatus::EsmeRok, seq, pdu)
-                }
-                Outbound::Close => break 'outer,
-            };
-            if sink.feed(cmd).await.is_err() {
-                return;
-            }
-            fed += 1;
-            if fed < MAX_BATCH {
-                item = rx.try_recv().ok();
-            }
-        }
-        if sink.flush().await.is_err() {
-            return;
-        }
-    }
 }
 
 impl Shared {
