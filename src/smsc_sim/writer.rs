@@ -2,7 +2,7 @@
 //! half, so responses and receipts share one ordered queue and one sequence-number space.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use futures::SinkExt;
 use rusmpp::{Command, CommandStatus};
@@ -20,9 +20,13 @@ const MAX_BATCH: usize = 256;
 #[derive(Debug)]
 pub(super) enum Outbound {
     Command(Command),
+    /// A response held back until `at` (`response_latency`). Later PDUs wait behind it, which
+    /// keeps the connection's order; the reader goes on taking PDUs meanwhile.
+    Later { at: Instant, cmd: Command },
     /// Built into a deliver_sm by the writer, which owns the session's sequence numbers.
     Receipt(PendingReceipt),
-    /// Flush and close the socket (after unbind_resp).
+    /// Write what is queued before it, then close the socket (after unbind_resp, or with no
+    /// goodbye at all when a fault drops the link).
     Close,
 }
 
@@ -57,6 +61,16 @@ async fn write_all(sink: &mut Sink, rx: &mut mpsc::Receiver<Outbound>, unacked: 
         while let Some(out) = item.take() {
             let cmd = match out {
                 Outbound::Command(cmd) => cmd,
+                Outbound::Later { at, cmd } => {
+                    if at > Instant::now() {
+                        // What is already fed must not wait out this response's latency.
+                        if fed > 0 && sink.flush().await.is_err() {
+                            return;
+                        }
+                        tokio::time::sleep_until(at.into()).await;
+                    }
+                    cmd
+                }
                 Outbound::Receipt(r) => {
                     let seq = next_seq;
                     // SMPP sequence numbers run 1..=0x7FFFFFFF.
