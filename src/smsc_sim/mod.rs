@@ -23,6 +23,8 @@ mod receipts;
 mod session;
 mod stats;
 #[cfg(test)]
+mod fault_tests;
+#[cfg(test)]
 mod tests;
 mod writer;
 
