@@ -23,7 +23,7 @@ const SILENCE: Duration = Duration::from_millis(300);
 const PATIENCE: Duration = Duration::from_secs(5);
 
 enum Read {
-    Pdu(Command),
+    Pdu(Box<Command>),
     Closed,
     Silent,
 }
@@ -67,14 +67,14 @@ impl Raw {
         match tokio::time::timeout(within, self.framed.next()).await {
             Err(_) => Read::Silent,
             Ok(None) => Read::Closed,
-            Ok(Some(cmd)) => Read::Pdu(cmd.expect("a PDU that decodes")),
+            Ok(Some(cmd)) => Read::Pdu(Box::new(cmd.expect("a PDU that decodes"))),
         }
     }
 
     /// The next PDU, which must come.
     async fn pdu(&mut self) -> Command {
         match self.read(PATIENCE).await {
-            Read::Pdu(cmd) => cmd,
+            Read::Pdu(cmd) => *cmd,
             Read::Closed => panic!("connection closed"),
             Read::Silent => panic!("nothing within {PATIENCE:?}"),
         }

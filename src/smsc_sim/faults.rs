@@ -143,7 +143,7 @@ mod tests {
     #[test]
     fn drop_once_or_repeatedly_and_half_dead_once() {
         use AfterAccept::*;
-        let table: [(Option<u64>, bool, Option<u64>, [AfterAccept; 6]); 4] = [
+        let table = [
             (Some(2), false, None, [Answer, Drop, Answer, Answer, Answer, Answer]),
             (Some(2), true, None, [Answer, Drop, Answer, Drop, Answer, Drop]),
             (None, false, Some(3), [Answer, Answer, HalfDead, Answer, Answer, Answer]),
