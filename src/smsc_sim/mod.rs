@@ -4,19 +4,29 @@
 //! ## Layout
 //! - [`config`]: [`SimConfig`], the CLI flags.
 //! - `codec`: framing that turns an undecodable PDU into a generic_nack, not a dropped link.
-//! - `session`: one connection (reader answering PDUs, writer task batching onto the socket).
+//! - `session`: one connection's reader, answering PDUs.
+//! - `writer`: one connection's writer task, batching responses and receipts onto the socket.
 //! - [`decode`]: `data_coding` → text; also used by the gateway for MO messages.
 //! - `reassembly`: UDH / SAR parsing and joining parts.
 //! - `receipts`: outcome mix, receipt text and `deliver_sm`, the due-time queue.
+//! - `message_id`: the ids handed out, and how receipts spell them.
+//! - `faults`: simulator-wide fault decisions (throttling, dropped and half-dead links).
+//! - `stats`: the counters behind [`SimStats`].
 
 mod codec;
 pub mod config;
 pub mod decode;
+mod faults;
+mod message_id;
 pub(crate) mod reassembly;
 mod receipts;
 mod session;
+mod stats;
+#[cfg(test)]
+mod fault_tests;
 #[cfg(test)]
 mod tests;
+mod writer;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -32,10 +42,16 @@ use tokio::task::{JoinHandle, JoinSet};
 
 pub use config::SimConfig;
 pub use decode::decode_text;
+pub use message_id::ReceiptIdFormat;
+pub use receipts::ReceiptOrder;
+pub use stats::SimStats;
 
+use faults::Faults;
 use reassembly::Reassembler;
 use receipts::{lock, Outcome, OutcomeMix, PendingReceipt, ReceiptQueue};
-use session::{BindKind, Outbound, Route};
+use session::{BindKind, Route};
+use stats::Counters;
+use writer::Outbound;
 
 /// Incomplete concatenated messages held before the oldest is dropped.
 const REASSEMBLY_CAPACITY: usize = 100_000;
@@ -52,22 +68,13 @@ pub enum SimError {
     /// Fix the flag or config value; nothing was started.
     #[error("smsc_sim.outcome_mix: {0}")]
     OutcomeMix(String),
+    /// Fix the flag or config value; nothing was started.
+    #[error("smsc_sim.{key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
     #[error("smsc_sim.listen: cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("smsc_sim.log: cannot open {}: {source}", path.display())]
     Log { path: PathBuf, source: std::io::Error },
-}
-
-/// Counters since start; `bound_sessions` is the current number of bound connections.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct SimStats {
-    pub binds: u64,
-    pub unbinds: u64,
-    pub submit_sm: u64,
-    pub messages: u64,
-    pub receipts_sent: u64,
-    pub enquire_links: u64,
-    pub bound_sessions: u64,
 }
 
 /// One logical (reassembled) message as the simulator understood it.
@@ -82,17 +89,6 @@ pub struct SimMessage {
     pub data_coding: u8,
 }
 
-#[derive(Debug, Default)]
-struct Counters {
-    binds: AtomicU64,
-    unbinds: AtomicU64,
-    submit_sm: AtomicU64,
-    messages: AtomicU64,
-    receipts_sent: AtomicU64,
-    enquire_links: AtomicU64,
-    bound_sessions: AtomicU64,
-}
-
 enum LogCmd {
     Line(String),
     Flush(oneshot::Sender<()>),
@@ -105,6 +101,7 @@ struct Shared {
     /// Whether anyone (record or log) needs message text; when not, parts keep no bytes.
     keep_text: bool,
     counters: Counters,
+    faults: Faults,
     next_message_id: AtomicU64,
     next_session_id: AtomicU64,
     reassembler: Mutex<Reassembler<Outcome>>,
@@ -125,6 +122,11 @@ impl SmscSim {
     /// Validates `cfg`, listens, and serves in background tasks until [`SimHandle::shutdown`].
     pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
         let mix: OutcomeMix = cfg.outcome_mix.parse().map_err(SimError::OutcomeMix)?;
+        let ratio = cfg.receipt_before_resp_ratio;
+        if !(0.0..=1.0).contains(&ratio) {
+            let reason = format!("must be between 0 and 1, got {ratio}");
+            return Err(SimError::Invalid { key: "receipt_before_resp_ratio", reason });
+        }
         let log_file = match &cfg.log {
             Some(path) => Some(
                 tokio::fs::OpenOptions::new()
@@ -149,6 +151,7 @@ impl SmscSim {
         });
         let shared = Arc::new(Shared {
             keep_text: cfg.record_messages || log.is_some(),
+            faults: Faults::new(&cfg),
             cfg,
             mix,
             counters: Counters::default(),
@@ -191,16 +194,7 @@ impl SimHandle {
     }
 
     pub fn stats(&self) -> SimStats {
-        let c = &self.inner.shared.counters;
-        SimStats {
-            binds: c.binds.load(Relaxed),
-            unbinds: c.unbinds.load(Relaxed),
-            submit_sm: c.submit_sm.load(Relaxed),
-            messages: c.messages.load(Relaxed),
-            receipts_sent: c.receipts_sent.load(Relaxed),
-            enquire_links: c.enquire_links.load(Relaxed),
-            bound_sessions: c.bound_sessions.load(Relaxed),
-        }
+        self.inner.shared.counters.snapshot()
     }
 
     /// Reassembled messages in the order their last part arrived; empty unless
@@ -270,16 +264,20 @@ async fn receipt_loop(shared: Arc<Shared>) {
     loop {
         tokio::select! {
             _ = stopped(&mut shutdown) => return,
-            _ = tick.tick() => shared.route_due_receipts(Instant::now()),
+            _ = tick.tick() => {
+                let now = Instant::now();
+                shared.route_receipts(shared.receipts.take_due(now), now);
+            }
         }
     }
 }
 
 impl Shared {
-    fn route_due_receipts(&self, now: Instant) {
-        let due = self.receipts.take_due(now);
+    /// Hands receipts to the sessions that should get them; returns how many went out. Those
+    /// with no room or no receiver go back to the queue.
+    fn route_receipts(&self, due: Vec<PendingReceipt>, now: Instant) -> u64 {
         if due.is_empty() {
-            return;
+            return 0;
         }
         let mut sent = [0u64; 4];
         let (mut busy, mut orphans) = (Vec::new(), Vec::new());
@@ -313,6 +311,7 @@ impl Shared {
                 metrics::counter!(crate::telemetry::SIM_RECEIPTS_TOTAL, "outcome" => outcome.label()).increment(n);
             }
         }
+        sent.iter().sum()
     }
 }
 

@@ -154,6 +154,30 @@ pub fn receipt_text(id: &str, outcome: Outcome, submit_date: &str, done_date: &s
     )
 }
 
+/// The order receipts go out in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[value(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum ReceiptOrder {
+    /// Submit order, each `receipt_delay` after its submit.
+    #[default]
+    InOrder,
+    /// Each receipt is delayed by a further random 0..=`receipt_delay`, so receipts of
+    /// submits close together arrive in random order (networks report in whatever order the
+    /// handsets answer).
+    Shuffled,
+}
+
+impl ReceiptOrder {
+    /// When a receipt for a submit taken at `now` is due.
+    pub fn due(self, now: Instant, delay: Duration) -> Instant {
+        match self {
+            Self::InOrder => now + delay,
+            Self::Shuffled => now + delay + delay.mul_f64(rand::random::<f64>()),
+        }
+    }
+}
+
 /// A receipt waiting for its due time.
 #[derive(Debug, Clone)]
 pub struct PendingReceipt {
@@ -195,8 +219,8 @@ impl DateCache {
     }
 }
 
-/// Builds the receipt deliver_sm. Fields that cannot fail to encode (ids are lowercase hex,
-/// the text is ASCII under 255 bytes) fall back to empty values instead of panicking.
+/// Builds the receipt deliver_sm. Fields that cannot fail to encode (ids are hex or decimal
+/// digits, the text is ASCII under 255 bytes) fall back to empty values instead of panicking.
 pub fn receipt_pdu(r: &PendingReceipt, dates: &mut DateCache, now: SystemTime) -> DeliverSm {
     let submit_date = dates.format(r.submitted_at).to_owned();
     let done_date = dates.format(now);
@@ -221,8 +245,8 @@ pub fn receipt_pdu(r: &PendingReceipt, dates: &mut DateCache, now: SystemTime) -
     pdu
 }
 
-/// Receipts ordered by due time. The delay is constant, so pushing at the back keeps the order
-/// and a periodic tick pops the due prefix: no timer or task per message.
+/// Receipts ordered by due time. With a constant delay pushing at the back keeps the order and
+/// a periodic tick pops the due prefix: no timer or task per message.
 #[derive(Debug, Default)]
 pub struct ReceiptQueue {
     queue: Mutex<VecDeque<PendingReceipt>>,
@@ -230,7 +254,14 @@ pub struct ReceiptQueue {
 
 impl ReceiptQueue {
     pub fn push(&self, r: PendingReceipt) {
-        lock(&self.queue).push_back(r);
+        let mut q = lock(&self.queue);
+        if q.back().is_none_or(|b| b.due <= r.due) {
+            q.push_back(r);
+        } else {
+            // Only shuffled receipts land here; an insert keeps the due order the tick relies on.
+            let at = q.partition_point(|x| x.due <= r.due);
+            q.insert(at, r);
+        }
     }
 
     /// Removes and returns every receipt due at `now`.
@@ -352,8 +383,8 @@ mod tests {
             attempts: 0,
         };
         q.push(r(10, "a"));
-        q.push(r(20, "b"));
         q.push(r(30, "c"));
+        q.push(r(20, "b"));
         let due = q.take_due(t0 + Duration::from_millis(20));
         assert_eq!(due.iter().map(|r| r.message_id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
         q.retry_now(due);
@@ -363,5 +394,14 @@ mod tests {
         assert_eq!(ids, ["a", "b", "c", "late"]);
         assert!(all.windows(2).all(|w| w[0].due <= w[1].due));
         assert_eq!(all[3].attempts, 1);
+    }
+
+    #[test]
+    fn shuffled_due_times_stay_within_one_more_delay() {
+        let (now, delay) = (Instant::now(), Duration::from_millis(100));
+        assert_eq!(ReceiptOrder::InOrder.due(now, delay), now + delay);
+        let dues: Vec<_> = (0..200).map(|_| ReceiptOrder::Shuffled.due(now, delay)).collect();
+        assert!(dues.iter().all(|d| (now + delay..=now + 2 * delay).contains(d)));
+        assert!(dues.windows(2).any(|w| w[0] > w[1]), "some later submit is due earlier");
     }
 }

@@ -1,11 +1,11 @@
-//! One SMPP connection to the simulator: the reader that answers PDUs and the writer task that
-//! batches responses and receipts onto the socket.
+//! One SMPP connection to the simulator: the reader that answers PDUs; the `writer` task puts
+//! the answers on the socket.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use metrics::Counter;
 use rusmpp::pdus::{BindReceiverResp, BindTransceiverResp, BindTransmitterResp, SubmitSm, SubmitSmResp};
 use rusmpp::tlvs::TlvValue;
@@ -17,29 +17,19 @@ use tokio_util::codec::Framed;
 
 use super::codec::{Frame, SimCodec};
 use super::decode::decode_text;
+use super::faults::AfterAccept;
 use super::reassembly::{split_user_data, Part, Sar};
-use super::receipts::{lock, receipt_pdu, DateCache, PendingReceipt};
+use super::receipts::{lock, PendingReceipt};
+use super::writer::{write_loop, Outbound, Unacked};
 use super::{LogCmd, Shared, SimMessage};
 use crate::telemetry::{SIM_MESSAGES_TOTAL, SIM_SUBMIT_SM_TOTAL};
 
 /// Per-connection outbound queue. Bounded so a client that stops reading slows its own reader
 /// down (TCP backpressure) instead of growing memory.
 const OUTBOUND_CAPACITY: usize = 4096;
-/// Most PDUs fed before a flush, so one busy connection's latency stays bounded.
-const MAX_BATCH: usize = 256;
 const SIM_SYSTEM_ID: &[u8] = b"sendgate-sim\0";
 /// How long a closing session waits for its queued PDUs to reach the socket.
 const WRITER_GRACE: Duration = Duration::from_secs(2);
-
-/// What the writer task puts on the wire.
-#[derive(Debug)]
-pub(super) enum Outbound {
-    Command(Command),
-    /// Built into a deliver_sm by the writer, which owns the session's sequence numbers.
-    Receipt(PendingReceipt),
-    /// Flush and close the socket (after unbind_resp).
-    Close,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum BindKind {
@@ -66,17 +56,14 @@ pub(super) struct Route {
     pub(super) tx: mpsc::Sender<Outbound>,
 }
 
-/// Receipts written to this session and not yet acknowledged with `deliver_sm_resp`, by
-/// sequence number. Like a real SMSC, the simulator delivers them again (to any bound session
-/// of the account) when the session ends without acknowledging them.
-type Unacked = Arc<std::sync::Mutex<std::collections::HashMap<u32, PendingReceipt>>>;
-
 struct Session {
     id: u64,
     shared: Arc<Shared>,
     unacked: Unacked,
     tx: mpsc::Sender<Outbound>,
     bound: Option<(BindKind, Arc<str>)>,
+    /// Set by `half_dead_after_submits`: from then on nothing read here is answered.
+    half_dead: bool,
     submit_total: Counter,
     messages_total: Counter,
 }
@@ -99,6 +86,7 @@ pub(super) async fn run(stream: TcpStream, shared: Arc<Shared>, mut shutdown: wa
         unacked: unacked.clone(),
         tx,
         bound: None,
+        half_dead: false,
         // Handles are taken per connection so a recorder installed after `start` is still used.
         submit_total: metrics::counter!(SIM_SUBMIT_SM_TOTAL),
         messages_total: metrics::counter!(SIM_MESSAGES_TOTAL),
@@ -115,6 +103,7 @@ pub(super) async fn run(stream: TcpStream, shared: Arc<Shared>, mut shutdown: wa
                 tracing::debug!(?peer, %err, "smsc-sim connection closed on a framing error");
                 break;
             }
+            Some(Ok(Frame::Malformed { .. })) if session.half_dead => Flow::Continue,
             Some(Ok(Frame::Malformed { command_id, sequence_number })) => {
                 tracing::debug!(?peer, command_id, "smsc-sim answered an undecodable PDU with generic_nack");
                 session.reply(nack(sequence_number, CommandStatus::EsmeRinvcmdlen)).await
@@ -152,7 +141,24 @@ impl Session {
         }
     }
 
+    /// A submit_sm_resp, held back by `response_latency` when set.
+    async fn reply_to_submit(&self, cmd: Command) -> Flow {
+        let latency = self.shared.cfg.response_latency;
+        let out = if latency.is_zero() {
+            Outbound::Command(cmd)
+        } else {
+            Outbound::Later { at: Instant::now() + latency, cmd }
+        };
+        match self.tx.send(out).await {
+            Ok(()) => Flow::Continue,
+            Err(_) => Flow::Close,
+        }
+    }
+
     async fn handle(&mut self, cmd: Command) -> Flow {
+        if self.half_dead {
+            return self.ignore(&cmd);
+        }
         let seq = cmd.sequence_number();
         let Some(pdu) = cmd.pdu() else {
             // A known request id with an empty body, or an unknown id.
@@ -165,8 +171,28 @@ impl Session {
         let counters = &self.shared.counters;
         match pdu {
             Pdu::SubmitSm(sm) => {
-                let resp = self.on_submit(seq, sm);
-                self.reply(resp).await
+                counters.submit_sm.fetch_add(1, Relaxed);
+                self.submit_total.increment(1);
+                match self.on_submit(seq, sm) {
+                    (resp, AfterAccept::Answer) => self.reply_to_submit(resp).await,
+                    (_, AfterAccept::Drop) => {
+                        // No resp and no unbind: the client cannot tell the message was taken.
+                        counters.connections_dropped.fetch_add(1, Relaxed);
+                        tracing::debug!(session = self.id, "smsc-sim dropping a connection (drop_after_submits)");
+                        let _ = self.tx.send(Outbound::Close).await;
+                        Flow::Close
+                    }
+                    (resp, AfterAccept::HalfDead) => {
+                        let flow = self.reply_to_submit(resp).await;
+                        self.go_half_dead();
+                        flow
+                    }
+                }
+            }
+            Pdu::EnquireLink if self.shared.cfg.ignore_enquire_link => {
+                counters.enquire_links.fetch_add(1, Relaxed);
+                counters.enquire_links_ignored.fetch_add(1, Relaxed);
+                Flow::Continue
             }
             Pdu::EnquireLink => {
                 counters.enquire_links.fetch_add(1, Relaxed);
@@ -207,6 +233,37 @@ impl Session {
         }
     }
 
+    /// A half-dead connection: requests vanish, but acknowledgements of receipts it was sent
+    /// earlier still count, since the client did get those.
+    fn ignore(&self, cmd: &Command) -> Flow {
+        let counters = &self.shared.counters;
+        match cmd.id() {
+            CommandId::SubmitSm => {
+                counters.submit_sm.fetch_add(1, Relaxed);
+                self.submit_total.increment(1);
+                counters.submits_ignored.fetch_add(1, Relaxed);
+            }
+            CommandId::EnquireLink => {
+                counters.enquire_links.fetch_add(1, Relaxed);
+                counters.enquire_links_ignored.fetch_add(1, Relaxed);
+            }
+            CommandId::DeliverSmResp => {
+                lock(&self.unacked).remove(&cmd.sequence_number());
+            }
+            _ => {}
+        }
+        Flow::Continue
+    }
+
+    /// Stops answering and takes the session out of receipt routing (a dead link delivers
+    /// nothing either); the socket stays open until the client gives up on it.
+    fn go_half_dead(&mut self) {
+        self.half_dead = true;
+        self.shared.counters.half_dead_sessions.fetch_add(1, Relaxed);
+        lock(&self.shared.sessions).remove(&self.id);
+        tracing::debug!(session = self.id, "smsc-sim connection went half-dead (half_dead_after_submits)");
+    }
+
     fn on_bind(&mut self, kind: BindKind, system_id: &str, password: &str) -> CommandStatus {
         let cfg = &self.shared.cfg;
         if self.bound.is_some() {
@@ -217,6 +274,10 @@ impl Session {
         }
         if cfg.password.as_deref().is_some_and(|want| want != password) {
             return CommandStatus::EsmeRinvpaswd;
+        }
+        if cfg.refuse_binds {
+            self.shared.counters.binds_refused.fetch_add(1, Relaxed);
+            return CommandStatus::EsmeRbindfail;
         }
         let system_id: Arc<str> = system_id.into();
         self.bound = Some((kind, system_id.clone()));
@@ -236,23 +297,27 @@ impl Session {
         }
     }
 
-    fn on_submit(&mut self, seq: u32, sm: &SubmitSm) -> Command {
+    /// Takes or refuses a submit; the resp, and what the connection does after taking it.
+    fn on_submit(&self, seq: u32, sm: &SubmitSm) -> (Command, AfterAccept) {
         let shared = &*self.shared;
-        shared.counters.submit_sm.fetch_add(1, Relaxed);
-        self.submit_total.increment(1);
-        let fail = |status| Command::new(status, seq, SubmitSmResp::default());
+        let fail = |status| (Command::new(status, seq, SubmitSmResp::default()), AfterAccept::Answer);
         let system_id = match &self.bound {
             Some((kind, system_id)) if kind.can_submit() => system_id.clone(),
             _ => return fail(CommandStatus::EsmeRinvbndsts),
         };
+        let now = Instant::now();
+        if shared.faults.throttle(now) {
+            shared.counters.throttled.fetch_add(1, Relaxed);
+            return fail(CommandStatus::EsmeRthrottled);
+        }
         let (user_data, sar) = user_data(sm);
         let esm_class = u8::from(sm.esm_class);
         let Ok((concat, payload)) = split_user_data(esm_class, user_data, sar) else {
             return fail(CommandStatus::EsmeRinvesmclass);
         };
         let number = shared.next_message_id.fetch_add(1, Relaxed);
-        let message_id = format!("{number:x}");
-        let Ok(id_field) = COctetString::from_string(message_id.clone()) else {
+        let ids = shared.cfg.receipt_id_format.ids(number);
+        let Ok(id_field) = COctetString::from_string(ids.resp.clone()) else {
             return fail(CommandStatus::EsmeRsyserr);
         };
         let data_coding = u8::from(sm.data_coding);
@@ -261,7 +326,7 @@ impl Session {
             destination: sm.destination_addr.as_str(),
             concat,
             data_coding,
-            message_id: message_id.clone(),
+            message_id: ids.resp,
             payload: if shared.keep_text { payload } else { &[] },
         };
         let (outcome, whole) = lock(&shared.reassembler).push(part, || shared.mix.pick());
@@ -280,19 +345,37 @@ impl Session {
             }
         }
         if outcome.wants_receipt(u8::from(sm.registered_delivery)) {
-            shared.receipts.push(PendingReceipt {
-                due: Instant::now() + shared.cfg.receipt_delay,
+            let receipt = PendingReceipt {
+                due: shared.cfg.receipt_order.due(now, shared.cfg.receipt_delay),
                 session_id: self.id,
                 system_id,
-                message_id,
+                message_id: ids.receipt,
                 outcome,
                 submitted_at: SystemTime::now(),
                 submit_source: (sm.source_addr_ton, sm.source_addr_npi, sm.source_addr.clone()),
                 submit_destination: (sm.dest_addr_ton, sm.dest_addr_npi, sm.destination_addr.clone()),
                 attempts: 0,
-            });
+            };
+            self.queue_receipt(receipt, now);
         }
-        Command::new(CommandStatus::EsmeRok, seq, SubmitSmResp::new(id_field, Vec::new()))
+        let resp = Command::new(CommandStatus::EsmeRok, seq, SubmitSmResp::new(id_field, Vec::new()));
+        (resp, shared.faults.after_accept())
+    }
+
+    /// Queues a receipt for its due time, or (`receipt_before_resp_ratio`) routes it now, so it
+    /// is on a transceiver's queue ahead of the resp the caller is about to send. Across a
+    /// transmitter/receiver pair "ahead" is only likely: two sockets have no common order.
+    fn queue_receipt(&self, mut receipt: PendingReceipt, now: Instant) {
+        let shared = &*self.shared;
+        let ratio = shared.cfg.receipt_before_resp_ratio;
+        if ratio > 0.0 && rand::random::<f64>() < ratio {
+            receipt.due = now;
+            if shared.route_receipts(vec![receipt], now) == 1 {
+                shared.counters.receipts_before_resp.fetch_add(1, Relaxed);
+            }
+        } else {
+            shared.receipts.push(receipt);
+        }
     }
 }
 
@@ -315,56 +398,6 @@ fn user_data(sm: &SubmitSm) -> (&[u8], Sar) {
         }
     }
     (data, sar)
-}
-
-type Sink = futures::stream::SplitSink<Framed<TcpStream, SimCodec>, Command>;
-
-/// Feeds everything already queued, then flushes once: one write syscall per burst instead of
-/// one per PDU.
-async fn write_loop(mut sink: Sink, mut rx: mpsc::Receiver<Outbound>, unacked: Unacked) {
-    write_all(&mut sink, &mut rx, &unacked).await;
-    // Receipts still queued for this session never left: they go back for redelivery too.
-    rx.close();
-    while let Ok(out) = rx.try_recv() {
-        if let Outbound::Receipt(r) = out {
-            let key = u32::MAX - lock(&unacked).len() as u32;
-            lock(&unacked).insert(key, r);
-        }
-    }
-    let _ = sink.close().await;
-}
-
-async fn write_all(sink: &mut Sink, rx: &mut mpsc::Receiver<Outbound>, unacked: &Unacked) {
-    let mut next_seq: u32 = 1;
-    let mut dates = DateCache::default();
-    'outer: while let Some(first) = rx.recv().await {
-        let mut item = Some(first);
-        let mut fed = 0;
-        while let Some(out) = item.take() {
-            let cmd = match out {
-                Outbound::Command(cmd) => cmd,
-                Outbound::Receipt(r) => {
-                    let seq = next_seq;
-                    // SMPP sequence numbers run 1..=0x7FFFFFFF.
-                    next_seq = if next_seq >= 0x7FFF_FFFF { 1 } else { next_seq + 1 };
-                    let pdu = receipt_pdu(&r, &mut dates, SystemTime::now());
-                    lock(unacked).insert(seq, r);
-                    Command::new(CommandStatus::EsmeRok, seq, pdu)
-                }
-                Outbound::Close => break 'outer,
-            };
-            if sink.feed(cmd).await.is_err() {
-                return;
-            }
-            fed += 1;
-            if fed < MAX_BATCH {
-                item = rx.try_recv().ok();
-            }
-        }
-        if sink.flush().await.is_err() {
-            return;
-        }
-    }
 }
 
 impl Shared {

@@ -35,11 +35,11 @@ impl Concatenator for Utf16AnySplit {
     }
 }
 
-fn cstr<const MIN: usize, const MAX: usize>(s: &str) -> COctetString<MIN, MAX> {
+pub(super) fn cstr<const MIN: usize, const MAX: usize>(s: &str) -> COctetString<MIN, MAX> {
     COctetString::from_string(s.to_owned()).unwrap()
 }
 
-fn submit_template(registered_delivery: u8) -> SubmitSm {
+pub(super) fn submit_template(registered_delivery: u8) -> SubmitSm {
     SubmitSm::builder()
         .source_addr(cstr("ACME"))
         .destination_addr(cstr("4915112345678"))
@@ -52,7 +52,7 @@ async fn connect(sim: &SimHandle) -> (Client, impl futures::Stream<Item = Event>
     ConnectionBuilder::new().connect(format!("smpp://{}", sim.local_addr())).await.unwrap()
 }
 
-fn bind_trx(system_id: &str, password: &str) -> BindTransceiver {
+pub(super) fn bind_trx(system_id: &str, password: &str) -> BindTransceiver {
     BindTransceiver::builder().system_id(cstr(system_id)).password(cstr(password)).build()
 }
 
