@@ -23,7 +23,7 @@ use crate::sink::jsonl::JsonlSink;
 use crate::sink::kafka::{KafkaProducer, KafkaSink};
 use crate::sink::Sink;
 use crate::source::kafka::{KafkaSource, SourceDeps};
-use crate::smsc_sim::{SimConfig, SimHandle, SmscSim};
+use crate::smsc_sim::{SimHandle, SmscSim};
 use crate::source::http::{self, Api, Ingest};
 use crate::store::{MemoryStore, RedisStore, Store};
 
@@ -90,15 +90,7 @@ impl App {
         let reporter = Arc::new(Reporter::new(sink, store.clone(), cfg.server.job_history_ttl));
 
         let sim = if mode == Mode::Dev && needs_sim(&cfg) {
-            let s = &cfg.dev.smsc_sim;
-            let sim_cfg = SimConfig {
-                listen: "127.0.0.1:0".parse().expect("literal"),
-                receipt_delay: s.receipt_delay,
-                outcome_mix: s.outcome_mix.clone(),
-                record_messages: s.record_messages,
-                ..SimConfig::default()
-            };
-            Some(SmscSim::start(sim_cfg).await.context("starting the embedded SMSC simulator")?)
+            Some(SmscSim::start(cfg.dev.smsc_sim.clone()).await.context("starting the embedded SMSC simulator")?)
         } else {
             None
         };
