@@ -9,7 +9,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use redis::aio::MultiplexedConnection;
 use sendgate::config::RedisConfig;
 use sendgate::report::{EventKind, Report};
-use sendgate::store::{Claim, PartOutcome, RedisStore, ScheduledJob, SentJob, Settled, Store, StoreError};
+use sendgate::store::{Claim, PartOutcome, RateLease, RedisStore, ScheduledJob, SentJob, Settled, Store, StoreError};
 
 const TTL: Duration = Duration::from_secs(60);
 const LEASE: Duration = Duration::from_secs(30);
@@ -374,5 +374,78 @@ async fn a_final_already_published_is_not_handed_out_again() {
     a.record_events(&[report], TTL).await.unwrap();
     assert!(b.take_overdue(t(31), 10, t(60)).await.unwrap().is_empty(), "published: forgotten, not re-published");
     assert_eq!(s.cmd::<i64>(&["HEXISTS", &s.key("job:pub"), "j"]).await, 0);
+    s.cleanup().await;
+}
+
+fn rate_req(limit: &str, interval_us: u64, want: u32, horizon_us: u64) -> RateLease {
+    RateLease { limit: limit.into(), interval_us, want, horizon_us }
+}
+
+/// Two instances leasing from one limit as fast as they can for 1.5 s of Redis time: no slot
+/// is handed out twice, no window holds more slots than the rate allows, and the limit is used
+/// (leases reach only 100 ms ahead, so nobody books far ahead of the other).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_leasing_one_limit_never_exceed_its_rate() {
+    let s = Space::new().await;
+    let (a, b) = s.two().await;
+    const INTERVAL: u64 = 5_000; // 200/s
+    let lease = |store: Arc<RedisStore>, seed: u32| async move {
+        let mut slots = Vec::new();
+        let started = std::time::Instant::now();
+        let mut i = seed;
+        while started.elapsed() < Duration::from_millis(1500) {
+            i = i.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let want = 1 + (i >> 16) % 30;
+            let g = store.rate_lease(&[rate_req("provider:p", INTERVAL, want, 100_000)], Utc::now()).await.unwrap().remove(0);
+            assert!(g.granted <= want && (g.granted == 0 || g.first_us <= 100_000), "{g:?}");
+            slots.extend((0..u64::from(g.granted)).map(|k| g.first_at_us + k * INTERVAL));
+            tokio::time::sleep(Duration::from_millis(u64::from((i >> 8) % 7))).await;
+        }
+        slots
+    };
+    let (sa, sb) = tokio::join!(tokio::spawn(lease(a.clone(), 1)), tokio::spawn(lease(b.clone(), 2)));
+    let (sa, sb) = (sa.unwrap(), sb.unwrap());
+    assert!(!sa.is_empty() && !sb.is_empty(), "both got tokens: {} and {}", sa.len(), sb.len());
+    let mut all: Vec<u64> = sa.into_iter().chain(sb).collect();
+    all.sort_unstable();
+    assert!(all.windows(2).all(|w| w[1] - w[0] >= INTERVAL), "two slots closer than 1/rate");
+    // Any 500 ms window: at most 100 slots (+1 for where the window falls).
+    let window = 500_000;
+    let most = all.iter().enumerate().map(|(i, &from)| all[i..].iter().take_while(|&&t| t < from + window).count()).max().unwrap();
+    assert!(most <= 101, "{most} slots in 500 ms at 200/s");
+    // Leased back to back, nearly every slot of the span is used (a stalled machine may leave gaps).
+    let span_slots = (all[all.len() - 1] - all[0]) / INTERVAL + 1;
+    assert!(all.len() as u64 * 3 >= span_slots * 2 && all.len() >= 200, "{} of {span_slots} slots leased", all.len());
+    s.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_lease_past_the_horizon_says_how_far_the_limit_is_booked() {
+    let s = Space::new().await;
+    let a = s.instance("a", Duration::from_secs(30)).await;
+    // 2/s: one token now, the next 500 ms later, which is past a 100 ms horizon.
+    let g = a.rate_lease(&[rate_req("campaign:t/c", 500_000, 5, 100_000), rate_req("sender:X", 1_000, 3, 100_000)], Utc::now()).await.unwrap();
+    assert_eq!((g[0].granted, g[0].first_us, g[0].next_free_us), (1, 0, 500_000));
+    assert_eq!((g[1].granted, g[1].next_free_us), (3, 3_000));
+    let g = a.rate_lease(&[rate_req("campaign:t/c", 500_000, 5, 100_000)], Utc::now()).await.unwrap();
+    assert_eq!(g[0].granted, 0);
+    assert!(g[0].next_free_us > 100_000 && g[0].next_free_us <= 500_000, "{g:?}");
+    // The TAT lives as long as it is booked ahead, plus a second.
+    let pttl = s.pttl("rate:campaign:t/c").await;
+    assert!((1_000..=1_500).contains(&pttl), "{pttl}");
+    s.cleanup().await;
+}
+
+#[tokio::test]
+async fn campaign_speeds_are_per_tenant_then_for_every_tenant() {
+    let s = Space::new().await;
+    let (a, b) = s.two().await;
+    a.set_campaign_rate(None, "bf", Some(4.0)).await.unwrap();
+    a.set_campaign_rate(Some("acme"), "bf", Some(2.5)).await.unwrap();
+    let got = b.campaign_rates(&[("acme", "bf"), ("other", "bf"), ("acme", "x")]).await.unwrap();
+    assert_eq!(got, [Some(2.5), Some(4.0), None]);
+    a.set_campaign_rate(Some("acme"), "bf", None).await.unwrap();
+    let _: i64 = s.cmd(&["HSET", &s.key("campaign_rates"), "*/x", "fast"]).await;
+    assert_eq!(b.campaign_rates(&[("acme", "bf"), ("acme", "x")]).await.unwrap(), [Some(4.0), None], "a bad value is ignored");
     s.cleanup().await;
 }

@@ -80,6 +80,17 @@ impl Keys {
     pub fn hist_prefix(&self) -> String {
         format!("{}hist:", self.prefix)
     }
+
+    /// String = the TAT of one rate limit (µs since the epoch), expiring once it is not booked
+    /// ahead: `rate:provider:smsc-a`, `rate:campaign:acme/promo`.
+    pub fn rate(&self, limit: &str) -> String {
+        format!("{}rate:{limit}", self.prefix)
+    }
+
+    /// Hash `tenant/campaign` (or `*/campaign`) → speed set at runtime, segments per second.
+    pub fn campaign_rates(&self) -> String {
+        format!("{}campaign_rates", self.prefix)
+    }
 }
 
 #[cfg(test)]
@@ -99,7 +110,7 @@ mod tests {
     #[test]
     fn every_key_starts_with_the_prefix() {
         let k = Keys::new("sg:");
-        for key in [k.alive("h"), k.job("j"), k.sched(), k.sched_payload(), k.sched_lease(), k.sched_seq(), k.msg("p", "m"), k.deadlines(), k.hist("j")] {
+        for key in [k.alive("h"), k.job("j"), k.sched(), k.sched_payload(), k.sched_lease(), k.sched_seq(), k.msg("p", "m"), k.deadlines(), k.hist("j"), k.rate("provider:p"), k.campaign_rates()] {
             assert!(key.starts_with("sg:"), "{key}");
         }
     }

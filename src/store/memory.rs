@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{Claim, ClaimedJob, PartOutcome, ScheduledJob, SentJob, Settled, Store, StoreError};
+use super::{campaign_field, gcra, Claim, ClaimedJob, PartOutcome, RateGrant, RateLease, ScheduledJob, SentJob, Settled, Store, StoreError};
 use crate::report::Report;
 
 #[derive(Default)]
@@ -32,6 +32,10 @@ struct Inner {
     deadlines: BTreeSet<(DateTime<Utc>, String)>,
     history: HashMap<String, (Instant, Vec<Report>)>,
     last_sweep: Option<Instant>,
+    /// Rate limit → its TAT, µs since the epoch.
+    rate_tats: HashMap<String, u64>,
+    /// `campaign_field` → speed set at runtime.
+    campaign_rates: HashMap<String, f64>,
 }
 
 struct Entry {
@@ -244,6 +248,39 @@ impl Store for MemoryStore {
 
     fn awaiting_receipts(&self) -> Option<usize> {
         Some(self.lock().sent.len())
+    }
+
+    async fn rate_lease(&self, reqs: &[RateLease], now: DateTime<Utc>) -> Result<Vec<RateGrant>, StoreError> {
+        let now_us = now.timestamp_micros().max(0) as u64;
+        let mut g = self.lock();
+        // A TAT in the past means the same as none: forget those once there are many.
+        if g.rate_tats.len() > 10_000 {
+            g.rate_tats.retain(|_, tat| *tat > now_us);
+        }
+        Ok(reqs
+            .iter()
+            .map(|r| {
+                let (grant, tat) = gcra::lease(g.rate_tats.get(&r.limit).copied(), now_us, r);
+                g.rate_tats.insert(r.limit.clone(), tat);
+                grant
+            })
+            .collect())
+    }
+
+    async fn set_campaign_rate(&self, tenant: Option<&str>, campaign: &str, rate: Option<f64>) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        let field = campaign_field(tenant, campaign);
+        match rate {
+            Some(r) => g.campaign_rates.insert(field, r),
+            None => g.campaign_rates.remove(&field),
+        };
+        Ok(())
+    }
+
+    async fn campaign_rates(&self, campaigns: &[(&str, &str)]) -> Result<Vec<Option<f64>>, StoreError> {
+        let g = self.lock();
+        let get = |t: Option<&str>, c: &str| g.campaign_rates.get(&campaign_field(t, c)).copied();
+        Ok(campaigns.iter().map(|(t, c)| get(Some(t), c).or_else(|| get(None, c))).collect())
     }
 }
 
