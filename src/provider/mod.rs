@@ -72,4 +72,13 @@ pub trait Provider: Send + Sync {
     async fn send(&self, job: &Job) -> Result<Accepted, SendError>;
     /// Closes connections politely (SMPP unbind) and stops reconnecting.
     async fn shutdown(&self);
+    /// What `job` costs here in SMS segments, the unit rate limits count (one for providers
+    /// that do not split text).
+    fn segments(&self, _job: &Job) -> u32 {
+        1
+    }
+    /// The sender id `job` goes out with: its `from`, else this provider's default.
+    fn sender<'a>(&'a self, job: &'a Job) -> Option<&'a str> {
+        job.from.as_deref()
+    }
 }

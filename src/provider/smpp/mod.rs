@@ -102,8 +102,13 @@ impl SmppProvider {
         }
     }
 
+    /// The sender of a job without `from`.
+    fn default_from(&self) -> &str {
+        self.cfg.default_from.as_deref().unwrap_or("sendgate")
+    }
+
     async fn submit(&self, job: &Job) -> Result<Accepted, SendError> {
-        let default_from = self.cfg.default_from.as_deref().unwrap_or("sendgate");
+        let default_from = self.default_from();
         let reference = self.reference.fetch_add(1, Ordering::Relaxed);
         let submit::Submission { pdus, segments } = submit::build(job, default_from, reference, &(&self.cfg).into())?;
         let (slot, client) = self.pick().await?;
@@ -166,5 +171,13 @@ impl Provider for SmppProvider {
         for t in tasks {
             let _ = t.await;
         }
+    }
+
+    fn segments(&self, job: &Job) -> u32 {
+        submit::segments(&job.text(), &(&self.cfg).into())
+    }
+
+    fn sender<'a>(&'a self, job: &'a Job) -> Option<&'a str> {
+        Some(job.from.as_deref().unwrap_or(self.default_from()))
     }
 }

@@ -86,6 +86,15 @@ pub fn build(job: &Job, default_from: &str, reference: u16, opts: &Options) -> R
     Ok(Submission { pdus, segments: u32::from(total) })
 }
 
+/// The SMS segments `text` makes with these settings, as [`build`] would cut it: what the
+/// SMSC bills and throttles. A text `build` would refuse (forced `gsm7`) counts as its UCS-2 cut.
+pub fn segments(text: &str, opts: &Options) -> u32 {
+    let encoded = encoding::encode(text, opts.encoding, opts.data_coding_gsm7)
+        .or_else(|_| encoding::encode(text, SmppEncoding::Ucs2, opts.data_coding_gsm7))
+        .expect("UCS-2 encodes any text");
+    encoding::split(&encoded, header_octets(opts.concatenation)).len() as u32
+}
+
 /// Octets each part leaves for a concatenation header. SAR and `message_payload` parts carry
 /// none from us, but the SMSC adds a UDH when it delivers them to the handset, so their parts
 /// are cut as for an 8-bit-reference UDH (Jasmin does the same for SAR): 153 GSM-7 septets,
@@ -201,7 +210,13 @@ mod tests {
             assert_eq!(built.pdus.len(), parts, "{} x{}", text.chars().next().unwrap(), text.chars().count());
             assert_eq!(built.segments, parts as u32);
             assert_eq!(u8::from(built.pdus[0].data_coding), dcs);
+            // What rate limits count is what `build` cuts, whatever carries the parts.
+            for concatenation in [SmppConcatenation::Udh8, SmppConcatenation::Sar, SmppConcatenation::Payload] {
+                assert_eq!(segments(&text, &opts(SmppEncoding::Auto, concatenation)), parts as u32);
+            }
         }
+        assert_eq!(segments(&"a".repeat(305), &opts(SmppEncoding::Auto, SmppConcatenation::Udh16)), 3, "152 septets a part");
+        assert_eq!(segments("жж", &opts(SmppEncoding::Gsm7, SmppConcatenation::Udh8)), 1, "refused by build; counted as UCS-2");
     }
 
     #[test]
