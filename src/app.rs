@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ProviderConfig, EMBEDDED_SIM};
 use crate::pipeline::{completer, worker, CompleterCtx, DrainHandle, Intake, Reporter, WorkerCtx};
-use crate::policy::{Chain, Dedup, Expiry, Schedule};
+use crate::policy::{Chain, Dedup, Expiry, RateLimit, Schedule};
 use crate::provider::smpp::SmppProvider;
 use crate::provider::Provider;
 use crate::receipt::correlate::{sweep_deadlines, Correlator};
@@ -130,6 +130,8 @@ impl App {
                 router: router.clone(),
                 completions: completions_tx,
                 batch_size: cfg.pipeline.batch_size,
+                // Not in the chain: it needs the routed provider. See policy::rate_limit.
+                rate_limit: Arc::new(RateLimit::new(store.clone(), cfg.rate_limits.clone())),
             },
             intake_rx,
         )));

@@ -38,6 +38,13 @@ pub const SIM_MESSAGES_TOTAL: &str = "sendgate_smsc_sim_messages_total";
 /// Delivery receipts the built-in SMSC simulator sent, by `outcome`.
 pub const SIM_RECEIPTS_TOTAL: &str = "sendgate_smsc_sim_receipts_total";
 
+/// Time jobs waited in place for their rate-limit slot, by the `limit` kind that held them
+/// (`provider`, `sender`, `tenant`, `campaign`): `_sum` is the seconds waited, `_count` the
+/// jobs that waited. A histogram because counters here are integers.
+pub const RATE_LIMIT_WAIT_SECONDS: &str = "sendgate_rate_limit_wait_seconds";
+/// Jobs deferred as `rate_limited` (their turn was further off than `max_wait`), by `limit`.
+pub const RATE_LIMITED_TOTAL: &str = "sendgate_rate_limited_total";
+
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the process-wide Prometheus recorder once and returns its handle.
@@ -73,4 +80,6 @@ fn describe() {
     describe_counter!(SIM_SUBMIT_SM_TOTAL, "submit_sm PDUs received by the SMSC simulator");
     describe_counter!(SIM_MESSAGES_TOTAL, "Reassembled messages received by the SMSC simulator");
     describe_counter!(SIM_RECEIPTS_TOTAL, "Receipts sent by the SMSC simulator");
+    describe_histogram!(RATE_LIMIT_WAIT_SECONDS, Unit::Seconds, "Time jobs waited in place for a rate-limit slot");
+    describe_counter!(RATE_LIMITED_TOTAL, "Jobs deferred by a rate limit");
 }

@@ -47,6 +47,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
             "dev" => section(&key, value, &mut errors, &mut config.dev),
             "kafka" => config.kafka = typed(&key, value, &mut errors),
             "redis" => config.redis = typed(&key, value, &mut errors),
+            "rate_limits" => section(&key, value, &mut errors, &mut config.rate_limits),
             "providers" => match value {
                 Value::Table(providers) => {
                     for (name, p) in providers {
@@ -57,7 +58,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
                 }
                 _ => errors.push("providers: must be a table of providers".into()),
             },
-            other => errors.push(format!("{other}: unknown section (expected server, pipeline, reports, providers, kafka, redis, dev)")),
+            other => errors.push(format!("{other}: unknown section (expected server, pipeline, reports, providers, kafka, redis, rate_limits, dev)")),
         }
     }
     validate(&config, &mut errors);
@@ -107,6 +108,7 @@ fn typed<T: DeserializeOwned>(prefix: &str, value: Value, errors: &mut Vec<Strin
 }
 
 fn validate(c: &Config, errors: &mut Vec<String>) {
+    validate_rate_limits(c, errors);
     let mut check = |ok: bool, key: String, msg: String| {
         if !ok {
             errors.push(format!("{key}: {msg}"));
@@ -146,6 +148,43 @@ fn validate(c: &Config, errors: &mut Vec<String>) {
                 );
             }
         }
+    }
+}
+
+/// `[rate_limits]`: every speed positive and finite, provider names configured, campaign keys
+/// `campaign` or `tenant/campaign`.
+fn validate_rate_limits(c: &Config, errors: &mut Vec<String>) {
+    use crate::policy::rate_limit::{check_rate, valid_name, valid_tenant};
+    let r = &c.rate_limits;
+    let tables = [("providers", &r.providers), ("senders", &r.senders), ("tenants", &r.tenants), ("campaigns", &r.campaigns)];
+    for (table, limits) in tables {
+        for (name, rate) in limits {
+            let key = format!("rate_limits.{table}.{name}");
+            if let Err(e) = check_rate(*rate) {
+                errors.push(format!("{key}: {e}"));
+            }
+            let known = match table {
+                "providers" => c.providers.contains_key(name).then_some(()).ok_or("no provider of that name is configured".to_owned()),
+                "tenants" => valid_tenant(name).then_some(()).ok_or("a tenant is [a-z0-9_-]{1,64}".to_owned()),
+                "campaigns" => {
+                    let ok = match name.split_once('/') {
+                        Some((tenant, campaign)) => valid_tenant(tenant) && valid_name(campaign),
+                        None => valid_name(name),
+                    };
+                    ok.then_some(()).ok_or("must be \"campaign\" or \"tenant/campaign\", as jobs name them".to_owned())
+                }
+                _ => (!name.is_empty()).then_some(()).ok_or("must not be empty".to_owned()),
+            };
+            if let Err(e) = known {
+                errors.push(format!("{key}: {e}"));
+            }
+        }
+    }
+    if r.lease.is_zero() {
+        errors.push("rate_limits.lease: must be > 0".into());
+    }
+    if r.campaign_refresh.is_zero() {
+        errors.push("rate_limits.campaign_refresh: must be > 0".into());
     }
 }
 
@@ -199,6 +238,31 @@ windw = 10
             ("data_coding_gsm7 = 0x08", "providers.c.data_coding_gsm7: must select the GSM 7-bit alphabet"),
             ("data_coding_gsm7 = 300", "providers.c.data_coding_gsm7: invalid value"),
             ("max_segments = 0", "providers.c.max_segments: must be > 0"),
+        ] {
+            let errs = parse(&format!("{base}{extra}\n")).unwrap_err().0;
+            assert!(errs.len() == 1 && errs[0].starts_with(want), "{extra}: {errs:?}");
+        }
+    }
+
+    #[test]
+    fn rate_limit_keys_are_checked() {
+        let base = "[providers.smsc-a]\nkind = \"smpp\"\naddress = \"127.0.0.1:2775\"\nsystem_id = \"x\"\npassword = \"y\"\n[rate_limits]\n";
+        let ok = parse(&format!(
+            "{base}providers = {{ \"smsc-a\" = 200 }}\nsenders = {{ ACME = 0.5 }}\ntenants = {{ acme = 50 }}\ncampaigns = {{ promo = 2, \"acme/bf\" = 10.5 }}\nmax_wait = \"1s\"\nlease = \"50ms\"\n"
+        ))
+        .unwrap();
+        let r = &ok.rate_limits;
+        assert_eq!((r.providers["smsc-a"], r.senders["ACME"], r.campaigns["acme/bf"]), (200.0, 0.5, 10.5));
+        assert_eq!((r.max_wait, r.lease), (std::time::Duration::from_secs(1), std::time::Duration::from_millis(50)));
+        for (extra, want) in [
+            ("providers = { smsc-b = 10 }", "rate_limits.providers.smsc-b: no provider of that name"),
+            ("providers = { smsc-a = 0 }", "rate_limits.providers.smsc-a: must be > 0"),
+            ("tenants = { acme = -1 }", "rate_limits.tenants.acme: must be > 0"),
+            ("tenants = { \"a b\" = 1 }", "rate_limits.tenants.a b: a tenant is"),
+            ("campaigns = { \"a/b/c\" = 1 }", "rate_limits.campaigns.a/b/c: must be"),
+            ("senders = { X = 1e9 }", "rate_limits.senders.X: must be at most"),
+            ("lease = \"0s\"", "rate_limits.lease: must be > 0"),
+            ("max_wiat = \"1s\"", "rate_limits.max_wiat: unknown field `max_wiat`"),
         ] {
             let errs = parse(&format!("{base}{extra}\n")).unwrap_err().0;
             assert!(errs.len() == 1 && errs[0].starts_with(want), "{extra}: {errs:?}");

@@ -35,6 +35,9 @@ pub struct Config {
     /// Shared state (`sendgate run`); absent: in-memory (one instance only).
     #[serde(default)]
     pub redis: Option<RedisConfig>,
+    /// Global sending speeds in segments per second (`[rate_limits]`); empty: no limits.
+    #[serde(default)]
+    pub rate_limits: RateLimitsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -352,5 +355,46 @@ mod humantime_serde {
         let s = String::deserialize(d)?;
         humantime::parse_duration(&s)
             .map_err(|e| serde::de::Error::custom(format!("not a duration like \"30s\": {s:?} ({e})")))
+    }
+}
+
+/// `[rate_limits]`: speeds in SMS segments per second that hold across every instance (GCRA in
+/// the store). A job is limited by each that applies to it: its provider, its sender (`from`,
+/// else the provider's default sender), its tenant and its campaign.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitsConfig {
+    /// Provider name → segments per second.
+    pub providers: BTreeMap<String, f64>,
+    /// Sender id (`from`) → segments per second.
+    pub senders: BTreeMap<String, f64>,
+    /// Tenant → segments per second.
+    pub tenants: BTreeMap<String, f64>,
+    /// `"campaign"` (that campaign of every tenant, each tenant's on its own) or
+    /// `"tenant/campaign"` → segments per second. Speeds set at runtime through the store win.
+    pub campaigns: BTreeMap<String, f64>,
+    /// A job that would wait longer than this for its turn is deferred (`rate_limited`, with a
+    /// `retry_at`) instead of waiting in memory.
+    #[serde(with = "humantime_serde")]
+    pub max_wait: Duration,
+    /// How much of a limit one store call leases at least: `rate × lease` tokens (at least one).
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
+    /// How long a campaign speed read from the store is used before it is read again.
+    #[serde(with = "humantime_serde")]
+    pub campaign_refresh: Duration,
+}
+
+impl Default for RateLimitsConfig {
+    fn default() -> Self {
+        Self {
+            providers: BTreeMap::new(),
+            senders: BTreeMap::new(),
+            tenants: BTreeMap::new(),
+            campaigns: BTreeMap::new(),
+            max_wait: Duration::from_secs(2),
+            lease: Duration::from_millis(100),
+            campaign_refresh: Duration::from_secs(5),
+        }
     }
 }

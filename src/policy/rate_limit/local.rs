@@ -1,0 +1,232 @@
+//! Tokens this instance has leased from one limit and not yet spent: runs of slots on the
+//! local clock, spent in order, each slot at most once, none before its time. A slot whose
+//! time passes unused is lost, never saved up: that is what keeps the global rate exact when
+//! several instances lease from one limit.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// The most tokens one store call leases when nothing needs more: `rate × lease`, at least one.
+/// Below one token per lease window the lease is a single token, so a slow limit is never
+/// leased ahead of its rate.
+pub fn lease_tokens(rate: f64, lease: Duration) -> u32 {
+    let tokens = (rate * lease.as_secs_f64()).floor();
+    if tokens.is_finite() && tokens >= 1.0 {
+        tokens.min(f64::from(u32::MAX)) as u32
+    } else {
+        1
+    }
+}
+
+/// Time between two tokens, in whole microseconds, rounded up: the limit can only come out a
+/// hair slower than configured, never faster.
+pub fn interval_us(rate: f64) -> u64 {
+    ((1e6 / rate).ceil() as u64).max(1)
+}
+
+/// Slots `next, next + interval, …` up to (not including) `end`.
+#[derive(Debug, Clone)]
+struct Run {
+    next: Instant,
+    end: Instant,
+    /// `end` on the store's timeline (µs): a later lease that starts exactly there continues
+    /// this run, so a job can use the last slots of one lease and the first of the next.
+    end_store_us: u64,
+}
+
+/// One limit's leased tokens on this instance.
+#[derive(Debug, Clone)]
+pub struct Leased {
+    interval: Duration,
+    interval_us: u64,
+    runs: VecDeque<Run>,
+    /// Where the limit's first free slot was at the last lease: how far ahead it is booked.
+    booked_until: Option<Instant>,
+}
+
+impl Leased {
+    pub fn new(interval_us: u64) -> Self {
+        Self { interval: Duration::from_micros(interval_us), interval_us, runs: VecDeque::new(), booked_until: None }
+    }
+
+    pub fn interval_us(&self) -> u64 {
+        self.interval_us
+    }
+
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// Where `n` tokens could start, no later than `latest`: the run they fit in and the start.
+    /// A job's tokens are consecutive slots; it goes at the first of them.
+    pub fn fit(&self, n: u32, now: Instant, latest: Instant) -> Option<(usize, Instant)> {
+        for (i, r) in self.runs.iter().enumerate() {
+            let start = r.next.max(now);
+            if start > latest {
+                return None;
+            }
+            if start + self.interval * n <= r.end {
+                return Some((i, start));
+            }
+        }
+        None
+    }
+
+    /// Spends `n` tokens found by [`Leased::fit`]. Taken from the middle of a run (a job
+    /// that waits for a slower limit), the slots before them stay for other jobs.
+    pub fn take(&mut self, (run, start): (usize, Instant), n: u32) {
+        let r = &mut self.runs[run];
+        let after = start + self.interval * n;
+        if start >= r.next + self.interval && after < r.end {
+            let rest = Run { next: after, end: r.end, end_store_us: r.end_store_us };
+            // Only the last run is ever continued by a lease: the first half never is.
+            (r.end, r.end_store_us) = (start, 0);
+            self.runs.insert(run + 1, rest);
+        } else if start >= r.next + self.interval {
+            // The run's tail: what is left ends before the store's end of it.
+            (r.end, r.end_store_us) = (start, 0);
+        } else {
+            r.next = after;
+        }
+    }
+
+    /// How many tokens of `demands` (in order) the runs held now do not cover.
+    pub fn uncovered(&self, demands: impl Iterator<Item = u32>, now: Instant, latest: Instant) -> u64 {
+        let mut sim = self.clone();
+        let mut missing = 0;
+        for n in demands {
+            match sim.fit(n, now, latest) {
+                Some(at) => sim.take(at, n),
+                None => missing += u64::from(n),
+            }
+        }
+        missing
+    }
+
+    /// Adds a lease's slots: `granted` of them from `first` (local clock), which is `first_store_us`
+    /// on the store's timeline; `booked_until` is where the limit's free slots now start.
+    pub fn add(&mut self, first: Instant, first_store_us: u64, granted: u32, booked_until: Instant) {
+        self.booked_until = Some(self.booked_until.map_or(booked_until, |b| b.max(booked_until)));
+        if granted == 0 {
+            return;
+        }
+        let len = self.interval * granted;
+        let len_us = self.interval_us * u64::from(granted);
+        match self.runs.back_mut() {
+            // Nobody leased in between: one run, anchored where it was first seen.
+            Some(last) if last.end_store_us == first_store_us => {
+                last.end += len;
+                last.end_store_us += len_us;
+            }
+            _ => self.runs.push_back(Run { next: first, end: first + len, end_store_us: first_store_us + len_us }),
+        }
+    }
+
+    /// Where the limit's free slots start, as far as this instance knows.
+    pub fn booked_until(&self, now: Instant) -> Instant {
+        let runs_end = self.runs.back().map(|r| r.end);
+        self.booked_until.into_iter().chain(runs_end).fold(now, Instant::max)
+    }
+
+    /// Drops runs whose slots have all passed; says whether anything is left worth keeping.
+    pub fn sweep(&mut self, now: Instant) -> bool {
+        let interval = self.interval;
+        self.runs.retain(|r| r.next.max(now) + interval <= r.end);
+        !self.runs.is_empty() || self.booked_until.is_some_and(|b| b > now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_size_shrinks_with_the_rate() {
+        let ms = Duration::from_millis;
+        for (rate, lease, want) in [
+            (200.0, ms(100), 20),
+            (200.0, ms(1), 1),
+            (1_000.0, ms(100), 100),
+            (15.0, ms(100), 1),
+            (9.99, ms(100), 1),
+            (0.5, ms(100), 1),
+            (0.001, Duration::from_secs(3600), 3),
+            (1e6, ms(100), 100_000),
+        ] {
+            assert_eq!(lease_tokens(rate, lease), want, "{rate}/s × {lease:?}");
+        }
+        for (rate, want) in [(200.0, 5_000), (3.0, 333_334), (0.5, 2_000_000), (1e6, 1), (7e5, 2)] {
+            assert_eq!(interval_us(rate), want, "{rate}/s");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slots_are_spent_in_order_and_lost_when_they_pass() {
+        let t = Instant::now();
+        let ms = Duration::from_millis;
+        let mut l = Leased::new(5_000);
+        l.add(t, 1_000_000, 4, t + ms(20)); // slots at 0, 5, 10, 15 ms
+        let far = t + ms(1000);
+        let at = l.fit(2, t, far).unwrap();
+        assert_eq!(at.1, t);
+        l.take(at, 2);
+        assert_eq!(l.fit(1, t, far).unwrap().1, t + ms(10));
+        assert!(l.fit(3, t, far).is_none(), "only two slots left");
+        assert!(l.fit(1, t, t + ms(5)).is_none(), "the next slot is past `latest`");
+        // 12 ms later the slot at 10 ms is gone unused: the job goes now, on the slot at 15 ms.
+        let at = l.fit(1, t + ms(12), far).unwrap();
+        assert_eq!(at.1, t + ms(12));
+        l.take(at, 1);
+        assert!(l.fit(1, t + ms(12), far).is_none());
+        assert!(!l.sweep(t + ms(25)), "nothing left");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slots_taken_from_the_middle_leave_the_earlier_ones() {
+        let t = Instant::now();
+        let ms = Duration::from_millis;
+        let mut l = Leased::new(1_000);
+        l.add(t, 1_000_000, 10, t + ms(10)); // 0..9 ms
+        let late = l.fit(2, t + ms(4), t + ms(100)).unwrap();
+        assert_eq!(late.1, t + ms(4));
+        l.take(late, 2); // 4 and 5 ms
+        let starts: Vec<_> = (0..7).filter_map(|_| {
+            let at = l.fit(1, t, t + ms(100))?;
+            l.take(at, 1);
+            Some(at.1.duration_since(t).as_millis())
+        }).collect();
+        assert_eq!(starts, [0, 1, 2, 3, 6, 7, 8]);
+        // The tail taken first leaves the head.
+        let mut l = Leased::new(1_000);
+        l.add(t, 1_000_000, 4, t + ms(4));
+        let tail = l.fit(2, t + ms(2), t + ms(100)).unwrap();
+        l.take(tail, 2);
+        assert_eq!(l.fit(2, t, t + ms(100)).map(|a| a.1), Some(t));
+        assert_eq!(l.fit(3, t, t + ms(100)), None);
+        // ... and is not continued by the next lease (its end is no longer the store's end).
+        l.add(t + ms(4), 1_004_000, 4, t + ms(8));
+        assert_eq!(l.uncovered([2, 4].into_iter(), t, t + ms(100)), 0);
+        assert_eq!(l.uncovered([3].into_iter(), t, t + ms(100)), 0, "fits in the new run");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_that_continues_the_last_one_extends_it() {
+        let t = Instant::now();
+        let ms = Duration::from_millis;
+        let mut l = Leased::new(5_000);
+        l.add(t, 1_000_000, 2, t + ms(10));
+        // Next lease starts where the first ended on the store's clock: a 3-token job can span them.
+        l.add(t + ms(11), 1_010_000, 2, t + ms(21));
+        assert_eq!(l.fit(3, t, t + ms(100)).map(|a| a.1), Some(t));
+        // One that does not continue it (another instance leased in between) is a run of its own.
+        let mut g = Leased::new(5_000);
+        g.add(t, 1_000_000, 2, t + ms(10));
+        g.add(t + ms(15), 1_015_000, 2, t + ms(25));
+        assert_eq!(g.fit(3, t, t + ms(100)).map(|a| a.1), None);
+        assert_eq!(g.fit(2, t, t + ms(100)).map(|a| a.1), Some(t));
+        assert_eq!(g.uncovered([2, 2, 1].into_iter(), t, t + ms(100)), 1);
+        assert_eq!(g.booked_until(t), t + ms(25));
+    }
+}

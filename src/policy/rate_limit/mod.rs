@@ -1,0 +1,387 @@
+//! `rate_limit`: speeds in SMS segments per second that hold across every instance: per
+//! provider, per sender (`from`), per tenant and per campaign.
+//!
+//! Each limit is a GCRA timeline in the store (`Store::rate_lease`; Redis: one script on
+//! Redis's clock). An instance leases the next slots of a limit, at least `rate × lease` of
+//! them per store call and as many as its batch needs within `max_wait`, and spends them here
+//! ([`local`]): a job goes at its slot, so a limit's tokens are never closer than `1 / rate`
+//! however many instances share it. A job whose slot is further off than `max_wait` is deferred
+//! (`rate_limited`, `retry_at` near when its turn should come).
+//!
+//! This runs after routing, not in the [`Chain`](super::Chain): the provider limit and the
+//! segment count (the provider's encoding) depend on the provider the job goes to. It is still
+//! the last policy a job meets, so a job another policy stops never spends a token.
+
+mod local;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
+
+pub use local::{interval_us, lease_tokens};
+
+use self::local::Leased;
+use super::Verdict;
+use crate::config::RateLimitsConfig;
+use crate::job::Job;
+use crate::report::Reason;
+use crate::store::{RateLease, Store, StoreError};
+use crate::telemetry;
+
+/// Fastest limit accepted: one token per microsecond, the store's resolution.
+pub const MAX_RATE: f64 = 1_000_000.0;
+
+/// A speed is a positive, finite number of segments per second, at most [`MAX_RATE`].
+pub fn check_rate(rate: f64) -> Result<(), String> {
+    if !(rate.is_finite() && rate > 0.0) {
+        Err(format!("must be > 0 segments per second, got {rate}"))
+    } else if rate > MAX_RATE {
+        Err(format!("must be at most {MAX_RATE} segments per second, got {rate}"))
+    } else {
+        Ok(())
+    }
+}
+
+/// A campaign (or `route`) name as jobs carry it: `[A-Za-z0-9_.-]{1,64}`.
+pub fn valid_name(s: &str) -> bool {
+    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+}
+
+/// A tenant as jobs carry it: `[a-z0-9_-]{1,64}`.
+pub fn valid_tenant(s: &str) -> bool {
+    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-".contains(&b))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetRateError {
+    /// The caller's input is wrong (a 400 for the admin API).
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Sets (`Some`) or clears (`None`, back to `[rate_limits.campaigns]`) a campaign's speed at
+/// runtime, for one tenant's campaign or (`tenant` `None`) that campaign name of every tenant.
+/// Every instance applies it within `rate_limits.campaign_refresh`. This is what the admin API
+/// calls.
+pub async fn set_campaign_rate(store: &dyn Store, tenant: Option<&str>, campaign: &str, rate: Option<f64>) -> Result<(), SetRateError> {
+    if let Some(t) = tenant.filter(|t| !valid_tenant(t)) {
+        return Err(SetRateError::Invalid { field: "tenant", reason: format!("must match [a-z0-9_-]{{1,64}}, got {t:?}") });
+    }
+    if !valid_name(campaign) {
+        return Err(SetRateError::Invalid { field: "campaign", reason: format!("must match [A-Za-z0-9_.-]{{1,64}}, got {campaign:?}") });
+    }
+    if let Some(r) = rate {
+        check_rate(r).map_err(|reason| SetRateError::Invalid { field: "rate", reason })?;
+    }
+    store.set_campaign_rate(tenant, campaign, rate).await?;
+    Ok(())
+}
+
+/// Which kind of limit: the `limit` label of the rate-limit metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LimitKind {
+    Provider,
+    Sender,
+    Tenant,
+    Campaign,
+}
+
+impl LimitKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Provider => "provider",
+            Self::Sender => "sender",
+            Self::Tenant => "tenant",
+            Self::Campaign => "campaign",
+        }
+    }
+}
+
+/// A job on its way to a provider, as the limiter sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing<'a> {
+    pub job: &'a Job,
+    pub provider: &'a str,
+    /// The sender id it goes out with (`from`, else the provider's default), if any.
+    pub sender: Option<&'a str>,
+    /// SMS segments it costs with this provider's encoding: what every limit counts.
+    pub segments: u32,
+}
+
+/// The limiter's answer for one job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Admission {
+    /// `Allow`, or `Defer { reason: RateLimited, .. }`.
+    pub verdict: Verdict,
+    /// When an allowed job may go: its slot, on tokio's clock (now, for a job no limit holds).
+    pub not_before: Instant,
+}
+
+/// The limits of one batch, while it is being decided.
+struct BatchLimit {
+    id: String,
+    kind: LimitKind,
+    rate: f64,
+    /// Tokens of the batch's jobs under this limit, in order.
+    demands: Vec<u32>,
+    /// Tokens of jobs deferred so far on this limit: the next deferred job's turn is after them.
+    deferred_ahead: u64,
+}
+
+/// Campaign speeds read from the store, with when they were read.
+type CampaignCache = HashMap<(String, String), (Option<f64>, Instant)>;
+
+pub struct RateLimit {
+    store: Arc<dyn Store>,
+    cfg: RateLimitsConfig,
+    local: Mutex<Local>,
+}
+
+#[derive(Default)]
+struct Local {
+    leased: HashMap<String, Leased>,
+    campaigns: CampaignCache,
+    last_sweep: Option<Instant>,
+}
+
+impl RateLimit {
+    pub fn new(store: Arc<dyn Store>, cfg: RateLimitsConfig) -> Self {
+        Self { store, cfg, local: Mutex::new(Local::default()) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Local> {
+        self.local.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Decides a batch: each job goes at its slot (within `max_wait`) or is deferred. One
+    /// store call for every limit that needs more tokens, one more for campaign speeds not
+    /// read within `campaign_refresh`. `now` is the pipeline's clock: `retry_at` counts from
+    /// it, and it is the memory store's clock for leases.
+    pub async fn evaluate(&self, batch: &[Outgoing<'_>], now: DateTime<Utc>) -> Result<Vec<Admission>, StoreError> {
+        self.refresh_campaigns(batch).await?;
+        let (limits, per_job) = self.limits_of(batch);
+        let started = Instant::now();
+        if limits.is_empty() {
+            return Ok(batch.iter().map(|_| Admission { verdict: Verdict::Allow, not_before: started }).collect());
+        }
+        let latest = started + self.cfg.max_wait;
+
+        // What the tokens held here do not cover is leased, for every limit in one call.
+        let requests: Vec<RateLease> = {
+            let mut local = self.lock();
+            limits
+                .iter()
+                .filter_map(|l| {
+                    let leased = local.leased_for(&l.id, l.rate);
+                    let missing = leased.uncovered(l.demands.iter().copied(), started, latest);
+                    (missing > 0).then(|| {
+                        let largest = l.demands.iter().copied().max().unwrap_or(1).max(1);
+                        // A job may start up to max_wait out; its other tokens follow its first.
+                        let spill = Duration::from_micros(leased.interval_us()) * (largest - 1);
+                        RateLease {
+                            limit: l.id.clone(),
+                            interval_us: leased.interval_us(),
+                            want: missing.min(u64::from(u32::MAX)).max(u64::from(lease_tokens(l.rate, self.cfg.lease))) as u32,
+                            horizon_us: (self.cfg.max_wait + spill).as_micros() as u64,
+                        }
+                    })
+                })
+                .collect()
+        };
+        let grants = if requests.is_empty() { Vec::new() } else { self.store.rate_lease(&requests, now).await? };
+        // Slots count from the store's now; the reply is a little later than that, so slots
+        // anchored at the reply are a little late: never early.
+        let replied = Instant::now();
+        let mut local = self.lock();
+        for (req, g) in requests.iter().zip(&grants) {
+            if let Some(leased) = local.leased.get_mut(&req.limit) {
+                let first = replied + Duration::from_micros(g.first_us);
+                leased.add(first, g.first_at_us, g.granted, replied + Duration::from_micros(g.next_free_us));
+            }
+        }
+
+        let now_local = Instant::now();
+        let mut limits = limits;
+        let out = batch
+            .iter()
+            .zip(&per_job)
+            .map(|(o, mine)| self.admit(&mut local, &mut limits, mine, o.segments.max(1), now_local, now))
+            .collect();
+        local.sweep(now_local, self.cfg.campaign_refresh);
+        Ok(out)
+    }
+
+    /// One job against its limits: all of them must have its tokens within `max_wait`, or it
+    /// takes none and is deferred.
+    fn admit(
+        &self,
+        local: &mut Local,
+        limits: &mut [BatchLimit],
+        mine: &[usize],
+        n: u32,
+        now: Instant,
+        now_utc: DateTime<Utc>,
+    ) -> Admission {
+        if mine.is_empty() {
+            return Admission { verdict: Verdict::Allow, not_before: now };
+        }
+        let latest = now + self.cfg.max_wait;
+        let fit_from = |from: Instant| -> Vec<_> {
+            mine.iter().map(|&i| local.leased.get(&limits[i].id).and_then(|l| l.fit(n, from, latest))).collect()
+        };
+        let mut fits = fit_from(now);
+        // Under several limits: one start that all of them have slots for, so that each limit
+        // spends its slots when the job really goes. Where a limit's leased slots do not reach
+        // that far, its earliest slot is spent instead (see the README: a faster limit can then
+        // see this job up to `max_wait` after the slot it spent).
+        if mine.len() > 1 && fits.iter().all(Option::is_some) {
+            let mut from = now;
+            for _ in 0..8 {
+                let common = fit_from(from);
+                let Some(starts) = common.iter().map(|f| f.map(|f| f.1)).collect::<Option<Vec<_>>>() else { break };
+                let last = starts.iter().copied().fold(from, Instant::max);
+                if starts.iter().all(|s| *s == last) {
+                    fits = common;
+                    break;
+                }
+                from = last;
+            }
+        }
+        if fits.iter().all(Option::is_some) {
+            let mut at = now;
+            let mut binding = limits[mine[0]].kind;
+            for (&i, fit) in mine.iter().zip(fits) {
+                let fit = fit.expect("checked above");
+                if fit.1 > at {
+                    (at, binding) = (fit.1, limits[i].kind);
+                }
+                if let Some(l) = local.leased.get_mut(&limits[i].id) {
+                    l.take(fit, n);
+                }
+            }
+            let wait = at - now;
+            if !wait.is_zero() {
+                metrics::histogram!(telemetry::RATE_LIMIT_WAIT_SECONDS, "limit" => binding.as_str()).record(wait.as_secs_f64());
+            }
+            metrics::counter!(telemetry::POLICY_VERDICTS_TOTAL, "policy" => "rate_limit", "verdict" => "allow").increment(1);
+            return Admission { verdict: Verdict::Allow, not_before: at };
+        }
+        // Its turn, as far as this instance can tell: after what is booked and after the
+        // jobs of this batch deferred before it. It comes back a little before that, so it
+        // waits the rest of the way in place if nobody took the slots meanwhile.
+        let mut turn = now;
+        let mut binding = limits[mine[0]].kind;
+        for (&i, fit) in mine.iter().zip(&fits) {
+            let l = &mut limits[i];
+            if fit.is_none() {
+                let (booked, interval) = local.leased.get(&l.id).map_or((now, Duration::ZERO), |x| (x.booked_until(now), x.interval()));
+                let at = booked + interval.saturating_mul(l.deferred_ahead.min(u64::from(u32::MAX)) as u32);
+                l.deferred_ahead += u64::from(n);
+                if at >= turn {
+                    (turn, binding) = (at, l.kind);
+                }
+            }
+        }
+        let back_in = (turn - now).saturating_sub(self.cfg.max_wait / 2).max(self.cfg.lease);
+        metrics::counter!(telemetry::RATE_LIMITED_TOTAL, "limit" => binding.as_str()).increment(1);
+        metrics::counter!(telemetry::POLICY_VERDICTS_TOTAL, "policy" => "rate_limit", "verdict" => "defer").increment(1);
+        let until = now_utc + chrono::Duration::from_std(back_in).unwrap_or(chrono::Duration::seconds(1));
+        Admission { verdict: Verdict::Defer { until, reason: Reason::RateLimited }, not_before: now }
+    }
+
+    /// The batch's limits, and for each job the indices of those that hold it.
+    fn limits_of(&self, batch: &[Outgoing<'_>]) -> (Vec<BatchLimit>, Vec<Vec<usize>>) {
+        let local = self.lock();
+        let mut limits: Vec<BatchLimit> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let per_job = batch
+            .iter()
+            .map(|o| {
+                let job = o.job;
+                // Runtime speed (the tenant's, else every tenant's), else `tenant/campaign`, else `campaign`.
+                let campaign = job.campaign.as_deref().and_then(|c| {
+                    let runtime = local.campaigns.get(&(job.tenant.clone(), c.to_owned())).and_then(|(r, _)| *r);
+                    let configured = self.cfg.campaigns.get(&format!("{}/{c}", job.tenant)).or_else(|| self.cfg.campaigns.get(c));
+                    Some((format!("campaign:{}/{c}", job.tenant), runtime.or(configured.copied())?))
+                });
+                let candidates = [
+                    (LimitKind::Provider, self.cfg.providers.get(o.provider).map(|r| (format!("provider:{}", o.provider), *r))),
+                    (LimitKind::Sender, o.sender.and_then(|s| Some((format!("sender:{s}"), *self.cfg.senders.get(s)?)))),
+                    (LimitKind::Tenant, self.cfg.tenants.get(&job.tenant).map(|r| (format!("tenant:{}", job.tenant), *r))),
+                    (LimitKind::Campaign, campaign),
+                ];
+                candidates
+                    .into_iter()
+                    .filter_map(|(kind, limit)| {
+                        let (id, rate) = limit?;
+                        let i = *index.entry(id.clone()).or_insert_with(|| {
+                            limits.push(BatchLimit { id, kind, rate, demands: Vec::new(), deferred_ahead: 0 });
+                            limits.len() - 1
+                        });
+                        limits[i].demands.push(o.segments.max(1));
+                        Some(i)
+                    })
+                    .collect()
+            })
+            .collect();
+        (limits, per_job)
+    }
+
+    /// Reads the speeds of the batch's campaigns not read within `campaign_refresh`.
+    async fn refresh_campaigns(&self, batch: &[Outgoing<'_>]) -> Result<(), StoreError> {
+        let stale: Vec<(String, String)> = {
+            let local = self.lock();
+            let mut stale: Vec<(String, String)> = batch
+                .iter()
+                .filter_map(|o| Some((o.job.tenant.clone(), o.job.campaign.clone()?)))
+                .filter(|k| local.campaigns.get(k).is_none_or(|(_, at)| at.elapsed() >= self.cfg.campaign_refresh))
+                .collect();
+            stale.sort();
+            stale.dedup();
+            stale
+        };
+        if stale.is_empty() {
+            return Ok(());
+        }
+        let pairs: Vec<(&str, &str)> = stale.iter().map(|(t, c)| (t.as_str(), c.as_str())).collect();
+        let rates = self.store.campaign_rates(&pairs).await?;
+        let at = Instant::now();
+        let mut local = self.lock();
+        for (key, rate) in stale.into_iter().zip(rates) {
+            local.campaigns.insert(key, (rate, at));
+        }
+        Ok(())
+    }
+}
+
+impl Local {
+    /// This limit's leased tokens; a changed speed starts afresh (slots leased at the old one
+    /// are dropped: conservative).
+    fn leased_for(&mut self, id: &str, rate: f64) -> &mut Leased {
+        let interval = interval_us(rate);
+        let entry = self.leased.entry(id.to_owned()).or_insert_with(|| Leased::new(interval));
+        if entry.interval_us() != interval {
+            *entry = Leased::new(interval);
+        }
+        entry
+    }
+
+    /// At most once a second: forgets limits with nothing leased or booked, and campaign speeds
+    /// long unread, so memory follows what is in use.
+    fn sweep(&mut self, now: Instant, refresh: Duration) {
+        if self.last_sweep.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
+            return;
+        }
+        self.last_sweep = Some(now);
+        self.leased.retain(|_, l| l.sweep(now));
+        self.campaigns.retain(|_, (_, at)| now.duration_since(*at) < refresh * 10);
+    }
+}
+
+#[cfg(test)]
+mod tests;
