@@ -87,6 +87,8 @@ pub struct SimMessage {
     pub text: String,
     pub parts: u8,
     pub data_coding: u8,
+    /// When its last part arrived: what a test measures a sending rate by.
+    pub received_at: chrono::DateTime<chrono::Utc>,
 }
 
 enum LogCmd {

@@ -340,6 +340,7 @@ impl Session {
                     text: decode_text(whole.data_coding, &whole.payload),
                     parts: whole.parts,
                     data_coding: whole.data_coding,
+                    received_at: chrono::Utc::now(),
                 });
             }
         }
