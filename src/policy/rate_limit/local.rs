@@ -26,6 +26,15 @@ pub fn interval_us(rate: f64) -> u64 {
     ((1e6 / rate).ceil() as u64).max(1)
 }
 
+/// Where a job's tokens are: the run, the first slot, and when the job goes (that slot, or
+/// `from` when the slot is a moment past).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fit {
+    run: usize,
+    slot: Instant,
+    pub start: Instant,
+}
+
 /// Slots `next, next + interval, …` up to (not including) `end`.
 #[derive(Debug, Clone)]
 struct Run {
@@ -44,49 +53,62 @@ pub struct Leased {
     runs: VecDeque<Run>,
     /// Where the limit's first free slot was at the last lease: how far ahead it is booked.
     booked_until: Option<Instant>,
+    /// Where the turn of the next job this instance defers on this limit would be: after the
+    /// slots booked and after the jobs it deferred before, so that those do not all come back
+    /// at once to find the same slots taken.
+    deferred_until: Option<Instant>,
 }
 
 impl Leased {
     pub fn new(interval_us: u64) -> Self {
-        Self { interval: Duration::from_micros(interval_us), interval_us, runs: VecDeque::new(), booked_until: None }
+        Self { interval: Duration::from_micros(interval_us), interval_us, runs: VecDeque::new(), booked_until: None, deferred_until: None }
     }
 
     pub fn interval_us(&self) -> u64 {
         self.interval_us
     }
 
-    pub fn interval(&self) -> Duration {
-        self.interval
-    }
-
-    /// Where `n` tokens could start, no later than `latest`: the run they fit in and the start.
-    /// A job's tokens are consecutive slots; it goes at the first of them.
-    pub fn fit(&self, n: u32, now: Instant, latest: Instant) -> Option<(usize, Instant)> {
-        for (i, r) in self.runs.iter().enumerate() {
-            let start = r.next.max(now);
+    /// The first of `n` consecutive slots a job starting no earlier than `from` can have, no
+    /// later than `latest`. A slot whose time passed less than one interval ago still counts
+    /// (the job goes now, a little after it): a batch that arrives a moment after its slot
+    /// must not lose it, and an older one is gone.
+    pub fn fit(&self, n: u32, from: Instant, latest: Instant) -> Option<Fit> {
+        for (run, r) in self.runs.iter().enumerate() {
+            let slot = self.usable_slot(r, from);
+            let start = slot.max(from);
             if start > latest {
                 return None;
             }
-            if start + self.interval * n <= r.end {
-                return Some((i, start));
+            if slot + self.interval * n <= r.end {
+                return Some(Fit { run, slot, start });
             }
         }
         None
     }
 
-    /// Spends `n` tokens found by [`Leased::fit`]. Taken from the middle of a run (a job
+    /// `r`'s first slot a job starting at `from` can use: its next, or the last one at or
+    /// before `from`.
+    fn usable_slot(&self, r: &Run, from: Instant) -> Instant {
+        if from <= r.next {
+            return r.next;
+        }
+        let behind = (from - r.next).as_nanos() / self.interval.as_nanos().max(1);
+        r.next + self.interval * behind.min(u128::from(u32::MAX)) as u32
+    }
+
+    /// Spends the `n` slots found by [`Leased::fit`]. Taken from the middle of a run (a job
     /// that waits for a slower limit), the slots before them stay for other jobs.
-    pub fn take(&mut self, (run, start): (usize, Instant), n: u32) {
-        let r = &mut self.runs[run];
-        let after = start + self.interval * n;
-        if start >= r.next + self.interval && after < r.end {
+    pub fn take(&mut self, fit: Fit, n: u32) {
+        let r = &mut self.runs[fit.run];
+        let after = fit.slot + self.interval * n;
+        if fit.slot >= r.next + self.interval && after < r.end {
             let rest = Run { next: after, end: r.end, end_store_us: r.end_store_us };
             // Only the last run is ever continued by a lease: the first half never is.
-            (r.end, r.end_store_us) = (start, 0);
-            self.runs.insert(run + 1, rest);
-        } else if start >= r.next + self.interval {
+            (r.end, r.end_store_us) = (fit.slot, 0);
+            self.runs.insert(fit.run + 1, rest);
+        } else if fit.slot >= r.next + self.interval {
             // The run's tail: what is left ends before the store's end of it.
-            (r.end, r.end_store_us) = (start, 0);
+            (r.end, r.end_store_us) = (fit.slot, 0);
         } else {
             r.next = after;
         }
@@ -98,7 +120,7 @@ impl Leased {
         let mut missing = 0;
         for n in demands {
             match sim.fit(n, now, latest) {
-                Some(at) => sim.take(at, n),
+                Some(fit) => sim.take(fit, n),
                 None => missing += u64::from(n),
             }
         }
@@ -130,11 +152,19 @@ impl Leased {
         self.booked_until.into_iter().chain(runs_end).fold(now, Instant::max)
     }
 
+    /// The estimated turn of a job of `n` tokens deferred now, which queues it: the next one
+    /// deferred is estimated after it.
+    pub fn defer(&mut self, n: u32, now: Instant) -> Instant {
+        let turn = self.booked_until(now).max(self.deferred_until.unwrap_or(now));
+        self.deferred_until = Some(turn + self.interval * n);
+        turn
+    }
+
     /// Drops runs whose slots have all passed; says whether anything is left worth keeping.
     pub fn sweep(&mut self, now: Instant) -> bool {
-        let interval = self.interval;
-        self.runs.retain(|r| r.next.max(now) + interval <= r.end);
-        !self.runs.is_empty() || self.booked_until.is_some_and(|b| b > now)
+        let runs = std::mem::take(&mut self.runs);
+        self.runs = runs.into_iter().filter(|r| self.usable_slot(r, now) + self.interval <= r.end).collect();
+        !self.runs.is_empty() || self.booked_until.into_iter().chain(self.deferred_until).any(|b| b > now)
     }
 }
 
@@ -170,16 +200,22 @@ mod tests {
         l.add(t, 1_000_000, 4, t + ms(20)); // slots at 0, 5, 10, 15 ms
         let far = t + ms(1000);
         let at = l.fit(2, t, far).unwrap();
-        assert_eq!(at.1, t);
+        assert_eq!(at.start, t);
         l.take(at, 2);
-        assert_eq!(l.fit(1, t, far).unwrap().1, t + ms(10));
+        assert_eq!(l.fit(1, t, far).unwrap().start, t + ms(10));
         assert!(l.fit(3, t, far).is_none(), "only two slots left");
         assert!(l.fit(1, t, t + ms(5)).is_none(), "the next slot is past `latest`");
-        // 12 ms later the slot at 10 ms is gone unused: the job goes now, on the slot at 15 ms.
-        let at = l.fit(1, t + ms(12), far).unwrap();
-        assert_eq!(at.1, t + ms(12));
+        // 2 ms after its time the slot at 10 ms still counts: the job goes at once.
+        let mut late = l.clone();
+        let at = late.fit(1, t + ms(12), far).unwrap();
+        assert_eq!(at.start, t + ms(12));
+        late.take(at, 1);
+        assert_eq!(late.fit(1, t + ms(12), far).unwrap().start, t + ms(15), "the slot at 15 ms is still there");
+        // 7 ms after (more than an interval) it is gone: the job takes the slot at 15 ms, now.
+        let at = l.fit(1, t + ms(17), far).unwrap();
+        assert_eq!(at.start, t + ms(17));
         l.take(at, 1);
-        assert!(l.fit(1, t + ms(12), far).is_none());
+        assert!(l.fit(1, t + ms(17), far).is_none());
         assert!(!l.sweep(t + ms(25)), "nothing left");
     }
 
@@ -190,12 +226,12 @@ mod tests {
         let mut l = Leased::new(1_000);
         l.add(t, 1_000_000, 10, t + ms(10)); // 0..9 ms
         let late = l.fit(2, t + ms(4), t + ms(100)).unwrap();
-        assert_eq!(late.1, t + ms(4));
+        assert_eq!(late.start, t + ms(4));
         l.take(late, 2); // 4 and 5 ms
         let starts: Vec<_> = (0..7).filter_map(|_| {
             let at = l.fit(1, t, t + ms(100))?;
             l.take(at, 1);
-            Some(at.1.duration_since(t).as_millis())
+            Some(at.start.duration_since(t).as_millis())
         }).collect();
         assert_eq!(starts, [0, 1, 2, 3, 6, 7, 8]);
         // The tail taken first leaves the head.
@@ -203,7 +239,7 @@ mod tests {
         l.add(t, 1_000_000, 4, t + ms(4));
         let tail = l.fit(2, t + ms(2), t + ms(100)).unwrap();
         l.take(tail, 2);
-        assert_eq!(l.fit(2, t, t + ms(100)).map(|a| a.1), Some(t));
+        assert_eq!(l.fit(2, t, t + ms(100)).map(|a| a.start), Some(t));
         assert_eq!(l.fit(3, t, t + ms(100)), None);
         // ... and is not continued by the next lease (its end is no longer the store's end).
         l.add(t + ms(4), 1_004_000, 4, t + ms(8));
@@ -219,13 +255,13 @@ mod tests {
         l.add(t, 1_000_000, 2, t + ms(10));
         // Next lease starts where the first ended on the store's clock: a 3-token job can span them.
         l.add(t + ms(11), 1_010_000, 2, t + ms(21));
-        assert_eq!(l.fit(3, t, t + ms(100)).map(|a| a.1), Some(t));
+        assert_eq!(l.fit(3, t, t + ms(100)).map(|a| a.start), Some(t));
         // One that does not continue it (another instance leased in between) is a run of its own.
         let mut g = Leased::new(5_000);
         g.add(t, 1_000_000, 2, t + ms(10));
         g.add(t + ms(15), 1_015_000, 2, t + ms(25));
-        assert_eq!(g.fit(3, t, t + ms(100)).map(|a| a.1), None);
-        assert_eq!(g.fit(2, t, t + ms(100)).map(|a| a.1), Some(t));
+        assert_eq!(g.fit(3, t, t + ms(100)).map(|a| a.start), None);
+        assert_eq!(g.fit(2, t, t + ms(100)).map(|a| a.start), Some(t));
         assert_eq!(g.uncovered([2, 2, 1].into_iter(), t, t + ms(100)), 1);
         assert_eq!(g.booked_until(t), t + ms(25));
     }

@@ -129,8 +129,6 @@ struct BatchLimit {
     rate: f64,
     /// Tokens of the batch's jobs under this limit, in order.
     demands: Vec<u32>,
-    /// Tokens of jobs deferred so far on this limit: the next deferred job's turn is after them.
-    deferred_ahead: u64,
 }
 
 /// Campaign speeds read from the store, with when they were read.
@@ -147,6 +145,46 @@ struct Local {
     leased: HashMap<String, Leased>,
     campaigns: CampaignCache,
     last_sweep: Option<Instant>,
+    clock: StoreClock,
+}
+
+/// The store's timeline (µs) on tokio's clock. A reply arrives some time after the store read
+/// its clock, so each reply gives an offset that is too late by that delay; the smallest seen
+/// is the best, and slots placed by it are never early. A reply held up (a busy machine, a slow
+/// network) then cannot push this instance's slots onto another's. The estimate may creep up
+/// by a millisecond a second, to follow clocks that drift apart.
+#[derive(Default)]
+struct StoreClock {
+    /// (local instant of store time 0 as nanoseconds past `base`, when last lowered or crept)
+    offset: Option<(i128, Instant)>,
+    base: Option<Instant>,
+}
+
+impl StoreClock {
+    const CREEP_PER_SEC_NS: f64 = 1e6;
+
+    fn base(&mut self, near: Instant) -> Instant {
+        *self.base.get_or_insert(near)
+    }
+
+    fn observe(&mut self, store_now_us: u64, replied: Instant) {
+        let base = self.base(replied);
+        let sample = replied.duration_since(base).as_nanos() as i128 - i128::from(store_now_us) * 1000;
+        self.offset = Some(match self.offset {
+            Some((best, at)) => {
+                let crept = best + (replied.duration_since(at).as_secs_f64() * Self::CREEP_PER_SEC_NS) as i128;
+                (sample.min(crept), replied)
+            }
+            None => (sample, replied),
+        });
+    }
+
+    /// A store instant on tokio's clock (the base, if nothing was observed yet).
+    fn local(&self, store_us: u64) -> Instant {
+        let (Some(base), Some((offset, _))) = (self.base, self.offset) else { return Instant::now() };
+        let ns = (i128::from(store_us) * 1000 + offset).max(0);
+        base + Duration::from_nanos(ns.min(i128::from(u64::MAX)) as u64)
+    }
 }
 
 impl RateLimit {
@@ -194,23 +232,25 @@ impl RateLimit {
                 .collect()
         };
         let grants = if requests.is_empty() { Vec::new() } else { self.store.rate_lease(&requests, now).await? };
-        // Slots count from the store's now; the reply is a little later than that, so slots
-        // anchored at the reply are a little late: never early.
         let replied = Instant::now();
         let mut local = self.lock();
+        if let Some(g) = grants.first() {
+            local.clock.observe(g.first_at_us - g.first_us, replied);
+        }
         for (req, g) in requests.iter().zip(&grants) {
+            let store_now = g.first_at_us - g.first_us;
+            let first = local.clock.local(g.first_at_us);
+            let booked = local.clock.local(store_now + g.next_free_us);
             if let Some(leased) = local.leased.get_mut(&req.limit) {
-                let first = replied + Duration::from_micros(g.first_us);
-                leased.add(first, g.first_at_us, g.granted, replied + Duration::from_micros(g.next_free_us));
+                leased.add(first, g.first_at_us, g.granted, booked);
             }
         }
 
         let now_local = Instant::now();
-        let mut limits = limits;
         let out = batch
             .iter()
             .zip(&per_job)
-            .map(|(o, mine)| self.admit(&mut local, &mut limits, mine, o.segments.max(1), now_local, now))
+            .map(|(o, mine)| self.admit(&mut local, &limits, mine, o.segments.max(1), now_local, now))
             .collect();
         local.sweep(now_local, self.cfg.campaign_refresh);
         Ok(out)
@@ -221,7 +261,7 @@ impl RateLimit {
     fn admit(
         &self,
         local: &mut Local,
-        limits: &mut [BatchLimit],
+        limits: &[BatchLimit],
         mine: &[usize],
         n: u32,
         now: Instant,
@@ -243,7 +283,7 @@ impl RateLimit {
             let mut from = now;
             for _ in 0..8 {
                 let common = fit_from(from);
-                let Some(starts) = common.iter().map(|f| f.map(|f| f.1)).collect::<Option<Vec<_>>>() else { break };
+                let Some(starts) = common.iter().map(|f| f.map(|f| f.start)).collect::<Option<Vec<_>>>() else { break };
                 let last = starts.iter().copied().fold(from, Instant::max);
                 if starts.iter().all(|s| *s == last) {
                     fits = common;
@@ -257,8 +297,8 @@ impl RateLimit {
             let mut binding = limits[mine[0]].kind;
             for (&i, fit) in mine.iter().zip(fits) {
                 let fit = fit.expect("checked above");
-                if fit.1 > at {
-                    (at, binding) = (fit.1, limits[i].kind);
+                if fit.start > at {
+                    (at, binding) = (fit.start, limits[i].kind);
                 }
                 if let Some(l) = local.leased.get_mut(&limits[i].id) {
                     l.take(fit, n);
@@ -272,18 +312,15 @@ impl RateLimit {
             return Admission { verdict: Verdict::Allow, not_before: at };
         }
         // Its turn, as far as this instance can tell: after what is booked and after the
-        // jobs of this batch deferred before it. It comes back a little before that, so it
-        // waits the rest of the way in place if nobody took the slots meanwhile.
+        // jobs it deferred before. It comes back a little before that, so it waits the rest of
+        // the way in place if nobody took the slots meanwhile.
         let mut turn = now;
         let mut binding = limits[mine[0]].kind;
         for (&i, fit) in mine.iter().zip(&fits) {
-            let l = &mut limits[i];
             if fit.is_none() {
-                let (booked, interval) = local.leased.get(&l.id).map_or((now, Duration::ZERO), |x| (x.booked_until(now), x.interval()));
-                let at = booked + interval.saturating_mul(l.deferred_ahead.min(u64::from(u32::MAX)) as u32);
-                l.deferred_ahead += u64::from(n);
+                let at = local.leased.get_mut(&limits[i].id).map_or(now, |l| l.defer(n, now));
                 if at >= turn {
-                    (turn, binding) = (at, l.kind);
+                    (turn, binding) = (at, limits[i].kind);
                 }
             }
         }
@@ -320,7 +357,7 @@ impl RateLimit {
                     .filter_map(|(kind, limit)| {
                         let (id, rate) = limit?;
                         let i = *index.entry(id.clone()).or_insert_with(|| {
-                            limits.push(BatchLimit { id, kind, rate, demands: Vec::new(), deferred_ahead: 0 });
+                            limits.push(BatchLimit { id, kind, rate, demands: Vec::new() });
                             limits.len() - 1
                         });
                         limits[i].demands.push(o.segments.max(1));

@@ -179,7 +179,7 @@ async fn campaign_speeds_set_at_runtime_win_after_the_refresh() {
 }
 
 /// Two instances (two limiters) leasing from one limit in one store, batches interleaved over a
-/// simulated 20 s: no two jobs ever closer than one interval, and the limit is used in full.
+/// simulated 20 s: no second holds more than the rate, and the limit is used in full.
 #[tokio::test(start_paused = true)]
 async fn two_instances_share_one_limit_exactly() {
     let c = Clocks::new();
@@ -205,10 +205,56 @@ async fn two_instances_share_one_limit_exactly() {
         step += 1;
     }
     starts.sort();
+    // A job goes at its first slot, or up to one interval after it when the slot had just
+    // passed: two jobs are never closer than the first one's tokens less that interval.
     for w in starts.windows(2) {
         let gap = w[1].0 - w[0].0;
-        assert!(gap >= Duration::from_millis(5) * w[0].1, "{:?} then {:?}: {gap:?}", w[0], w[1]);
+        assert!(gap >= Duration::from_millis(5) * (w[0].1 - 1), "{:?} then {:?}: {gap:?}", w[0], w[1]);
     }
+    let most_in_1s = (0..starts.len())
+        .map(|i| starts[i..].iter().take_while(|(at, _)| *at < starts[i].0 + Duration::from_secs(1)).map(|(_, n)| n).sum::<u32>())
+        .max()
+        .unwrap();
+    assert!(most_in_1s <= 202, "{most_in_1s} segments in one second at 200/s");
     let first_19s: u32 = starts.iter().filter(|(at, _)| c.ms(*at) < 19_000).map(|(_, n)| n).sum();
     assert!((3_790..=3_800).contains(&first_19s), "{first_19s} segments in 19 s at 200/s");
+}
+
+#[tokio::test(start_paused = true)]
+async fn jobs_deferred_later_queue_behind_those_deferred_before() {
+    let c = Clocks::new();
+    let rl = RateLimit::new(Arc::new(MemoryStore::new()), cfg(|c| {
+        c.providers.insert("p".into(), 10.0);
+    }));
+    let jobs: Vec<Job> = (0..16).map(|i| job(&format!("j{i}"), "t", None)).collect();
+    let batch: Vec<Outgoing> = jobs.iter().map(|j| out(j, 1)).collect();
+    let retry_ms = |a: &[Admission]| -> Vec<i64> {
+        a.iter().filter_map(|a| match a.verdict {
+            Verdict::Defer { until, .. } => Some((until - c.now()).num_milliseconds()),
+            _ => None,
+        }).collect()
+    };
+    assert_eq!(retry_ms(&rl.evaluate(&batch[..14], c.now()).await.unwrap()), [600, 700, 800]);
+    // The next batch's deferred come after the three before them (turns 1.4 s and 1.5 s).
+    assert_eq!(retry_ms(&rl.evaluate(&batch[14..], c.now()).await.unwrap()), [900, 1000]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn store_time_is_placed_by_the_quickest_reply() {
+    let t = Instant::now();
+    let ms = Duration::from_millis;
+    let mut clock = StoreClock::default();
+    // Store time 1 s (in µs) seen 5 ms into the test: the reply took up to 5 ms.
+    clock.observe(1_000_000, t + ms(5));
+    assert_eq!(clock.local(1_200_000), t + ms(205));
+    // 100 ms of store time later a reply held up 50 ms: it does not move slots later (but for
+    // the creep allowed for drift, 0.15 ms over 150 ms).
+    clock.observe(1_100_000, t + ms(155));
+    assert_eq!(clock.local(1_200_000), t + ms(205) + Duration::from_micros(150));
+    // A quicker one (1 ms) moves them earlier, to where they really are.
+    clock.observe(1_300_000, t + ms(301));
+    assert_eq!(clock.local(1_400_000), t + ms(401));
+    // Drifting clocks: the estimate may creep up by 1 ms per second (10.1 s: 10.1 ms).
+    clock.observe(11_300_000, t + ms(10_401));
+    assert_eq!(clock.local(11_300_000), t + ms(10_311) + Duration::from_micros(100));
 }
