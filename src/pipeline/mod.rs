@@ -6,6 +6,7 @@
 
 mod batch_tasks;
 mod complete;
+mod dispatch;
 mod reporter;
 mod worker;
 
