@@ -195,13 +195,13 @@ async fn two_instances_share_one_limit_exactly() {
         // Uneven batches and segment counts (1-3), each instance every 7 or 11 ms.
         let n = 1 + (step as usize * 7) % 12;
         let batch: Vec<Outgoing> = jobs[..n].iter().enumerate().map(|(i, j)| out(j, 1 + (i as u32 + step) % 3)).collect();
-        let rl = if step % 2 == 0 { &a } else { &b };
+        let rl = if step.is_multiple_of(2) { &a } else { &b };
         for (adm, o) in rl.evaluate(&batch, c.now()).await.unwrap().into_iter().zip(&batch) {
             if adm.verdict == Verdict::Allow {
                 starts.push((adm.not_before, o.segments));
             }
         }
-        tokio::time::advance(Duration::from_millis(if step % 2 == 0 { 7 } else { 11 })).await;
+        tokio::time::advance(Duration::from_millis(if step.is_multiple_of(2) { 7 } else { 11 })).await;
         step += 1;
     }
     starts.sort();
