@@ -26,7 +26,9 @@ const WAKE_TICK: Duration = Duration::from_millis(2);
 
 /// A wave that wakes later than this after its slots (the process stalled) does not go: its
 /// slots have passed, and sending now would put them on top of the slots being spent now. Its
-/// jobs are admitted again instead.
+/// jobs are admitted again instead, once: late again, they go late rather than maybe never.
+/// (Once marked submitting a job is never held back: were this instance to die while it
+/// waited, the job would end `unknown` without having been sent.)
 const LATE: Duration = Duration::from_millis(10);
 
 /// A job and the provider it was routed to.
@@ -43,8 +45,9 @@ pub(super) struct Dispatch {
 
 impl Dispatch {
     /// Admits the routed jobs: sends those whose slot is now, leaves a task per wave for those
-    /// that wait, adds the deferred to `out`, then carries `out` out.
-    pub async fn run(self: &Arc<Self>, routed: Vec<Routed>, now: DateTime<Utc>, mut out: Decided) {
+    /// that wait, adds the deferred to `out`, then carries `out` out. `again`: these jobs
+    /// missed their slots once already.
+    pub async fn run(self: &Arc<Self>, routed: Vec<Routed>, now: DateTime<Utc>, mut out: Decided, again: bool) {
         let outgoing: Vec<Outgoing> = routed
             .iter()
             .map(|(env, p)| Outgoing { job: &env.job, provider: p.name(), sender: p.sender(&env.job), segments: p.segments(&env.job) })
@@ -62,24 +65,24 @@ impl Dispatch {
             }
         }
         if !out.sends.is_empty() {
-            self.send(std::mem::take(&mut out.sends), None).await;
+            self.send(std::mem::take(&mut out.sends)).await;
         }
         // Each wave waits in its own task, so the worker goes on with the next batch and other
         // providers' jobs meanwhile; the jobs waiting hold their in-flight permits, so memory
         // stays bounded. A wave is marked submitting only when it goes: an instance that dies
         // while jobs wait leaves them claimed, and another instance takes them over.
         for (at, wave) in waves {
-            tokio::spawn(self.clone().wave(at, wave));
+            tokio::spawn(self.clone().wave(at, wave, again));
         }
         out.finish(self.store.as_ref(), &self.reporter).await;
     }
 
     /// Sends a wave at its time. Boxed: [`Dispatch::run`] spawns it and it may run `run` again.
-    fn wave(self: Arc<Self>, at: Instant, jobs: Vec<Routed>) -> BoxFuture<'static, ()> {
+    fn wave(self: Arc<Self>, at: Instant, jobs: Vec<Routed>, again: bool) -> BoxFuture<'static, ()> {
         Box::pin(async move {
             tokio::time::sleep_until(at).await;
-            if Instant::now() <= at + LATE {
-                return self.send(jobs, Some(at + LATE)).await;
+            if again || Instant::now() <= at + LATE {
+                return self.send(jobs).await;
             }
             self.readmit(jobs, at).await;
         })
@@ -92,14 +95,14 @@ impl Dispatch {
             let late = Instant::now().saturating_duration_since(slot);
             debug!(late = ?late, jobs = jobs.len(), "rate-limited jobs missed their slots; admitting them again");
             let now = self.clock.now();
-            self.run(jobs, now, Decided::default()).await;
+            self.run(jobs, now, Decided::default(), true).await;
         })
     }
 
     /// Hands jobs to their providers: marks them submitting in one round (a job marked
     /// submitting that another instance finds after we die is never resent), then one task
-    /// per send. Jobs with a slot that are not on their way by `not_after` are admitted again.
-    async fn send(self: &Arc<Self>, sends: Vec<Routed>, not_after: Option<Instant>) {
+    /// per send.
+    async fn send(&self, sends: Vec<Routed>) {
         let ids: Vec<&str> = sends.iter().map(|(e, _)| e.job.id.as_str()).collect();
         let mut wait = Duration::from_millis(100);
         while let Err(e) = self.store.mark_submitting(&ids).await {
@@ -108,14 +111,10 @@ impl Dispatch {
             wait = (wait * 2).min(Duration::from_secs(5));
         }
         for (env, provider) in sends {
-            let this = self.clone();
+            let tx = self.completions.clone();
             tokio::spawn(async move {
-                if let Some(limit) = not_after.filter(|l| Instant::now() > *l) {
-                    // Marked submitting and then parked is fine: parking marks it deferred.
-                    return this.readmit(vec![(env, provider)], limit - LATE).await;
-                }
                 let result = provider.send(&env.job).await;
-                let _ = this.completions.send(Completion { env, provider: provider.name().into(), result }).await;
+                let _ = tx.send(Completion { env, provider: provider.name().into(), result }).await;
             });
         }
     }

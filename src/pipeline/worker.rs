@@ -76,7 +76,7 @@ async fn decide(ctx: &WorkerCtx, dispatch: &Arc<Dispatch>, batch: Vec<Envelope>)
     }
 
     // Rate limits last: a job stopped or deferred above never spends a token.
-    dispatch.run(routed, now, out).await;
+    dispatch.run(routed, now, out, false).await;
 }
 
 /// Stores deferred jobs, retrying until the store takes them: a deferral that only lived in
