@@ -13,6 +13,7 @@
 //! the last policy a job meets, so a job another policy stops never spends a token.
 
 mod local;
+mod store_clock;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,6 +25,7 @@ use tokio::time::Instant;
 pub use local::{interval_us, lease_tokens};
 
 use self::local::Leased;
+use self::store_clock::StoreClock;
 use super::Verdict;
 use crate::config::RateLimitsConfig;
 use crate::job::Job;
@@ -146,45 +148,6 @@ struct Local {
     campaigns: CampaignCache,
     last_sweep: Option<Instant>,
     clock: StoreClock,
-}
-
-/// The store's timeline (µs) on tokio's clock. A reply arrives some time after the store read
-/// its clock, so each reply gives an offset that is too late by that delay; the smallest seen
-/// is the best, and slots placed by it are never early. A reply held up (a busy machine, a slow
-/// network) then cannot push this instance's slots onto another's. The estimate may creep up
-/// by a millisecond a second, to follow clocks that drift apart.
-#[derive(Default)]
-struct StoreClock {
-    /// (local instant of store time 0 as nanoseconds past `base`, when last lowered or crept)
-    offset: Option<(i128, Instant)>,
-    base: Option<Instant>,
-}
-
-impl StoreClock {
-    const CREEP_PER_SEC_NS: f64 = 1e6;
-
-    fn base(&mut self, near: Instant) -> Instant {
-        *self.base.get_or_insert(near)
-    }
-
-    fn observe(&mut self, store_now_us: u64, replied: Instant) {
-        let base = self.base(replied);
-        let sample = replied.duration_since(base).as_nanos() as i128 - i128::from(store_now_us) * 1000;
-        self.offset = Some(match self.offset {
-            Some((best, at)) => {
-                let crept = best + (replied.duration_since(at).as_secs_f64() * Self::CREEP_PER_SEC_NS) as i128;
-                (sample.min(crept), replied)
-            }
-            None => (sample, replied),
-        });
-    }
-
-    /// A store instant on tokio's clock (the base, if nothing was observed yet).
-    fn local(&self, store_us: u64) -> Instant {
-        let (Some(base), Some((offset, _))) = (self.base, self.offset) else { return Instant::now() };
-        let ns = (i128::from(store_us) * 1000 + offset).max(0);
-        base + Duration::from_nanos(ns.min(i128::from(u64::MAX)) as u64)
-    }
 }
 
 impl RateLimit {

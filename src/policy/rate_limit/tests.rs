@@ -238,23 +238,3 @@ async fn jobs_deferred_later_queue_behind_those_deferred_before() {
     // The next batch's deferred come after the three before them (turns 1.4 s and 1.5 s).
     assert_eq!(retry_ms(&rl.evaluate(&batch[14..], c.now()).await.unwrap()), [900, 1000]);
 }
-
-#[tokio::test(start_paused = true)]
-async fn store_time_is_placed_by_the_quickest_reply() {
-    let t = Instant::now();
-    let ms = Duration::from_millis;
-    let mut clock = StoreClock::default();
-    // Store time 1 s (in µs) seen 5 ms into the test: the reply took up to 5 ms.
-    clock.observe(1_000_000, t + ms(5));
-    assert_eq!(clock.local(1_200_000), t + ms(205));
-    // 100 ms of store time later a reply held up 50 ms: it does not move slots later (but for
-    // the creep allowed for drift, 0.15 ms over 150 ms).
-    clock.observe(1_100_000, t + ms(155));
-    assert_eq!(clock.local(1_200_000), t + ms(205) + Duration::from_micros(150));
-    // A quicker one (1 ms) moves them earlier, to where they really are.
-    clock.observe(1_300_000, t + ms(301));
-    assert_eq!(clock.local(1_400_000), t + ms(401));
-    // Drifting clocks: the estimate may creep up by 1 ms per second (10.1 s: 10.1 ms).
-    clock.observe(11_300_000, t + ms(10_401));
-    assert_eq!(clock.local(11_300_000), t + ms(10_311) + Duration::from_micros(100));
-}
