@@ -34,6 +34,10 @@ use rusmppc::{ConnectionBuilder, Event};
 use sendgate::app::{App, Mode};
 use sendgate::config::{self, ProviderConfig};
 
+/// As in `src/main.rs`: sendgate runs on mimalloc, so its path is measured on it too.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 struct Args {
     /// Messages per run (each run sends this many one-segment messages).
