@@ -47,6 +47,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
             "dev" => section(&key, value, &mut errors, &mut config.dev),
             "kafka" => config.kafka = typed(&key, value, &mut errors),
             "redis" => config.redis = typed(&key, value, &mut errors),
+            "whatsapp" => section(&key, value, &mut errors, &mut config.whatsapp),
             "providers" => match value {
                 Value::Table(providers) => {
                     for (name, p) in providers {
@@ -57,7 +58,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
                 }
                 _ => errors.push("providers: must be a table of providers".into()),
             },
-            other => errors.push(format!("{other}: unknown section (expected server, pipeline, reports, providers, kafka, redis, dev)")),
+            other => errors.push(format!("{other}: unknown section (expected server, pipeline, reports, providers, kafka, redis, dev, whatsapp)")),
         }
     }
     validate(&config, &mut errors);
@@ -147,6 +148,36 @@ fn validate(c: &Config, errors: &mut Vec<String>) {
             }
         }
     }
+    validate_whatsapp(&c.whatsapp, errors);
+}
+
+fn validate_whatsapp(w: &super::WhatsappConfig, errors: &mut Vec<String>) {
+    // number id → the portfolio that claimed it first: a number in two portfolios would be
+    // counted against whichever the lookup happened to find.
+    let mut owner: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    for (name, p) in &w.portfolios {
+        let key = |k: &str| format!("whatsapp.portfolios.{name}.{k}");
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)) {
+            errors.push(format!("whatsapp.portfolios.{name}: portfolio names may hold only [A-Za-z0-9_.-]"));
+        }
+        if p.tier == super::WhatsappTier::Recipients(0) {
+            errors.push(format!("{}: must be > 0, got 0", key("tier")));
+        }
+        if p.numbers.is_empty() {
+            errors.push(format!("{}: must name at least one phone number id", key("numbers")));
+        }
+        for n in &p.numbers {
+            // The same rule as a job's `from` on channel whatsapp, so every number can match.
+            if !(1..=32).contains(&n.len()) || !n.bytes().all(|b| b.is_ascii_digit()) {
+                errors.push(format!("{}: {n:?} is not a phone number id (1-32 digits)", key("numbers")));
+            } else if let Some(first) = owner.insert(n, name) {
+                errors.push(format!("{}: {n:?} is already in portfolio {first:?}", key("numbers")));
+            }
+        }
+        if p.window.is_zero() {
+            errors.push(format!("{}: must be > 0", key("window")));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -202,6 +233,33 @@ windw = 10
         ] {
             let errs = parse(&format!("{base}{extra}\n")).unwrap_err().0;
             assert!(errs.len() == 1 && errs[0].starts_with(want), "{extra}: {errs:?}");
+        }
+    }
+
+    #[test]
+    fn whatsapp_portfolios_are_checked() {
+        use std::time::Duration;
+        let ok = parse(
+            "[whatsapp.portfolios.acme]\ntier = 2000\nnumbers = [\"106540352242922\"]\n\
+             [whatsapp.portfolios.big]\ntier = \"unlimited\"\nnumbers = [\"1\", \"2\"]\nwindow = \"12h\"\npair_interval = \"0s\"\n",
+        )
+        .unwrap();
+        let acme = &ok.whatsapp.portfolios["acme"];
+        assert_eq!((acme.tier.limit(), acme.window, acme.pair_interval), (Some(2000), Duration::from_secs(86_400), Duration::from_secs(6)));
+        let big = &ok.whatsapp.portfolios["big"];
+        assert_eq!((big.tier.limit(), big.window, big.pair_interval), (None, Duration::from_secs(43_200), Duration::ZERO));
+        for (body, want) in [
+            ("tier = 0\nnumbers = [\"1\"]", "whatsapp.portfolios.p.tier: must be > 0"),
+            ("tier = \"lots\"\nnumbers = [\"1\"]", "whatsapp.portfolios.p.tier: must be a recipient count"),
+            ("tier = -5\nnumbers = [\"1\"]", "whatsapp.portfolios.p.tier: must be a recipient count"),
+            ("tier = 250\nnumbers = []", "whatsapp.portfolios.p.numbers: must name at least one"),
+            ("tier = 250\nnumbers = [\"+15551234567\"]", "whatsapp.portfolios.p.numbers: \"+15551234567\" is not a phone number id"),
+            ("tier = 250\nnumbers = [\"1\"]\nwindow = \"0s\"", "whatsapp.portfolios.p.window: must be > 0"),
+            ("tier = 250\nnumbers = [\"1\"]\npair_intervl = \"6s\"", "whatsapp.portfolios.p.pair_intervl: unknown field"),
+            ("tier = 250\nnumbers = [\"1\"]\n[whatsapp.portfolios.q]\ntier = 250\nnumbers = [\"1\"]", "whatsapp.portfolios.q.numbers: \"1\" is already in portfolio \"p\""),
+        ] {
+            let errs = parse(&format!("[whatsapp.portfolios.p]\n{body}\n")).unwrap_err().0;
+            assert!(errs.len() == 1 && errs[0].starts_with(want), "{body}: {errs:?}");
         }
     }
 

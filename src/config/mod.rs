@@ -35,6 +35,9 @@ pub struct Config {
     /// Shared state (`sendgate run`); absent: in-memory (one instance only).
     #[serde(default)]
     pub redis: Option<RedisConfig>,
+    /// WhatsApp Business messaging limits (`[whatsapp.portfolios.<name>]`).
+    #[serde(default)]
+    pub whatsapp: WhatsappConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -353,4 +356,71 @@ mod humantime_serde {
         humantime::parse_duration(&s)
             .map_err(|e| serde::de::Error::custom(format!("not a duration like \"30s\": {s:?} ({e})")))
     }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct WhatsappConfig {
+    /// Meta's messaging limits apply per business portfolio: `[whatsapp.portfolios.<name>]`.
+    /// The name is the `portfolio` label of the WhatsApp metrics and the admin API's key.
+    pub portfolios: BTreeMap<String, WhatsappPortfolioConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhatsappPortfolioConfig {
+    /// Unique recipients reached outside a customer-service window per `window`: Meta's ladder
+    /// is 250, 2000, 10000, 100000, `"unlimited"` (the older per-number ladder, 1000 / 10000 /
+    /// 100000, is a portfolio with one number). Any other count is taken too, to keep headroom
+    /// for another system sending through the same portfolio.
+    pub tier: WhatsappTier,
+    /// The phone number ids of this portfolio: a `whatsapp` job's `from`.
+    pub numbers: Vec<String>,
+    /// The moving window the tier counts recipients in.
+    #[serde(default = "default_whatsapp_window", with = "humantime_serde")]
+    pub window: Duration,
+    /// Meta's pair rate limit: at most one message per this long from one number to one
+    /// recipient; `"0s"` switches it off.
+    #[serde(default = "default_pair_interval", with = "humantime_serde")]
+    pub pair_interval: Duration,
+}
+
+/// A portfolio's messaging limit: a recipient count, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhatsappTier {
+    Recipients(u64),
+    Unlimited,
+}
+
+impl WhatsappTier {
+    /// The cap, `None` when unlimited.
+    pub fn limit(self) -> Option<u64> {
+        match self {
+            Self::Recipients(n) => Some(n),
+            Self::Unlimited => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for WhatsappTier {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Count(u64),
+            Word(String),
+        }
+        match Raw::deserialize(d).map_err(|_| serde::de::Error::custom("must be a recipient count (250, 2000, 10000, 100000) or \"unlimited\""))? {
+            Raw::Count(n) => Ok(Self::Recipients(n)),
+            Raw::Word(w) if w == "unlimited" => Ok(Self::Unlimited),
+            Raw::Word(w) => Err(serde::de::Error::custom(format!("must be a recipient count or \"unlimited\", got {w:?}"))),
+        }
+    }
+}
+
+fn default_whatsapp_window() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+fn default_pair_interval() -> Duration {
+    Duration::from_secs(6)
 }
