@@ -80,6 +80,25 @@ impl Keys {
     pub fn hist_prefix(&self) -> String {
         format!("{}hist:", self.prefix)
     }
+
+    /// ZSET recipient → when it was last counted (unix ms): the recipients one WhatsApp
+    /// portfolio reached in its moving window (trimmed by score, never by TTL, so that the
+    /// window follows the `now` the policy passes in).
+    pub fn wa_window(&self, portfolio: &str) -> String {
+        format!("{}wa:window:{portfolio}", self.prefix)
+    }
+
+    /// String = unix ms of the recipient's last message to this phone number id: the
+    /// customer-service window it opened. The TTL only cleans up; the value decides.
+    pub fn wa_inbound(&self, number: &str, recipient: &str) -> String {
+        format!("{}wa:inbound:{number}:{recipient}", self.prefix)
+    }
+
+    /// String = `"{unix ms} {job id}"` of the last send from this number to this recipient
+    /// (Meta's pair limit). The TTL only cleans up; the value decides.
+    pub fn wa_pair(&self, number: &str, recipient: &str) -> String {
+        format!("{}wa:pair:{number}:{recipient}", self.prefix)
+    }
 }
 
 #[cfg(test)]
@@ -99,7 +118,7 @@ mod tests {
     #[test]
     fn every_key_starts_with_the_prefix() {
         let k = Keys::new("sg:");
-        for key in [k.alive("h"), k.job("j"), k.sched(), k.sched_payload(), k.sched_lease(), k.sched_seq(), k.msg("p", "m"), k.deadlines(), k.hist("j")] {
+        for key in [k.alive("h"), k.job("j"), k.sched(), k.sched_payload(), k.sched_lease(), k.sched_seq(), k.msg("p", "m"), k.deadlines(), k.hist("j"), k.wa_window("p"), k.wa_inbound("1", "+1"), k.wa_pair("1", "+1")] {
             assert!(key.starts_with("sg:"), "{key}");
         }
     }

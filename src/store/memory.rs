@@ -13,6 +13,8 @@ use chrono::{DateTime, Utc};
 use super::{Claim, ClaimedJob, PartOutcome, ScheduledJob, SentJob, Settled, Store, StoreError};
 use crate::report::Report;
 
+mod whatsapp;
+
 #[derive(Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
@@ -32,6 +34,7 @@ struct Inner {
     deadlines: BTreeSet<(DateTime<Utc>, String)>,
     history: HashMap<String, (Instant, Vec<Report>)>,
     last_sweep: Option<Instant>,
+    whatsapp: whatsapp::WhatsappState,
 }
 
 struct Entry {
@@ -244,6 +247,24 @@ impl Store for MemoryStore {
 
     fn awaiting_receipts(&self) -> Option<usize> {
         Some(self.lock().sent.len())
+    }
+
+    async fn whatsapp_admit(
+        &self,
+        portfolios: &[super::whatsapp::Portfolio<'_>],
+        attempts: &[super::whatsapp::Attempt<'_>],
+        now: DateTime<Utc>,
+    ) -> Result<super::whatsapp::Admission, StoreError> {
+        Ok(self.lock().whatsapp.admit(portfolios, attempts, now))
+    }
+
+    async fn record_inbound_contacts(&self, contacts: &[(&str, &str, DateTime<Utc>)]) -> Result<(), StoreError> {
+        self.lock().whatsapp.record_inbound(contacts);
+        Ok(())
+    }
+
+    async fn whatsapp_usage(&self, portfolio: &str, window: Duration, now: DateTime<Utc>) -> Result<super::whatsapp::Usage, StoreError> {
+        Ok(self.lock().whatsapp.usage(portfolio, window, now))
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod keys;
 pub mod memory;
 pub mod redis;
+pub mod whatsapp;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -187,4 +188,26 @@ pub trait Store: Send + Sync + 'static {
     fn awaiting_receipts(&self) -> Option<usize> {
         None
     }
+
+    /// WhatsApp messaging limits for a batch of jobs, in order, in one atomic step (one script
+    /// in Redis, so instances sharing a portfolio never exceed its tier together). For each
+    /// attempt: a recipient inside a customer-service window with that number is not counted;
+    /// one already counted in the window is counted again at `now` (free); a new one is
+    /// counted while the portfolio is under its tier, else the attempt is `TierCap` until a
+    /// counted recipient leaves the window; then the pair limit; only an allowed attempt
+    /// changes anything.
+    async fn whatsapp_admit(
+        &self,
+        portfolios: &[whatsapp::Portfolio<'_>],
+        attempts: &[whatsapp::Attempt<'_>],
+        now: DateTime<Utc>,
+    ) -> Result<whatsapp::Admission, StoreError>;
+
+    /// Records that recipients wrote to phone numbers: `(number, recipient, at)`; each opens a
+    /// customer-service window of [`whatsapp::SERVICE_WINDOW`] from `at` (a later contact
+    /// extends it, an earlier one arriving late changes nothing).
+    async fn record_inbound_contacts(&self, contacts: &[(&str, &str, DateTime<Utc>)]) -> Result<(), StoreError>;
+
+    /// A portfolio's window at `now`, read only (the admin API).
+    async fn whatsapp_usage(&self, portfolio: &str, window: Duration, now: DateTime<Utc>) -> Result<whatsapp::Usage, StoreError>;
 }

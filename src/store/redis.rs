@@ -18,6 +18,8 @@ use super::{Claim, ClaimedJob, PartOutcome, ScheduledJob, SentJob, Settled, Stor
 use crate::config::RedisConfig;
 use crate::report::Report;
 
+mod whatsapp;
+
 /// A lost reply makes the caller retry a script that may have run (a retried claim then finds
 /// its own claim: `Duplicate`), so wait well past any normal latency before giving up.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -36,6 +38,8 @@ struct Scripts {
     finish_sent: Script,
     record_events: Script,
     release: Script,
+    whatsapp_admit: Script,
+    record_inbound: Script,
 }
 
 impl Scripts {
@@ -62,6 +66,8 @@ impl Scripts {
             finish_sent: Script::new(concat!(include_str!("scripts/forget_sent.lua"), include_str!("scripts/finish_sent.lua"))),
             record_events: Script::new(include_str!("scripts/record_events.lua")),
             release: Script::new(include_str!("scripts/release.lua")),
+            whatsapp_admit: Script::new(include_str!("scripts/whatsapp_admit.lua")),
+            record_inbound: Script::new(include_str!("scripts/record_inbound.lua")),
         }
     }
 }
@@ -446,5 +452,22 @@ impl Store for RedisStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         redis::cmd("PING").query_async::<String>(&mut self.conn()).await.map(drop).map_err(|e| store_err(e, "ping"))
+    }
+
+    async fn whatsapp_admit(
+        &self,
+        portfolios: &[super::whatsapp::Portfolio<'_>],
+        attempts: &[super::whatsapp::Attempt<'_>],
+        now: DateTime<Utc>,
+    ) -> Result<super::whatsapp::Admission, StoreError> {
+        self.wa_admit(portfolios, attempts, now).await
+    }
+
+    async fn record_inbound_contacts(&self, contacts: &[(&str, &str, DateTime<Utc>)]) -> Result<(), StoreError> {
+        self.wa_record_inbound(contacts).await
+    }
+
+    async fn whatsapp_usage(&self, portfolio: &str, window: Duration, now: DateTime<Utc>) -> Result<super::whatsapp::Usage, StoreError> {
+        self.wa_usage(portfolio, window, now).await
     }
 }
