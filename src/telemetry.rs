@@ -73,4 +73,25 @@ fn describe() {
     describe_counter!(SIM_SUBMIT_SM_TOTAL, "submit_sm PDUs received by the SMSC simulator");
     describe_counter!(SIM_MESSAGES_TOTAL, "Reassembled messages received by the SMSC simulator");
     describe_counter!(SIM_RECEIPTS_TOTAL, "Receipts sent by the SMSC simulator");
+    describe_whatsapp();
+}
+
+/// Unique recipients a WhatsApp portfolio has reached in its moving window, by `portfolio`
+/// (as last seen by this instance; the count itself is shared, so take the max across them).
+pub const WHATSAPP_TIER_USED_RECIPIENTS: &str = "sendgate_whatsapp_tier_used_recipients";
+/// A WhatsApp portfolio's messaging limit, by `portfolio` (absent for an unlimited one).
+pub const WHATSAPP_TIER_LIMIT_RECIPIENTS: &str = "sendgate_whatsapp_tier_limit_recipients";
+/// WhatsApp jobs deferred by the `whatsapp_tier` policy, by `portfolio` and `reason`
+/// (`tier_cap`, `pair_limit`).
+pub const WHATSAPP_DEFERRED_TOTAL: &str = "sendgate_whatsapp_deferred_total";
+/// WhatsApp jobs sent without a tier check because their `from` is in no configured
+/// portfolio, by `reason` (`no_from`, `unknown_number`).
+pub const WHATSAPP_UNMANAGED_TOTAL: &str = "sendgate_whatsapp_unmanaged_total";
+
+fn describe_whatsapp() {
+    use metrics::{describe_counter, describe_gauge};
+    describe_gauge!(WHATSAPP_TIER_USED_RECIPIENTS, "Unique recipients a WhatsApp portfolio reached in its window");
+    describe_gauge!(WHATSAPP_TIER_LIMIT_RECIPIENTS, "A WhatsApp portfolio's messaging limit");
+    describe_counter!(WHATSAPP_DEFERRED_TOTAL, "WhatsApp jobs deferred by tier cap or pair limit");
+    describe_counter!(WHATSAPP_UNMANAGED_TOTAL, "WhatsApp jobs whose sender is in no configured portfolio");
 }

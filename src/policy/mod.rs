@@ -6,6 +6,7 @@
 mod dedup;
 mod expiry;
 mod schedule;
+pub mod whatsapp_tier;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -17,6 +18,7 @@ use crate::store::StoreError;
 pub use dedup::Dedup;
 pub use expiry::Expiry;
 pub use schedule::Schedule;
+pub use whatsapp_tier::WhatsappTier;
 
 /// A policy's answer for one job.
 #[derive(Debug, Clone, PartialEq)]
