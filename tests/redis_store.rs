@@ -376,3 +376,6 @@ async fn a_final_already_published_is_not_handed_out_again() {
     assert_eq!(s.cmd::<i64>(&["HEXISTS", &s.key("job:pub"), "j"]).await, 0);
     s.cleanup().await;
 }
+
+#[path = "redis_store/whatsapp.rs"]
+mod whatsapp;
