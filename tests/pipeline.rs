@@ -253,3 +253,64 @@ async fn receipt_outcomes_map_to_final_events() {
     assert_eq!(seen.len(), 3, "every outcome of the mix shows up in 60 jobs");
     h.app.shutdown().await;
 }
+
+/// WhatsApp messaging limits end to end. No WhatsApp provider exists yet (the Cloud API one
+/// comes with a later issue), so the dev SMPP provider serves `whatsapp` too and the simulator
+/// stands in for Meta: what is tested is the policy, the scheduled set and the clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whatsapp_tier_of_250_sends_250_now_and_the_other_150_a_window_later() {
+    const NUMBER: &str = "106540352242922";
+    let h = start(|c| {
+        let toml = sendgate::config::DEV_TOML.replace(r#"channels = ["sms"]"#, r#"channels = ["sms", "whatsapp"]"#)
+            + &format!("\n[whatsapp.portfolios.pipeline_test]\ntier = 250\nnumbers = [\"{NUMBER}\"]\n");
+        let parsed = sendgate::config::parse(&toml).unwrap();
+        assert_eq!(parsed.providers["smsc-a"].channels(), ["sms", "whatsapp"]);
+        c.providers = parsed.providers;
+        c.whatsapp = parsed.whatsapp;
+    })
+    .await;
+    let t0 = support::t0();
+    let ids: Vec<String> = (0..400).map(|i| format!("wa-{i}")).collect();
+    let jobs: Vec<Value> = (0..400)
+        .map(|i| json!({"id": ids[i], "tenant": "acme", "channel": "whatsapp", "from": NUMBER, "to": format!("+4915300{i:05}"), "text": "Your order shipped"}))
+        .collect();
+    let (status, body) = h.post("/v1/jobs", "application/json", Value::Array(jobs).to_string()).await;
+    assert_eq!((status, body["accepted"].as_u64()), (202, Some(400)), "{body}");
+
+    let settled = |by: &std::collections::HashMap<String, Vec<sendgate::report::Report>>| {
+        ids.iter().filter(|id| by.get(*id).is_some_and(|rs| rs.iter().any(|r| r.is_final || r.event == EventKind::Deferred))).count()
+    };
+    h.wait_until("every job delivered or deferred", || settled(&h.reports_by_job()) == 400).await;
+    let by = h.reports_by_job();
+    let delivered: Vec<&String> = ids.iter().filter(|id| finals(&by[*id]).iter().any(|r| r.event == EventKind::Delivered)).collect();
+    let deferred: Vec<&String> = ids.iter().filter(|id| by[*id].iter().any(|r| r.event == EventKind::Deferred)).collect();
+    assert_eq!((delivered.len(), deferred.len()), (250, 150));
+    for id in &deferred {
+        let rs = &by[*id];
+        assert_eq!(rs.len(), 1, "{id}: {rs:?}");
+        assert_eq!((rs[0].reason, rs[0].retry_at), (Some(Reason::TierCap), Some(t0 + chrono::Duration::hours(24))), "{id}");
+    }
+    let sim = h.app.sim.as_ref().unwrap();
+    assert_eq!(sim.stats().messages, 250);
+    let (_, metrics) = support::request(h.app.metrics_addr, "GET", "/metrics", None, Default::default()).await;
+    let metrics = metrics.as_str().unwrap();
+    for line in [
+        r#"sendgate_whatsapp_tier_used_recipients{portfolio="pipeline_test"} 250"#,
+        r#"sendgate_whatsapp_tier_limit_recipients{portfolio="pipeline_test"} 250"#,
+        r#"sendgate_whatsapp_deferred_total{portfolio="pipeline_test",reason="tier_cap"} 150"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} not in /metrics");
+    }
+
+    // Nothing more goes while the window is full; a window later the 150 do.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sim.stats().messages, 250);
+    h.clock.advance(chrono::Duration::hours(24));
+    let by = h.wait_final(&ids).await;
+    for id in &deferred {
+        let kinds: Vec<EventKind> = by[*id].iter().map(|r| r.event).collect();
+        assert_eq!(kinds, [EventKind::Deferred, EventKind::Accepted, EventKind::Delivered], "{id}");
+    }
+    assert_eq!(sim.stats().messages, 400);
+    h.app.shutdown().await;
+}
