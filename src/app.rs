@@ -17,6 +17,7 @@ use crate::policy::{Chain, Dedup, Expiry, OptOut, Schedule};
 use crate::provider::smpp::SmppProvider;
 use crate::provider::Provider;
 use crate::receipt::correlate::{sweep_deadlines, Correlator};
+use crate::receipt::opt_out::StopReplies;
 use crate::route::Router;
 use crate::scheduler::Scheduler;
 use crate::sink::jsonl::JsonlSink;
@@ -157,7 +158,8 @@ impl App {
         let stop_intake = CancellationToken::new();
         let stop_rest = CancellationToken::new();
         let mut rest_tasks = Vec::new();
-        rest_tasks.push(tokio::spawn(Correlator { clock: clock.clone(), store: store.clone(), reporter: reporter.clone() }.run(events_rx)));
+        let stop_replies = Arc::new(StopReplies::new(&cfg.opt_out, store.clone()));
+        rest_tasks.push(tokio::spawn(Correlator { clock: clock.clone(), store: store.clone(), reporter: reporter.clone(), stop_replies }.run(events_rx)));
         rest_tasks.push(tokio::spawn(sweep_deadlines(clock.clone(), store.clone(), reporter.clone(), Duration::from_secs(1), stop_rest.clone())));
 
         let mut ingest_tasks = Vec::new();
