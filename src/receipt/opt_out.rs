@@ -68,7 +68,7 @@ impl StopReplies {
     pub fn is_stop(&self, tenant: Option<&str>, text: &str) -> bool {
         let words = tenant.and_then(|t| self.tenant_words.get(t)).unwrap_or(&self.default_words);
         let text = normalize(text);
-        !text.is_empty() && words.iter().any(|w| *w == text)
+        !text.is_empty() && words.contains(&text)
     }
 
     /// Puts the senders of stop words on their lists, in one store call for the batch;
