@@ -25,6 +25,7 @@ use crate::sink::kafka::{KafkaProducer, KafkaSink};
 use crate::sink::Sink;
 use crate::source::kafka::{KafkaSource, SourceDeps};
 use crate::smsc_sim::{SimConfig, SimHandle, SmscSim};
+use crate::source::admin::Admin;
 use crate::source::http::{self, Api, Ingest};
 use crate::store::{MemoryStore, RedisStore, Store};
 
@@ -77,6 +78,11 @@ impl App {
         let store: Arc<dyn Store> = match &redis {
             Some(r) => r.clone(),
             None => Arc::new(MemoryStore::new()),
+        };
+        // Read before anything is started: a bad token file fails fast.
+        let admin = match &cfg.admin {
+            Some(a) => Some(Admin::new(a, store.clone())?),
+            None => None,
         };
         // A claim held by a live instance is looked at again once its heartbeat could lapse.
         let busy_recheck = cfg.redis.as_ref().map_or(Duration::from_secs(10), |r| r.heartbeat_ttl);
@@ -200,7 +206,7 @@ impl App {
             (Some(k), Some(p)) => Ingest::Kafka { producer: p.clone(), topic: k.jobs_topic.clone() },
             _ => Ingest::Embedded(intake),
         };
-        let api = Arc::new(Api { ingest, store: store.clone(), router: router.clone(), clock, max_body_bytes: cfg.server.max_body_bytes });
+        let api = Arc::new(Api { ingest, store: store.clone(), router: router.clone(), clock, max_body_bytes: cfg.server.max_body_bytes, admin });
         ingest_tasks.push(tokio::spawn(http::serve(api_listener, stop_intake.clone(), move |req| api.clone().handle(req))));
         rest_tasks.push(tokio::spawn(http::serve_metrics(metrics_listener, stop_rest.clone())));
 

@@ -278,11 +278,15 @@ pub fn is_e164(s: &str) -> bool {
     (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0')
 }
 
-/// Checks a recipient named outside a job (an opt-out list entry) exactly as a job's
-/// `tenant`, `channel` and `to` are checked; the error names which of the three is at fault.
-pub fn check_recipient(tenant: &str, channel: &str, to: &str) -> Result<(), (&'static str, String)> {
+/// Checks a recipient named outside a job (an opt-out list entry, or with `to` absent the
+/// list itself) exactly as a job's `tenant`, `channel` and `to` are checked; the error names
+/// which of the three is at fault.
+pub fn check_recipient(tenant: &str, channel: &str, to: Option<&str>) -> Result<(), (&'static str, String)> {
     let channel = Channel::from_name(channel);
-    check_tenant(tenant).and_then(|()| check_channel(&channel)).and_then(|()| check_to(&channel, to)).map_err(|FieldError(f, m)| (f, m))
+    check_tenant(tenant)
+        .and_then(|()| check_channel(&channel))
+        .and_then(|()| to.map_or(Ok(()), |to| check_to(&channel, to)))
+        .map_err(|FieldError(f, m)| (f, m))
 }
 
 /// A recipient as logs may show it: `+7916***4567`. Anything too short to keep both ends

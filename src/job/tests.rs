@@ -98,10 +98,11 @@ fn e164_edges() {
 
 #[test]
 fn recipients_outside_a_job_are_checked_like_a_jobs() {
-    assert_eq!(check_recipient("acme", "sms", "+79161234567"), Ok(()));
-    assert_eq!(check_recipient("acme", "telegram", "chat-55012"), Ok(()));
+    assert_eq!(check_recipient("acme", "sms", Some("+79161234567")), Ok(()));
+    assert_eq!(check_recipient("acme", "telegram", Some("chat-55012")), Ok(()));
+    assert_eq!(check_recipient("acme", "sms", None), Ok(()));
     for (tenant, channel, to, field) in [("ACME", "sms", "+79161234567", "tenant"), ("acme", "s m s", "+7916", "channel"), ("acme", "sms", "79161234567", "to")] {
-        assert_eq!(check_recipient(tenant, channel, to).unwrap_err().0, field, "{tenant}/{channel}/{to}");
+        assert_eq!(check_recipient(tenant, channel, Some(to)).unwrap_err().0, field, "{tenant}/{channel}/{to}");
     }
 }
 
