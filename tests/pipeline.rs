@@ -259,6 +259,52 @@ fn prio(id: &str, to: &str, priority: &str) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_reply_suppresses_later_marketing_jobs_but_not_transactional_ones() {
+    let h = start(|c| {
+        c.opt_out.senders.insert("+12345".into(), "acme".into());
+    })
+    .await;
+    // No [admin] in config: the admin API does not exist.
+    let (status, _, body) = h.admin("GET", "/v1/admin/opt-outs/acme/sms", Some("Bearer anything-at-all-123")).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("admin API is disabled"));
+
+    let sim = h.app.sim.as_ref().unwrap();
+    // In order on one session: a STOP to a number no tenant owns, a message that is not a
+    // stop word, then the STOP that counts (so once it is listed, the others were handled).
+    assert!(sim.send_mo("79161230002", "99999", "STOP"));
+    assert!(sim.send_mo("79161230003", "12345", "stop by tomorrow?"));
+    assert!(sim.send_mo("79161230001", "12345", "  Stop. "));
+    h.wait_opted_out(("acme", "sms", "+79161230001"), true).await;
+    let others = [("acme", "sms", "+79161230002"), ("acme", "sms", "+79161230003")];
+    assert_eq!(h.app.store.opted_out(&others).await.unwrap(), [false, false]);
+
+    let jobs = json!([
+        prio("stop-m1", "+79161230001", "marketing"),
+        prio("stop-t1", "+79161230001", "transactional"),
+        prio("stop-m2", "+79161230002", "marketing"),
+        prio("stop-m3", "+79161230003", "marketing"),
+    ]);
+    let (status, body) = h.post("/v1/jobs", "application/json", jobs.to_string()).await;
+    assert_eq!((status, body["accepted"].as_u64()), (202, Some(4)), "{body}");
+    let ids: Vec<String> = ["stop-m1", "stop-t1", "stop-m2", "stop-m3"].map(String::from).to_vec();
+    let by = h.wait_final(&ids).await;
+    let m1 = &by["stop-m1"];
+    assert_eq!(m1.len(), 1, "suppressed is the only event: {m1:?}");
+    assert_eq!((m1[0].event, m1[0].is_final, m1[0].reason), (EventKind::Suppressed, true, None));
+    assert_eq!(m1[0].error.as_ref().unwrap().message, "recipient is on tenant acme's opt-out list for sms");
+    for id in ["stop-t1", "stop-m2", "stop-m3"] {
+        let kinds: Vec<EventKind> = by[id].iter().map(|r| r.event).collect();
+        assert_eq!(kinds, [EventKind::Accepted, EventKind::Delivered], "{id}");
+    }
+    let to_listed: Vec<String> = sim.messages().into_iter().filter(|m| m.destination == "79161230001").map(|m| m.text).collect();
+    assert_eq!(to_listed, ["transactional text"], "only the transactional job reached the SMSC");
+    let (status, got) = h.get("/v1/jobs/stop-m1").await;
+    assert_eq!((status, got["events"][0]["event"].as_str()), (200, Some("suppressed")));
+    h.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_api_wants_its_token_and_its_changes_apply_to_the_next_job() {
     const TOKEN: &str = "test-admin-token-0123456789";
     let dir = tempfile::tempdir().unwrap();
