@@ -108,7 +108,8 @@ impl Admin {
             None => Some(unauthorized("Bearer realm=\"sendgate-admin\"", "authorization: a bearer token is required")),
             Some(t) if constant_time_eq(t.as_bytes(), &self.token) => None,
             Some(_) => {
-                warn!(path = %req.uri().path(), "admin request with a wrong bearer token refused");
+                // Not the path: it may hold a phone number.
+                warn!(method = %req.method(), "admin request with a wrong bearer token refused");
                 Some(unauthorized("Bearer realm=\"sendgate-admin\", error=\"invalid_token\"", "authorization: the bearer token is not valid"))
             }
         }
