@@ -32,8 +32,9 @@ struct Inner {
     deadlines: BTreeSet<(DateTime<Utc>, String)>,
     history: HashMap<String, (Instant, Vec<Report>)>,
     last_sweep: Option<Instant>,
-    /// (tenant, channel) → recipients, ordered so that a list pages by recipient.
-    opt_outs: HashMap<(String, String), BTreeSet<String>>,
+    /// tenant → channel → recipients, ordered so that a list pages by recipient; nested so
+    /// that a lookup on the hot path allocates nothing.
+    opt_outs: HashMap<String, HashMap<String, BTreeSet<String>>>,
 }
 
 struct Entry {
@@ -96,6 +97,10 @@ impl Inner {
         self.deadlines.remove(&(old, job_id.clone()));
         self.deadlines.insert((confirm_by, job_id));
         Settled::Final { job, outcome }
+    }
+
+    fn opt_out_list(&self, tenant: &str, channel: &str) -> Option<&BTreeSet<String>> {
+        self.opt_outs.get(tenant)?.get(channel)
     }
 
     fn forget_sent(&mut self, job_id: &str) -> Option<Tracked> {
@@ -242,29 +247,26 @@ impl Store for MemoryStore {
 
     async fn opted_out(&self, entries: &[OptOutEntry<'_>]) -> Result<Vec<bool>, StoreError> {
         let g = self.lock();
-        Ok(entries
-            .iter()
-            .map(|(t, c, r)| g.opt_outs.get(&((*t).to_owned(), (*c).to_owned())).is_some_and(|list| list.contains(*r)))
-            .collect())
+        Ok(entries.iter().map(|(t, c, r)| g.opt_out_list(t, c).is_some_and(|list| list.contains(*r))).collect())
     }
 
     async fn add_opt_outs(&self, entries: &[OptOutEntry<'_>]) -> Result<Vec<bool>, StoreError> {
         let mut g = self.lock();
-        Ok(entries.iter().map(|(t, c, r)| g.opt_outs.entry(((*t).to_owned(), (*c).to_owned())).or_default().insert((*r).to_owned())).collect())
+        Ok(entries
+            .iter()
+            .map(|(t, c, r)| g.opt_outs.entry((*t).to_owned()).or_default().entry((*c).to_owned()).or_default().insert((*r).to_owned()))
+            .collect())
     }
 
     async fn remove_opt_outs(&self, entries: &[OptOutEntry<'_>]) -> Result<Vec<bool>, StoreError> {
         let mut g = self.lock();
-        Ok(entries
-            .iter()
-            .map(|(t, c, r)| g.opt_outs.get_mut(&((*t).to_owned(), (*c).to_owned())).is_some_and(|list| list.remove(*r)))
-            .collect())
+        Ok(entries.iter().map(|(t, c, r)| g.opt_outs.get_mut(*t).and_then(|l| l.get_mut(*c)).is_some_and(|list| list.remove(*r))).collect())
     }
 
     async fn list_opt_outs(&self, tenant: &str, channel: &str, after: Option<&str>, limit: usize) -> Result<OptOutPage, StoreError> {
         use std::ops::Bound::{Excluded, Unbounded};
         let g = self.lock();
-        let Some(list) = g.opt_outs.get(&(tenant.to_owned(), channel.to_owned())) else { return Ok(OptOutPage::default()) };
+        let Some(list) = g.opt_out_list(tenant, channel) else { return Ok(OptOutPage::default()) };
         let from = after.map_or(Unbounded, |a| Excluded(a.to_owned()));
         let mut recipients: Vec<String> = list.range((from, Unbounded)).take(limit.saturating_add(1)).cloned().collect();
         let next_cursor = if recipients.len() > limit {
