@@ -26,6 +26,8 @@ pub const REPORTS_TOTAL: &str = "sendgate_reports_total";
 /// Submits whose outcome is unknown and that are never resent, by `cause`
 /// (`response_timeout`, `instance_died`).
 pub const SUBMITS_AMBIGUOUS_TOTAL: &str = "sendgate_submits_ambiguous_total";
+/// Recipients newly put on an opt-out list, by `source` (`mo`: a STOP reply, `admin`: the admin API).
+pub const OPT_OUTS_TOTAL: &str = "sendgate_opt_outs_total";
 /// Jobs currently between source and a durable point (in memory).
 pub const JOBS_IN_FLIGHT: &str = "sendgate_jobs_in_flight";
 /// Jobs currently parked in the store's scheduled set.
@@ -69,6 +71,7 @@ fn describe() {
     describe_counter!(RECEIPTS_TOTAL, "Delivery receipts received");
     describe_counter!(REPORTS_TOTAL, "Report events produced");
     describe_counter!(SUBMITS_AMBIGUOUS_TOTAL, "Submits with unknown outcome, never resent");
+    describe_counter!(OPT_OUTS_TOTAL, "Recipients newly put on an opt-out list");
     describe_gauge!(JOBS_IN_FLIGHT, "Jobs between source and a durable point");
     describe_counter!(SIM_SUBMIT_SM_TOTAL, "submit_sm PDUs received by the SMSC simulator");
     describe_counter!(SIM_MESSAGES_TOTAL, "Reassembled messages received by the SMSC simulator");

@@ -47,6 +47,8 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
             "dev" => section(&key, value, &mut errors, &mut config.dev),
             "kafka" => config.kafka = typed(&key, value, &mut errors),
             "redis" => config.redis = typed(&key, value, &mut errors),
+            "opt_out" => section(&key, value, &mut errors, &mut config.opt_out),
+            "admin" => config.admin = typed(&key, value, &mut errors),
             "providers" => match value {
                 Value::Table(providers) => {
                     for (name, p) in providers {
@@ -57,10 +59,11 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
                 }
                 _ => errors.push("providers: must be a table of providers".into()),
             },
-            other => errors.push(format!("{other}: unknown section (expected server, pipeline, reports, providers, kafka, redis, dev)")),
+            other => errors.push(format!("{other}: unknown section (expected server, pipeline, reports, providers, kafka, redis, dev, opt_out, admin)")),
         }
     }
     validate(&config, &mut errors);
+    validate_opt_out_and_admin(&config, &mut errors);
     if errors.is_empty() {
         Ok(config)
     } else {
@@ -149,6 +152,55 @@ fn validate(c: &Config, errors: &mut Vec<String>) {
     }
 }
 
+/// `[opt_out]` and `[admin]`; a function of its own so branches adding sections do not all
+/// edit `validate`.
+fn validate_opt_out_and_admin(c: &Config, errors: &mut Vec<String>) {
+    let o = &c.opt_out;
+    let mut stop_words = |key: String, words: &[String]| {
+        if words.is_empty() {
+            errors.push(format!("{key}: must name at least one stop word"));
+        }
+        for (i, w) in words.iter().enumerate() {
+            if w.trim().is_empty() {
+                errors.push(format!("{key}[{i}]: must not be blank"));
+            }
+        }
+    };
+    stop_words("opt_out.stop_words".into(), &o.stop_words);
+    for (t, tc) in &o.tenants {
+        stop_words(format!("opt_out.tenants.{t}.stop_words"), &tc.stop_words);
+    }
+    let tenant_msg = |t: &str| format!("not a tenant name ([a-z0-9_-]{{1,64}}): {t:?}");
+    for t in o.tenants.keys().filter(|t| !crate::job::is_tenant(t)) {
+        errors.push(format!("opt_out.tenants.{t}: {}", tenant_msg(t)));
+    }
+    for (sender, t) in &o.senders {
+        if sender.trim_start_matches('+').is_empty() {
+            errors.push(format!("opt_out.senders.{sender:?}: must not be blank"));
+        }
+        if !crate::job::is_tenant(t) {
+            errors.push(format!("opt_out.senders.{sender}: {}", tenant_msg(t)));
+        }
+    }
+    if let Some(t) = o.default_tenant.as_deref().filter(|t| !crate::job::is_tenant(t)) {
+        errors.push(format!("opt_out.default_tenant: {}", tenant_msg(t)));
+    }
+    if let Some(a) = &c.admin {
+        match (&a.token, &a.token_file) {
+            (Some(_), Some(_)) => errors.push("admin.token: give token or token_file, not both".into()),
+            (None, None) => errors.push("admin.token: required (or token_file); drop [admin] to disable the admin API".into()),
+            // The length only, never the value: errors are printed.
+            (Some(t), None) if t.trim().chars().count() < 16 => {
+                errors.push(format!("admin.token: must be at least 16 characters, got {}", t.trim().chars().count()))
+            }
+            _ => {}
+        }
+        if a.actor.is_empty() || a.actor.chars().any(char::is_control) {
+            errors.push("admin.actor: must be a non-empty name without control characters".into());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,6 +255,48 @@ windw = 10
             let errs = parse(&format!("{base}{extra}\n")).unwrap_err().0;
             assert!(errs.len() == 1 && errs[0].starts_with(want), "{extra}: {errs:?}");
         }
+    }
+
+    #[test]
+    fn opt_out_and_admin_keys_parse_and_their_mistakes_are_named() {
+        let ok = parse(
+            r#"
+[opt_out]
+senders = { "12345" = "acme", "+4915100000000" = "beta" }
+default_tenant = "acme"
+[opt_out.tenants.beta]
+stop_words = ["HALT"]
+[admin]
+token = "0123456789abcdef"
+actor = "ops"
+"#,
+        )
+        .unwrap();
+        assert_eq!(ok.opt_out.stop_words.len(), crate::config::DEFAULT_STOP_WORDS.len());
+        assert_eq!(ok.opt_out.senders["12345"], "acme");
+        assert_eq!(ok.opt_out.tenants["beta"].stop_words, ["HALT"]);
+        assert!(!format!("{ok:?}").contains("0123456789abcdef"), "Debug must not show the token");
+
+        let errs = parse(
+            r#"
+[opt_out]
+stop_words = []
+senders = { "12345" = "Acme Corp" }
+default_tenant = "ACME"
+[opt_out.tenants.beta]
+stop_words = [" "]
+[admin]
+token = "short-secret"
+"#,
+        )
+        .unwrap_err()
+        .0;
+        for key in ["opt_out.stop_words:", "opt_out.senders.12345:", "opt_out.default_tenant:", "opt_out.tenants.beta.stop_words[0]:", "admin.token: must be at least 16"] {
+            assert!(errs.iter().any(|e| e.starts_with(key)), "{key} missing from {errs:?}");
+        }
+        assert!(!errs.iter().any(|e| e.contains("short-secret")), "errors must not show the token: {errs:?}");
+        let errs = parse("[admin]\nactor = \"ops\"\n").unwrap_err().0;
+        assert!(errs[0].starts_with("admin.token: required"), "{errs:?}");
     }
 
     #[test]

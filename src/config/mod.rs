@@ -35,6 +35,12 @@ pub struct Config {
     /// Shared state (`sendgate run`); absent: in-memory (one instance only).
     #[serde(default)]
     pub redis: Option<RedisConfig>,
+    /// Opt-out lists: which MO texts opt a sender out, and whose list they go on.
+    #[serde(default)]
+    pub opt_out: OptOutConfig,
+    /// The admin API under `/v1/admin/`; absent: disabled (404).
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -352,5 +358,73 @@ mod humantime_serde {
         let s = String::deserialize(d)?;
         humantime::parse_duration(&s)
             .map_err(|e| serde::de::Error::custom(format!("not a duration like \"30s\": {s:?} ({e})")))
+    }
+}
+
+/// The stop words every tenant gets unless `[opt_out.tenants.<t>]` says otherwise: the usual
+/// English set plus Russian (`СТОП`, `ОТПИСАТЬСЯ`).
+pub const DEFAULT_STOP_WORDS: [&str; 8] = ["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "СТОП", "ОТПИСАТЬСЯ"];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptOutConfig {
+    /// An MO whose whole text is one of these (case, surrounding spaces and trailing
+    /// punctuation ignored) puts its sender on the opt-out list.
+    pub stop_words: Vec<String>,
+    /// The MO's destination (our sender number or short code, `+` optional) → the tenant
+    /// whose list the sender goes on.
+    pub senders: BTreeMap<String, String>,
+    /// The tenant for an MO to a destination not in `senders`; without it such a STOP is
+    /// logged and dropped.
+    pub default_tenant: Option<String>,
+    /// Per-tenant settings, `[opt_out.tenants.<tenant>]`.
+    pub tenants: BTreeMap<String, TenantOptOutConfig>,
+}
+
+impl Default for OptOutConfig {
+    fn default() -> Self {
+        Self {
+            stop_words: DEFAULT_STOP_WORDS.iter().map(|w| (*w).to_owned()).collect(),
+            senders: BTreeMap::new(),
+            default_tenant: None,
+            tenants: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantOptOutConfig {
+    /// Replaces `opt_out.stop_words` for this tenant.
+    pub stop_words: Vec<String>,
+}
+
+/// Debug is written by hand so that printing a `Config` never prints the token.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// The bearer token the admin API wants; at least 16 characters. Prefer `token_file`,
+    /// which keeps the secret out of a config that is often world-readable.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// A file holding the token (surrounding whitespace ignored), read at startup.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// Who holds the token: every admin change is logged as done by this name.
+    #[serde(default = "default_actor")]
+    pub actor: String,
+}
+
+fn default_actor() -> String {
+    "admin".into()
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token_file", &self.token_file)
+            .field("actor", &self.actor)
+            .finish()
     }
 }
