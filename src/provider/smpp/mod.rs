@@ -6,6 +6,8 @@
 
 mod bind;
 pub mod encoding;
+#[cfg(test)]
+mod proptests;
 pub mod receipt;
 pub mod status;
 pub mod submit;
