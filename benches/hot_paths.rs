@@ -76,9 +76,10 @@ fn bench_encode(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     for (name, text) in &cases {
         let job = job_with_text("enc-1", text);
-        let parts = submit::build(&job, "sendgate", 7).expect("bench text encodes");
+        let opts = submit::Options::default();
+        let parts = submit::build(&job, "sendgate", 7, &opts).expect("bench text encodes").pdus;
         println!("sms_encode/{name}: {} chars -> {} submit_sm", text.chars().count(), parts.len());
-        g.bench_function(*name, |b| b.iter(|| submit::build(black_box(&job), "sendgate", 7)));
+        g.bench_function(*name, |b| b.iter(|| submit::build(black_box(&job), "sendgate", 7, &opts)));
     }
     g.finish();
 }

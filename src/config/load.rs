@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use toml::{Table, Value};
 
 use super::{Config, ProviderConfig, EMBEDDED_SIM};
+use crate::smsc_sim::decode::Alphabet;
 
 /// All that is wrong with a config, one `key.path: reason` per line.
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +138,12 @@ fn validate(c: &Config, errors: &mut Vec<String>) {
                 check(s.system_id.len() <= 15, key("system_id"), "at most 15 characters (SMPP limit)".into());
                 check(s.password.len() <= 8, key("password"), "at most 8 characters (SMPP limit)".into());
                 check(s.reconnect_min <= s.reconnect_max, key("reconnect_min"), "must not exceed reconnect_max".into());
+                check(s.max_segments > 0, key("max_segments"), "must be > 0, got 0".into());
+                check(
+                    Alphabet::of(s.data_coding_gsm7) == Alphabet::Gsm7,
+                    key("data_coding_gsm7"),
+                    format!("must select the GSM 7-bit alphabet (e.g. 0x00 or 0x01), got {:#04x}", s.data_coding_gsm7),
+                );
             }
         }
     }
@@ -175,6 +182,27 @@ windw = 10
         assert!(errs.iter().any(|e| e.starts_with("server.drain_timeout: not a duration")), "{errs:?}");
         assert!(errs.iter().any(|e| e.starts_with("pipeline.max_in_flight: must be > 0")), "{errs:?}");
         assert!(errs.iter().any(|e| e.starts_with("providers.a") && e.contains("windw")), "{errs:?}");
+    }
+
+    #[test]
+    fn smpp_text_keys_are_checked() {
+        let base = "[providers.c]\nkind = \"smpp\"\naddress = \"127.0.0.1:2775\"\nsystem_id = \"x\"\npassword = \"y\"\n";
+        let ok = parse(&format!("{base}encoding = \"latin1\"\nconcatenation = \"sar\"\ndata_coding_gsm7 = 0x01\nmax_segments = 4\n")).unwrap();
+        let ProviderConfig::Smpp(c) = &ok.providers["c"];
+        assert_eq!(
+            (c.encoding, c.concatenation, c.data_coding_gsm7, c.max_segments),
+            (super::super::SmppEncoding::Latin1, super::super::SmppConcatenation::Sar, 1, 4)
+        );
+        for (extra, want) in [
+            ("encoding = \"utf8\"", "providers.c.encoding: unknown variant `utf8`"),
+            ("concatenation = \"udh\"", "providers.c.concatenation: unknown variant `udh`"),
+            ("data_coding_gsm7 = 0x08", "providers.c.data_coding_gsm7: must select the GSM 7-bit alphabet"),
+            ("data_coding_gsm7 = 300", "providers.c.data_coding_gsm7: invalid value"),
+            ("max_segments = 0", "providers.c.max_segments: must be > 0"),
+        ] {
+            let errs = parse(&format!("{base}{extra}\n")).unwrap_err().0;
+            assert!(errs.len() == 1 && errs[0].starts_with(want), "{extra}: {errs:?}");
+        }
     }
 
     #[test]

@@ -251,6 +251,50 @@ pub struct SmppConfig {
     pub reconnect_min: Duration,
     #[serde(default = "default_reconnect_max", with = "humantime_serde")]
     pub reconnect_max: Duration,
+    /// Alphabet for message text; see [`SmppEncoding`].
+    #[serde(default)]
+    pub encoding: SmppEncoding,
+    /// `data_coding` sent with GSM-7 text: 0x00 ("SMSC default alphabet") suits most SMSCs;
+    /// some want 0x01 before they read the octets as GSM 03.38.
+    #[serde(default)]
+    pub data_coding_gsm7: u8,
+    /// How a text longer than one SMS travels; see [`SmppConcatenation`].
+    #[serde(default)]
+    pub concatenation: SmppConcatenation,
+    /// A text needing more segments is rejected rather than billed as a small book; every
+    /// segment costs as much as a whole SMS.
+    #[serde(default = "default_max_segments")]
+    pub max_segments: u8,
+}
+
+/// Which alphabet a provider sends text in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmppEncoding {
+    /// GSM-7 when every character is in the GSM 03.38 alphabet, else UCS-2 (UTF-16BE).
+    #[default]
+    Auto,
+    /// GSM-7 only; a text with any other character is rejected.
+    Gsm7,
+    /// UCS-2 (UTF-16BE) always: 70 characters per SMS even for plain Latin text.
+    Ucs2,
+    /// ISO-8859-1 (`data_coding` 0x03) when every character fits, else UCS-2.
+    Latin1,
+}
+
+/// How a multi-part text is tied together for the handset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmppConcatenation {
+    /// A User Data Header with an 8-bit reference in each part (153 GSM-7 septets per part).
+    #[default]
+    Udh8,
+    /// A User Data Header with a 16-bit reference: fewer reference clashes, 152 septets per part.
+    Udh16,
+    /// SAR TLVs (`sar_msg_ref_num`, …) and no UDH: the SMSC builds the header itself.
+    Sar,
+    /// One `submit_sm` with the whole text in `message_payload`; the SMSC splits it.
+    Payload,
 }
 
 fn default_sms() -> Vec<String> {
@@ -283,6 +327,10 @@ fn default_reconnect_min() -> Duration {
 }
 fn default_reconnect_max() -> Duration {
     Duration::from_secs(30)
+}
+/// Twilio's limit too (1,600 GSM-7 characters): beyond it, handsets and costs both suffer.
+fn default_max_segments() -> u8 {
+    10
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]

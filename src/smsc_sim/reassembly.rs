@@ -1,9 +1,13 @@
-//! Concatenated-SMS handling: finding a part's (ref, total, seq) in its UDH or SAR TLVs, and
-//! joining parts into one logical message once all of them have arrived, in any order.
+//! Concatenated-SMS handling: reading a submit_sm's user data (short_message or
+//! message_payload), finding a part's (ref, total, seq) in its UDH or SAR TLVs, and joining
+//! parts into one logical message once all of them have arrived, in any order.
 //!
 //! Pure logic, no I/O: the session feeds parts in and gets whole messages out.
 
 use std::collections::{HashMap, VecDeque};
+
+use rusmpp::pdus::SubmitSm;
+use rusmpp::tlvs::TlvValue;
 
 /// esm_class bit 6: the short message starts with a User Data Header.
 pub const ESM_UDHI: u8 = 0x40;
@@ -31,6 +35,23 @@ pub enum UdhError {
     Truncated,
     #[error("concatenation info element has total {total} and sequence {seq}")]
     BadConcat { total: u8, seq: u8 },
+}
+
+/// A submit_sm's message bytes (short_message, or message_payload when short_message is
+/// empty) and its SAR TLVs: what [`split_user_data`] takes.
+pub fn submit_user_data(sm: &SubmitSm) -> (&[u8], Sar) {
+    let mut data: &[u8] = sm.short_message().as_ref();
+    let mut sar = Sar::default();
+    for tlv in sm.tlvs() {
+        match tlv.value() {
+            Some(TlvValue::MessagePayload(p)) if data.is_empty() => data = p.value.as_ref(),
+            Some(TlvValue::SarMsgRefNum(v)) => sar.msg_ref_num = Some(*v),
+            Some(TlvValue::SarTotalSegments(v)) => sar.total_segments = Some(*v),
+            Some(TlvValue::SarSegmentSeqnum(v)) => sar.segment_seqnum = Some(*v),
+            _ => {}
+        }
+    }
+    (data, sar)
 }
 
 /// Splits user data into its concatenation info and the payload after any UDH.
@@ -257,6 +278,29 @@ mod tests {
         ];
         for (esm, data, sar, want) in cases {
             assert_eq!(split_user_data(esm, &data, sar), want, "esm {esm:#x} data {data:02x?}");
+        }
+    }
+
+    #[test]
+    fn submit_user_data_reads_short_message_payload_and_sar() {
+        use rusmpp::tlvs::MessageSubmissionRequestTlvValue as Tlv;
+        use rusmpp::types::{AnyOctetString, OctetString};
+        use rusmpp::values::MessagePayload;
+        let sm = |short: &[u8], tlvs: Vec<Tlv>| {
+            SubmitSm::builder().short_message(OctetString::from_vec(short.to_vec()).unwrap()).tlvs(tlvs).build()
+        };
+        let payload = || Tlv::MessagePayload(MessagePayload::new(AnyOctetString::from_slice(b"long")));
+        let sar = vec![Tlv::SarMsgRefNum(7), Tlv::SarTotalSegments(2), Tlv::SarSegmentSeqnum(1)];
+        let full = Sar { msg_ref_num: Some(7), total_segments: Some(2), segment_seqnum: Some(1) };
+        let cases: Vec<(SubmitSm, (&[u8], Sar))> = vec![
+            (sm(b"hi", vec![]), (b"hi", Sar::default())),
+            (sm(b"", vec![payload()]), (b"long", Sar::default())),
+            // short_message wins when both are present.
+            (sm(b"hi", vec![payload()]), (b"hi", Sar::default())),
+            (sm(b"part", sar), (b"part", full)),
+        ];
+        for (i, (pdu, want)) in cases.iter().enumerate() {
+            assert_eq!(submit_user_data(pdu), *want, "case {i}");
         }
     }
 

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant, SystemTime};
 use futures::StreamExt;
 use metrics::Counter;
 use rusmpp::pdus::{BindReceiverResp, BindTransceiverResp, BindTransmitterResp, SubmitSm, SubmitSmResp};
-use rusmpp::tlvs::TlvValue;
 use rusmpp::types::COctetString;
 use rusmpp::{Command, CommandId, CommandStatus, Pdu};
 use tokio::net::TcpStream;
@@ -18,7 +17,7 @@ use tokio_util::codec::Framed;
 use super::codec::{Frame, SimCodec};
 use super::decode::decode_text;
 use super::faults::AfterAccept;
-use super::reassembly::{split_user_data, Part, Sar};
+use super::reassembly::{split_user_data, submit_user_data, Part};
 use super::receipts::{lock, PendingReceipt};
 use super::writer::{write_loop, Outbound, Unacked};
 use super::{LogCmd, Shared, SimMessage};
@@ -310,7 +309,7 @@ impl Session {
             shared.counters.throttled.fetch_add(1, Relaxed);
             return fail(CommandStatus::EsmeRthrottled);
         }
-        let (user_data, sar) = user_data(sm);
+        let (user_data, sar) = submit_user_data(sm);
         let esm_class = u8::from(sm.esm_class);
         let Ok((concat, payload)) = split_user_data(esm_class, user_data, sar) else {
             return fail(CommandStatus::EsmeRinvesmclass);
@@ -381,23 +380,6 @@ impl Session {
 
 fn sim_system_id() -> COctetString<1, 16> {
     COctetString::from_static_slice(SIM_SYSTEM_ID).unwrap_or_default()
-}
-
-/// The message bytes (short_message, or message_payload when short_message is empty) and
-/// the SAR TLVs.
-fn user_data(sm: &SubmitSm) -> (&[u8], Sar) {
-    let mut data: &[u8] = sm.short_message().as_ref();
-    let mut sar = Sar::default();
-    for tlv in sm.tlvs() {
-        match tlv.value() {
-            Some(TlvValue::MessagePayload(p)) if data.is_empty() => data = p.value.as_ref(),
-            Some(TlvValue::SarMsgRefNum(v)) => sar.msg_ref_num = Some(*v),
-            Some(TlvValue::SarTotalSegments(v)) => sar.total_segments = Some(*v),
-            Some(TlvValue::SarSegmentSeqnum(v)) => sar.segment_seqnum = Some(*v),
-            _ => {}
-        }
-    }
-    (data, sar)
 }
 
 impl Shared {

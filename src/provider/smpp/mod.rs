@@ -1,9 +1,13 @@
 //! The SMPP provider: N binds to one SMSC, each with its own window of in-flight `submit_sm`.
 //!
-//! `SmppConfig → SmppProvider`; binds live in [`bind`], PDUs are built in [`submit`], SMSC
-//! statuses are translated in [`status`], receipts are parsed in [`receipt`].
+//! `SmppConfig → SmppProvider`; binds live in [`bind`], PDUs are built in [`submit`] from text
+//! encoded and cut in [`encoding`], SMSC statuses are translated in [`status`], receipts are
+//! parsed in [`receipt`].
 
 mod bind;
+pub mod encoding;
+#[cfg(test)]
+mod proptests;
 pub mod receipt;
 pub mod status;
 pub mod submit;
@@ -101,19 +105,18 @@ impl SmppProvider {
     async fn submit(&self, job: &Job) -> Result<Accepted, SendError> {
         let default_from = self.cfg.default_from.as_deref().unwrap_or("sendgate");
         let reference = self.reference.fetch_add(1, Ordering::Relaxed);
-        let parts = submit::build(job, default_from, reference)?;
+        let submit::Submission { pdus, segments } = submit::build(job, default_from, reference, &(&self.cfg).into())?;
         let (slot, client) = self.pick().await?;
         // One permit per job: its parts go one after another, so the bind never has more
         // than `window` PDUs awaiting a response.
         let _permit = slot.window.acquire().await.map_err(|_| SendError::Unavailable("bind closed".into()))?;
-        let mut message_ids = Vec::with_capacity(parts.len());
-        for part in parts {
+        let mut message_ids = Vec::with_capacity(pdus.len());
+        for part in pdus {
             match client.submit_sm(part).await {
                 Ok(resp) => message_ids.push(resp.message_id().as_str().to_owned()),
                 Err(e) => return Err(bind::classify_error(e, self.cfg.response_timeout)),
             }
         }
-        let segments = message_ids.len() as u32;
         Ok(Accepted { message_ids, segments })
     }
 }
