@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ProviderConfig, EMBEDDED_SIM};
 use crate::pipeline::{completer, worker, CompleterCtx, DrainHandle, Intake, Reporter, WorkerCtx};
-use crate::policy::{Chain, Dedup, Expiry, Schedule};
+use crate::policy::{Chain, Dedup, Expiry, QuietHours, Schedule};
 use crate::provider::smpp::SmppProvider;
 use crate::provider::Provider;
 use crate::receipt::correlate::{sweep_deadlines, Correlator};
@@ -126,6 +126,9 @@ impl App {
             Box::new(Dedup::new(store.clone(), cfg.pipeline.dedup_ttl, busy_recheck)),
             Box::new(Expiry),
             Box::new(Schedule),
+            // After `schedule`: a job scheduled for later is judged when the scheduler hands it
+            // back, through the whole chain again.
+            Box::new(QuietHours::from_config(&cfg)),
         ]);
         let (completions_tx, completions_rx) = mpsc::channel(cfg.pipeline.max_in_flight.max(1));
         let mut pipeline_tasks = Vec::new();

@@ -5,6 +5,7 @@
 
 mod dedup;
 mod expiry;
+mod quiet_hours;
 mod schedule;
 
 use async_trait::async_trait;
@@ -16,6 +17,7 @@ use crate::store::StoreError;
 
 pub use dedup::Dedup;
 pub use expiry::Expiry;
+pub use quiet_hours::QuietHours;
 pub use schedule::Schedule;
 
 /// A policy's answer for one job.
