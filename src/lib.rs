@@ -8,7 +8,8 @@
 //! - [`config`]: typed TOML config and validation that names every bad key.
 //! - [`source`]: where jobs come from (the `http` ingest API, the `kafka` consumer); the `admin` API.
 //! - [`pipeline`]: intake (bounded), the decision worker, the completer, the reporter.
-//! - [`policy`]: the chain that decides whether and when a job may go (`dedup`, `expiry`, `schedule`, `opt_out`).
+//! - [`policy`]: the chain that decides whether and when a job may go (`dedup`, `expiry`, `opt_out`,
+//!   `schedule`, `quiet_hours`).
 //! - [`scheduler`]: feeds deferred jobs back into the chain when they fall due.
 //! - [`route`]: picks the provider for a job.
 //! - [`provider`]: the `Provider` trait and its SMPP implementation.

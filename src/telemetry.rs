@@ -76,4 +76,9 @@ fn describe() {
     describe_counter!(SIM_SUBMIT_SM_TOTAL, "submit_sm PDUs received by the SMSC simulator");
     describe_counter!(SIM_MESSAGES_TOTAL, "Reassembled messages received by the SMSC simulator");
     describe_counter!(SIM_RECEIPTS_TOTAL, "Receipts sent by the SMSC simulator");
+    describe_counter!(QUIET_HOURS_ZONE_FALLBACK_TOTAL, "Quiet-hour decisions made in the tenant's zone because the prefix's zones share no allowed time");
 }
+
+/// Quiet-hour decisions made in the tenant's zone because the zones of the number's prefix
+/// share no allowed instant within 24 h.
+pub const QUIET_HOURS_ZONE_FALLBACK_TOTAL: &str = "sendgate_quiet_hours_zone_fallback_total";

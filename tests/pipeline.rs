@@ -380,3 +380,51 @@ async fn the_admin_api_wants_its_token_and_its_changes_apply_to_the_next_job() {
     assert_eq!(kinds, [EventKind::Accepted, EventKind::Delivered]);
     h.app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_marketing_job_at_night_waits_for_the_end_of_quiet_hours_in_the_recipients_zone() {
+    use sendgate::config::{QuietHoursConfig, TenantConfig};
+    let hm = |s| chrono::NaiveTime::parse_from_str(s, "%H:%M").unwrap();
+    let h = start(|c| {
+        let acme = TenantConfig {
+            tz: Some(chrono_tz::Europe::Moscow),
+            quiet_hours: Some(QuietHoursConfig::Window { start: hm("21:00"), end: hm("09:00") }),
+        };
+        c.tenants.insert("acme".into(), acme);
+    })
+    .await;
+    // 23:00 in Berlin (CET, UTC+1), where +49 numbers are; 01:00 in the tenant's Moscow.
+    let night = chrono::DateTime::parse_from_rfc3339("2026-11-21T22:00:00Z").unwrap().to_utc();
+    h.clock.set(night);
+    let jobs = json!([
+        job("qh-marketing", "+4915100000077", "sale starts tomorrow"),
+        {"id": "qh-code", "tenant": "acme", "channel": "sms", "to": "+4915100000078", "text": "code 123456", "priority": "transactional"},
+    ]);
+    let (status, body) = h.post("/v1/jobs", "application/json", jobs.to_string()).await;
+    assert_eq!((status, body["accepted"].as_u64()), (202, Some(2)), "{body}");
+
+    // The one-time code goes at once; the marketing text waits for 09:00 in Berlin, 08:00Z.
+    let by = h.wait_final(&["qh-code".to_string()]).await;
+    assert_eq!(finals(&by["qh-code"])[0].event, EventKind::Delivered);
+    h.wait_until("deferral", || h.reports_by_job().contains_key("qh-marketing")).await;
+    let d = &h.reports_by_job()["qh-marketing"][0];
+    assert_eq!((d.event, d.reason), (EventKind::Deferred, Some(Reason::QuietHours)));
+    let nine_in_berlin = chrono::DateTime::parse_from_rfc3339("2026-11-22T08:00:00Z").unwrap().to_utc();
+    assert_eq!(d.retry_at, Some(nine_in_berlin));
+    let (_, history) = h.get("/v1/jobs/qh-marketing").await;
+    assert_eq!(history["events"][0]["reason"], "quiet_hours");
+
+    // A minute before, it still waits.
+    h.clock.set(nine_in_berlin - chrono::Duration::minutes(1));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(h.reports_by_job()["qh-marketing"].len(), 1);
+    let sim = h.app.sim.as_ref().unwrap();
+    assert!(!sim.messages().iter().any(|m| m.destination == "4915100000077"));
+
+    h.clock.set(nine_in_berlin);
+    let by = h.wait_final(&["qh-marketing".to_string()]).await;
+    let kinds: Vec<EventKind> = by["qh-marketing"].iter().map(|r| r.event).collect();
+    assert_eq!(kinds, [EventKind::Deferred, EventKind::Accepted, EventKind::Delivered]);
+    assert_eq!(sim.messages().iter().filter(|m| m.destination == "4915100000077").count(), 1);
+    h.app.shutdown().await;
+}

@@ -41,6 +41,12 @@ pub struct Config {
     /// The admin API under `/v1/admin/`; absent: disabled (404).
     #[serde(default)]
     pub admin: Option<AdminConfig>,
+    /// What a tenant not listed under `[tenants]` gets, and what a listed one leaves out.
+    #[serde(default)]
+    pub tenant_defaults: TenantConfig,
+    /// Per-tenant settings, keyed by the jobs' `tenant`.
+    #[serde(default)]
+    pub tenants: BTreeMap<String, TenantConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -426,5 +432,76 @@ impl std::fmt::Debug for AdminConfig {
             .field("token_file", &self.token_file)
             .field("actor", &self.actor)
             .finish()
+    }
+}
+
+/// `[tenants.NAME]` and `[tenant_defaults]`. A key left out of a tenant's section comes from
+/// `[tenant_defaults]`; left out there too, the zone is UTC and there are no quiet hours.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantConfig {
+    /// The zone of the tenant's recipients when neither the job's `tz` nor the number's
+    /// prefix says, and when a prefix's zones share no allowed time within a day.
+    #[serde(deserialize_with = "tz_serde::deserialize")]
+    pub tz: Option<chrono_tz::Tz>,
+    /// Quiet hours of the tenant's marketing jobs, in the recipient's zone; a job's own
+    /// `quiet_hours` overrides them.
+    pub quiet_hours: Option<QuietHoursConfig>,
+}
+
+/// `quiet_hours = { start = "21:00", end = "09:00" }`, or `false` for none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuietHoursConfig {
+    Off,
+    Window { start: chrono::NaiveTime, end: chrono::NaiveTime },
+}
+
+impl<'de> Deserialize<'de> for QuietHoursConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// `"HH:MM"`, parsed where serde still knows the key, so errors name it.
+        struct HhMm(chrono::NaiveTime);
+        impl<'de> Deserialize<'de> for HhMm {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                chrono::NaiveTime::parse_from_str(&s, "%H:%M")
+                    .map(HhMm)
+                    .map_err(|_| serde::de::Error::custom(format!("not HH:MM: {s:?}")))
+            }
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Window {
+            start: HhMm,
+            end: HhMm,
+        }
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = QuietHoursConfig;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(r#"{ start = "HH:MM", end = "HH:MM" } or false"#)
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                if v {
+                    Err(E::custom(r#"must be { start = "HH:MM", end = "HH:MM" } or false, got true"#))
+                } else {
+                    Ok(QuietHoursConfig::Off)
+                }
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                let w = Window::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(QuietHoursConfig::Window { start: w.start.0, end: w.end.0 })
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// IANA zone names for serde.
+mod tz_serde {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<chrono_tz::Tz>, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map(Some).map_err(|_| serde::de::Error::custom(format!("not an IANA zone: {s:?}")))
     }
 }
