@@ -5,6 +5,8 @@
 
 mod dedup;
 mod expiry;
+mod opt_out;
+mod quiet_hours;
 mod schedule;
 pub mod whatsapp_tier;
 
@@ -17,6 +19,8 @@ use crate::store::StoreError;
 
 pub use dedup::Dedup;
 pub use expiry::Expiry;
+pub use opt_out::OptOut;
+pub use quiet_hours::QuietHours;
 pub use schedule::Schedule;
 pub use whatsapp_tier::WhatsappTier;
 

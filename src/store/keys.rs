@@ -81,6 +81,13 @@ impl Keys {
         format!("{}hist:", self.prefix)
     }
 
+    /// ZSET of the recipients on one tenant's opt-out list for one channel, every score 0 so
+    /// that members sort by bytes and the list pages by recipient (`ZRANGE … BYLEX`). Tenant
+    /// and channel names cannot hold `:`, so no two lists share a key.
+    pub fn opt_out(&self, tenant: &str, channel: &str) -> String {
+        format!("{}optout:{tenant}:{channel}", self.prefix)
+    }
+
     /// ZSET recipient → when it was last counted (unix ms): the recipients one WhatsApp
     /// portfolio reached in its moving window (trimmed by score, never by TTL, so that the
     /// window follows the `now` the policy passes in).
@@ -118,7 +125,7 @@ mod tests {
     #[test]
     fn every_key_starts_with_the_prefix() {
         let k = Keys::new("sg:");
-        for key in [k.alive("h"), k.job("j"), k.sched(), k.sched_payload(), k.sched_lease(), k.sched_seq(), k.msg("p", "m"), k.deadlines(), k.hist("j"), k.wa_window("p"), k.wa_inbound("1", "+1"), k.wa_pair("1", "+1")] {
+        for key in [k.alive("h"), k.job("j"), k.sched(), k.sched_payload(), k.sched_lease(), k.sched_seq(), k.msg("p", "m"), k.deadlines(), k.hist("j"), k.opt_out("t", "sms"), k.wa_window("p"), k.wa_inbound("1", "+1"), k.wa_pair("1", "+1")] {
             assert!(key.starts_with("sg:"), "{key}");
         }
     }
