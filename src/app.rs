@@ -25,7 +25,7 @@ use crate::sink::kafka::{KafkaProducer, KafkaSink};
 use crate::sink::Sink;
 use crate::source::kafka::{KafkaSource, SourceDeps};
 use crate::smsc_sim::{SimHandle, SmscSim};
-use crate::source::admin::Admin;
+use crate::source::admin::{Admin, WhatsappAdmin};
 use crate::source::http::{self, Api, Ingest};
 use crate::store::{MemoryStore, RedisStore, Store};
 
@@ -81,7 +81,10 @@ impl App {
         };
         // Read before anything is started: a bad token file fails fast.
         let admin = match &cfg.admin {
-            Some(a) => Some(Admin::new(a, store.clone())?),
+            Some(a) => Some(Admin::new(a, store.clone())?.with_whatsapp(WhatsappAdmin {
+                tier: WhatsappTier::new(store.clone(), &cfg.whatsapp),
+                clock: clock.clone(),
+            })),
             None => None,
         };
         // A claim held by a live instance is looked at again once its heartbeat could lapse.

@@ -429,25 +429,33 @@ async fn a_marketing_job_at_night_waits_for_the_end_of_quiet_hours_in_the_recipi
     h.app.shutdown().await;
 }
 
-/// WhatsApp messaging limits end to end. No WhatsApp provider exists yet (the Cloud API one
-/// comes with a later issue), so the dev SMPP provider serves `whatsapp` too and the simulator
-/// stands in for Meta: what is tested is the policy, the scheduled set and the clock.
+/// The phone number id of the WhatsApp tests' portfolio.
+const NUMBER: &str = "106540352242922";
+
+/// A WhatsApp portfolio `name` of `tier` recipients holding [`NUMBER`]. No WhatsApp provider
+/// exists yet (the Cloud API one comes with a later issue), so the dev SMPP provider serves
+/// `whatsapp` too and the simulator stands in for Meta: what these tests cover is the policy,
+/// the scheduled set, the clock and the admin API.
+fn whatsapp_portfolio(c: &mut sendgate::config::Config, name: &str, tier: u64) {
+    let toml = sendgate::config::DEV_TOML.replace(r#"channels = ["sms"]"#, r#"channels = ["sms", "whatsapp"]"#)
+        + &format!("\n[whatsapp.portfolios.{name}]\ntier = {tier}\nnumbers = [\"{NUMBER}\"]\n");
+    let parsed = sendgate::config::parse(&toml).unwrap();
+    assert_eq!(parsed.providers["smsc-a"].channels(), ["sms", "whatsapp"]);
+    c.providers = parsed.providers;
+    c.whatsapp = parsed.whatsapp;
+}
+
+fn wa_job(id: &str, to: &str) -> Value {
+    json!({"id": id, "tenant": "acme", "channel": "whatsapp", "from": NUMBER, "to": to, "text": "Your order shipped"})
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whatsapp_tier_of_250_sends_250_now_and_the_other_150_a_window_later() {
-    const NUMBER: &str = "106540352242922";
-    let h = start(|c| {
-        let toml = sendgate::config::DEV_TOML.replace(r#"channels = ["sms"]"#, r#"channels = ["sms", "whatsapp"]"#)
-            + &format!("\n[whatsapp.portfolios.pipeline_test]\ntier = 250\nnumbers = [\"{NUMBER}\"]\n");
-        let parsed = sendgate::config::parse(&toml).unwrap();
-        assert_eq!(parsed.providers["smsc-a"].channels(), ["sms", "whatsapp"]);
-        c.providers = parsed.providers;
-        c.whatsapp = parsed.whatsapp;
-    })
-    .await;
+    let h = start(|c| whatsapp_portfolio(c, "pipeline_test", 250)).await;
     let t0 = support::t0();
     let ids: Vec<String> = (0..400).map(|i| format!("wa-{i}")).collect();
     let jobs: Vec<Value> = (0..400)
-        .map(|i| json!({"id": ids[i], "tenant": "acme", "channel": "whatsapp", "from": NUMBER, "to": format!("+4915300{i:05}"), "text": "Your order shipped"}))
+        .map(|i| wa_job(&ids[i], &format!("+4915300{i:05}")))
         .collect();
     let (status, body) = h.post("/v1/jobs", "application/json", Value::Array(jobs).to_string()).await;
     assert_eq!((status, body["accepted"].as_u64()), (202, Some(400)), "{body}");
@@ -487,5 +495,67 @@ async fn a_whatsapp_tier_of_250_sends_250_now_and_the_other_150_a_window_later()
         assert_eq!(kinds, [EventKind::Deferred, EventKind::Accepted, EventKind::Delivered], "{id}");
     }
     assert_eq!(sim.stats().messages, 400);
+    h.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_shows_a_portfolios_use_and_opens_service_windows() {
+    const TOKEN: &str = "test-admin-token-0123456789";
+    let h = start(|c| {
+        whatsapp_portfolio(c, "admin_test", 1);
+        c.admin = Some(sendgate::config::AdminConfig { token: Some(TOKEN.into()), token_file: None, actor: "ops".into() });
+    })
+    .await;
+    let t0 = support::t0();
+    let auth = format!("Bearer {TOKEN}");
+    let call = |method: &'static str, path: &'static str, body: &str| {
+        let headers = [("authorization", auth.clone()), ("content-type", "application/json".to_owned())];
+        let body = bytes::Bytes::from(body.to_owned());
+        let addr = h.app.api_addr;
+        async move {
+            let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let (status, _, v) = support::request_with(addr, method, path, &headers, body).await;
+            (status, v)
+        }
+    };
+    let portfolio = "/v1/admin/whatsapp/portfolios/admin_test";
+    let (status, body) = call("GET", portfolio, "").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({"portfolio": "admin_test", "tier": 1, "window_s": 86400, "used": 0, "remaining": 1, "oldest": null, "next_release": null}));
+
+    h.post("/v1/jobs", "application/json", wa_job("adm-wa-1", "+4915400000001").to_string()).await;
+    h.wait_final(&["adm-wa-1".to_string()]).await;
+    let (_, body) = call("GET", portfolio, "").await;
+    assert_eq!((&body["used"], &body["remaining"]), (&json!(1), &json!(0)), "{body}");
+    assert_eq!(body["next_release"], json!(t0 + chrono::Duration::hours(24)));
+
+    // The tier is used up, but a recipient who wrote to us may still be answered.
+    let contact = json!([{"number": NUMBER, "from": "+4915400000002", "at": (t0 - chrono::Duration::hours(1)).to_rfc3339()}]);
+    let (status, body) = call("POST", "/v1/admin/whatsapp/inbound", &contact.to_string()).await;
+    assert_eq!((status, body), (200, json!({"recorded": 1})));
+    let jobs = json!([wa_job("adm-wa-2", "+4915400000002"), wa_job("adm-wa-3", "+4915400000003")]);
+    h.post("/v1/jobs", "application/json", jobs.to_string()).await;
+    let by = h.wait_final(&["adm-wa-2".to_string()]).await;
+    assert_eq!(finals(&by["adm-wa-2"])[0].event, EventKind::Delivered);
+    h.wait_until("deferral", || h.reports_by_job().contains_key("adm-wa-3")).await;
+    let d = &h.reports_by_job()["adm-wa-3"][0];
+    assert_eq!((d.event, d.reason, d.retry_at), (EventKind::Deferred, Some(Reason::TierCap), Some(t0 + chrono::Duration::hours(24))));
+    let (_, body) = call("GET", portfolio, "").await;
+    assert_eq!(body["used"], 1, "the service-window reply was not counted");
+
+    for (method, path, body, status, error) in [
+        ("GET", "/v1/admin/whatsapp/portfolios/nope", "", 404, "no WhatsApp portfolio named \"nope\""),
+        ("PUT", portfolio, "", 405, "method: use GET"),
+        ("GET", "/v1/admin/whatsapp/inbound", "", 405, "method: use POST"),
+        ("POST", "/v1/admin/whatsapp/inbound", r#"[{"number":"1","from":"+4915400000009"},{"number":"1","from":"49"}]"#, 400, "[1].from: not an E.164 number"),
+        ("POST", "/v1/admin/whatsapp/inbound", r#"{"number":"1"}"#, 400, "[0].from: required"),
+        ("POST", "/v1/admin/whatsapp/inbound", "nope", 400, "body: not JSON"),
+    ] {
+        let (got, v) = call(method, path, body).await;
+        assert_eq!(got, status, "{method} {path}: {v}");
+        assert!(v["error"].as_str().unwrap().starts_with(error), "{method} {path}: {v}");
+    }
+    let (status, _, _) = h.admin("GET", portfolio, None).await;
+    assert_eq!(status, 401);
     h.app.shutdown().await;
 }

@@ -1,4 +1,5 @@
-//! The admin API under `/v1/admin/`: opt-out lists, behind the configured bearer token.
+//! The admin API under `/v1/admin/`: opt-out lists and WhatsApp tiers (`whatsapp.rs`), behind
+//! the configured bearer token.
 //!
 //! Without `[admin]` in config the whole prefix answers 404 (see `http.rs`). Every request is
 //! authorized before its path is even looked at, so without the token nothing here, not even
@@ -18,6 +19,10 @@ use crate::config::AdminConfig;
 use crate::job::{check_recipient, masked};
 use crate::store::Store;
 use crate::telemetry;
+
+mod whatsapp;
+
+pub use whatsapp::WhatsappAdmin;
 
 /// A token shorter than this is refused at startup (as `admin.token` is by config checks).
 const MIN_TOKEN_CHARS: usize = 16;
@@ -41,6 +46,8 @@ pub struct Admin {
     token: Vec<u8>,
     /// Who holds the token, for the log line of every change.
     actor: String,
+    /// The WhatsApp routes; `None` until [`Admin::with_whatsapp`].
+    whatsapp: Option<WhatsappAdmin>,
 }
 
 impl Admin {
@@ -59,7 +66,13 @@ impl Admin {
             // Config validation refuses an [admin] without either.
             (None, None) => String::new(),
         };
-        Ok(Self { store, token: token.into_bytes(), actor: cfg.actor.clone() })
+        Ok(Self { store, token: token.into_bytes(), actor: cfg.actor.clone(), whatsapp: None })
+    }
+
+    /// Adds `/v1/admin/whatsapp/...`: a portfolio's tier and use, and inbound contacts.
+    pub fn with_whatsapp(mut self, whatsapp: WhatsappAdmin) -> Self {
+        self.whatsapp = Some(whatsapp);
+        self
     }
 
     pub async fn handle(&self, req: Request<Incoming>) -> Resp {
@@ -91,6 +104,14 @@ impl Admin {
                     _ => method_not_allowed("GET"),
                 }
             }
+            ["whatsapp", "portfolios", name] if self.whatsapp.is_some() => match (&self.whatsapp, method) {
+                (Some(w), Method::GET) => w.portfolio(name).await,
+                _ => method_not_allowed("GET"),
+            },
+            ["whatsapp", "inbound"] if self.whatsapp.is_some() => match (&self.whatsapp, method) {
+                (Some(w), Method::POST) => w.inbound(req, &self.actor).await,
+                _ => method_not_allowed("POST"),
+            },
             _ => json_resp(StatusCode::NOT_FOUND, json!({"error": format!("no admin route for {path}")})),
         }
     }
