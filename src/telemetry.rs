@@ -19,6 +19,11 @@ pub const PROVIDER_REQUESTS_TOTAL: &str = "sendgate_provider_requests_total";
 pub const PROVIDER_REQUEST_DURATION_SECONDS: &str = "sendgate_provider_request_duration_seconds";
 /// SMPP binds currently bound, by `provider`.
 pub const SMPP_BINDS_BOUND: &str = "sendgate_smpp_binds_bound";
+/// submit_sm answered ESME_RTHROTTLED or ESME_RMSGQFUL, by `provider` and `status`.
+pub const SMPP_THROTTLED_TOTAL: &str = "sendgate_smpp_throttled_total";
+/// Bind pauses after throttling, by `provider`: `_sum` is the seconds binds spent paused
+/// (overlapping pauses counted once), `_count` the pauses started or extended.
+pub const SMPP_LINK_PAUSE_SECONDS: &str = "sendgate_smpp_link_pause_seconds";
 /// Delivery receipts received, by `provider` and `outcome` (`matched`, `unmatched`, `mo`).
 pub const RECEIPTS_TOTAL: &str = "sendgate_receipts_total";
 /// Report events produced, by `event`.
@@ -66,6 +71,8 @@ fn describe() {
     describe_counter!(PROVIDER_REQUESTS_TOTAL, "Requests handed to providers");
     describe_histogram!(PROVIDER_REQUEST_DURATION_SECONDS, Unit::Seconds, "Provider answer latency");
     describe_gauge!(SMPP_BINDS_BOUND, "SMPP binds currently bound");
+    describe_counter!(SMPP_THROTTLED_TOTAL, "submit_sm answered ESME_RTHROTTLED or ESME_RMSGQFUL");
+    describe_histogram!(SMPP_LINK_PAUSE_SECONDS, Unit::Seconds, "Time SMPP binds spent paused after throttling");
     describe_counter!(RECEIPTS_TOTAL, "Delivery receipts received");
     describe_counter!(REPORTS_TOTAL, "Report events produced");
     describe_counter!(SUBMITS_AMBIGUOUS_TOTAL, "Submits with unknown outcome, never resent");

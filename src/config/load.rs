@@ -139,6 +139,9 @@ fn validate(c: &Config, errors: &mut Vec<String>) {
                 check(s.password.len() <= 8, key("password"), "at most 8 characters (SMPP limit)".into());
                 check(s.reconnect_min <= s.reconnect_max, key("reconnect_min"), "must not exceed reconnect_max".into());
                 check(s.max_segments > 0, key("max_segments"), "must be > 0, got 0".into());
+                check(!s.throttle_backoff.is_zero(), key("throttle_backoff"), "must be > 0".into());
+                check(!s.queue_full_backoff.is_zero(), key("queue_full_backoff"), "must be > 0".into());
+                check(s.max_retries <= 100, key("max_retries"), format!("must be <= 100, got {}", s.max_retries));
                 check(
                     Alphabet::of(s.data_coding_gsm7) == Alphabet::Gsm7,
                     key("data_coding_gsm7"),

@@ -265,6 +265,19 @@ pub struct SmppConfig {
     /// segment costs as much as a whole SMS.
     #[serde(default = "default_max_segments")]
     pub max_segments: u8,
+    /// After ESME_RTHROTTLED the bind sends nothing for this long, then the same PDU again.
+    #[serde(default = "default_throttle_backoff", with = "humantime_serde")]
+    pub throttle_backoff: Duration,
+    /// After ESME_RMSGQFUL (the SMSC's queue is full) the bind pauses this long.
+    #[serde(default = "default_queue_full_backoff", with = "humantime_serde")]
+    pub queue_full_backoff: Duration,
+    /// Times a submit answered with a passing error (ESME_RSYSERR, ...) is sent again in place
+    /// before the job goes back to the pipeline to be retried later.
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    /// Wait before the first such resend; doubles with each further one.
+    #[serde(default = "default_retry_delay", with = "humantime_serde")]
+    pub retry_delay: Duration,
 }
 
 /// Which alphabet a provider sends text in.
@@ -327,6 +340,18 @@ fn default_reconnect_min() -> Duration {
 }
 fn default_reconnect_max() -> Duration {
     Duration::from_secs(30)
+}
+fn default_throttle_backoff() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_queue_full_backoff() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_max_retries() -> u32 {
+    3
+}
+fn default_retry_delay() -> Duration {
+    Duration::from_millis(500)
 }
 /// Twilio's limit too (1,600 GSM-7 characters): beyond it, handsets and costs both suffer.
 fn default_max_segments() -> u8 {

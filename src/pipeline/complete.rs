@@ -110,6 +110,9 @@ async fn settle(ctx: Arc<CompleterCtx>, batch: Vec<Completion>) {
                     .with_reason(Reason::ProviderRejected)
                     .with_error(Some(code), message),
             ),
+            Err(SendError::Failed { code, message }) => reports.push(
+                Report::about(job, EventKind::Failed, now).with_provider(&provider).with_error(Some(code), message),
+            ),
             Err(e) => {
                 metrics::counter!(crate::telemetry::SUBMITS_AMBIGUOUS_TOTAL, "cause" => "response_timeout").increment(1);
                 warn!(provider = %provider, error = %e, "submit outcome unknown; not resending");

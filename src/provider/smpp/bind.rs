@@ -1,51 +1,83 @@
-//! One SMPP bind: connect, bind_transceiver, serve incoming PDUs, reconnect with backoff.
+//! One SMPP bind: connect, bind, serve incoming PDUs, notice a dead link, reconnect with
+//! backoff. The slot senders pick is here too, with the bind's pause.
 
 use std::str::FromStr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures::StreamExt;
 use rand::Rng;
-use rusmpp::pdus::{BindTransceiver, DeliverSmResp};
+use rusmpp::pdus::BindTransceiver;
 use rusmpp::types::COctetString;
-use rusmpp::{CommandId, Pdu};
 use rusmppc::{ConnectionBuilder, Event};
 use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::receipt::{self, Inbound, ReceiptState};
-use super::status;
+use super::incoming;
 use crate::config::SmppConfig;
-use crate::provider::SendError;
-use crate::receipt::{InboundMessage, InboundReceipt, ProviderEvent};
-use crate::store::PartOutcome;
+use crate::receipt::ProviderEvent;
 use crate::telemetry;
 
 pub(super) struct BindSlot {
-    index: usize,
-    /// The live client while bound; `None` between connections.
-    client: RwLock<Option<rusmppc::Client>>,
+    pub(super) index: usize,
+    /// The live connection while bound; `None` between connections.
+    link: RwLock<Option<Link>>,
     /// In-flight `submit_sm` on this bind: rusmppc has no window of its own.
-    pub(super) window: Semaphore,
+    pub(super) window: Arc<Semaphore>,
+    /// No submit is written on this bind before this instant (ESME_RTHROTTLED, ESME_RMSGQFUL).
+    /// Kept across reconnects: an SMSC throttles the account, not the TCP connection.
+    paused_until: Mutex<Option<Instant>>,
+}
+
+/// One bound connection as senders see it.
+#[derive(Clone)]
+pub(super) struct Link {
+    pub(super) client: rusmppc::Client,
+    /// Cancelled by a sender that concluded the link is dead (a submit_sm went unanswered);
+    /// the bind loop then closes it and binds again.
+    pub(super) dead: CancellationToken,
 }
 
 impl BindSlot {
     pub(super) fn new(index: usize, window: usize) -> Self {
-        Self { index, client: RwLock::new(None), window: Semaphore::new(window) }
+        Self { index, link: RwLock::new(None), window: Arc::new(Semaphore::new(window)), paused_until: Mutex::new(None) }
     }
 
-    pub(super) fn client(&self) -> Option<rusmppc::Client> {
-        self.client.read().unwrap_or_else(|e| e.into_inner()).clone()
+    /// The bound connection, unless there is none or it was declared dead.
+    pub(super) fn link(&self) -> Option<Link> {
+        self.link.read().unwrap_or_else(|e| e.into_inner()).clone().filter(|l| !l.dead.is_cancelled())
     }
 
-    fn set(&self, c: Option<rusmppc::Client>) {
-        *self.client.write().unwrap_or_else(|e| e.into_inner()) = c;
+    fn set(&self, l: Option<Link>) {
+        *self.link.write().unwrap_or_else(|e| e.into_inner()) = l;
+    }
+
+    /// Pauses the bind for `by` from now, or keeps a longer pause already on; returns how much
+    /// later the pause now ends than before (what the pause metric adds up).
+    pub(super) fn pause(&self, by: Duration) -> Duration {
+        let mut until = self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let old_end = until.filter(|u| *u > now).unwrap_or(now);
+        let new_end = now + by;
+        if new_end > old_end {
+            *until = Some(new_end);
+            new_end - old_end
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// When the pause on this bind ends, if one is on.
+    pub(super) fn paused_until(&self) -> Option<Instant> {
+        let until = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        until.filter(|u| *u > Instant::now())
     }
 
     /// Waits for in-flight submits to answer (bounded by the caller's drain), then unbinds.
     pub(super) async fn unbind(&self) {
-        let Some(client) = self.client() else { return };
+        let Some(Link { client, .. }) = self.link() else { return };
         // Taking every permit means no submit is in flight on this bind any more.
         let permits = self.window.available_permits() as u32;
         let _ = tokio::time::timeout(Duration::from_secs(5), self.window.acquire_many(permits.max(1))).await;
@@ -56,20 +88,6 @@ impl BindSlot {
             Err(_) => warn!(bind = self.index, "SMPP unbind timed out"),
         }
         let _ = client.close().await;
-    }
-}
-
-/// What a failed `submit_sm` means for the job.
-pub(super) fn classify_error(e: rusmppc::error::Error, timeout: Duration) -> SendError {
-    use rusmppc::error::Error as E;
-    match e {
-        E::UnexpectedResponse { response } => status::classify(response.status()),
-        E::ResponseTimeout { .. } => SendError::Ambiguous(timeout),
-        // The connection went away before the PDU was written or answered. If it was never
-        // written this is a plain retry; if it was, we cannot know: rusmppc does not say which,
-        // so treat a closed connection as ambiguous only when the write may have happened.
-        E::ConnectionClosed | E::ConnectionClosedByPeer | E::Io(_) => SendError::Ambiguous(timeout),
-        other => SendError::Transient { code: "connection".into(), message: other.to_string() },
     }
 }
 
@@ -95,12 +113,18 @@ pub(super) async fn run(
             Ok((client, mut events)) => {
                 attempt = 0;
                 info!(provider = %provider, bind = slot.index, %address, "SMPP bound");
-                slot.set(Some(client.clone()));
+                let dead = CancellationToken::new();
+                slot.set(Some(Link { client: client.clone(), dead: dead.clone() }));
                 bound.send_modify(|n| *n += 1);
                 metrics::gauge!(telemetry::SMPP_BINDS_BOUND, "provider" => provider.to_string()).increment(1.0);
                 loop {
                     let event = tokio::select! {
                         e = events.next() => e,
+                        _ = dead.cancelled() => {
+                            warn!(provider = %provider, bind = slot.index, "SMPP link declared dead (a submit_sm went unanswered); closing it to bind again");
+                            let _ = tokio::time::timeout(Duration::from_secs(1), client.close()).await;
+                            break;
+                        }
                         _ = stop.cancelled() => {
                             // Keep serving receipts until unbind closes the stream.
                             events.next().await
@@ -108,7 +132,7 @@ pub(super) async fn run(
                     };
                     let Some(event) = event else { break };
                     match event {
-                        Event::Incoming(cmd) => handle_incoming(&provider, &client, cmd, &events_tx).await,
+                        Event::Incoming(cmd) => incoming::handle(&provider, &client, cmd, &events_tx).await,
                         Event::Error(e) => {
                             if stop.is_cancelled() {
                                 debug!(provider = %provider, bind = slot.index, error = %e, "SMPP link closing");
@@ -166,61 +190,4 @@ async fn connect(
         )
         .await?;
     Ok((client, events))
-}
-
-async fn handle_incoming(
-    provider: &Arc<str>,
-    client: &rusmppc::Client,
-    cmd: rusmpp::Command,
-    events_tx: &mpsc::Sender<ProviderEvent>,
-) {
-    match cmd.id() {
-        CommandId::DeliverSm => {
-            if let Some(Pdu::DeliverSm(pdu)) = cmd.pdu() {
-                let event = match receipt::parse_deliver_sm(pdu) {
-                    Ok(Inbound::Receipt(r)) => Some(ProviderEvent::Receipt(InboundReceipt {
-                        provider: provider.clone(),
-                        message_id: r.message_id,
-                        outcome: outcome(&r.state),
-                        error_code: r.error_code,
-                    })),
-                    Ok(Inbound::Mo { source, destination, text }) => Some(ProviderEvent::Inbound(InboundMessage {
-                        provider: provider.clone(),
-                        from: source,
-                        to: destination,
-                        text,
-                    })),
-                    Err(e) => {
-                        warn!(provider = %provider, error = %e, "deliver_sm not understood; acknowledged and dropped");
-                        None
-                    }
-                };
-                // Hand it on before acknowledging, so the SMSC resends it if we die in between.
-                if let Some(ev) = event {
-                    let _ = events_tx.send(ev).await;
-                }
-            }
-            // Awaited inline on purpose: sending these from spawned tasks let them pile onto
-            // rusmppc's single connection task faster than the SMSC read them, and the link
-            // wedged (both sides blocked writing). Inline, receipts pace themselves.
-            if let Err(e) = client.deliver_sm_resp(cmd.sequence_number(), DeliverSmResp::default()).await {
-                debug!(provider = %provider, error = %e, "deliver_sm_resp not sent");
-            }
-        }
-        CommandId::Unbind => {
-            let _ = client.unbind_resp(cmd.sequence_number()).await;
-        }
-        other => debug!(provider = %provider, command = ?other, "unexpected PDU from SMSC ignored"),
-    }
-}
-
-fn outcome(state: &ReceiptState) -> Option<PartOutcome> {
-    match state {
-        ReceiptState::Delivered => Some(PartOutcome::Delivered),
-        ReceiptState::Undelivered => Some(PartOutcome::Undelivered),
-        ReceiptState::Expired => Some(PartOutcome::Expired),
-        ReceiptState::Rejected => Some(PartOutcome::Rejected),
-        ReceiptState::Unknown => Some(PartOutcome::Unknown),
-        ReceiptState::Accepted => None,
-    }
 }

@@ -1,14 +1,18 @@
 //! The SMPP provider: N binds to one SMSC, each with its own window of in-flight `submit_sm`.
 //!
-//! `SmppConfig → SmppProvider`; binds live in [`bind`], PDUs are built in [`submit`] from text
-//! encoded and cut in [`encoding`], SMSC statuses are translated in [`status`], receipts are
-//! parsed in [`receipt`].
+//! `SmppConfig → SmppProvider`; binds live in [`bind`] (PDUs they receive in `incoming`), a
+//! job's PDUs are built in [`submit`] from text encoded and cut in [`encoding`] and sent in
+//! `send`, SMSC statuses are translated in [`status`], receipts are parsed in [`receipt`].
 
 mod bind;
 pub mod encoding;
+mod incoming;
+#[cfg(test)]
+mod link_tests;
 #[cfg(test)]
 mod proptests;
 pub mod receipt;
+mod send;
 pub mod status;
 pub mod submit;
 
@@ -20,7 +24,8 @@ use async_trait::async_trait;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use self::bind::BindSlot;
+use self::bind::{BindSlot, Link};
+use crate::clock::Clock;
 use crate::config::SmppConfig;
 use crate::job::Job;
 use crate::provider::{Accepted, Provider, SendError};
@@ -42,13 +47,21 @@ pub struct SmppProvider {
     reference: AtomicU16,
     /// Number of binds currently bound; senders wait on it when it is zero.
     bound: watch::Receiver<usize>,
+    /// The pipeline's clock: a job's `expires_at` is read against it.
+    clock: Arc<dyn Clock>,
     stop: CancellationToken,
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl SmppProvider {
     /// Starts the binds (they connect in the background and keep reconnecting).
-    pub fn start(name: &str, cfg: SmppConfig, address: String, events: mpsc::Sender<ProviderEvent>) -> Arc<Self> {
+    pub fn start(
+        name: &str,
+        cfg: SmppConfig,
+        address: String,
+        events: mpsc::Sender<ProviderEvent>,
+        clock: Arc<dyn Clock>,
+    ) -> Arc<Self> {
         let name: Arc<str> = name.into();
         let (bound_tx, bound) = watch::channel(0usize);
         let bound_tx = Arc::new(bound_tx);
@@ -75,21 +88,22 @@ impl SmppProvider {
             next: AtomicUsize::new(0),
             reference: AtomicU16::new(rand::random()),
             bound,
+            clock,
             stop,
             tasks: std::sync::Mutex::new(tasks),
         })
     }
 
     /// A bound bind, round-robin; waits up to [`BIND_WAIT`] when none is bound.
-    async fn pick(&self) -> Result<(Arc<BindSlot>, rusmppc::Client), SendError> {
+    async fn pick(&self) -> Result<(Arc<BindSlot>, Link), SendError> {
         let deadline = tokio::time::Instant::now() + BIND_WAIT;
         let mut bound = self.bound.clone();
         loop {
             let start = self.next.fetch_add(1, Ordering::Relaxed);
             for i in 0..self.slots.len() {
                 let slot = &self.slots[(start + i) % self.slots.len()];
-                if let Some(client) = slot.client() {
-                    return Ok((slot.clone(), client));
+                if let Some(link) = slot.link() {
+                    return Ok((slot.clone(), link));
                 }
             }
             if self.stop.is_cancelled() {
@@ -100,24 +114,6 @@ impl SmppProvider {
                 _ => return Err(SendError::Unavailable(format!("no SMPP bind to {} is up", self.cfg.address))),
             }
         }
-    }
-
-    async fn submit(&self, job: &Job) -> Result<Accepted, SendError> {
-        let default_from = self.cfg.default_from.as_deref().unwrap_or("sendgate");
-        let reference = self.reference.fetch_add(1, Ordering::Relaxed);
-        let submit::Submission { pdus, segments } = submit::build(job, default_from, reference, &(&self.cfg).into())?;
-        let (slot, client) = self.pick().await?;
-        // One permit per job: its parts go one after another, so the bind never has more
-        // than `window` PDUs awaiting a response.
-        let _permit = slot.window.acquire().await.map_err(|_| SendError::Unavailable("bind closed".into()))?;
-        let mut message_ids = Vec::with_capacity(pdus.len());
-        for part in pdus {
-            match client.submit_sm(part).await {
-                Ok(resp) => message_ids.push(resp.message_id().as_str().to_owned()),
-                Err(e) => return Err(bind::classify_error(e, self.cfg.response_timeout)),
-            }
-        }
-        Ok(Accepted { message_ids, segments })
     }
 }
 

@@ -1,0 +1,225 @@
+//! The provider's links against real SMSCs over loopback TCP: the simulator with its faults, and
+//! a scripted fake SMSC where a status the simulator never sends is needed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::{SinkExt, StreamExt};
+use rusmpp::pdus::{BindTransceiverResp, SubmitSmResp};
+use rusmpp::tokio_codec::CommandCodec;
+use rusmpp::types::COctetString;
+use rusmpp::{Command, CommandStatus, Pdu};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::codec::Framed;
+
+use super::SmppProvider;
+use crate::clock::SystemClock;
+use crate::config::{ProviderConfig, SmppConfig};
+use crate::job::Job;
+use crate::provider::{Provider, SendError};
+use crate::receipt::ProviderEvent;
+use crate::smsc_sim::{SimConfig, SimHandle, SmscSim};
+
+/// An SMPP provider section with test-sized timers plus `extra` TOML lines.
+pub(super) fn smpp_config(address: &str, extra: &str) -> SmppConfig {
+    let text = format!(
+        "[providers.p]\nkind = \"smpp\"\naddress = \"{address}\"\nsystem_id = \"gw\"\npassword = \"pw\"\n\
+         reconnect_min = \"50ms\"\nreconnect_max = \"500ms\"\nresponse_timeout = \"2s\"\n{extra}\n"
+    );
+    let cfg = crate::config::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let ProviderConfig::Smpp(c) = cfg.providers["p"].clone();
+    c
+}
+
+pub(super) async fn sim(edit: impl FnOnce(&mut SimConfig)) -> SimHandle {
+    let mut cfg = SimConfig { receipt_delay: Duration::from_millis(20), ..SimConfig::default() };
+    edit(&mut cfg);
+    SmscSim::start(cfg).await.unwrap()
+}
+
+/// Starts the provider and waits (bounded) until `binds` of its binds are up.
+pub(super) async fn provider(address: &str, extra: &str) -> (Arc<SmppProvider>, mpsc::Receiver<ProviderEvent>) {
+    let (tx, rx) = mpsc::channel(100_000);
+    let p = SmppProvider::start("p", smpp_config(address, extra), address.to_owned(), tx, Arc::new(SystemClock));
+    wait_for("a bind", || p.is_ready()).await;
+    (p, rx)
+}
+
+pub(super) async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A job to a number of its own, so the simulator's messages tell jobs apart.
+pub(super) fn job(i: usize, extra: serde_json::Value) -> Job {
+    let mut v = serde_json::json!({"id": format!("j{i}"), "tenant": "t", "channel": "sms", "to": format!("+4915100{i:06}"), "text": format!("hello {i}")});
+    if let (Some(v), Some(extra)) = (v.as_object_mut(), extra.as_object()) {
+        v.extend(extra.clone());
+    }
+    crate::job::from_value(v, Utc::now()).unwrap()
+}
+
+/// Sends `n` jobs at once; returns the results in job order.
+pub(super) async fn send_all(p: &Arc<SmppProvider>, n: usize) -> Vec<Result<crate::provider::Accepted, SendError>> {
+    let sends = (0..n).map(|i| {
+        let p = p.clone();
+        tokio::spawn(async move { p.send(&job(i, serde_json::json!({}))).await })
+    });
+    futures::future::join_all(sends).await.into_iter().map(|r| r.unwrap()).collect()
+}
+
+/// Destinations the simulator took, each once: a job sent twice would show up twice.
+fn assert_each_taken_once(sim: &SimHandle, n: usize) {
+    let mut dests: Vec<String> = sim.messages().into_iter().map(|m| m.destination).collect();
+    assert_eq!(dests.len(), n, "messages the SMSC took");
+    dests.sort();
+    dests.dedup();
+    assert_eq!(dests.len(), n, "a job was taken twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_pauses_the_bind_and_resends_in_place() {
+    let sim = sim(|c| c.throttle_every = std::num::NonZeroU64::new(5)).await;
+    let (p, _rx) = provider(&sim.local_addr().to_string(), "binds = 2\nthrottle_backoff = \"100ms\"").await;
+    let started = std::time::Instant::now();
+    let results = send_all(&p, 60).await;
+    for (i, r) in results.iter().enumerate() {
+        assert!(r.is_ok(), "job {i}: {r:?}");
+    }
+    let stats = sim.stats();
+    assert!(stats.throttled >= 60 / 5, "{stats:?}");
+    // Every throttled PDU was sent again and nothing else was: no job lost, none doubled.
+    assert_eq!(stats.submit_sm, 60 + stats.throttled, "{stats:?}");
+    assert_each_taken_once(&sim, 60);
+    assert!(started.elapsed() >= Duration::from_millis(100), "no pause happened");
+    p.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_past_expires_at_fails_the_job() {
+    let sim = sim(|c| c.throttle_every = std::num::NonZeroU64::new(1)).await;
+    let (p, _rx) = provider(&sim.local_addr().to_string(), "throttle_backoff = \"300ms\"").await;
+    let expires = (Utc::now() + chrono::Duration::milliseconds(800)).to_rfc3339();
+    let started = std::time::Instant::now();
+    let err = p.send(&job(1, serde_json::json!({"expires_at": expires}))).await.unwrap_err();
+    assert!(matches!(&err, SendError::Failed { code, .. } if code == "throttled"), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(2), "gave up late: {:?}", started.elapsed());
+    assert_eq!(sim.stats().messages, 0);
+    p.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_pause_is_extended_never_shortened() {
+    let ms = Duration::from_millis;
+    let slot = super::bind::BindSlot::new(0, 1);
+    assert_eq!(slot.paused_until(), None);
+    assert_eq!(slot.pause(ms(500)), ms(500));
+    // A shorter pause inside a longer one adds nothing.
+    assert_eq!(slot.pause(ms(100)), Duration::ZERO);
+    tokio::time::sleep(ms(300)).await;
+    // 400 ms from now ends (at least) 200 ms after the first pause would have.
+    let added = slot.pause(ms(400));
+    assert!(added >= ms(200) && added < ms(400), "{added:?}");
+    tokio::time::sleep(ms(450)).await;
+    assert_eq!(slot.paused_until(), None);
+}
+
+/// A one-connection SMSC that binds anyone and answers the i-th submit_sm with `statuses[i]`
+/// (ESME_ROK once the script runs out). Returns its address and the statuses it sent.
+pub(super) async fn scripted_smsc(statuses: Vec<CommandStatus>) -> (String, tokio::task::JoinHandle<Vec<CommandStatus>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let task = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut framed = Framed::new(stream, CommandCodec::new());
+        let mut script = statuses.into_iter();
+        let mut sent = Vec::new();
+        let mut next_id = 1u32;
+        while let Some(Ok(cmd)) = framed.next().await {
+            let seq = cmd.sequence_number();
+            let reply = match cmd.pdu() {
+                Some(Pdu::BindTransceiver(_)) => {
+                    Command::new(CommandStatus::EsmeRok, seq, BindTransceiverResp::new(COctetString::from_str_lossy("fake"), None))
+                }
+                Some(Pdu::SubmitSm(_)) => {
+                    let status = script.next().unwrap_or(CommandStatus::EsmeRok);
+                    sent.push(status);
+                    next_id += 1;
+                    let id = COctetString::from_str_lossy(&next_id.to_string());
+                    Command::new(status, seq, SubmitSmResp::new(id, Vec::new()))
+                }
+                Some(Pdu::EnquireLink) => Command::new(CommandStatus::EsmeRok, seq, Pdu::EnquireLinkResp),
+                Some(Pdu::Unbind) => {
+                    let _ = framed.send(Command::new(CommandStatus::EsmeRok, seq, Pdu::UnbindResp)).await;
+                    break;
+                }
+                _ => continue,
+            };
+            if framed.send(reply).await.is_err() {
+                break;
+            }
+        }
+        sent
+    });
+    (addr, task)
+}
+
+trait Lossy {
+    fn from_str_lossy(s: &str) -> Self;
+}
+
+impl<const MIN: usize, const MAX: usize> Lossy for COctetString<MIN, MAX> {
+    fn from_str_lossy(s: &str) -> Self {
+        COctetString::from_string(s.to_owned()).expect("a short ASCII literal")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_table_drives_retries() {
+    use CommandStatus::*;
+    let cases: Vec<(Vec<CommandStatus>, Result<(), &str>, usize)> = vec![
+        // Passing errors: resent in place, taken on the third try.
+        (vec![EsmeRsyserr, EsmeRsyserr], Ok(()), 3),
+        // More than max_retries (2 here): back to the pipeline as transient.
+        (vec![EsmeRsyserr, EsmeRxTAppn, EsmeRsyserr], Err("transient"), 3),
+        // Queue full: the bind pauses, then the same PDU goes again.
+        (vec![EsmeRmsgqful], Ok(()), 2),
+        // The message's own fault: rejected at once, never resent.
+        (vec![EsmeRinvdstadr], Err("rejected"), 1),
+        (vec![EsmeRinvmsglen], Err("rejected"), 1),
+    ];
+    for (script, want, submits) in cases {
+        let (addr, smsc) = scripted_smsc(script.clone()).await;
+        let (p, _rx) = provider(&addr, "max_retries = 2\nretry_delay = \"10ms\"\nqueue_full_backoff = \"50ms\"").await;
+        let got = p.send(&job(1, serde_json::json!({}))).await;
+        let kind = match &got {
+            Ok(_) => Ok(()),
+            Err(SendError::Transient { .. }) => Err("transient"),
+            Err(SendError::Rejected { .. }) => Err("rejected"),
+            Err(e) => panic!("{script:?}: {e:?}"),
+        };
+        assert_eq!(kind, want, "{script:?}: {got:?}");
+        p.shutdown().await;
+        let sent = smsc.await.unwrap();
+        assert_eq!(sent.len(), submits, "{script:?}: {sent:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_part_failing_for_now_ends_failed_not_resent() {
+    use CommandStatus::*;
+    // Part 1 taken; part 2 keeps failing: resending the job would send part 1 twice.
+    let (addr, smsc) = scripted_smsc(vec![EsmeRok, EsmeRsyserr, EsmeRsyserr]).await;
+    let (p, _rx) = provider(&addr, "max_retries = 1\nretry_delay = \"10ms\"").await;
+    let err = p.send(&job(1, serde_json::json!({"text": "a".repeat(200)}))).await.unwrap_err();
+    assert!(matches!(&err, SendError::Failed { code, .. } if code == "partly_sent"), "{err:?}");
+    p.shutdown().await;
+    assert_eq!(smsc.await.unwrap().len(), 3);
+}
