@@ -13,7 +13,8 @@ pub const JOBS_CONSUMED_TOTAL: &str = "sendgate_jobs_consumed_total";
 pub const JOBS_REJECTED_AT_INGEST_TOTAL: &str = "sendgate_jobs_rejected_at_ingest_total";
 /// Policy decisions, by `policy` and `verdict` (`allow`, `defer`, `stop`).
 pub const POLICY_VERDICTS_TOTAL: &str = "sendgate_policy_verdicts_total";
-/// Requests handed to a provider, by `provider` and `outcome` (`accepted`, `retry`, `rejected`, `timeout`).
+/// Requests handed to a provider, by `provider` and `outcome` (`accepted`, `throttled`, `retry`,
+/// `rejected`, `timeout`, `failed`).
 pub const PROVIDER_REQUESTS_TOTAL: &str = "sendgate_provider_requests_total";
 /// Time from handing a message to a provider to its answer, by `provider`.
 pub const PROVIDER_REQUEST_DURATION_SECONDS: &str = "sendgate_provider_request_duration_seconds";
@@ -31,6 +32,9 @@ pub const REPORTS_TOTAL: &str = "sendgate_reports_total";
 /// Submits whose outcome is unknown and that are never resent, by `cause`
 /// (`response_timeout`, `instance_died`).
 pub const SUBMITS_AMBIGUOUS_TOTAL: &str = "sendgate_submits_ambiguous_total";
+/// submit_sm sent again after getting no answer (`on_response_timeout = "retry"`), by
+/// `provider` and `cause` (`response_timeout`, `connection_closed`).
+pub const SMPP_SUBMITS_RESENT_TOTAL: &str = "sendgate_smpp_submits_resent_total";
 /// Jobs currently between source and a durable point (in memory).
 pub const JOBS_IN_FLIGHT: &str = "sendgate_jobs_in_flight";
 /// Jobs currently parked in the store's scheduled set.
@@ -76,6 +80,7 @@ fn describe() {
     describe_counter!(RECEIPTS_TOTAL, "Delivery receipts received");
     describe_counter!(REPORTS_TOTAL, "Report events produced");
     describe_counter!(SUBMITS_AMBIGUOUS_TOTAL, "Submits with unknown outcome, never resent");
+    describe_counter!(SMPP_SUBMITS_RESENT_TOTAL, "submit_sm resent after no answer (on_response_timeout = retry)");
     describe_gauge!(JOBS_IN_FLIGHT, "Jobs between source and a durable point");
     describe_counter!(SIM_SUBMIT_SM_TOTAL, "submit_sm PDUs received by the SMSC simulator");
     describe_counter!(SIM_MESSAGES_TOTAL, "Reassembled messages received by the SMSC simulator");

@@ -278,6 +278,21 @@ pub struct SmppConfig {
     /// Wait before the first such resend; doubles with each further one.
     #[serde(default = "default_retry_delay", with = "humantime_serde")]
     pub retry_delay: Duration,
+    /// What a `submit_sm` with no answer in `response_timeout` leads to; see [`SmppOnTimeout`].
+    #[serde(default)]
+    pub on_response_timeout: SmppOnTimeout,
+}
+
+/// A submit that got no answer may or may not have been taken by the SMSC.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmppOnTimeout {
+    /// Never resend: the job ends `unknown` (`sendgate_submits_ambiguous_total`).
+    #[default]
+    Fail,
+    /// Resend it once, on another bind or the same one rebound: the operator accepts that the
+    /// recipient may get it twice (`sendgate_smpp_submits_resent_total`).
+    Retry,
 }
 
 /// Which alphabet a provider sends text in.

@@ -22,12 +22,15 @@ use crate::provider::{Provider, SendError};
 use crate::receipt::ProviderEvent;
 use crate::smsc_sim::{SimConfig, SimHandle, SmscSim};
 
-/// An SMPP provider section with test-sized timers plus `extra` TOML lines.
+/// An SMPP provider section with test-sized timers, and `extra` TOML lines that may replace them.
 pub(super) fn smpp_config(address: &str, extra: &str) -> SmppConfig {
-    let text = format!(
-        "[providers.p]\nkind = \"smpp\"\naddress = \"{address}\"\nsystem_id = \"gw\"\npassword = \"pw\"\n\
-         reconnect_min = \"50ms\"\nreconnect_max = \"500ms\"\nresponse_timeout = \"2s\"\n{extra}\n"
-    );
+    let defaults = [("reconnect_min", "\"50ms\""), ("reconnect_max", "\"500ms\""), ("response_timeout", "\"2s\"")];
+    let mut text = format!("[providers.p]\nkind = \"smpp\"\naddress = \"{address}\"\nsystem_id = \"gw\"\npassword = \"pw\"\n{extra}\n");
+    for (key, value) in defaults {
+        if !extra.lines().any(|l| l.split('=').next().is_some_and(|k| k.trim() == key)) {
+            text.push_str(&format!("{key} = {value}\n"));
+        }
+    }
     let cfg = crate::config::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let ProviderConfig::Smpp(c) = cfg.providers["p"].clone();
     c
@@ -222,4 +225,40 @@ async fn a_later_part_failing_for_now_ends_failed_not_resent() {
     assert!(matches!(&err, SendError::Failed { code, .. } if code == "partly_sent"), "{err:?}");
     p.shutdown().await;
     assert_eq!(smsc.await.unwrap().len(), 3);
+}
+
+/// Jobs sent at once to a bind that goes half-dead after its 5th submit: the rest get no answer.
+async fn half_dead_run(on_timeout: &str) -> (SimHandle, Vec<Result<crate::provider::Accepted, SendError>>, Arc<SmppProvider>) {
+    let sim = sim(|c| c.half_dead_after_submits = std::num::NonZeroU64::new(5)).await;
+    let extra = format!("response_timeout = \"500ms\"\non_response_timeout = \"{on_timeout}\"");
+    let (p, _rx) = provider(&sim.local_addr().to_string(), &extra).await;
+    let results = send_all(&p, 20).await;
+    (sim, results, p)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_timeout_fail_ends_ambiguous_and_never_resends() {
+    let (sim, results, p) = half_dead_run("fail").await;
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    let ambiguous = results.iter().filter(|r| matches!(r, Err(SendError::Ambiguous(_)))).count();
+    assert_eq!((ok, ambiguous), (5, 15), "{results:?}");
+    let stats = sim.stats();
+    assert_eq!((stats.submit_sm, stats.submits_ignored), (20, 15), "{stats:?}");
+    assert_each_taken_once(&sim, 5);
+    p.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_timeout_retry_resends_once_on_a_fresh_bind() {
+    let (sim, results, p) = half_dead_run("retry").await;
+    for (i, r) in results.iter().enumerate() {
+        assert!(r.is_ok(), "job {i}: {r:?}");
+    }
+    let stats = sim.stats();
+    // 15 went unanswered on the dead link and once more each on the new one.
+    assert_eq!((stats.submit_sm, stats.submits_ignored, stats.binds), (35, 15, 2), "{stats:?}");
+    assert_each_taken_once(&sim, 20);
+    p.shutdown().await;
+    sim.shutdown().await;
 }

@@ -7,11 +7,12 @@ use rusmpp::pdus::SubmitSm;
 use rusmpp::CommandStatus;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::bind::{BindSlot, Link};
 use super::status::{self, Action};
 use super::{submit, SmppProvider};
+use crate::config::SmppOnTimeout;
 use crate::job::Job;
 use crate::provider::{Accepted, SendError};
 use crate::telemetry;
@@ -85,6 +86,8 @@ impl SmppProvider {
         let deadline = self.deadline(job);
         let mut seat = self.seat().await?;
         let mut message_ids = Vec::with_capacity(pdus.len());
+        // `on_response_timeout = "retry"` resends one lost PDU per job, once.
+        let mut resent = false;
         for pdu in pdus {
             let mut retries = 0u32;
             loop {
@@ -118,6 +121,16 @@ impl SmppProvider {
                     Answer::Lost(lost) => {
                         // Whatever the cause, this link is not to be trusted with more submits.
                         seat.link.dead.cancel();
+                        if self.cfg.on_response_timeout == SmppOnTimeout::Retry && !resent {
+                            resent = true;
+                            metrics::counter!(telemetry::SMPP_SUBMITS_RESENT_TOTAL, "provider" => self.name.to_string(), "cause" => lost.label())
+                                .increment(1);
+                            warn!(provider = %self.name, cause = lost.label(), "submit_sm outcome unknown; sending it again (on_response_timeout = \"retry\")");
+                            // The old seat's permit goes back before a new one is taken.
+                            drop(seat);
+                            seat = self.seat().await.map_err(|e| give_up(e, &message_ids))?;
+                            continue;
+                        }
                         debug!(provider = %self.name, cause = lost.label(), "submit_sm outcome unknown");
                         return Err(SendError::Ambiguous(self.cfg.response_timeout));
                     }
