@@ -278,6 +278,13 @@ pub struct SmppConfig {
     /// Wait before the first such resend; doubles with each further one.
     #[serde(default = "default_retry_delay", with = "humantime_serde")]
     pub retry_delay: Duration,
+    /// Most SMS segments per second this instance sends over all binds of this provider;
+    /// 0 = no cap. A multipart job costs one per part, a `message_payload` one per segment.
+    #[serde(default)]
+    pub tps: u32,
+    /// Most segments per second on each bind; 0 = no cap.
+    #[serde(default)]
+    pub bind_tps: u32,
     /// What a `submit_sm` with no answer in `response_timeout` leads to; see [`SmppOnTimeout`].
     #[serde(default)]
     pub on_response_timeout: SmppOnTimeout,

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::incoming;
+use super::rate::Rate;
 use crate::config::SmppConfig;
 use crate::receipt::ProviderEvent;
 use crate::telemetry;
@@ -29,6 +30,8 @@ pub(super) struct BindSlot {
     /// No submit is written on this bind before this instant (ESME_RTHROTTLED, ESME_RMSGQFUL).
     /// Kept across reconnects: an SMSC throttles the account, not the TCP connection.
     paused_until: Mutex<Option<Instant>>,
+    /// `bind_tps`.
+    pub(super) rate: Rate,
 }
 
 /// One bound connection as senders see it.
@@ -41,8 +44,14 @@ pub(super) struct Link {
 }
 
 impl BindSlot {
-    pub(super) fn new(index: usize, window: usize) -> Self {
-        Self { index, link: RwLock::new(None), window: Arc::new(Semaphore::new(window)), paused_until: Mutex::new(None) }
+    pub(super) fn new(index: usize, window: usize, bind_tps: u32) -> Self {
+        Self {
+            index,
+            link: RwLock::new(None),
+            window: Arc::new(Semaphore::new(window)),
+            paused_until: Mutex::new(None),
+            rate: Rate::per_second(bind_tps),
+        }
     }
 
     /// The bound connection, unless there is none or it was declared dead.

@@ -121,7 +121,7 @@ async fn throttling_past_expires_at_fails_the_job() {
 #[tokio::test]
 async fn a_pause_is_extended_never_shortened() {
     let ms = Duration::from_millis;
-    let slot = super::bind::BindSlot::new(0, 1);
+    let slot = super::bind::BindSlot::new(0, 1, 0);
     assert_eq!(slot.paused_until(), None);
     assert_eq!(slot.pause(ms(500)), ms(500));
     // A shorter pause inside a longer one adds nothing.
@@ -259,6 +259,22 @@ async fn response_timeout_retry_resends_once_on_a_fresh_bind() {
     // 15 went unanswered on the dead link and once more each on the new one.
     assert_eq!((stats.submit_sm, stats.submits_ignored, stats.binds), (35, 15, 2), "{stats:?}");
     assert_each_taken_once(&sim, 20);
+    p.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tps_keeps_under_the_smscs_limit() {
+    let sim = sim(|c| c.throttle_above_tps = std::num::NonZeroU32::new(300)).await;
+    let (p, _rx) = provider(&sim.local_addr().to_string(), "binds = 2\ntps = 250").await;
+    let started = std::time::Instant::now();
+    let results = send_all(&p, 600).await;
+    let took = started.elapsed();
+    assert!(results.iter().all(|r| r.is_ok()));
+    let stats = sim.stats();
+    assert_eq!((stats.throttled, stats.submit_sm), (0, 600), "{stats:?}");
+    // 600 segments at 250/s after a burst of 25.
+    assert!(took >= Duration::from_millis(2200), "{took:?}");
     p.shutdown().await;
     sim.shutdown().await;
 }

@@ -11,6 +11,7 @@ mod incoming;
 mod link_tests;
 #[cfg(test)]
 mod proptests;
+mod rate;
 pub mod receipt;
 mod send;
 pub mod status;
@@ -45,6 +46,8 @@ pub struct SmppProvider {
     /// Concatenation references cycle per provider so that parts of different messages to the
     /// same recipient never share one.
     reference: AtomicU16,
+    /// `tps`: segments per second over all binds.
+    rate: rate::Rate,
     /// Number of binds currently bound; senders wait on it when it is zero.
     bound: watch::Receiver<usize>,
     /// The pipeline's clock: a job's `expires_at` is read against it.
@@ -66,7 +69,7 @@ impl SmppProvider {
         let (bound_tx, bound) = watch::channel(0usize);
         let bound_tx = Arc::new(bound_tx);
         let stop = CancellationToken::new();
-        let slots: Vec<Arc<BindSlot>> = (0..cfg.binds).map(|i| Arc::new(BindSlot::new(i, cfg.window))).collect();
+        let slots: Vec<Arc<BindSlot>> = (0..cfg.binds).map(|i| Arc::new(BindSlot::new(i, cfg.window, cfg.bind_tps))).collect();
         let tasks = slots
             .iter()
             .map(|slot| {
@@ -83,6 +86,7 @@ impl SmppProvider {
             .collect();
         Arc::new(Self {
             name,
+            rate: rate::Rate::per_second(cfg.tps),
             cfg,
             slots,
             next: AtomicUsize::new(0),

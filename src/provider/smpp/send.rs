@@ -11,7 +11,7 @@ use tracing::{debug, warn};
 
 use super::bind::{BindSlot, Link};
 use super::status::{self, Action};
-use super::{submit, SmppProvider};
+use super::{rate, submit, SmppProvider};
 use crate::config::SmppOnTimeout;
 use crate::job::Job;
 use crate::provider::{Accepted, SendError};
@@ -83,6 +83,7 @@ impl SmppProvider {
         let default_from = self.cfg.default_from.as_deref().unwrap_or("sendgate");
         let reference = self.reference.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let submit::Submission { pdus, segments } = submit::build(job, default_from, reference, &(&self.cfg).into())?;
+        let cells = rate::cells_per_pdu(segments, pdus.len());
         let deadline = self.deadline(job);
         let mut seat = self.seat().await?;
         let mut message_ids = Vec::with_capacity(pdus.len());
@@ -96,6 +97,10 @@ impl SmppProvider {
                     drop(seat);
                     seat = self.seat().await.map_err(|e| give_up(e, &message_ids))?;
                 }
+                self.wait_unpaused(&seat.slot, deadline, &message_ids).await?;
+                // Every submit_sm costs, resends too: the SMSC counts what it receives.
+                seat.slot.rate.take(cells).await;
+                self.rate.take(cells).await;
                 self.wait_unpaused(&seat.slot, deadline, &message_ids).await?;
                 match submit_once(&seat.link.client, pdu.clone()).await {
                     Answer::Id(id) => {
