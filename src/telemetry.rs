@@ -18,8 +18,10 @@ pub const POLICY_VERDICTS_TOTAL: &str = "sendgate_policy_verdicts_total";
 pub const PROVIDER_REQUESTS_TOTAL: &str = "sendgate_provider_requests_total";
 /// Time from handing a message to a provider to its answer, by `provider`.
 pub const PROVIDER_REQUEST_DURATION_SECONDS: &str = "sendgate_provider_request_duration_seconds";
-/// SMPP binds currently bound, by `provider`.
+/// SMPP binds currently bound, by `provider` (transmitters and receivers each count).
 pub const SMPP_BINDS_BOUND: &str = "sendgate_smpp_binds_bound";
+/// SMPP binds configured but not bound right now, by `provider`.
+pub const SMPP_BINDS_DOWN: &str = "sendgate_smpp_binds_down";
 /// submit_sm answered ESME_RTHROTTLED or ESME_RMSGQFUL, by `provider` and `status`.
 pub const SMPP_THROTTLED_TOTAL: &str = "sendgate_smpp_throttled_total";
 /// Bind pauses after throttling, by `provider`: `_sum` is the seconds binds spent paused
@@ -75,6 +77,7 @@ fn describe() {
     describe_counter!(PROVIDER_REQUESTS_TOTAL, "Requests handed to providers");
     describe_histogram!(PROVIDER_REQUEST_DURATION_SECONDS, Unit::Seconds, "Provider answer latency");
     describe_gauge!(SMPP_BINDS_BOUND, "SMPP binds currently bound");
+    describe_gauge!(SMPP_BINDS_DOWN, "SMPP binds configured but not bound");
     describe_counter!(SMPP_THROTTLED_TOTAL, "submit_sm answered ESME_RTHROTTLED or ESME_RMSGQFUL");
     describe_histogram!(SMPP_LINK_PAUSE_SECONDS, Unit::Seconds, "Time SMPP binds spent paused after throttling");
     describe_counter!(RECEIPTS_TOTAL, "Delivery receipts received");

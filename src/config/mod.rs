@@ -233,6 +233,9 @@ pub struct SmppConfig {
     /// Parallel binds (TCP connections) to the SMSC.
     #[serde(default = "default_binds")]
     pub binds: usize,
+    /// What each bind is; see [`SmppBindMode`].
+    #[serde(default)]
+    pub bind_mode: SmppBindMode,
     /// In-flight `submit_sm` per bind awaiting their `submit_sm_resp`.
     #[serde(default = "default_window")]
     pub window: usize,
@@ -288,6 +291,18 @@ pub struct SmppConfig {
     /// What a `submit_sm` with no answer in `response_timeout` leads to; see [`SmppOnTimeout`].
     #[serde(default)]
     pub on_response_timeout: SmppOnTimeout,
+}
+
+/// How a provider's binds are made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmppBindMode {
+    /// `binds` transceivers: submits and receipts share each connection.
+    #[default]
+    Transceiver,
+    /// `binds` transmitters for submits plus `binds` receivers for receipts and MO messages,
+    /// for SMSCs that offer no transceiver binds.
+    TransmitterReceiver,
 }
 
 /// A submit that got no answer may or may not have been taken by the SMSC.

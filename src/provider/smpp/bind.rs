@@ -7,19 +7,21 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use rand::Rng;
-use rusmpp::pdus::BindTransceiver;
+use rusmpp::pdus::{BindReceiver, BindTransceiver, BindTransmitter};
 use rusmpp::types::COctetString;
+use rusmpp::CommandStatus;
 use rusmppc::{ConnectionBuilder, Event};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::health::Health;
 use super::incoming;
 use super::rate::Rate;
+use super::status;
 use crate::config::SmppConfig;
 use crate::receipt::ProviderEvent;
-use crate::telemetry;
 
 pub(super) struct BindSlot {
     pub(super) index: usize,
@@ -101,87 +103,180 @@ impl BindSlot {
 }
 
 fn backoff(attempt: u32, cfg: &SmppConfig) -> Duration {
-    let base = cfg.reconnect_min.saturating_mul(1u32 << attempt.min(16)).min(cfg.reconnect_max);
-    // Full jitter keeps many gateways from reconnecting to a recovering SMSC in lockstep.
-    let jitter = rand::rng().random_range(0.5..1.0);
-    base.mul_f64(jitter)
+    jittered(cfg.reconnect_min.saturating_mul(1u32 << attempt.min(16)).min(cfg.reconnect_max))
 }
 
-pub(super) async fn run(
-    slot: Arc<BindSlot>,
-    provider: Arc<str>,
-    cfg: SmppConfig,
-    address: String,
-    events_tx: mpsc::Sender<ProviderEvent>,
-    bound: Arc<watch::Sender<usize>>,
-    stop: CancellationToken,
-) {
+/// Full jitter keeps many gateways from reconnecting to a recovering SMSC in lockstep.
+fn jittered(d: Duration) -> Duration {
+    d.mul_f64(rand::rng().random_range(0.5..1.0))
+}
+
+/// What a bind is bound as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Role {
+    Transceiver,
+    Transmitter,
+    Receiver,
+}
+
+impl Role {
+    pub(super) fn can_submit(self) -> bool {
+        self != Self::Receiver
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Transceiver => "transceiver",
+            Self::Transmitter => "transmitter",
+            Self::Receiver => "receiver",
+        }
+    }
+}
+
+/// What every bind of one provider shares.
+pub(super) struct BindCtx {
+    pub(super) provider: Arc<str>,
+    pub(super) cfg: SmppConfig,
+    pub(super) address: String,
+    /// Binds that can submit, currently bound; senders wait on it when it is zero.
+    pub(super) bound: watch::Sender<usize>,
+    pub(super) health: Health,
+    pub(super) stop: CancellationToken,
+}
+
+/// Why a connect-and-bind failed.
+#[derive(Debug, thiserror::Error)]
+enum BindError {
+    /// The SMSC answered the bind with this status and will again (see `status::bind_refused`).
+    #[error("SMSC refused the bind: {0:?}")]
+    Refused(CommandStatus),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<rusmppc::error::Error> for BindError {
+    fn from(e: rusmppc::error::Error) -> Self {
+        match e {
+            rusmppc::error::Error::UnexpectedResponse { response } if status::bind_refused(response.status()) => {
+                Self::Refused(response.status())
+            }
+            other => Self::Other(other.to_string()),
+        }
+    }
+}
+
+/// Keeps one bind up until `stop`: connects, serves the link until it closes or is declared
+/// dead, and connects again after a backoff.
+///
+/// `events_tx` is the task's own: the correlator runs until every bind task has ended and
+/// dropped it, so it must not live in anything the provider keeps.
+pub(super) async fn run(ctx: Arc<BindCtx>, slot: Arc<BindSlot>, role: Role, events_tx: mpsc::Sender<ProviderEvent>) {
+    let BindCtx { provider, cfg, address, stop, .. } = &*ctx;
     let mut attempt = 0u32;
     while !stop.is_cancelled() {
-        match connect(&cfg, &address).await {
-            Ok((client, mut events)) => {
-                attempt = 0;
-                info!(provider = %provider, bind = slot.index, %address, "SMPP bound");
-                let dead = CancellationToken::new();
-                slot.set(Some(Link { client: client.clone(), dead: dead.clone() }));
-                bound.send_modify(|n| *n += 1);
-                metrics::gauge!(telemetry::SMPP_BINDS_BOUND, "provider" => provider.to_string()).increment(1.0);
-                loop {
-                    let event = tokio::select! {
-                        e = events.next() => e,
-                        _ = dead.cancelled() => {
-                            warn!(provider = %provider, bind = slot.index, "SMPP link declared dead (a submit_sm went unanswered); closing it to bind again");
-                            let _ = tokio::time::timeout(Duration::from_secs(1), client.close()).await;
-                            break;
-                        }
-                        _ = stop.cancelled() => {
-                            // Keep serving receipts until unbind closes the stream.
-                            events.next().await
-                        }
-                    };
-                    let Some(event) = event else { break };
-                    match event {
-                        Event::Incoming(cmd) => incoming::handle(&provider, &client, cmd, &events_tx).await,
-                        Event::Error(e) => {
-                            if stop.is_cancelled() {
-                                debug!(provider = %provider, bind = slot.index, error = %e, "SMPP link closing");
-                            } else {
-                                warn!(provider = %provider, bind = slot.index, error = %e, "SMPP link error");
-                            }
-                            // A closed client's stream may keep reporting its closure: leave
-                            // instead of spinning on it.
-                            if client.is_closed() {
-                                break;
-                            }
-                        }
-                    }
+        let wait = match connect(cfg, address, role).await {
+            Ok((client, events)) => {
+                info!(provider = %provider, bind = slot.index, role = role.label(), %address, "SMPP bound");
+                let since = Instant::now();
+                serve(&ctx, &slot, role, client, events, &events_tx).await;
+                if stop.is_cancelled() {
+                    break;
                 }
-                slot.set(None);
-                bound.send_modify(|n| *n = n.saturating_sub(1));
-                metrics::gauge!(telemetry::SMPP_BINDS_BOUND, "provider" => provider.to_string()).decrement(1.0);
-                if !stop.is_cancelled() {
-                    warn!(provider = %provider, bind = slot.index, "SMPP link closed; reconnecting");
+                // A link that dies right after binding backs off like a failed connect, so an
+                // SMSC that takes binds and then drops them is not hammered.
+                if since.elapsed() > cfg.reconnect_max {
+                    attempt = 0;
                 }
+                let wait = backoff(attempt, cfg);
+                attempt = attempt.saturating_add(1);
+                warn!(provider = %provider, bind = slot.index, role = role.label(), retry_in = ?wait, "SMPP link closed; reconnecting");
+                wait
             }
-            Err(e) => {
-                let wait = backoff(attempt, &cfg);
-                attempt += 1;
-                warn!(provider = %provider, bind = slot.index, error = %e, retry_in = ?wait, "SMPP bind failed");
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = stop.cancelled() => {}
+            Err(BindError::Refused(status)) => {
+                // The same answer would come back at once: try again only every reconnect_max.
+                ctx.health.refused(format!("bind answered {status:?} (0x{:08X})", u32::from(status)), cfg.reconnect_max);
+                jittered(cfg.reconnect_max)
+            }
+            Err(BindError::Other(e)) => {
+                let wait = backoff(attempt, cfg);
+                attempt = attempt.saturating_add(1);
+                warn!(provider = %provider, bind = slot.index, role = role.label(), error = %e, retry_in = ?wait, "SMPP bind failed");
+                wait
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.cancelled() => {}
+        }
+    }
+}
+
+/// Serves one bound link until it closes, is declared dead, or is unbound at shutdown.
+async fn serve(
+    ctx: &BindCtx,
+    slot: &BindSlot,
+    role: Role,
+    client: rusmppc::Client,
+    mut events: impl futures::Stream<Item = Event> + Unpin,
+    events_tx: &mpsc::Sender<ProviderEvent>,
+) {
+    let (provider, stop) = (&ctx.provider, &ctx.stop);
+    let dead = CancellationToken::new();
+    slot.set(Some(Link { client: client.clone(), dead: dead.clone() }));
+    ctx.health.bound();
+    if role.can_submit() {
+        ctx.bound.send_modify(|n| *n += 1);
+    }
+    loop {
+        let event = tokio::select! {
+            e = events.next() => e,
+            _ = dead.cancelled() => {
+                warn!(provider = %provider, bind = slot.index, "SMPP link declared dead (a submit_sm went unanswered); closing it to bind again");
+                let _ = tokio::time::timeout(Duration::from_secs(1), client.close()).await;
+                break;
+            }
+            _ = stop.cancelled() => {
+                // Keep serving receipts until unbind closes the stream.
+                events.next().await
+            }
+        };
+        // rusmppc ends the stream when its connection task ends: the peer closed, an I/O
+        // error, or no enquire_link_resp within response_timeout (a half-dead link).
+        let Some(event) = event else { break };
+        match event {
+            Event::Incoming(cmd) => incoming::handle(provider, &client, cmd, events_tx).await,
+            Event::Error(e) => {
+                if stop.is_cancelled() {
+                    debug!(provider = %provider, bind = slot.index, error = %e, "SMPP link closing");
+                } else {
+                    warn!(provider = %provider, bind = slot.index, error = %e, "SMPP link error");
+                }
+                // A closed client's stream may keep reporting its closure: leave
+                // instead of spinning on it.
+                if client.is_closed() {
+                    break;
                 }
             }
         }
     }
+    slot.set(None);
+    if role.can_submit() {
+        ctx.bound.send_modify(|n| *n = n.saturating_sub(1));
+    }
+    ctx.health.unbound();
 }
 
 async fn connect(
     cfg: &SmppConfig,
     address: &str,
-) -> anyhow::Result<(rusmppc::Client, impl futures::Stream<Item = Event> + Unpin + 'static)> {
-    let stream = tokio::time::timeout(cfg.response_timeout, tokio::net::TcpStream::connect(address)).await??;
-    stream.set_nodelay(true)?;
+    role: Role,
+) -> Result<(rusmppc::Client, impl futures::Stream<Item = Event> + Unpin + 'static), BindError> {
+    let other = |e: &dyn std::fmt::Display| BindError::Other(e.to_string());
+    let stream = tokio::time::timeout(cfg.response_timeout, tokio::net::TcpStream::connect(address))
+        .await
+        .map_err(|e| other(&e))?
+        .map_err(|e| other(&e))?;
+    stream.set_nodelay(true).map_err(|e| other(&e))?;
     let (client, events) = ConnectionBuilder::new()
         .enquire_link_interval(cfg.enquire_link_interval)
         .enquire_link_response_timeout(cfg.response_timeout)
@@ -189,14 +284,22 @@ async fn connect(
         // Many SMSCs speak 3.4; the bind's version field is informational for them.
         .disable_interface_version_check()
         .connected(stream);
-    client
-        .bind_transceiver(
-            BindTransceiver::builder()
-                .system_id(COctetString::from_str(&cfg.system_id)?)
-                .password(COctetString::from_str(&cfg.password)?)
-                .system_type(COctetString::from_str(&cfg.system_type)?)
-                .build(),
-        )
-        .await?;
+    let system_id = COctetString::from_str(&cfg.system_id).map_err(|e| other(&e))?;
+    let password = COctetString::from_str(&cfg.password).map_err(|e| other(&e))?;
+    let system_type = COctetString::from_str(&cfg.system_type).map_err(|e| other(&e))?;
+    match role {
+        Role::Transceiver => {
+            let bind = BindTransceiver::builder().system_id(system_id).password(password).system_type(system_type);
+            client.bind_transceiver(bind.build()).await.map(drop)?
+        }
+        Role::Transmitter => {
+            let bind = BindTransmitter::builder().system_id(system_id).password(password).system_type(system_type);
+            client.bind_transmitter(bind.build()).await.map(drop)?
+        }
+        Role::Receiver => {
+            let bind = BindReceiver::builder().system_id(system_id).password(password).system_type(system_type);
+            client.bind_receiver(bind.build()).await.map(drop)?
+        }
+    }
     Ok((client, events))
 }

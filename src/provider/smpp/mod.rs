@@ -6,6 +6,7 @@
 
 mod bind;
 pub mod encoding;
+mod health;
 mod incoming;
 #[cfg(test)]
 mod link_tests;
@@ -25,11 +26,12 @@ use async_trait::async_trait;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use self::bind::{BindSlot, Link};
+use self::bind::{BindCtx, BindSlot, Link, Role};
+use self::health::Health;
 use crate::clock::Clock;
-use crate::config::SmppConfig;
+use crate::config::{SmppBindMode, SmppConfig};
 use crate::job::Job;
-use crate::provider::{Accepted, Provider, SendError};
+use crate::provider::{Accepted, Provider, ProviderStatus, SendError};
 use crate::receipt::ProviderEvent;
 use crate::telemetry;
 
@@ -40,7 +42,10 @@ const BIND_WAIT: Duration = Duration::from_secs(3);
 pub struct SmppProvider {
     name: Arc<str>,
     cfg: SmppConfig,
+    /// Binds that submit (transceivers or transmitters), picked round-robin.
     slots: Vec<Arc<BindSlot>>,
+    /// Receivers of a transmitter/receiver setup: only unbound at shutdown.
+    receivers: Vec<Arc<BindSlot>>,
     /// Round-robin cursor over binds.
     next: AtomicUsize,
     /// Concatenation references cycle per provider so that parts of different messages to the
@@ -48,8 +53,8 @@ pub struct SmppProvider {
     reference: AtomicU16,
     /// `tps`: segments per second over all binds.
     rate: rate::Rate,
-    /// Number of binds currently bound; senders wait on it when it is zero.
-    bound: watch::Receiver<usize>,
+    /// What the bind tasks share: the bound count senders wait on, health, `stop`.
+    binds: Arc<BindCtx>,
     /// The pipeline's clock: a job's `expires_at` is read against it.
     clock: Arc<dyn Clock>,
     stop: CancellationToken,
@@ -66,32 +71,35 @@ impl SmppProvider {
         clock: Arc<dyn Clock>,
     ) -> Arc<Self> {
         let name: Arc<str> = name.into();
-        let (bound_tx, bound) = watch::channel(0usize);
-        let bound_tx = Arc::new(bound_tx);
         let stop = CancellationToken::new();
+        let (submit_role, receivers) = match cfg.bind_mode {
+            SmppBindMode::Transceiver => (Role::Transceiver, 0),
+            SmppBindMode::TransmitterReceiver => (Role::Transmitter, cfg.binds),
+        };
+        let binds = Arc::new(BindCtx {
+            provider: name.clone(),
+            cfg: cfg.clone(),
+            address,
+            bound: watch::Sender::new(0),
+            health: Health::new(name.clone(), cfg.binds + receivers),
+            stop: stop.clone(),
+        });
         let slots: Vec<Arc<BindSlot>> = (0..cfg.binds).map(|i| Arc::new(BindSlot::new(i, cfg.window, cfg.bind_tps))).collect();
+        let receivers: Vec<Arc<BindSlot>> = (0..receivers).map(|i| Arc::new(BindSlot::new(i, 1, 0))).collect();
         let tasks = slots
             .iter()
-            .map(|slot| {
-                tokio::spawn(bind::run(
-                    slot.clone(),
-                    name.clone(),
-                    cfg.clone(),
-                    address.clone(),
-                    events.clone(),
-                    bound_tx.clone(),
-                    stop.clone(),
-                ))
-            })
+            .map(|slot| tokio::spawn(bind::run(binds.clone(), slot.clone(), submit_role, events.clone())))
+            .chain(receivers.iter().map(|slot| tokio::spawn(bind::run(binds.clone(), slot.clone(), Role::Receiver, events.clone()))))
             .collect();
         Arc::new(Self {
             name,
             rate: rate::Rate::per_second(cfg.tps),
             cfg,
             slots,
+            receivers,
             next: AtomicUsize::new(0),
             reference: AtomicU16::new(rand::random()),
-            bound,
+            binds,
             clock,
             stop,
             tasks: std::sync::Mutex::new(tasks),
@@ -101,7 +109,7 @@ impl SmppProvider {
     /// A bound bind, round-robin; waits up to [`BIND_WAIT`] when none is bound.
     async fn pick(&self) -> Result<(Arc<BindSlot>, Link), SendError> {
         let deadline = tokio::time::Instant::now() + BIND_WAIT;
-        let mut bound = self.bound.clone();
+        let mut bound = self.binds.bound.subscribe();
         loop {
             let start = self.next.fetch_add(1, Ordering::Relaxed);
             for i in 0..self.slots.len() {
@@ -112,6 +120,10 @@ impl SmppProvider {
             }
             if self.stop.is_cancelled() {
                 return Err(SendError::Unavailable("provider is shutting down".into()));
+            }
+            // Refused binds do not come back within BIND_WAIT: say so now.
+            if let Some(why) = self.binds.health.refusal() {
+                return Err(SendError::Unavailable(format!("SMSC at {} refuses our binds: {why}", self.cfg.address)));
             }
             match tokio::time::timeout_at(deadline, bound.changed()).await {
                 Ok(Ok(())) => continue,
@@ -140,7 +152,11 @@ impl Provider for SmppProvider {
     }
 
     fn is_ready(&self) -> bool {
-        *self.bound.borrow() > 0
+        *self.binds.bound.borrow() > 0
+    }
+
+    fn status(&self) -> ProviderStatus {
+        self.binds.health.status(self.is_ready())
     }
 
     async fn send(&self, job: &Job) -> Result<Accepted, SendError> {
@@ -159,7 +175,7 @@ impl Provider for SmppProvider {
 
     async fn shutdown(&self) {
         self.stop.cancel();
-        for slot in &self.slots {
+        for slot in self.slots.iter().chain(&self.receivers) {
             slot.unbind().await;
         }
         let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
