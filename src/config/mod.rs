@@ -288,9 +288,30 @@ pub struct SmppConfig {
     /// Most segments per second on each bind; 0 = no cap.
     #[serde(default)]
     pub bind_tps: u32,
+    /// How this SMSC writes message ids in `submit_sm_resp` and in receipts; see
+    /// [`SmppReceiptIdFormat`].
+    #[serde(default)]
+    pub receipt_id_format: SmppReceiptIdFormat,
     /// What a `submit_sm` with no answer in `response_timeout` leads to; see [`SmppOnTimeout`].
     #[serde(default)]
     pub on_response_timeout: SmppOnTimeout,
+}
+
+/// How an SMSC's receipt names a message relative to the id its `submit_sm_resp` gave. Both ids
+/// are put in one canonical form before they are stored or looked up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmppReceiptIdFormat {
+    /// The same id both times, maybe in another case or with leading zeros: compared
+    /// lowercased, leading zeros dropped.
+    #[default]
+    Auto,
+    /// Byte for byte, for SMSCs whose ids are case-sensitive.
+    AsIs,
+    /// Hex in `submit_sm_resp`, decimal in the receipt: compared as numbers (stored in decimal).
+    HexToDecimal,
+    /// Decimal in `submit_sm_resp`, hex in the receipt: compared as numbers (stored in decimal).
+    DecimalToHex,
 }
 
 /// How a provider's binds are made.

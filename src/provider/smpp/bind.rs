@@ -244,7 +244,7 @@ async fn serve(
         // error, or no enquire_link_resp within response_timeout (a half-dead link).
         let Some(event) = event else { break };
         match event {
-            Event::Incoming(cmd) => incoming::handle(provider, &client, cmd, events_tx).await,
+            Event::Incoming(cmd) => incoming::handle(provider, ctx.cfg.receipt_id_format, &client, cmd, events_tx).await,
             Event::Error(e) => {
                 if stop.is_cancelled() {
                     debug!(provider = %provider, bind = slot.index, error = %e, "SMPP link closing");

@@ -8,13 +8,16 @@ use rusmpp::{CommandId, Pdu};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+use super::ids;
 use super::receipt::{self, Inbound, ReceiptState};
+use crate::config::SmppReceiptIdFormat;
 use crate::receipt::{InboundMessage, InboundReceipt, ProviderEvent};
 use crate::store::PartOutcome;
 
 /// Handles one incoming PDU; every `deliver_sm` gets its `deliver_sm_resp`, whatever it held.
 pub(super) async fn handle(
     provider: &Arc<str>,
+    id_format: SmppReceiptIdFormat,
     client: &rusmppc::Client,
     cmd: rusmpp::Command,
     events_tx: &mpsc::Sender<ProviderEvent>,
@@ -22,7 +25,7 @@ pub(super) async fn handle(
     match cmd.id() {
         CommandId::DeliverSm => {
             if let Some(Pdu::DeliverSm(pdu)) = cmd.pdu() {
-                if let Some(ev) = event(provider, pdu) {
+                if let Some(ev) = event(provider, id_format, pdu) {
                     // Hand it on before acknowledging, so the SMSC resends it if we die in between.
                     let _ = events_tx.send(ev).await;
                 }
@@ -41,16 +44,17 @@ pub(super) async fn handle(
     }
 }
 
-/// What a `deliver_sm` means for the rest of the gateway.
+/// What a `deliver_sm` means for the rest of the gateway. A receipt's message id is put in the
+/// provider's canonical form ([`ids`]), the form the submit side stored its mapping under.
 ///
 /// MO messages go to the correlator as [`ProviderEvent::Inbound`]; what it does with them
 /// (today: count and log; later: opt-out keywords into the store) is its business, not the
 /// bind's. The bind's part, the acknowledgement, is done either way.
-pub(super) fn event(provider: &Arc<str>, pdu: &rusmpp::pdus::DeliverSm) -> Option<ProviderEvent> {
+pub(super) fn event(provider: &Arc<str>, id_format: SmppReceiptIdFormat, pdu: &rusmpp::pdus::DeliverSm) -> Option<ProviderEvent> {
     match receipt::parse_deliver_sm(pdu) {
         Ok(Inbound::Receipt(r)) => Some(ProviderEvent::Receipt(InboundReceipt {
             provider: provider.clone(),
-            message_id: r.message_id,
+            message_id: ids::from_receipt(id_format, &r.message_id),
             outcome: outcome(&r.state),
             error_code: r.error_code,
         })),

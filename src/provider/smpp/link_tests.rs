@@ -343,3 +343,26 @@ async fn transmitter_receiver_pairs_submit_on_one_and_get_receipts_on_the_other(
     p.shutdown().await;
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hex_and_decimal_receipts_name_the_stored_ids() {
+    use crate::smsc_sim::ReceiptIdFormat as Sim;
+    for (sim_format, setting) in [(Sim::Hex, "decimal_to_hex"), (Sim::Decimal, "hex_to_decimal"), (Sim::AsIssued, "auto")] {
+        let sim = sim(|c| c.receipt_id_format = sim_format).await;
+        let (p, mut rx) = provider(&sim.local_addr().to_string(), &format!("receipt_id_format = \"{setting}\"")).await;
+        let mut stored: Vec<String> =
+            send_all(&p, 10).await.into_iter().flat_map(|r| r.expect("accepted").message_ids).collect();
+        let mut named = Vec::new();
+        while named.len() < 10 {
+            match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+                Ok(Some(ProviderEvent::Receipt(r))) => named.push(r.message_id),
+                other => panic!("{sim_format:?}: after {} receipts: {other:?}", named.len()),
+            }
+        }
+        stored.sort();
+        named.sort();
+        assert_eq!(stored, named, "{sim_format:?} with receipt_id_format = {setting}");
+        p.shutdown().await;
+        sim.shutdown().await;
+    }
+}

@@ -7,6 +7,7 @@
 mod bind;
 pub mod encoding;
 mod health;
+pub mod ids;
 mod incoming;
 #[cfg(test)]
 mod link_tests;

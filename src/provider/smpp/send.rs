@@ -11,7 +11,7 @@ use tracing::{debug, warn};
 
 use super::bind::{BindSlot, Link};
 use super::status::{self, Action};
-use super::{rate, submit, SmppProvider};
+use super::{ids, rate, submit, SmppProvider};
 use crate::config::SmppOnTimeout;
 use crate::job::Job;
 use crate::provider::{Accepted, SendError};
@@ -104,7 +104,8 @@ impl SmppProvider {
                 self.wait_unpaused(&seat.slot, deadline, &message_ids).await?;
                 match submit_once(&seat.link.client, pdu.clone()).await {
                     Answer::Id(id) => {
-                        message_ids.push(id);
+                        // Stored as the mapping's key: in the form receipts are read into.
+                        message_ids.push(ids::from_resp(self.cfg.receipt_id_format, &id));
                         break;
                     }
                     Answer::Status(st) => match status::action(st) {
