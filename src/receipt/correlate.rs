@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::{InboundReceipt, ProviderEvent};
+use super::{InboundMessage, InboundReceipt, ProviderEvent};
 use crate::clock::Clock;
 use crate::pipeline::{BatchTasks, Reporter};
 use crate::report::{EventKind, Report};
@@ -66,8 +66,7 @@ impl Correlator {
                     self.handle(events.into_iter().filter_map(|e| match e {
                         ProviderEvent::Receipt(r) => Some(r),
                         ProviderEvent::Inbound(m) => {
-                            metrics::counter!(telemetry::RECEIPTS_TOTAL, "provider" => m.provider.to_string(), "outcome" => "mo").increment(1);
-                            info!(provider = %m.provider, "inbound message received");
+                            on_inbound(&m);
                             None
                         }
                     }).map(|r| (Instant::now(), r)).collect(), &mut early, &mut publishing).await;
@@ -138,6 +137,16 @@ impl Correlator {
             publishing.spawn(async move { publish_finals(store.as_ref(), &reporter, &reports).await }).await;
         }
     }
+}
+
+/// An MO message from a recipient. The provider has already acknowledged it to the SMSC; here
+/// it is only counted and logged (never its text or full number).
+///
+/// The seam for opt-outs: recording `STOP`-style replies into the tenant's opt-out list (a
+/// store call, so batch them like receipts) belongs here, not in the provider.
+fn on_inbound(m: &InboundMessage) {
+    metrics::counter!(telemetry::RECEIPTS_TOTAL, "provider" => m.provider.to_string(), "outcome" => "mo").increment(1);
+    info!(provider = %m.provider, "inbound message received");
 }
 
 /// Publishes final reports, then lets the store forget their jobs. Until the store hears it,

@@ -366,3 +366,56 @@ async fn hex_and_decimal_receipts_name_the_stored_ids() {
         sim.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mo_messages_and_unreadable_deliver_sm_are_acknowledged() {
+    use rusmpp::pdus::DeliverSm;
+    use rusmpp::types::OctetString;
+    use rusmpp::values::EsmClass;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let smsc = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut framed = Framed::new(stream, CommandCodec::new());
+        let deliver = |esm: u8, text: &[u8]| {
+            DeliverSm::builder()
+                .source_addr(COctetString::from_str_lossy("4915100000001"))
+                .destination_addr(COctetString::from_str_lossy("ACME"))
+                .esm_class(EsmClass::from(esm))
+                .short_message(OctetString::from_vec(text.to_vec()).unwrap())
+                .build()
+        };
+        let mut acked = Vec::new();
+        while let Some(Ok(cmd)) = framed.next().await {
+            let seq = cmd.sequence_number();
+            match cmd.pdu() {
+                Some(Pdu::BindTransceiver(_)) => {
+                    let resp = BindTransceiverResp::new(COctetString::from_str_lossy("fake"), None);
+                    framed.send(Command::new(CommandStatus::EsmeRok, seq, resp)).await.unwrap();
+                    // An MO message, then a receipt with no id anywhere: both must be answered.
+                    framed.send(Command::new(CommandStatus::EsmeRok, 1001, deliver(0x00, b"STOP"))).await.unwrap();
+                    framed.send(Command::new(CommandStatus::EsmeRok, 1002, deliver(0x04, b"stat:DELIVRD"))).await.unwrap();
+                }
+                Some(Pdu::EnquireLink) => framed.send(Command::new(CommandStatus::EsmeRok, seq, Pdu::EnquireLinkResp)).await.unwrap(),
+                Some(Pdu::DeliverSmResp(_)) => {
+                    acked.push((seq, cmd.status()));
+                    if acked.len() == 2 {
+                        return acked;
+                    }
+                }
+                _ => {}
+            }
+        }
+        acked
+    });
+    let (tx, mut rx) = mpsc::channel(16);
+    let p = SmppProvider::start("p", smpp_config(&addr, ""), addr.clone(), tx, Arc::new(SystemClock));
+    let acked = tokio::time::timeout(Duration::from_secs(5), smsc).await.expect("both acknowledged").unwrap();
+    assert_eq!(acked, [(1001, CommandStatus::EsmeRok), (1002, CommandStatus::EsmeRok)]);
+    match rx.recv().await {
+        Some(ProviderEvent::Inbound(m)) => assert_eq!((m.from.as_str(), m.to.as_str(), m.text.as_str()), ("4915100000001", "ACME", "STOP")),
+        other => panic!("{other:?}"),
+    }
+    assert!(rx.try_recv().is_err(), "the unreadable receipt is dropped, not passed on");
+    p.shutdown().await;
+}
