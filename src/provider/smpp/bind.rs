@@ -9,7 +9,7 @@ use futures::StreamExt;
 use rand::Rng;
 use rusmpp::pdus::{BindReceiver, BindTransceiver, BindTransmitter};
 use rusmpp::types::COctetString;
-use rusmpp::CommandStatus;
+use rusmpp::{CommandId, CommandStatus};
 use rusmppc::{ConnectionBuilder, Event};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::Instant;
@@ -18,6 +18,8 @@ use tracing::{debug, info, warn};
 
 use super::health::Health;
 use super::incoming;
+use super::inflight::InFlight;
+use super::killswitch::KillSwitch;
 use super::rate::Rate;
 use super::status;
 use crate::config::SmppConfig;
@@ -40,9 +42,11 @@ pub(super) struct BindSlot {
 #[derive(Clone)]
 pub(super) struct Link {
     pub(super) client: rusmppc::Client,
-    /// Cancelled by a sender that concluded the link is dead (a submit_sm went unanswered);
-    /// the bind loop then closes it and binds again.
+    /// Cancelled by a sender that concluded the link is dead (a submit_sm went unanswered, or
+    /// rusmppc would not take one); the bind loop then closes it and binds again.
     pub(super) dead: CancellationToken,
+    /// Submits written on this link, awaiting their responses.
+    pub(super) inflight: Arc<InFlight>,
 }
 
 impl BindSlot {
@@ -175,10 +179,10 @@ pub(super) async fn run(ctx: Arc<BindCtx>, slot: Arc<BindSlot>, role: Role, even
     let mut attempt = 0u32;
     while !stop.is_cancelled() {
         let wait = match connect(cfg, address, role).await {
-            Ok((client, events)) => {
+            Ok((client, events, switch)) => {
                 info!(provider = %provider, bind = slot.index, role = role.label(), %address, "SMPP bound");
                 let since = Instant::now();
-                serve(&ctx, &slot, role, client, events, &events_tx).await;
+                serve(&ctx, &slot, role, client, events, switch, &events_tx).await;
                 if stop.is_cancelled() {
                     break;
                 }
@@ -218,11 +222,13 @@ async fn serve(
     role: Role,
     client: rusmppc::Client,
     mut events: impl futures::Stream<Item = Event> + Unpin,
+    switch: KillSwitch,
     events_tx: &mpsc::Sender<ProviderEvent>,
 ) {
     let (provider, stop) = (&ctx.provider, &ctx.stop);
     let dead = CancellationToken::new();
-    slot.set(Some(Link { client: client.clone(), dead: dead.clone() }));
+    let inflight = Arc::new(InFlight::default());
+    slot.set(Some(Link { client: client.clone(), dead: dead.clone(), inflight: inflight.clone() }));
     ctx.health.bound();
     if role.can_submit() {
         ctx.bound.send_modify(|n| *n += 1);
@@ -231,8 +237,9 @@ async fn serve(
         let event = tokio::select! {
             e = events.next() => e,
             _ = dead.cancelled() => {
-                warn!(provider = %provider, bind = slot.index, "SMPP link declared dead (a submit_sm went unanswered); closing it to bind again");
-                let _ = tokio::time::timeout(Duration::from_secs(1), client.close()).await;
+                warn!(provider = %provider, bind = slot.index, "SMPP link declared dead by a sender (a submit_sm unanswered or not taken); cutting it to bind again");
+                // Not `close()`: that would first write the submits still queued in rusmppc.
+                switch.kill();
                 break;
             }
             _ = stop.cancelled() => {
@@ -244,6 +251,8 @@ async fn serve(
         // error, or no enquire_link_resp within response_timeout (a half-dead link).
         let Some(event) = event else { break };
         match event {
+            // Submits go out without rusmppc waiting for their answers (see `inflight`).
+            Event::Incoming(cmd) if matches!(cmd.id(), CommandId::SubmitSmResp | CommandId::GenericNack) => inflight.answer(cmd),
             Event::Incoming(cmd) => incoming::handle(provider, ctx.cfg.receipt_id_format, &client, cmd, events_tx).await,
             Event::Error(e) => {
                 if stop.is_cancelled() {
@@ -260,6 +269,8 @@ async fn serve(
         }
     }
     slot.set(None);
+    // Submits written on this link and still unanswered now learn they never will be.
+    inflight.close();
     if role.can_submit() {
         ctx.bound.send_modify(|n| *n = n.saturating_sub(1));
     }
@@ -270,20 +281,21 @@ async fn connect(
     cfg: &SmppConfig,
     address: &str,
     role: Role,
-) -> Result<(rusmppc::Client, impl futures::Stream<Item = Event> + Unpin + 'static), BindError> {
+) -> Result<(rusmppc::Client, impl futures::Stream<Item = Event> + Unpin + 'static, KillSwitch), BindError> {
     let other = |e: &dyn std::fmt::Display| BindError::Other(e.to_string());
     let stream = tokio::time::timeout(cfg.response_timeout, tokio::net::TcpStream::connect(address))
         .await
         .map_err(|e| other(&e))?
         .map_err(|e| other(&e))?;
     stream.set_nodelay(true).map_err(|e| other(&e))?;
+    let switch = KillSwitch::default();
     let (client, events) = ConnectionBuilder::new()
         .enquire_link_interval(cfg.enquire_link_interval)
         .enquire_link_response_timeout(cfg.response_timeout)
         .response_timeout(cfg.response_timeout)
         // Many SMSCs speak 3.4; the bind's version field is informational for them.
         .disable_interface_version_check()
-        .connected(stream);
+        .connected(switch.wrap(stream));
     let system_id = COctetString::from_str(&cfg.system_id).map_err(|e| other(&e))?;
     let password = COctetString::from_str(&cfg.password).map_err(|e| other(&e))?;
     let system_type = COctetString::from_str(&cfg.system_type).map_err(|e| other(&e))?;
@@ -301,5 +313,5 @@ async fn connect(
             client.bind_receiver(bind.build()).await.map(drop)?
         }
     }
-    Ok((client, events))
+    Ok((client, events, switch))
 }

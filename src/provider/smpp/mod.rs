@@ -9,6 +9,8 @@ pub mod encoding;
 mod health;
 pub mod ids;
 mod incoming;
+mod inflight;
+mod killswitch;
 #[cfg(test)]
 mod link_tests;
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use rusmpp::pdus::SubmitSm;
-use rusmpp::CommandStatus;
+use rusmpp::{CommandStatus, Pdu};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tracing::{debug, warn};
@@ -39,20 +39,36 @@ impl Lost {
 enum Answer {
     Id(String),
     Status(CommandStatus),
+    /// rusmppc did not take it: the link is closing or gone. Nothing was written.
+    NotSent,
     Lost(Lost),
     Other(String),
 }
 
-async fn submit_once(client: &rusmppc::Client, pdu: SubmitSm) -> Answer {
+async fn submit_once(link: &Link, pdu: SubmitSm, timeout: Duration) -> Answer {
     use rusmppc::error::Error as E;
-    match client.submit_sm(pdu).await {
-        Ok(resp) => Answer::Id(resp.message_id().as_str().to_owned()),
-        Err(E::UnexpectedResponse { response }) => Answer::Status(response.status()),
-        Err(E::ResponseTimeout { .. }) => Answer::Lost(Lost::ResponseTimeout),
-        Err(E::ConnectionClosed | E::ConnectionClosedByPeer | E::Io(_) | E::EnquireLinkTimeout { .. }) => {
-            Answer::Lost(Lost::ConnectionClosed)
+    // `no_wait` resolves once the PDU is written to the socket. It errs with ConnectionClosed
+    // when the connection ended with the PDU still queued, and with Io when writing it failed:
+    // rusmppc writes one PDU at a time, so at most its head went out, and an SMSC cannot take
+    // a PDU without its tail. Either way it was not sent. (The exception: a PDU held in
+    // rusmppc's write buffer, blocked on a full socket, when its connection ends other than by
+    // our kill switch; rusmppc's final flush may then still send it.)
+    let seq = match link.client.no_wait().submit_sm(pdu).await {
+        Ok(seq) => seq,
+        Err(E::ConnectionClosed | E::Io(_)) => return Answer::NotSent,
+        Err(other) => return Answer::Other(other.to_string()),
+    };
+    match tokio::time::timeout(timeout, link.inflight.response(seq)).await {
+        Err(_) => {
+            link.inflight.forget(seq);
+            Answer::Lost(Lost::ResponseTimeout)
         }
-        Err(other) => Answer::Other(other.to_string()),
+        Ok(Err(_)) => Answer::Lost(Lost::ConnectionClosed),
+        Ok(Ok(cmd)) => match (cmd.status(), cmd.pdu()) {
+            (CommandStatus::EsmeRok, Some(Pdu::SubmitSmResp(resp))) => Answer::Id(resp.message_id().as_str().to_owned()),
+            (CommandStatus::EsmeRok, _) => Answer::Other(format!("unexpected answer to submit_sm: {:?}", cmd.id())),
+            (status, _) => Answer::Status(status),
+        },
     }
 }
 
@@ -102,7 +118,7 @@ impl SmppProvider {
                 seat.slot.rate.take(cells).await;
                 self.rate.take(cells).await;
                 self.wait_unpaused(&seat.slot, deadline, &message_ids).await?;
-                match submit_once(&seat.link.client, pdu.clone()).await {
+                match submit_once(&seat.link, pdu.clone(), self.cfg.response_timeout).await {
                     Answer::Id(id) => {
                         // Stored as the mapping's key: in the form receipts are read into.
                         message_ids.push(ids::from_resp(self.cfg.receipt_id_format, &id));
@@ -124,6 +140,12 @@ impl SmppProvider {
                         }
                         Action::Reject => return Err(status::error(st)),
                     },
+                    Answer::NotSent => {
+                        // Safe to send elsewhere; the link is of no more use.
+                        seat.link.dead.cancel();
+                        drop(seat);
+                        seat = self.seat().await.map_err(|e| give_up(e, &message_ids))?;
+                    }
                     Answer::Lost(lost) => {
                         // Whatever the cause, this link is not to be trusted with more submits.
                         seat.link.dead.cancel();
