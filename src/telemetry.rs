@@ -32,7 +32,7 @@ pub const RECEIPTS_TOTAL: &str = "sendgate_receipts_total";
 /// Report events produced, by `event`.
 pub const REPORTS_TOTAL: &str = "sendgate_reports_total";
 /// Submits whose outcome is unknown and that are never resent, by `cause`
-/// (`response_timeout`, `instance_died`).
+/// (`response_timeout`, `connection_closed`, `instance_died`).
 pub const SUBMITS_AMBIGUOUS_TOTAL: &str = "sendgate_submits_ambiguous_total";
 /// submit_sm sent again after getting no answer (`on_response_timeout = "retry"`), by
 /// `provider` and `cause` (`response_timeout`, `connection_closed`).

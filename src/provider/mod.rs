@@ -34,9 +34,10 @@ pub enum SendError {
     /// The provider refused this message for good (bad address, bad content).
     #[error("provider rejected the message ({code}): {message}")]
     Rejected { code: String, message: String },
-    /// No answer in time: the provider may or may not have taken it, so it is never resent.
-    #[error("no answer from the provider within {0:?}; it may have taken the message")]
-    Ambiguous(Duration),
+    /// Sent, but no answer came (`cause`: `response_timeout` within `after`, or
+    /// `connection_closed`): the provider may or may not have taken it, so it is never resent.
+    #[error("no answer from the provider ({cause}, waited up to {after:?}); it may have taken the message")]
+    Ambiguous { after: Duration, cause: &'static str },
     /// The provider kept failing transiently and trying again would outlive the job's validity
     /// (or would resend parts it already took): give up for good; the job ends `failed`.
     #[error("provider failure ({code}), not retried further: {message}")]
@@ -49,13 +50,21 @@ impl SendError {
         matches!(self, Self::Throttled { .. } | Self::Transient { .. } | Self::Unavailable(_))
     }
 
+    /// The `cause` label of `sendgate_submits_ambiguous_total`, for an ambiguous answer.
+    pub fn ambiguous_cause(&self) -> Option<&'static str> {
+        match self {
+            Self::Ambiguous { cause, .. } => Some(cause),
+            _ => None,
+        }
+    }
+
     /// The `outcome` label of `sendgate_provider_requests_total`.
     pub fn outcome_label(&self) -> &'static str {
         match self {
             Self::Throttled { .. } => "throttled",
             Self::Transient { .. } | Self::Unavailable(_) => "retry",
             Self::Rejected { .. } => "rejected",
-            Self::Ambiguous(_) => "timeout",
+            Self::Ambiguous { .. } => "timeout",
             Self::Failed { .. } => "failed",
         }
     }

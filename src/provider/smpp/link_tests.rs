@@ -240,7 +240,7 @@ async fn half_dead_run(on_timeout: &str) -> (SimHandle, Vec<Result<crate::provid
 async fn response_timeout_fail_ends_ambiguous_and_never_resends() {
     let (sim, results, p) = half_dead_run("fail").await;
     let ok = results.iter().filter(|r| r.is_ok()).count();
-    let ambiguous = results.iter().filter(|r| matches!(r, Err(SendError::Ambiguous(_)))).count();
+    let ambiguous = results.iter().filter(|r| matches!(r, Err(SendError::Ambiguous { .. }))).count();
     // Only the submits the dead link wrote are in doubt; those rusmppc still held when the
     // link was cut were never sent, and went on the next bind.
     let stats = sim.stats();
@@ -427,7 +427,7 @@ async fn a_dropped_connection_leaves_only_written_submits_in_doubt() {
     let (p, _rx) = provider(&sim.local_addr().to_string(), "").await;
     let results = send_all(&p, 10).await;
     let ok = results.iter().filter(|r| r.is_ok()).count();
-    let ambiguous = results.iter().filter(|r| matches!(r, Err(SendError::Ambiguous(_)))).count();
+    let ambiguous = results.iter().filter(|r| matches!(r, Err(SendError::Ambiguous { .. }))).count();
     assert_eq!(ok + ambiguous, 10, "{results:?}");
     // The 3rd was taken and never answered; any written after it were lost with the link.
     assert!(ambiguous >= 1, "{results:?}");

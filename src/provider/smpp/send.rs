@@ -160,7 +160,7 @@ impl SmppProvider {
                             continue;
                         }
                         debug!(provider = %self.name, cause = lost.label(), "submit_sm outcome unknown");
-                        return Err(SendError::Ambiguous(self.cfg.response_timeout));
+                        return Err(SendError::Ambiguous { after: self.cfg.response_timeout, cause: lost.label() });
                     }
                     Answer::Other(message) => {
                         return Err(give_up(SendError::Transient { code: "connection".into(), message }, &message_ids));
