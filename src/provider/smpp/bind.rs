@@ -233,14 +233,17 @@ async fn serve(
     if role.can_submit() {
         ctx.bound.send_modify(|n| *n += 1);
     }
+    let mut cut = false;
     loop {
         let event = tokio::select! {
             e = events.next() => e,
-            _ = dead.cancelled() => {
+            _ = dead.cancelled(), if !cut => {
                 warn!(provider = %provider, bind = slot.index, "SMPP link declared dead by a sender (a submit_sm unanswered or not taken); cutting it to bind again");
                 // Not `close()`: that would first write the submits still queued in rusmppc.
+                // The connection ends on the cut; what it had read is still served below.
                 switch.kill();
-                break;
+                cut = true;
+                continue;
             }
             _ = stop.cancelled() => {
                 // Keep serving receipts until unbind closes the stream.

@@ -14,26 +14,36 @@ use tokio::sync::oneshot;
 
 #[derive(Default)]
 pub(super) struct InFlight {
-    by_seq: Mutex<HashMap<u32, Entry>>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    by_seq: HashMap<u32, Entry>,
+    /// The link ended: no answer is coming for anything not yet arrived.
+    closed: bool,
 }
 
 enum Entry {
     Waiting(oneshot::Sender<Command>),
     /// The response beat its sender's registration (it can: the write completes, the SMSC
     /// answers and the bind loop routes the answer before the sender is scheduled again).
-    Arrived(Command),
+    Arrived(Box<Command>),
 }
 
 impl InFlight {
     /// Resolves with the response to `seq`; errs when the link ends first.
     pub(super) async fn response(&self, seq: u32) -> Result<Command, oneshot::error::RecvError> {
         let rx = {
-            let mut map = self.by_seq.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(Entry::Arrived(cmd)) = map.remove(&seq) {
-                return Ok(cmd);
+            let mut state = self.lock();
+            if let Some(Entry::Arrived(cmd)) = state.by_seq.remove(&seq) {
+                return Ok(*cmd);
             }
             let (tx, rx) = oneshot::channel();
-            map.insert(seq, Entry::Waiting(tx));
+            // Once closed, the sender is dropped here and the wait ends at once.
+            if !state.closed {
+                state.by_seq.insert(seq, Entry::Waiting(tx));
+            }
             rx
         };
         rx.await
@@ -42,7 +52,7 @@ impl InFlight {
     /// A response read from the link.
     pub(super) fn answer(&self, cmd: Command) {
         let seq = cmd.sequence_number();
-        let mut map = self.by_seq.lock().unwrap_or_else(|e| e.into_inner());
+        let map = &mut self.lock().by_seq;
         match map.remove(&seq) {
             Some(Entry::Waiting(tx)) => {
                 let _ = tx.send(cmd);
@@ -50,19 +60,26 @@ impl InFlight {
             // Late answers to submits that timed out land here too; they go with the link,
             // which a timeout always closes.
             _ => {
-                map.insert(seq, Entry::Arrived(cmd));
+                map.insert(seq, Entry::Arrived(Box::new(cmd)));
             }
         }
     }
 
     /// The sender gave up waiting for `seq`.
     pub(super) fn forget(&self, seq: u32) {
-        self.by_seq.lock().unwrap_or_else(|e| e.into_inner()).remove(&seq);
+        self.lock().by_seq.remove(&seq);
     }
 
-    /// The link ended: every waiting submit learns that its answer will not come.
+    /// The link ended: every waiting submit learns that its answer will not come. Answers
+    /// that did arrive stay to be claimed.
     pub(super) fn close(&self) {
-        self.by_seq.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        let mut state = self.lock();
+        state.closed = true;
+        state.by_seq.retain(|_, e| matches!(e, Entry::Arrived(_)));
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -89,13 +106,17 @@ mod tests {
             f.answer(resp(5));
         });
         assert_eq!(got.unwrap().sequence_number(), 5);
-        // The link ends under a waiting sender.
+        // The link ends under a waiting sender; an answer that arrived first is still claimed,
+        // and a sender coming after the end learns at once.
+        f.answer(resp(8));
         let (got, ()) = tokio::join!(f.response(7), async {
             tokio::task::yield_now().await;
             f.close();
         });
         assert!(got.is_err());
+        assert_eq!(f.response(8).await.unwrap().sequence_number(), 8);
+        assert!(f.response(9).await.is_err());
         f.forget(9);
-        assert!(f.by_seq.lock().unwrap().is_empty());
+        assert!(f.lock().by_seq.is_empty());
     }
 }
