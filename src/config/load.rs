@@ -209,6 +209,36 @@ windw = 10
     }
 
     #[test]
+    fn smpp_link_keys_are_checked() {
+        use super::super::{SmppBindMode, SmppOnTimeout, SmppReceiptIdFormat};
+        let base = "[providers.c]\nkind = \"smpp\"\naddress = \"127.0.0.1:2775\"\nsystem_id = \"x\"\npassword = \"y\"\n";
+        let ProviderConfig::Smpp(d) = parse(base).unwrap().providers["c"].clone();
+        assert_eq!(
+            (d.bind_mode, d.on_response_timeout, d.receipt_id_format, d.tps, d.bind_tps, d.max_retries),
+            (SmppBindMode::Transceiver, SmppOnTimeout::Fail, SmppReceiptIdFormat::Auto, 0, 0, 3)
+        );
+        let set = "bind_mode = \"transmitter_receiver\"\non_response_timeout = \"retry\"\nreceipt_id_format = \"hex_to_decimal\"\n\
+                   tps = 250\nbind_tps = 100\nmax_retries = 0\nthrottle_backoff = \"250ms\"\n";
+        let ProviderConfig::Smpp(c) = parse(&format!("{base}{set}")).unwrap().providers["c"].clone();
+        assert_eq!(
+            (c.bind_mode, c.on_response_timeout, c.receipt_id_format, c.tps, c.bind_tps, c.max_retries),
+            (SmppBindMode::TransmitterReceiver, SmppOnTimeout::Retry, SmppReceiptIdFormat::HexToDecimal, 250, 100, 0)
+        );
+        assert_eq!(c.throttle_backoff, std::time::Duration::from_millis(250));
+        for (extra, want) in [
+            ("bind_mode = \"receiver\"", "providers.c.bind_mode: unknown variant `receiver`"),
+            ("on_response_timeout = \"resend\"", "providers.c.on_response_timeout: unknown variant `resend`"),
+            ("receipt_id_format = \"hex\"", "providers.c.receipt_id_format: unknown variant `hex`"),
+            ("tps = -1", "providers.c.tps: invalid value"),
+            ("max_retries = 1000", "providers.c.max_retries: must be <= 100"),
+            ("throttle_backoff = \"0s\"", "providers.c.throttle_backoff: must be > 0"),
+        ] {
+            let errs = parse(&format!("{base}{extra}\n")).unwrap_err().0;
+            assert!(errs.len() == 1 && errs[0].starts_with(want), "{extra}: {errs:?}");
+        }
+    }
+
+    #[test]
     fn unknown_section_and_bad_value_are_both_reported() {
         let errs = parse("[sever]\nlisten = \"x\"\n[providers.b]\nkind = \"smpp\"\naddress = \"nowhere\"\nsystem_id = \"x\"\npassword = \"y\"\nbinds = 0\n").unwrap_err().0;
         assert!(errs.iter().any(|e| e.starts_with("sever: unknown section")), "{errs:?}");

@@ -17,6 +17,8 @@ mod link_tests;
 mod proptests;
 mod rate;
 pub mod receipt;
+#[cfg(test)]
+mod scripted_tests;
 mod send;
 pub mod status;
 pub mod submit;
