@@ -37,6 +37,8 @@ pub const SUBMITS_AMBIGUOUS_TOTAL: &str = "sendgate_submits_ambiguous_total";
 /// submit_sm sent again after getting no answer (`on_response_timeout = "retry"`), by
 /// `provider` and `cause` (`response_timeout`, `connection_closed`).
 pub const SMPP_SUBMITS_RESENT_TOTAL: &str = "sendgate_smpp_submits_resent_total";
+/// Recipients newly put on an opt-out list, by `source` (`mo`: a STOP reply, `admin`: the admin API).
+pub const OPT_OUTS_TOTAL: &str = "sendgate_opt_outs_total";
 /// Jobs currently between source and a durable point (in memory).
 pub const JOBS_IN_FLIGHT: &str = "sendgate_jobs_in_flight";
 /// Jobs currently parked in the store's scheduled set.
@@ -84,8 +86,14 @@ fn describe() {
     describe_counter!(REPORTS_TOTAL, "Report events produced");
     describe_counter!(SUBMITS_AMBIGUOUS_TOTAL, "Submits with unknown outcome, never resent");
     describe_counter!(SMPP_SUBMITS_RESENT_TOTAL, "submit_sm resent after no answer (on_response_timeout = retry)");
+    describe_counter!(OPT_OUTS_TOTAL, "Recipients newly put on an opt-out list");
     describe_gauge!(JOBS_IN_FLIGHT, "Jobs between source and a durable point");
     describe_counter!(SIM_SUBMIT_SM_TOTAL, "submit_sm PDUs received by the SMSC simulator");
     describe_counter!(SIM_MESSAGES_TOTAL, "Reassembled messages received by the SMSC simulator");
     describe_counter!(SIM_RECEIPTS_TOTAL, "Receipts sent by the SMSC simulator");
+    describe_counter!(QUIET_HOURS_ZONE_FALLBACK_TOTAL, "Quiet-hour decisions made in the tenant's zone because the prefix's zones share no allowed time");
 }
+
+/// Quiet-hour decisions made in the tenant's zone because the zones of the number's prefix
+/// share no allowed instant within 24 h.
+pub const QUIET_HOURS_ZONE_FALLBACK_TOTAL: &str = "sendgate_quiet_hours_zone_fallback_total";

@@ -10,7 +10,7 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 use toml::{Table, Value};
 
-use super::{Config, ProviderConfig, EMBEDDED_SIM};
+use super::{Config, ProviderConfig, QuietHoursConfig, EMBEDDED_SIM};
 use crate::smsc_sim::decode::Alphabet;
 
 /// All that is wrong with a config, one `key.path: reason` per line.
@@ -47,6 +47,8 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
             "dev" => section(&key, value, &mut errors, &mut config.dev),
             "kafka" => config.kafka = typed(&key, value, &mut errors),
             "redis" => config.redis = typed(&key, value, &mut errors),
+            "opt_out" => section(&key, value, &mut errors, &mut config.opt_out),
+            "admin" => config.admin = typed(&key, value, &mut errors),
             "providers" => match value {
                 Value::Table(providers) => {
                     for (name, p) in providers {
@@ -57,10 +59,24 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
                 }
                 _ => errors.push("providers: must be a table of providers".into()),
             },
-            other => errors.push(format!("{other}: unknown section (expected server, pipeline, reports, providers, kafka, redis, dev)")),
+            "tenant_defaults" => section(&key, value, &mut errors, &mut config.tenant_defaults),
+            "tenants" => match value {
+                Value::Table(tenants) => {
+                    for (name, t) in tenants {
+                        if let Some(tc) = typed(&format!("tenants.{name}"), t, &mut errors) {
+                            config.tenants.insert(name, tc);
+                        }
+                    }
+                }
+                _ => errors.push("tenants: must be a table of tenants".into()),
+            },
+            other => errors.push(format!(
+                "{other}: unknown section (expected server, pipeline, reports, providers, kafka, redis, dev, opt_out, admin, tenant_defaults, tenants)"
+            )),
         }
     }
     validate(&config, &mut errors);
+    validate_opt_out_and_admin(&config, &mut errors);
     if errors.is_empty() {
         Ok(config)
     } else {
@@ -100,7 +116,8 @@ fn typed<T: DeserializeOwned>(prefix: &str, value: Value, errors: &mut Vec<Strin
         Err(e) => {
             let path = e.path().to_string();
             let at = if path == "." { prefix.to_owned() } else { format!("{prefix}.{path}") };
-            errors.push(format!("{at}: {}", e.into_inner()));
+            // `message()`: toml's Display repeats the key ("in `quiet_hours`") that `at` already names.
+            errors.push(format!("{at}: {}", e.into_inner().message()));
             None
         }
     }
@@ -117,6 +134,23 @@ fn validate(c: &Config, errors: &mut Vec<String>) {
     check(c.pipeline.max_in_flight > 0, "pipeline.max_in_flight".into(), "must be > 0, got 0".into());
     check(c.pipeline.batch_size > 0, "pipeline.batch_size".into(), "must be > 0, got 0".into());
     check(!c.pipeline.scheduler_tick.is_zero(), "pipeline.scheduler_tick".into(), "must be > 0".into());
+    let quiet_hours = |q: &Option<QuietHoursConfig>| match q {
+        Some(QuietHoursConfig::Window { start, end }) if start == end => Err("start and end must differ"),
+        _ => Ok(()),
+    };
+    if let Err(e) = quiet_hours(&c.tenant_defaults.quiet_hours) {
+        check(false, "tenant_defaults.quiet_hours".into(), e.into());
+    }
+    for (name, t) in &c.tenants {
+        check(
+            (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-".contains(&b)),
+            format!("tenants.{name}"),
+            "tenant names match [a-z0-9_-]{1,64}, as a job's `tenant` must".into(),
+        );
+        if let Err(e) = quiet_hours(&t.quiet_hours) {
+            check(false, format!("tenants.{name}.quiet_hours"), e.into());
+        }
+    }
     for (name, p) in &c.providers {
         let key = |k: &str| format!("providers.{name}.{k}");
         check(
@@ -148,6 +182,55 @@ fn validate(c: &Config, errors: &mut Vec<String>) {
                     format!("must select the GSM 7-bit alphabet (e.g. 0x00 or 0x01), got {:#04x}", s.data_coding_gsm7),
                 );
             }
+        }
+    }
+}
+
+/// `[opt_out]` and `[admin]`; a function of its own so branches adding sections do not all
+/// edit `validate`.
+fn validate_opt_out_and_admin(c: &Config, errors: &mut Vec<String>) {
+    let o = &c.opt_out;
+    let mut stop_words = |key: String, words: &[String]| {
+        if words.is_empty() {
+            errors.push(format!("{key}: must name at least one stop word"));
+        }
+        for (i, w) in words.iter().enumerate() {
+            if w.trim().is_empty() {
+                errors.push(format!("{key}[{i}]: must not be blank"));
+            }
+        }
+    };
+    stop_words("opt_out.stop_words".into(), &o.stop_words);
+    for (t, tc) in &o.tenants {
+        stop_words(format!("opt_out.tenants.{t}.stop_words"), &tc.stop_words);
+    }
+    let tenant_msg = |t: &str| format!("not a tenant name ([a-z0-9_-]{{1,64}}): {t:?}");
+    for t in o.tenants.keys().filter(|t| !crate::job::is_tenant(t)) {
+        errors.push(format!("opt_out.tenants.{t}: {}", tenant_msg(t)));
+    }
+    for (sender, t) in &o.senders {
+        if sender.trim_start_matches('+').is_empty() {
+            errors.push(format!("opt_out.senders.{sender:?}: must not be blank"));
+        }
+        if !crate::job::is_tenant(t) {
+            errors.push(format!("opt_out.senders.{sender}: {}", tenant_msg(t)));
+        }
+    }
+    if let Some(t) = o.default_tenant.as_deref().filter(|t| !crate::job::is_tenant(t)) {
+        errors.push(format!("opt_out.default_tenant: {}", tenant_msg(t)));
+    }
+    if let Some(a) = &c.admin {
+        match (&a.token, &a.token_file) {
+            (Some(_), Some(_)) => errors.push("admin.token: give token or token_file, not both".into()),
+            (None, None) => errors.push("admin.token: required (or token_file); drop [admin] to disable the admin API".into()),
+            // The length only, never the value: errors are printed.
+            (Some(t), None) if t.trim().chars().count() < 16 => {
+                errors.push(format!("admin.token: must be at least 16 characters, got {}", t.trim().chars().count()))
+            }
+            _ => {}
+        }
+        if a.actor.is_empty() || a.actor.chars().any(char::is_control) {
+            errors.push("admin.actor: must be a non-empty name without control characters".into());
         }
     }
 }
@@ -236,6 +319,94 @@ windw = 10
             let errs = parse(&format!("{base}{extra}\n")).unwrap_err().0;
             assert!(errs.len() == 1 && errs[0].starts_with(want), "{extra}: {errs:?}");
         }
+    }
+
+    #[test]
+    fn opt_out_and_admin_keys_parse_and_their_mistakes_are_named() {
+        let ok = parse(
+            r#"
+[opt_out]
+senders = { "12345" = "acme", "+4915100000000" = "beta" }
+default_tenant = "acme"
+[opt_out.tenants.beta]
+stop_words = ["HALT"]
+[admin]
+token = "0123456789abcdef"
+actor = "ops"
+"#,
+        )
+        .unwrap();
+        assert_eq!(ok.opt_out.stop_words.len(), crate::config::DEFAULT_STOP_WORDS.len());
+        assert_eq!(ok.opt_out.senders["12345"], "acme");
+        assert_eq!(ok.opt_out.tenants["beta"].stop_words, ["HALT"]);
+        assert!(!format!("{ok:?}").contains("0123456789abcdef"), "Debug must not show the token");
+
+        let errs = parse(
+            r#"
+[opt_out]
+stop_words = []
+senders = { "12345" = "Acme Corp" }
+default_tenant = "ACME"
+[opt_out.tenants.beta]
+stop_words = [" "]
+[admin]
+token = "short-secret"
+"#,
+        )
+        .unwrap_err()
+        .0;
+        for key in ["opt_out.stop_words:", "opt_out.senders.12345:", "opt_out.default_tenant:", "opt_out.tenants.beta.stop_words[0]:", "admin.token: must be at least 16"] {
+            assert!(errs.iter().any(|e| e.starts_with(key)), "{key} missing from {errs:?}");
+        }
+        assert!(!errs.iter().any(|e| e.contains("short-secret")), "errors must not show the token: {errs:?}");
+        let errs = parse("[admin]\nactor = \"ops\"\n").unwrap_err().0;
+        assert!(errs[0].starts_with("admin.token: required"), "{errs:?}");
+    }
+
+    #[test]
+    fn tenants_and_their_defaults() {
+        let c = parse(
+            r#"
+[tenant_defaults]
+tz = "Europe/Berlin"
+quiet_hours = { start = "21:00", end = "09:00" }
+[tenants.acme]
+tz = "America/New_York"
+[tenants.night-owls]
+quiet_hours = false
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.tenant_defaults.tz, Some(chrono_tz::Europe::Berlin));
+        let hm = |s| chrono::NaiveTime::parse_from_str(s, "%H:%M").unwrap();
+        assert_eq!(c.tenant_defaults.quiet_hours, Some(QuietHoursConfig::Window { start: hm("21:00"), end: hm("09:00") }));
+        assert_eq!((c.tenants["acme"].tz, c.tenants["acme"].quiet_hours), (Some(chrono_tz::America::New_York), None));
+        assert_eq!(c.tenants["night-owls"].quiet_hours, Some(QuietHoursConfig::Off));
+        let none = parse("").unwrap();
+        assert!(none.tenants.is_empty() && none.tenant_defaults.tz.is_none() && none.tenant_defaults.quiet_hours.is_none());
+    }
+
+    #[test]
+    fn tenant_mistakes_name_their_keys() {
+        for (text, want) in [
+            ("[tenants.acme]\ntz = \"Mars/Base\"", "tenants.acme.tz: not an IANA zone: \"Mars/Base\""),
+            ("[tenants.acme]\nquiet_hours = { start = \"9pm\", end = \"09:00\" }", "tenants.acme.quiet_hours.start: not HH:MM: \"9pm\""),
+            ("[tenants.acme]\nquiet_hours = { start = \"21:00\" }", "tenants.acme.quiet_hours: missing field `end`"),
+            ("[tenants.acme]\nquiet_hours = { start = \"21:00\", end = \"09:00\", tz = \"UTC\" }", "tenants.acme.quiet_hours.tz: unknown field `tz`"),
+            ("[tenants.acme]\nquiet_hours = true", "tenants.acme.quiet_hours: must be { start = \"HH:MM\", end = \"HH:MM\" } or false, got true"),
+            ("[tenants.acme]\nquiet_hours = \"21-09\"", "tenants.acme.quiet_hours: invalid type: string \"21-09\""),
+            ("[tenants.acme]\nquiet_hours = { start = \"21:00\", end = \"21:00\" }", "tenants.acme.quiet_hours: start and end must differ"),
+            ("[tenants.acme]\ntimezone = \"UTC\"", "tenants.acme.timezone: unknown field `timezone`"),
+            ("[tenants.ACME]\ntz = \"UTC\"", "tenants.ACME: tenant names match [a-z0-9_-]{1,64}"),
+            ("[tenant_defaults]\ntz = \"Europe/Berlinn\"", "tenant_defaults.tz: not an IANA zone"),
+            ("tenants = 3", "tenants: must be a table of tenants"),
+        ] {
+            let errs = parse(text).unwrap_err().0;
+            assert!(errs.len() == 1 && errs[0].starts_with(want), "{text}: {errs:?}");
+        }
+        // Every tenant's mistake at once.
+        let errs = parse("[tenants.a]\ntz = \"X\"\n[tenants.b]\ntz = \"Y\"\n").unwrap_err().0;
+        assert_eq!(errs.len(), 2, "{errs:?}");
     }
 
     #[test]

@@ -35,6 +35,18 @@ pub struct Config {
     /// Shared state (`sendgate run`); absent: in-memory (one instance only).
     #[serde(default)]
     pub redis: Option<RedisConfig>,
+    /// Opt-out lists: which MO texts opt a sender out, and whose list they go on.
+    #[serde(default)]
+    pub opt_out: OptOutConfig,
+    /// The admin API under `/v1/admin/`; absent: disabled (404).
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
+    /// What a tenant not listed under `[tenants]` gets, and what a listed one leaves out.
+    #[serde(default)]
+    pub tenant_defaults: TenantConfig,
+    /// Per-tenant settings, keyed by the jobs' `tenant`.
+    #[serde(default)]
+    pub tenants: BTreeMap<String, TenantConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -419,25 +431,10 @@ fn default_max_segments() -> u8 {
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct DevConfig {
-    /// The in-process SMSC simulator of `sendgate dev`.
-    pub smsc_sim: DevSimConfig,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DevSimConfig {
-    #[serde(with = "humantime_serde")]
-    pub receipt_delay: Duration,
-    /// e.g. `"delivered=90,undelivered=5,expired=5"`.
-    pub outcome_mix: String,
-    /// Keep every decoded message in memory (tests); off for load tests.
-    pub record_messages: bool,
-}
-
-impl Default for DevSimConfig {
-    fn default() -> Self {
-        Self { receipt_delay: Duration::from_millis(100), outcome_mix: "delivered=100".into(), record_messages: false }
-    }
+    /// The in-process SMSC simulator of `sendgate dev`: every `sendgate smsc-sim` flag is a
+    /// key here (`throttle_every = 5`, `receipt_id_format = "hex"`, ...), so a misbehaving
+    /// SMSC can be reproduced without a second process.
+    pub smsc_sim: crate::smsc_sim::SimConfig,
 }
 
 /// `"30s"`-style durations (humantime) for serde.
@@ -450,5 +447,144 @@ mod humantime_serde {
         let s = String::deserialize(d)?;
         humantime::parse_duration(&s)
             .map_err(|e| serde::de::Error::custom(format!("not a duration like \"30s\": {s:?} ({e})")))
+    }
+}
+
+/// The stop words every tenant gets unless `[opt_out.tenants.<t>]` says otherwise: the usual
+/// English set plus Russian (`СТОП`, `ОТПИСАТЬСЯ`).
+pub const DEFAULT_STOP_WORDS: [&str; 8] = ["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "СТОП", "ОТПИСАТЬСЯ"];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptOutConfig {
+    /// An MO whose whole text is one of these (case, surrounding spaces and trailing
+    /// punctuation ignored) puts its sender on the opt-out list.
+    pub stop_words: Vec<String>,
+    /// The MO's destination (our sender number or short code, `+` optional) → the tenant
+    /// whose list the sender goes on.
+    pub senders: BTreeMap<String, String>,
+    /// The tenant for an MO to a destination not in `senders`; without it such a STOP is
+    /// logged and dropped.
+    pub default_tenant: Option<String>,
+    /// Per-tenant settings, `[opt_out.tenants.<tenant>]`.
+    pub tenants: BTreeMap<String, TenantOptOutConfig>,
+}
+
+impl Default for OptOutConfig {
+    fn default() -> Self {
+        Self {
+            stop_words: DEFAULT_STOP_WORDS.iter().map(|w| (*w).to_owned()).collect(),
+            senders: BTreeMap::new(),
+            default_tenant: None,
+            tenants: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantOptOutConfig {
+    /// Replaces `opt_out.stop_words` for this tenant.
+    pub stop_words: Vec<String>,
+}
+
+/// Debug is written by hand so that printing a `Config` never prints the token.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// The bearer token the admin API wants; at least 16 characters. Prefer `token_file`,
+    /// which keeps the secret out of a config that is often world-readable.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// A file holding the token (surrounding whitespace ignored), read at startup.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// Who holds the token: every admin change is logged as done by this name.
+    #[serde(default = "default_actor")]
+    pub actor: String,
+}
+
+fn default_actor() -> String {
+    "admin".into()
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token_file", &self.token_file)
+            .field("actor", &self.actor)
+            .finish()
+    }
+}
+
+/// `[tenants.NAME]` and `[tenant_defaults]`. A key left out of a tenant's section comes from
+/// `[tenant_defaults]`; left out there too, the zone is UTC and there are no quiet hours.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantConfig {
+    /// The zone of the tenant's recipients when neither the job's `tz` nor the number's
+    /// prefix says, and when a prefix's zones share no allowed time within a day.
+    #[serde(deserialize_with = "tz_serde::deserialize")]
+    pub tz: Option<chrono_tz::Tz>,
+    /// Quiet hours of the tenant's marketing jobs, in the recipient's zone; a job's own
+    /// `quiet_hours` overrides them.
+    pub quiet_hours: Option<QuietHoursConfig>,
+}
+
+/// `quiet_hours = { start = "21:00", end = "09:00" }`, or `false` for none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuietHoursConfig {
+    Off,
+    Window { start: chrono::NaiveTime, end: chrono::NaiveTime },
+}
+
+impl<'de> Deserialize<'de> for QuietHoursConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// `"HH:MM"`, parsed where serde still knows the key, so errors name it.
+        struct HhMm(chrono::NaiveTime);
+        impl<'de> Deserialize<'de> for HhMm {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                chrono::NaiveTime::parse_from_str(&s, "%H:%M")
+                    .map(HhMm)
+                    .map_err(|_| serde::de::Error::custom(format!("not HH:MM: {s:?}")))
+            }
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Window {
+            start: HhMm,
+            end: HhMm,
+        }
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = QuietHoursConfig;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(r#"{ start = "HH:MM", end = "HH:MM" } or false"#)
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                if v {
+                    Err(E::custom(r#"must be { start = "HH:MM", end = "HH:MM" } or false, got true"#))
+                } else {
+                    Ok(QuietHoursConfig::Off)
+                }
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                let w = Window::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(QuietHoursConfig::Window { start: w.start.0, end: w.end.0 })
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// IANA zone names for serde.
+mod tz_serde {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<chrono_tz::Tz>, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map(Some).map_err(|_| serde::de::Error::custom(format!("not an IANA zone: {s:?}")))
     }
 }

@@ -5,6 +5,8 @@
 
 mod dedup;
 mod expiry;
+mod opt_out;
+mod quiet_hours;
 mod schedule;
 
 use async_trait::async_trait;
@@ -16,6 +18,8 @@ use crate::store::StoreError;
 
 pub use dedup::Dedup;
 pub use expiry::Expiry;
+pub use opt_out::OptOut;
+pub use quiet_hours::QuietHours;
 pub use schedule::Schedule;
 
 /// A policy's answer for one job.

@@ -10,7 +10,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::{InboundMessage, InboundReceipt, ProviderEvent};
+use super::opt_out::StopReplies;
+use super::{InboundReceipt, ProviderEvent};
 use crate::clock::Clock;
 use crate::pipeline::{BatchTasks, Reporter};
 use crate::report::{EventKind, Report};
@@ -49,6 +50,8 @@ pub struct Correlator {
     pub clock: Arc<dyn Clock>,
     pub store: Arc<dyn Store>,
     pub reporter: Arc<Reporter>,
+    /// Inbound messages that say STOP become opt-outs.
+    pub stop_replies: Arc<StopReplies>,
 }
 
 impl Correlator {
@@ -63,13 +66,18 @@ impl Correlator {
                 n = rx.recv_many(&mut batch, 512) => {
                     if n == 0 { break; }
                     let events = std::mem::take(&mut batch);
-                    self.handle(events.into_iter().filter_map(|e| match e {
+                    let mut inbound = Vec::new();
+                    let receipts = events.into_iter().filter_map(|e| match e {
                         ProviderEvent::Receipt(r) => Some(r),
                         ProviderEvent::Inbound(m) => {
-                            on_inbound(&m);
+                            metrics::counter!(telemetry::RECEIPTS_TOTAL, "provider" => m.provider.to_string(), "outcome" => "mo").increment(1);
+                            info!(provider = %m.provider, "inbound message received");
+                            inbound.push(m);
                             None
                         }
-                    }).map(|r| (Instant::now(), r)).collect(), &mut early, &mut publishing).await;
+                    }).map(|r| (Instant::now(), r)).collect();
+                    self.stop_replies.handle(&inbound).await;
+                    self.handle(receipts, &mut early, &mut publishing).await;
                 }
                 _ = tick.tick(), if !early.is_empty() => {
                     let now = Instant::now();
@@ -137,16 +145,6 @@ impl Correlator {
             publishing.spawn(async move { publish_finals(store.as_ref(), &reporter, &reports).await }).await;
         }
     }
-}
-
-/// An MO message from a recipient. The provider has already acknowledged it to the SMSC; here
-/// it is only counted and logged (never its text or full number).
-///
-/// The seam for opt-outs: recording `STOP`-style replies into the tenant's opt-out list (a
-/// store call, so batch them like receipts) belongs here, not in the provider.
-fn on_inbound(m: &InboundMessage) {
-    metrics::counter!(telemetry::RECEIPTS_TOTAL, "provider" => m.provider.to_string(), "outcome" => "mo").increment(1);
-    info!(provider = %m.provider, "inbound message received");
 }
 
 /// Publishes final reports, then lets the store forget their jobs. Until the store hears it,

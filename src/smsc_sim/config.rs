@@ -98,7 +98,8 @@ pub struct SimConfig {
 }
 
 impl Default for SimConfig {
-    /// In-process defaults: an ephemeral port and recorded messages, which is what tests want.
+    /// In-process defaults (`sendgate dev`, tests): an ephemeral port; nothing recorded, so a
+    /// long dev run does not grow (tests that read `messages()` turn `record_messages` on).
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -106,7 +107,7 @@ impl Default for SimConfig {
             password: None,
             receipt_delay: Duration::from_millis(50),
             outcome_mix: "delivered=100".into(),
-            record_messages: true,
+            record_messages: false,
             log: None,
             response_latency: Duration::ZERO,
             throttle_every: None,
@@ -192,7 +193,7 @@ mod tests {
         let c: SimConfig = serde_json::from_str(r#"{"receipt_delay":"250ms","system_id":"a"}"#).unwrap();
         assert_eq!(c.receipt_delay, Duration::from_millis(250));
         assert_eq!(c.listen.port(), 0);
-        assert!(c.record_messages);
+        assert!(!c.record_messages, "off unless asked for: a dev run must not grow");
         let err = serde_json::from_str::<SimConfig>(r#"{"receipt_delay":"soon"}"#).unwrap_err();
         assert!(err.to_string().contains("soon"), "{err}");
         assert_faults_off(&c);

@@ -140,7 +140,7 @@ async fn collect(c: &mut Raw, resps: usize, receipts: usize) -> (Vec<Command>, V
 
 #[tokio::test]
 async fn throttle_every_third_submit_is_throttled_not_taken_and_not_receipted() {
-    let sim = start(SimConfig { throttle_every: NonZeroU64::new(3), ..SimConfig::default() }).await;
+    let sim = start(SimConfig { throttle_every: NonZeroU64::new(3), ..recording() }).await;
     let mut c = Raw::bound(&sim).await;
     for _ in 0..9 {
         c.send(submit_template(1)).await;
@@ -163,7 +163,7 @@ async fn throttle_every_third_submit_is_throttled_not_taken_and_not_receipted() 
 
 #[tokio::test]
 async fn throttle_above_tps_refuses_the_excess_of_a_second() {
-    let sim = start(SimConfig { throttle_above_tps: NonZeroU32::new(4), ..SimConfig::default() }).await;
+    let sim = start(SimConfig { throttle_above_tps: NonZeroU32::new(4), ..recording() }).await;
     let mut c = Raw::bound(&sim).await;
     for _ in 0..6 {
         c.send(submit_template(0)).await;
@@ -179,7 +179,7 @@ async fn throttle_above_tps_refuses_the_excess_of_a_second() {
 #[tokio::test]
 async fn drop_after_submits_closes_before_the_resp_of_a_message_it_took() {
     for repeat in [false, true] {
-        let cfg = SimConfig { drop_after_submits: NonZeroU64::new(2), drop_repeat: repeat, ..SimConfig::default() };
+        let cfg = SimConfig { drop_after_submits: NonZeroU64::new(2), drop_repeat: repeat, ..recording() };
         let sim = start(cfg).await;
         // Bound first, so the receipt of the dropped message has somewhere to go at once.
         let mut other = Raw::bound(&sim).await;
@@ -215,7 +215,7 @@ async fn drop_after_submits_closes_before_the_resp_of_a_message_it_took() {
 
 #[tokio::test]
 async fn half_dead_after_submits_goes_silent_but_stays_open() {
-    let sim = start(SimConfig { half_dead_after_submits: NonZeroU64::new(1), ..SimConfig::default() }).await;
+    let sim = start(SimConfig { half_dead_after_submits: NonZeroU64::new(1), ..recording() }).await;
     let mut dead = Raw::bound(&sim).await;
     dead.send(submit_template(0)).await;
     assert_eq!(dead.pdu().await.status(), CommandStatus::EsmeRok, "the Nth submit is still answered");
@@ -239,7 +239,7 @@ async fn half_dead_after_submits_goes_silent_but_stays_open() {
 
 #[tokio::test]
 async fn ignore_enquire_link_leaves_it_unanswered_but_answers_submits() {
-    let sim = start(SimConfig { ignore_enquire_link: true, ..SimConfig::default() }).await;
+    let sim = start(SimConfig { ignore_enquire_link: true, ..recording() }).await;
     let mut c = Raw::bound(&sim).await;
     c.send(Pdu::EnquireLink).await;
     let submit = c.send(submit_template(0)).await;
@@ -254,7 +254,7 @@ async fn ignore_enquire_link_leaves_it_unanswered_but_answers_submits() {
 
 #[tokio::test]
 async fn refuse_binds_fails_binds_that_pass_the_credential_checks() {
-    let cfg = SimConfig { refuse_binds: true, system_id: Some("gw".into()), ..SimConfig::default() };
+    let cfg = SimConfig { refuse_binds: true, system_id: Some("gw".into()), ..recording() };
     let sim = start(cfg).await;
     assert_eq!(Raw::connect(&sim).await.bind("other").await, CommandStatus::EsmeRinvsysid);
     let refused = Raw::connect(&sim).await.bind("gw").await;
@@ -269,7 +269,7 @@ async fn receipt_id_formats_spell_one_number_two_ways() {
     let is_dec = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
     let is_upper_hex = |s: &str| s.bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b));
     for format in [ReceiptIdFormat::AsIssued, ReceiptIdFormat::Hex, ReceiptIdFormat::Decimal] {
-        let sim = start(SimConfig { receipt_id_format: format, ..SimConfig::default() }).await;
+        let sim = start(SimConfig { receipt_id_format: format, ..recording() }).await;
         let mut c = Raw::bound(&sim).await;
         c.send(submit_template(1)).await;
         let (resps, receipts) = collect(&mut c, 1, 1).await;
@@ -298,7 +298,7 @@ async fn receipt_id_formats_spell_one_number_two_ways() {
 #[tokio::test]
 async fn receipt_before_resp_ratio_one_sends_every_receipt_first() {
     // A receipt_delay no test waits for: the receipt can only come by the early path.
-    let cfg = SimConfig { receipt_before_resp_ratio: 1.0, ..SimConfig::default() };
+    let cfg = SimConfig { receipt_before_resp_ratio: 1.0, ..recording() };
     let sim = SmscSim::start(SimConfig { receipt_delay: Duration::from_secs(60), ..cfg }).await.unwrap();
     let mut c = Raw::bound(&sim).await;
     for _ in 0..3 {
@@ -316,7 +316,7 @@ async fn receipt_before_resp_ratio_one_sends_every_receipt_first() {
 #[tokio::test]
 async fn response_latency_delays_resps_without_serialising_them() {
     let latency = Duration::from_millis(200);
-    let sim = start(SimConfig { response_latency: latency, ..SimConfig::default() }).await;
+    let sim = start(SimConfig { response_latency: latency, ..recording() }).await;
     let mut c = Raw::bound(&sim).await;
     let t0 = Instant::now();
     let mut sent = Vec::new();
@@ -333,7 +333,7 @@ async fn response_latency_delays_resps_without_serialising_them() {
 
 #[tokio::test]
 async fn shuffled_receipts_leave_submit_order() {
-    let cfg = SimConfig { receipt_order: ReceiptOrder::Shuffled, ..SimConfig::default() };
+    let cfg = SimConfig { receipt_order: ReceiptOrder::Shuffled, ..recording() };
     let sim = SmscSim::start(SimConfig { receipt_delay: Duration::from_millis(50), ..cfg }).await.unwrap();
     let mut c = Raw::bound(&sim).await;
     for _ in 0..20 {
@@ -353,8 +353,13 @@ async fn shuffled_receipts_leave_submit_order() {
 fn receipt_before_resp_ratio_outside_zero_to_one_is_refused() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     for bad in [1.5, -0.1, f64::NAN] {
-        let cfg = SimConfig { receipt_before_resp_ratio: bad, ..SimConfig::default() };
+        let cfg = SimConfig { receipt_before_resp_ratio: bad, ..recording() };
         let err = rt.block_on(SmscSim::start(cfg)).err().expect("refused");
         assert!(err.to_string().starts_with("smsc_sim.receipt_before_resp_ratio: must be between 0 and 1"), "{err}");
     }
+}
+
+/// The simulator's defaults with every reassembled message kept, which these tests read.
+fn recording() -> SimConfig {
+    SimConfig { record_messages: true, ..SimConfig::default() }
 }

@@ -81,7 +81,7 @@ async fn receipts(client: &Client, events: &mut (impl futures::Stream<Item = Eve
 
 #[tokio::test]
 async fn three_part_ucs2_emoji_message_is_reassembled_and_receipted() {
-    let cfg = SimConfig { receipt_delay: Duration::from_millis(20), ..SimConfig::default() };
+    let cfg = SimConfig { receipt_delay: Duration::from_millis(20), ..recording() };
     let sim = SmscSim::start(cfg).await.unwrap();
     let (client, mut events) = connect(&sim).await;
     client.bind_transceiver(bind_trx("gw", "pw")).await.unwrap();
@@ -124,7 +124,7 @@ async fn three_part_ucs2_emoji_message_is_reassembled_and_receipted() {
 
 #[tokio::test]
 async fn credentials_are_checked() {
-    let cfg = SimConfig { system_id: Some("gw".into()), password: Some("pw".into()), ..SimConfig::default() };
+    let cfg = SimConfig { system_id: Some("gw".into()), password: Some("pw".into()), ..recording() };
     let sim = SmscSim::start(cfg).await.unwrap();
     for (system_id, password, want) in [
         ("other", "pw", CommandStatus::EsmeRinvsysid),
@@ -147,7 +147,7 @@ async fn receipts_for_a_transmitter_go_to_a_receiver_and_follow_the_mix() {
     let cfg = SimConfig {
         receipt_delay: Duration::from_millis(10),
         outcome_mix: "rejected=1".into(),
-        ..SimConfig::default()
+        ..recording()
     };
     let sim = SmscSim::start(cfg).await.unwrap();
     let (tx_client, _tx_events) = connect(&sim).await;
@@ -179,7 +179,7 @@ async fn receipts_for_a_transmitter_go_to_a_receiver_and_follow_the_mix() {
 
 #[tokio::test]
 async fn malformed_and_unknown_pdus_get_generic_nack_and_the_link_survives() {
-    let sim = SmscSim::start(SimConfig::default()).await.unwrap();
+    let sim = SmscSim::start(recording()).await.unwrap();
     let mut stream = tokio::net::TcpStream::connect(sim.local_addr()).await.unwrap();
     // submit_sm whose body is an unterminated C-string, then an unknown command id.
     stream.write_all(&[0, 0, 0, 20, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 9, b'x', b'y', b'z', b'w']).await.unwrap();
@@ -206,7 +206,7 @@ async fn malformed_and_unknown_pdus_get_generic_nack_and_the_link_survives() {
 #[tokio::test]
 async fn log_file_gets_one_json_line_per_message() {
     let path = std::env::temp_dir().join(format!("smsc-sim-{}-{}.jsonl", std::process::id(), rand::random::<u32>()));
-    let cfg = SimConfig { log: Some(path.clone()), record_messages: false, ..SimConfig::default() };
+    let cfg = SimConfig { log: Some(path.clone()), record_messages: false, ..recording() };
     let sim = SmscSim::start(cfg).await.unwrap();
     let (client, _events) = connect(&sim).await;
     client.bind_transceiver(bind_trx("gw", "")).await.unwrap();
@@ -232,8 +232,12 @@ async fn log_file_gets_one_json_line_per_message() {
 #[test]
 fn bad_outcome_mix_is_refused_at_start() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let cfg = SimConfig { outcome_mix: "delivered=1,lost=2".into(), ..SimConfig::default() };
+    let cfg = SimConfig { outcome_mix: "delivered=1,lost=2".into(), ..recording() };
     let err = rt.block_on(SmscSim::start(cfg)).err().expect("refused");
     assert!(err.to_string().starts_with("smsc_sim.outcome_mix: `lost`"), "{err}");
 }
 
+/// The simulator's defaults with every reassembled message kept, which these tests read.
+fn recording() -> SimConfig {
+    SimConfig { record_messages: true, ..SimConfig::default() }
+}

@@ -80,6 +80,13 @@ impl Keys {
     pub fn hist_prefix(&self) -> String {
         format!("{}hist:", self.prefix)
     }
+
+    /// ZSET of the recipients on one tenant's opt-out list for one channel, every score 0 so
+    /// that members sort by bytes and the list pages by recipient (`ZRANGE … BYLEX`). Tenant
+    /// and channel names cannot hold `:`, so no two lists share a key.
+    pub fn opt_out(&self, tenant: &str, channel: &str) -> String {
+        format!("{}optout:{tenant}:{channel}", self.prefix)
+    }
 }
 
 #[cfg(test)]
@@ -99,7 +106,7 @@ mod tests {
     #[test]
     fn every_key_starts_with_the_prefix() {
         let k = Keys::new("sg:");
-        for key in [k.alive("h"), k.job("j"), k.sched(), k.sched_payload(), k.sched_lease(), k.sched_seq(), k.msg("p", "m"), k.deadlines(), k.hist("j")] {
+        for key in [k.alive("h"), k.job("j"), k.sched(), k.sched_payload(), k.sched_lease(), k.sched_seq(), k.msg("p", "m"), k.deadlines(), k.hist("j"), k.opt_out("t", "sms")] {
             assert!(key.starts_with("sg:"), "{key}");
         }
     }

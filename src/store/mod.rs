@@ -115,6 +115,17 @@ pub enum Settled {
     Unmatched,
 }
 
+/// One opt-out list entry: `(tenant, channel, recipient)`. Each tenant has one list per channel.
+pub type OptOutEntry<'a> = (&'a str, &'a str, &'a str);
+
+/// One page of an opt-out list, in recipient (byte) order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OptOutPage {
+    pub recipients: Vec<String>,
+    /// Pass back as `after` for the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Claims job ids for this instance; one answer per id, in order.
@@ -178,6 +189,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// A job's events so far, oldest first.
     async fn events(&self, job_id: &str) -> Result<Vec<Report>, StoreError>;
+
+    /// Whether each recipient is on its tenant's opt-out list for its channel, in order; one
+    /// round trip for the batch (the opt-out policy calls this on the hot path).
+    async fn opted_out(&self, entries: &[OptOutEntry<'_>]) -> Result<Vec<bool>, StoreError>;
+
+    /// Puts recipients on opt-out lists; `true` where one was not on it before.
+    async fn add_opt_outs(&self, entries: &[OptOutEntry<'_>]) -> Result<Vec<bool>, StoreError>;
+
+    /// Takes recipients off opt-out lists; `true` where one was on it.
+    async fn remove_opt_outs(&self, entries: &[OptOutEntry<'_>]) -> Result<Vec<bool>, StoreError>;
+
+    /// Up to `limit` recipients of one list that sort after `after` (from the start without it).
+    async fn list_opt_outs(&self, tenant: &str, channel: &str, after: Option<&str>, limit: usize) -> Result<OptOutPage, StoreError>;
 
     /// Cheap liveness probe for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;

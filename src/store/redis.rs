@@ -14,9 +14,11 @@ use redis::{ErrorKind, RedisError, Script};
 use tokio::task::JoinHandle;
 
 use super::keys::Keys;
-use super::{Claim, ClaimedJob, PartOutcome, ScheduledJob, SentJob, Settled, Store, StoreError};
+use super::{Claim, ClaimedJob, OptOutEntry, OptOutPage, PartOutcome, ScheduledJob, SentJob, Settled, Store, StoreError};
 use crate::config::RedisConfig;
 use crate::report::Report;
+
+mod opt_out;
 
 /// A lost reply makes the caller retry a script that may have run (a retried claim then finds
 /// its own claim: `Duplicate`), so wait well past any normal latency before giving up.
@@ -442,6 +444,22 @@ impl Store for RedisStore {
         let rows: Vec<String> =
             redis::cmd("LRANGE").arg(&key).arg(0).arg(-1).query_async(&mut self.conn()).await.map_err(|e| store_err(e, &key))?;
         rows.iter().map(|json| serde_json::from_str(json).map_err(|e| corrupt(&key, e))).collect()
+    }
+
+    async fn opted_out(&self, entries: &[OptOutEntry<'_>]) -> Result<Vec<bool>, StoreError> {
+        self.opt_outs_contain(entries).await
+    }
+
+    async fn add_opt_outs(&self, entries: &[OptOutEntry<'_>]) -> Result<Vec<bool>, StoreError> {
+        self.opt_outs_change("ZADD", entries).await
+    }
+
+    async fn remove_opt_outs(&self, entries: &[OptOutEntry<'_>]) -> Result<Vec<bool>, StoreError> {
+        self.opt_outs_change("ZREM", entries).await
+    }
+
+    async fn list_opt_outs(&self, tenant: &str, channel: &str, after: Option<&str>, limit: usize) -> Result<OptOutPage, StoreError> {
+        self.opt_outs_page(tenant, channel, after, limit).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

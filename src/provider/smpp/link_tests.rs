@@ -30,7 +30,7 @@ pub(super) fn smpp_config(address: &str, extra: &str) -> SmppConfig {
 }
 
 pub(super) async fn sim(edit: impl FnOnce(&mut SimConfig)) -> SimHandle {
-    let mut cfg = SimConfig { receipt_delay: Duration::from_millis(20), ..SimConfig::default() };
+    let mut cfg = SimConfig { receipt_delay: Duration::from_millis(20), record_messages: true, ..SimConfig::default() };
     edit(&mut cfg);
     SmscSim::start(cfg).await.unwrap()
 }
