@@ -314,15 +314,16 @@ pub struct SmppConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SmppReceiptIdFormat {
-    /// The same id both times, maybe in another case or with leading zeros: compared
+    /// Ids of hex digits only are numbers (decimal when all decimal digits and 9 or more long,
+    /// else hex), so hex and decimal spellings of one id meet; other ids are compared
     /// lowercased, leading zeros dropped.
     #[default]
     Auto,
     /// Byte for byte, for SMSCs whose ids are case-sensitive.
     AsIs,
-    /// Hex in `submit_sm_resp`, decimal in the receipt: compared as numbers (stored in decimal).
+    /// Hex in `submit_sm_resp`, decimal in the receipt, whatever their length.
     HexToDecimal,
-    /// Decimal in `submit_sm_resp`, hex in the receipt: compared as numbers (stored in decimal).
+    /// Decimal in `submit_sm_resp`, hex in the receipt, whatever their length.
     DecimalToHex,
 }
 
