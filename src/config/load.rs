@@ -177,6 +177,14 @@ fn validate(c: &Config, errors: &mut Vec<String>) {
                 check(!s.queue_full_backoff.is_zero(), key("queue_full_backoff"), "must be > 0".into());
                 check(s.max_retries <= 100, key("max_retries"), format!("must be <= 100, got {}", s.max_retries));
                 check(
+                    !s.tls || cfg!(feature = "tls"),
+                    key("tls"),
+                    "this build has no TLS support (build with the cargo feature `tls`)".into(),
+                );
+                if let Some(ca) = &s.tls_ca_file {
+                    check(ca.is_file(), key("tls_ca_file"), format!("not a readable file: {}", ca.display()));
+                }
+                check(
                     Alphabet::of(s.data_coding_gsm7) == Alphabet::Gsm7,
                     key("data_coding_gsm7"),
                     format!("must select the GSM 7-bit alphabet (e.g. 0x00 or 0x01), got {:#04x}", s.data_coding_gsm7),
@@ -308,6 +316,11 @@ windw = 10
             (SmppBindMode::TransmitterReceiver, SmppOnTimeout::Retry, SmppReceiptIdFormat::HexToDecimal, 250, 100, 0)
         );
         assert_eq!(c.throttle_backoff, std::time::Duration::from_millis(250));
+        // TLS only in builds that have it, and the error says how to get it.
+        match parse(&format!("{base}tls = true\n")) {
+            Ok(_) => assert!(cfg!(feature = "tls")),
+            Err(e) => assert!(!cfg!(feature = "tls") && e.0[0].starts_with("providers.c.tls: this build has no TLS"), "{e}"),
+        }
         for (extra, want) in [
             ("bind_mode = \"receiver\"", "providers.c.bind_mode: unknown variant `receiver`"),
             ("on_response_timeout = \"resend\"", "providers.c.on_response_timeout: unknown variant `resend`"),
@@ -315,6 +328,7 @@ windw = 10
             ("tps = -1", "providers.c.tps: invalid value"),
             ("max_retries = 1000", "providers.c.max_retries: must be <= 100"),
             ("throttle_backoff = \"0s\"", "providers.c.throttle_backoff: must be > 0"),
+            ("tls_ca_file = \"/nonexistent/ca.pem\"", "providers.c.tls_ca_file: not a readable file"),
         ] {
             let errs = parse(&format!("{base}{extra}\n")).unwrap_err().0;
             assert!(errs.len() == 1 && errs[0].starts_with(want), "{extra}: {errs:?}");

@@ -304,6 +304,15 @@ pub struct SmppConfig {
     /// [`SmppReceiptIdFormat`].
     #[serde(default)]
     pub receipt_id_format: SmppReceiptIdFormat,
+    /// TLS to the SMSC (needs a build with the cargo feature `tls`).
+    #[serde(default)]
+    pub tls: bool,
+    /// PEM file of the CAs the SMSC's certificate must chain to; default: Mozilla's roots.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// The name the SMSC's certificate must carry; default: the host part of `address`.
+    #[serde(default)]
+    pub tls_server_name: Option<String>,
     /// What a `submit_sm` with no answer in `response_timeout` leads to; see [`SmppOnTimeout`].
     #[serde(default)]
     pub on_response_timeout: SmppOnTimeout,

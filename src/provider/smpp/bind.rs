@@ -22,6 +22,7 @@ use super::inflight::InFlight;
 use super::killswitch::KillSwitch;
 use super::rate::Rate;
 use super::status;
+use super::tls;
 use crate::config::SmppConfig;
 use crate::receipt::ProviderEvent;
 
@@ -291,6 +292,7 @@ async fn connect(
         .map_err(|e| other(&e))?
         .map_err(|e| other(&e))?;
     stream.set_nodelay(true).map_err(|e| other(&e))?;
+    let stream = tls::wrap(cfg, stream).await.map_err(BindError::Other)?;
     let switch = KillSwitch::default();
     let (client, events) = ConnectionBuilder::new()
         .enquire_link_interval(cfg.enquire_link_interval)

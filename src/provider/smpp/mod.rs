@@ -22,6 +22,7 @@ mod scripted_tests;
 mod send;
 pub mod status;
 pub mod submit;
+mod tls;
 
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::Arc;
