@@ -116,7 +116,7 @@ impl App {
                     } else {
                         c.address.clone()
                     };
-                    providers.push(SmppProvider::start(name, c.clone(), address, events_tx.clone()));
+                    providers.push(SmppProvider::start(name, c.clone(), address, events_tx.clone(), clock.clone()));
                 }
             }
         }

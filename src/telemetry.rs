@@ -13,19 +13,30 @@ pub const JOBS_CONSUMED_TOTAL: &str = "sendgate_jobs_consumed_total";
 pub const JOBS_REJECTED_AT_INGEST_TOTAL: &str = "sendgate_jobs_rejected_at_ingest_total";
 /// Policy decisions, by `policy` and `verdict` (`allow`, `defer`, `stop`).
 pub const POLICY_VERDICTS_TOTAL: &str = "sendgate_policy_verdicts_total";
-/// Requests handed to a provider, by `provider` and `outcome` (`accepted`, `retry`, `rejected`, `timeout`).
+/// Requests handed to a provider, by `provider` and `outcome` (`accepted`, `throttled`, `retry`,
+/// `rejected`, `timeout`, `failed`).
 pub const PROVIDER_REQUESTS_TOTAL: &str = "sendgate_provider_requests_total";
 /// Time from handing a message to a provider to its answer, by `provider`.
 pub const PROVIDER_REQUEST_DURATION_SECONDS: &str = "sendgate_provider_request_duration_seconds";
-/// SMPP binds currently bound, by `provider`.
+/// SMPP binds currently bound, by `provider` (transmitters and receivers each count).
 pub const SMPP_BINDS_BOUND: &str = "sendgate_smpp_binds_bound";
+/// SMPP binds configured but not bound right now, by `provider`.
+pub const SMPP_BINDS_DOWN: &str = "sendgate_smpp_binds_down";
+/// submit_sm answered ESME_RTHROTTLED or ESME_RMSGQFUL, by `provider` and `status`.
+pub const SMPP_THROTTLED_TOTAL: &str = "sendgate_smpp_throttled_total";
+/// Bind pauses after throttling, by `provider`: `_sum` is the seconds binds spent paused
+/// (overlapping pauses counted once), `_count` the pauses started or extended.
+pub const SMPP_LINK_PAUSE_SECONDS: &str = "sendgate_smpp_link_pause_seconds";
 /// Delivery receipts received, by `provider` and `outcome` (`matched`, `unmatched`, `mo`).
 pub const RECEIPTS_TOTAL: &str = "sendgate_receipts_total";
 /// Report events produced, by `event`.
 pub const REPORTS_TOTAL: &str = "sendgate_reports_total";
 /// Submits whose outcome is unknown and that are never resent, by `cause`
-/// (`response_timeout`, `instance_died`).
+/// (`response_timeout`, `connection_closed`, `instance_died`).
 pub const SUBMITS_AMBIGUOUS_TOTAL: &str = "sendgate_submits_ambiguous_total";
+/// submit_sm sent again after getting no answer (`on_response_timeout = "retry"`), by
+/// `provider` and `cause` (`response_timeout`, `connection_closed`).
+pub const SMPP_SUBMITS_RESENT_TOTAL: &str = "sendgate_smpp_submits_resent_total";
 /// Recipients newly put on an opt-out list, by `source` (`mo`: a STOP reply, `admin`: the admin API).
 pub const OPT_OUTS_TOTAL: &str = "sendgate_opt_outs_total";
 /// Jobs currently between source and a durable point (in memory).
@@ -68,9 +79,13 @@ fn describe() {
     describe_counter!(PROVIDER_REQUESTS_TOTAL, "Requests handed to providers");
     describe_histogram!(PROVIDER_REQUEST_DURATION_SECONDS, Unit::Seconds, "Provider answer latency");
     describe_gauge!(SMPP_BINDS_BOUND, "SMPP binds currently bound");
+    describe_gauge!(SMPP_BINDS_DOWN, "SMPP binds configured but not bound");
+    describe_counter!(SMPP_THROTTLED_TOTAL, "submit_sm answered ESME_RTHROTTLED or ESME_RMSGQFUL");
+    describe_histogram!(SMPP_LINK_PAUSE_SECONDS, Unit::Seconds, "Time SMPP binds spent paused after throttling");
     describe_counter!(RECEIPTS_TOTAL, "Delivery receipts received");
     describe_counter!(REPORTS_TOTAL, "Report events produced");
     describe_counter!(SUBMITS_AMBIGUOUS_TOTAL, "Submits with unknown outcome, never resent");
+    describe_counter!(SMPP_SUBMITS_RESENT_TOTAL, "submit_sm resent after no answer (on_response_timeout = retry)");
     describe_counter!(OPT_OUTS_TOTAL, "Recipients newly put on an opt-out list");
     describe_gauge!(JOBS_IN_FLIGHT, "Jobs between source and a durable point");
     describe_counter!(SIM_SUBMIT_SM_TOTAL, "submit_sm PDUs received by the SMSC simulator");

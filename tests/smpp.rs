@@ -36,6 +36,9 @@ async fn start(fault: impl FnOnce(&mut SimConfig), tweak: impl FnOnce(&mut Confi
         s.response_timeout = Duration::from_secs(1);
         s.reconnect_min = Duration::from_millis(50);
         s.reconnect_max = Duration::from_millis(500);
+        // Pauses short enough that 20,000 jobs under throttling finish in seconds, not minutes.
+        s.throttle_backoff = Duration::from_millis(100);
+        s.queue_full_backoff = Duration::from_millis(200);
     }
     tweak(&mut cfg);
     let reports_path = cfg.reports.file.clone().unwrap();
@@ -137,13 +140,13 @@ async fn survive(fault: impl FnOnce(&mut SimConfig), tweak: impl FnOnce(&mut Con
     (run, events)
 }
 
-async fn recovers(run: &Run, all_delivered: bool) {
+/// 200 more jobs after the fault phase: each ends once, none doubled; returns how many were
+/// delivered.
+async fn recovers(run: &Run) -> usize {
     let ids = run.post("after", 0..200).await;
     let by = run.wait_final(&ids, Duration::from_secs(60)).await;
     let events = check(run, "after", &ids, &by);
-    if all_delivered {
-        assert_eq!(events.get(&EventKind::Delivered), Some(&200), "after the fault: {events:?}");
-    }
+    events.get(&EventKind::Delivered).copied().unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,7 +155,7 @@ async fn throttling_every_nth_submit_slows_the_link_and_loses_nothing() {
     assert!(run.stats().throttled >= (JOBS / 50) as u64 - 1, "{:?}", run.stats());
     // A throttled submit keeps its place: every job is delivered, none parked as a failure.
     assert_eq!(events.get(&EventKind::Delivered), Some(&JOBS), "{events:?}");
-    recovers(&run, true).await;
+    assert_eq!(recovers(&run).await, 200, "the link carries traffic again");
     run.app.shutdown().await;
 }
 
@@ -169,7 +172,9 @@ async fn dropped_connections_end_in_flight_jobs_unknown_never_resent() {
     assert!(run.stats().connections_dropped >= 3, "{:?}", run.stats());
     let unknown = events.get(&EventKind::Unknown).copied().unwrap_or(0);
     assert!(unknown > 0, "the message taken just before each drop has an unknown outcome: {events:?}");
-    recovers(&run, true).await;
+    // Drops go on every 2,000 submits, so one may land among these 200 too: most get through.
+    let delivered = recovers(&run).await;
+    assert!(delivered >= 150, "the link carries traffic again: {delivered} of 200 delivered");
     run.app.shutdown().await;
 }
 
@@ -177,7 +182,7 @@ async fn dropped_connections_end_in_flight_jobs_unknown_never_resent() {
 async fn a_half_dead_link_is_declared_dead_and_rebound() {
     let (run, _events) = survive(|s| s.half_dead_after_submits = std::num::NonZeroU64::new(5000), |_| {}).await;
     assert_eq!(run.stats().half_dead_sessions, 1, "{:?}", run.stats());
-    recovers(&run, true).await;
+    assert_eq!(recovers(&run).await, 200, "the link carries traffic again");
     run.app.shutdown().await;
 }
 
@@ -195,7 +200,7 @@ async fn slow_shuffled_early_receipts_in_mixed_id_forms_all_correlate() {
     .await;
     assert!(run.stats().receipts_before_resp > 0, "{:?}", run.stats());
     assert_eq!(events.get(&EventKind::Delivered), Some(&JOBS), "every receipt matched its job: {events:?}");
-    recovers(&run, true).await;
+    assert_eq!(recovers(&run).await, 200, "the link carries traffic again");
     run.app.shutdown().await;
 }
 
@@ -205,6 +210,39 @@ async fn a_receipt_outcome_mix_rolls_up_to_one_final_each() {
     for e in [EventKind::Delivered, EventKind::Undelivered, EventKind::Expired, EventKind::Rejected] {
         assert!(events.get(&e).copied().unwrap_or(0) > 0, "{e:?} missing: {events:?}");
     }
-    recovers(&run, false).await;
+    recovers(&run).await;
+    run.app.shutdown().await;
+}
+
+/// Jobs at full speed against an SMSC that throttles above 300 segments/s.
+async fn against_a_300_tps_smsc(tps: u32) -> Run {
+    let run = start(
+        |s| s.throttle_above_tps = std::num::NonZeroU32::new(300),
+        |c| {
+            for p in c.providers.values_mut() {
+                let ProviderConfig::Smpp(s) = p;
+                s.tps = tps;
+            }
+        },
+    )
+    .await;
+    let ids = run.post("tps", 0..3000).await;
+    let by = run.wait_final(&ids, Duration::from_secs(120)).await;
+    let events = check(&run, "tps", &ids, &by);
+    assert_eq!(events.get(&EventKind::Delivered), Some(&3000), "{events:?}");
+    run
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tps_under_the_smscs_limit_is_never_throttled() {
+    let run = against_a_300_tps_smsc(250).await;
+    assert_eq!(run.stats().throttled, 0, "{:?}", run.stats());
+    run.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tps_over_the_smscs_limit_is_throttled_and_slowed_without_loss() {
+    let run = against_a_300_tps_smsc(1000).await;
+    assert!(run.stats().throttled > 0, "{:?}", run.stats());
     run.app.shutdown().await;
 }

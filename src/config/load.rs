@@ -175,6 +175,17 @@ fn validate(c: &Config, errors: &mut Vec<String>) {
                 check(s.password.len() <= 8, key("password"), "at most 8 characters (SMPP limit)".into());
                 check(s.reconnect_min <= s.reconnect_max, key("reconnect_min"), "must not exceed reconnect_max".into());
                 check(s.max_segments > 0, key("max_segments"), "must be > 0, got 0".into());
+                check(!s.throttle_backoff.is_zero(), key("throttle_backoff"), "must be > 0".into());
+                check(!s.queue_full_backoff.is_zero(), key("queue_full_backoff"), "must be > 0".into());
+                check(s.max_retries <= 100, key("max_retries"), format!("must be <= 100, got {}", s.max_retries));
+                check(
+                    !s.tls || cfg!(feature = "tls"),
+                    key("tls"),
+                    "this build has no TLS support (build with the cargo feature `tls`)".into(),
+                );
+                if let Some(ca) = &s.tls_ca_file {
+                    check(ca.is_file(), key("tls_ca_file"), format!("not a readable file: {}", ca.display()));
+                }
                 check(
                     Alphabet::of(s.data_coding_gsm7) == Alphabet::Gsm7,
                     key("data_coding_gsm7"),
@@ -313,6 +324,42 @@ windw = 10
             ("data_coding_gsm7 = 0x08", "providers.c.data_coding_gsm7: must select the GSM 7-bit alphabet"),
             ("data_coding_gsm7 = 300", "providers.c.data_coding_gsm7: invalid value"),
             ("max_segments = 0", "providers.c.max_segments: must be > 0"),
+        ] {
+            let errs = parse(&format!("{base}{extra}\n")).unwrap_err().0;
+            assert!(errs.len() == 1 && errs[0].starts_with(want), "{extra}: {errs:?}");
+        }
+    }
+
+    #[test]
+    fn smpp_link_keys_are_checked() {
+        use super::super::{SmppBindMode, SmppOnTimeout, SmppReceiptIdFormat};
+        let base = "[providers.c]\nkind = \"smpp\"\naddress = \"127.0.0.1:2775\"\nsystem_id = \"x\"\npassword = \"y\"\n";
+        let ProviderConfig::Smpp(d) = parse(base).unwrap().providers["c"].clone();
+        assert_eq!(
+            (d.bind_mode, d.on_response_timeout, d.receipt_id_format, d.tps, d.bind_tps, d.max_retries),
+            (SmppBindMode::Transceiver, SmppOnTimeout::Fail, SmppReceiptIdFormat::Auto, 0, 0, 3)
+        );
+        let set = "bind_mode = \"transmitter_receiver\"\non_response_timeout = \"retry\"\nreceipt_id_format = \"hex_to_decimal\"\n\
+                   tps = 250\nbind_tps = 100\nmax_retries = 0\nthrottle_backoff = \"250ms\"\n";
+        let ProviderConfig::Smpp(c) = parse(&format!("{base}{set}")).unwrap().providers["c"].clone();
+        assert_eq!(
+            (c.bind_mode, c.on_response_timeout, c.receipt_id_format, c.tps, c.bind_tps, c.max_retries),
+            (SmppBindMode::TransmitterReceiver, SmppOnTimeout::Retry, SmppReceiptIdFormat::HexToDecimal, 250, 100, 0)
+        );
+        assert_eq!(c.throttle_backoff, std::time::Duration::from_millis(250));
+        // TLS only in builds that have it, and the error says how to get it.
+        match parse(&format!("{base}tls = true\n")) {
+            Ok(_) => assert!(cfg!(feature = "tls")),
+            Err(e) => assert!(!cfg!(feature = "tls") && e.0[0].starts_with("providers.c.tls: this build has no TLS"), "{e}"),
+        }
+        for (extra, want) in [
+            ("bind_mode = \"receiver\"", "providers.c.bind_mode: unknown variant `receiver`"),
+            ("on_response_timeout = \"resend\"", "providers.c.on_response_timeout: unknown variant `resend`"),
+            ("receipt_id_format = \"hex\"", "providers.c.receipt_id_format: unknown variant `hex`"),
+            ("tps = -1", "providers.c.tps: invalid value"),
+            ("max_retries = 1000", "providers.c.max_retries: must be <= 100"),
+            ("throttle_backoff = \"0s\"", "providers.c.throttle_backoff: must be > 0"),
+            ("tls_ca_file = \"/nonexistent/ca.pem\"", "providers.c.tls_ca_file: not a readable file"),
         ] {
             let errs = parse(&format!("{base}{extra}\n")).unwrap_err().0;
             assert!(errs.len() == 1 && errs[0].starts_with(want), "{extra}: {errs:?}");

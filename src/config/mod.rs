@@ -248,6 +248,9 @@ pub struct SmppConfig {
     /// Parallel binds (TCP connections) to the SMSC.
     #[serde(default = "default_binds")]
     pub binds: usize,
+    /// What each bind is; see [`SmppBindMode`].
+    #[serde(default)]
+    pub bind_mode: SmppBindMode,
     /// In-flight `submit_sm` per bind awaiting their `submit_sm_resp`.
     #[serde(default = "default_window")]
     pub window: usize,
@@ -280,6 +283,84 @@ pub struct SmppConfig {
     /// segment costs as much as a whole SMS.
     #[serde(default = "default_max_segments")]
     pub max_segments: u8,
+    /// After ESME_RTHROTTLED the bind sends nothing for this long, then the same PDU again.
+    #[serde(default = "default_throttle_backoff", with = "humantime_serde")]
+    pub throttle_backoff: Duration,
+    /// After ESME_RMSGQFUL (the SMSC's queue is full) the bind pauses this long.
+    #[serde(default = "default_queue_full_backoff", with = "humantime_serde")]
+    pub queue_full_backoff: Duration,
+    /// Times a submit answered with a passing error (ESME_RSYSERR, ...) is sent again in place
+    /// before the job goes back to the pipeline to be retried later.
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    /// Wait before the first such resend; doubles with each further one.
+    #[serde(default = "default_retry_delay", with = "humantime_serde")]
+    pub retry_delay: Duration,
+    /// Most SMS segments per second this instance sends over all binds of this provider;
+    /// 0 = no cap. A multipart job costs one per part, a `message_payload` one per segment.
+    #[serde(default)]
+    pub tps: u32,
+    /// Most segments per second on each bind; 0 = no cap.
+    #[serde(default)]
+    pub bind_tps: u32,
+    /// How this SMSC writes message ids in `submit_sm_resp` and in receipts; see
+    /// [`SmppReceiptIdFormat`].
+    #[serde(default)]
+    pub receipt_id_format: SmppReceiptIdFormat,
+    /// TLS to the SMSC (needs a build with the cargo feature `tls`).
+    #[serde(default)]
+    pub tls: bool,
+    /// PEM file of the CAs the SMSC's certificate must chain to; default: Mozilla's roots.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// The name the SMSC's certificate must carry; default: the host part of `address`.
+    #[serde(default)]
+    pub tls_server_name: Option<String>,
+    /// What a `submit_sm` with no answer in `response_timeout` leads to; see [`SmppOnTimeout`].
+    #[serde(default)]
+    pub on_response_timeout: SmppOnTimeout,
+}
+
+/// How an SMSC's receipt names a message relative to the id its `submit_sm_resp` gave. Both ids
+/// are put in one canonical form before they are stored or looked up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmppReceiptIdFormat {
+    /// Ids of hex digits only are numbers (decimal when all decimal digits and 9 or more long,
+    /// else hex), so hex and decimal spellings of one id meet; other ids are compared
+    /// lowercased, leading zeros dropped.
+    #[default]
+    Auto,
+    /// Byte for byte, for SMSCs whose ids are case-sensitive.
+    AsIs,
+    /// Hex in `submit_sm_resp`, decimal in the receipt, whatever their length.
+    HexToDecimal,
+    /// Decimal in `submit_sm_resp`, hex in the receipt, whatever their length.
+    DecimalToHex,
+}
+
+/// How a provider's binds are made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmppBindMode {
+    /// `binds` transceivers: submits and receipts share each connection.
+    #[default]
+    Transceiver,
+    /// `binds` transmitters for submits plus `binds` receivers for receipts and MO messages,
+    /// for SMSCs that offer no transceiver binds.
+    TransmitterReceiver,
+}
+
+/// A submit that got no answer may or may not have been taken by the SMSC.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmppOnTimeout {
+    /// Never resend: the job ends `unknown` (`sendgate_submits_ambiguous_total`).
+    #[default]
+    Fail,
+    /// Resend it once, on another bind or the same one rebound: the operator accepts that the
+    /// recipient may get it twice (`sendgate_smpp_submits_resent_total`).
+    Retry,
 }
 
 /// Which alphabet a provider sends text in.
@@ -342,6 +423,18 @@ fn default_reconnect_min() -> Duration {
 }
 fn default_reconnect_max() -> Duration {
     Duration::from_secs(30)
+}
+fn default_throttle_backoff() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_queue_full_backoff() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_max_retries() -> u32 {
+    3
+}
+fn default_retry_delay() -> Duration {
+    Duration::from_millis(500)
 }
 /// Twilio's limit too (1,600 GSM-7 characters): beyond it, handsets and costs both suffer.
 fn default_max_segments() -> u8 {

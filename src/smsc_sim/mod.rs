@@ -158,8 +158,10 @@ impl SmscSim {
             cfg,
             mix,
             counters: Counters::default(),
-            // A random base keeps ids from two simulators in one test run from colliding.
-            next_message_id: AtomicU64::new(u64::from(rand::random::<u32>()) + 1),
+            // A random base keeps ids from two simulators in one test run from colliding; at
+            // 0x1000_0000 or above, every id is at least 9 decimal digits, which is what tells
+            // a decimal receipt id from a hex one (`receipt_id_format = "mixed"`).
+            next_message_id: AtomicU64::new(0x1000_0000 + u64::from(rand::random::<u32>() >> 1)),
             next_session_id: AtomicU64::new(1),
             reassembler: Mutex::new(Reassembler::new(REASSEMBLY_CAPACITY)),
             recorded: Mutex::new(Vec::new()),

@@ -131,10 +131,14 @@ impl Api {
         for c in self.router.channels_down() {
             problems.push(format!("channel {c}: no provider connected"));
         }
+        // Every provider's binds, up or not, for people: a provider that is down while another
+        // serves its channels shows here without making the instance unready.
+        let providers: serde_json::Map<String, Value> =
+            self.router.providers().iter().map(|p| (p.name().to_owned(), json!(p.status()))).collect();
         if problems.is_empty() {
-            json_resp(StatusCode::OK, json!({"status": "ready"}))
+            json_resp(StatusCode::OK, json!({"status": "ready", "providers": providers}))
         } else {
-            json_resp(StatusCode::SERVICE_UNAVAILABLE, json!({"status": "not ready", "problems": problems}))
+            json_resp(StatusCode::SERVICE_UNAVAILABLE, json!({"status": "not ready", "problems": problems, "providers": providers}))
         }
     }
 
