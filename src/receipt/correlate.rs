@@ -101,8 +101,16 @@ impl Correlator {
     ) {
         let now = self.clock.now();
         // Intermediate states (enroute, accepted) say nothing final: skip them.
-        let receipts: Vec<(Instant, InboundReceipt, PartOutcome)> =
-            receipts.into_iter().filter_map(|(t, r)| r.outcome.map(|o| (t, r, o))).collect();
+        let receipts: Vec<(Instant, InboundReceipt, PartOutcome)> = receipts
+            .into_iter()
+            .filter_map(|(t, r)| match r.outcome {
+                Some(o) => Some((t, r, o)),
+                None => {
+                    r.ack.done();
+                    None
+                }
+            })
+            .collect();
         if receipts.is_empty() {
             return;
         }
@@ -119,6 +127,10 @@ impl Correlator {
         };
         let mut reports = Vec::new();
         for ((first_seen, r, _), settled) in receipts.iter().zip(settled) {
+            // Stored (or, for an early one below, held here for a retry): the SMSC may have
+            // its deliver_sm_resp. An early receipt lost in a crash during its grace leaves
+            // its job to end `unknown` at the receipt deadline.
+            r.ack.done();
             let label = match settled {
                 Settled::Final { job, outcome } => {
                     let mut rep = report_for(&job, event_for(outcome), now);

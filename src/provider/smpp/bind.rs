@@ -234,6 +234,8 @@ async fn serve(
     if role.can_submit() {
         ctx.bound.send_modify(|n| *n += 1);
     }
+    let (acks, ack_queue) = mpsc::channel(incoming::UNACKED_RECEIPTS);
+    let acker = tokio::spawn(incoming::acknowledge(provider.clone(), client.clone(), ack_queue));
     let mut cut = false;
     loop {
         let event = tokio::select! {
@@ -257,7 +259,7 @@ async fn serve(
         match event {
             // Submits go out without rusmppc waiting for their answers (see `inflight`).
             Event::Incoming(cmd) if matches!(cmd.id(), CommandId::SubmitSmResp | CommandId::GenericNack) => inflight.answer(cmd),
-            Event::Incoming(cmd) => incoming::handle(provider, ctx.cfg.receipt_id_format, &client, cmd, events_tx).await,
+            Event::Incoming(cmd) => incoming::handle(provider, ctx.cfg.receipt_id_format, &client, cmd, events_tx, &acks).await,
             Event::Error(e) => {
                 if stop.is_cancelled() {
                     debug!(provider = %provider, bind = slot.index, error = %e, "SMPP link closing");
@@ -272,6 +274,9 @@ async fn serve(
             }
         }
     }
+    // The link is gone: receipts still waiting for the store can no longer be acknowledged on
+    // it, and the SMSC redelivers them on the next bind.
+    acker.abort();
     slot.set(None);
     // Submits written on this link and still unanswered now learn they never will be.
     inflight.close();
