@@ -26,6 +26,21 @@ struct Run {
 /// `sendgate dev` on real time (retries and link pauses must run by themselves), reports to
 /// a file, the embedded simulator recording what it took, `fault` applied to it.
 async fn start(fault: impl FnOnce(&mut SimConfig), tweak: impl FnOnce(&mut Config)) -> Run {
+    let run = start_unbound(fault, tweak).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !run.app.providers_ready() {
+        assert!(tokio::time::Instant::now() < deadline, "providers never bound");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    run
+}
+
+/// [`start`] without waiting for the binds (an SMSC that refuses them).
+async fn start_unbound(fault: impl FnOnce(&mut SimConfig), tweak: impl FnOnce(&mut Config)) -> Run {
+    // `RUST_LOG=debug cargo test --test smpp -- --nocapture` shows the daemon's logs.
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
+    }
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = support::dev_config(dir.path());
     cfg.dev.smsc_sim.receipt_delay = Duration::from_millis(50);
@@ -43,13 +58,7 @@ async fn start(fault: impl FnOnce(&mut SimConfig), tweak: impl FnOnce(&mut Confi
     tweak(&mut cfg);
     let reports_path = cfg.reports.file.clone().unwrap();
     let app = App::start_with_clock(cfg, Mode::Dev, Arc::new(SystemClock)).await.expect("app starts");
-    let run = Run { app, reports_path, _dir: dir };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !run.app.providers_ready() {
-        assert!(tokio::time::Instant::now() < deadline, "providers never bound");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    run
+    Run { app, reports_path, _dir: dir }
 }
 
 fn number(tag: &str, i: usize) -> String {
@@ -60,9 +69,17 @@ fn number(tag: &str, i: usize) -> String {
 
 impl Run {
     async fn post(&self, tag: &str, range: std::ops::Range<usize>) -> Vec<String> {
+        self.post_with(tag, range, |_| {}).await
+    }
+
+    async fn post_with(&self, tag: &str, range: std::ops::Range<usize>, tweak: impl Fn(&mut Value)) -> Vec<String> {
         let ids: Vec<String> = range.clone().map(|i| format!("{tag}-{i}")).collect();
         let jobs: Vec<Value> = range
-            .map(|i| json!({"id": format!("{tag}-{i}"), "tenant": "acme", "channel": "sms", "to": number(tag, i), "text": format!("fault test {tag} {i}")}))
+            .map(|i| {
+                let mut j = json!({"id": format!("{tag}-{i}"), "tenant": "acme", "channel": "sms", "to": number(tag, i), "text": format!("fault test {tag} {i}")});
+                tweak(&mut j);
+                j
+            })
             .collect();
         for chunk in jobs.chunks(2000) {
             let body: String = chunk.iter().map(|j| j.to_string() + "\n").collect();
@@ -122,6 +139,10 @@ fn check(run: &Run, tag: &str, ids: &[String], by: &HashMap<String, Vec<Report>>
         *events.entry(finals[0].event).or_default() += 1;
         let to = number(tag, i);
         let times = taken.get(to.trim_start_matches('+')).copied().unwrap_or(0);
+        if times > 1 {
+            let msgs: Vec<_> = run.app.sim.as_ref().unwrap().messages().into_iter().filter(|m| m.destination == to.trim_start_matches('+')).collect();
+            eprintln!("DOUBLE {id}: {msgs:?} reports {:?}", by[id]);
+        }
         assert!(times <= 1, "{id} reached the SMSC {times} times");
         if finals[0].event == EventKind::Delivered {
             assert_eq!(times, 1, "{id} delivered but the SMSC never took it");
@@ -244,5 +265,30 @@ async fn a_tps_under_the_smscs_limit_is_never_throttled() {
 async fn a_tps_over_the_smscs_limit_is_throttled_and_slowed_without_loss() {
     let run = against_a_300_tps_smsc(1000).await;
     assert!(run.stats().throttled > 0, "{:?}", run.stats());
+    run.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_that_never_answer_enquire_link_are_cut_and_rebound_without_doubles() {
+    let (run, events) = survive(|s| s.ignore_enquire_link = true, |_| {}).await;
+    assert!(run.stats().enquire_links_ignored > 0 && run.stats().binds > 4, "links were cut and bound again: {:?}", run.stats());
+    assert!(events.get(&EventKind::Delivered).copied().unwrap_or(0) > JOBS / 2, "traffic flows between cuts: {events:?}");
+    assert!(recovers(&run).await > 100, "traffic still flows after the fault phase");
+    run.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_smsc_refusing_every_bind_gets_no_job_and_each_job_still_ends_once() {
+    let run = start_unbound(|s| s.refuse_binds = true, |_| {}).await;
+    // Valid for 3 s: parked as provider_unavailable until then, then failed or expired.
+    let ids = run.post_with("refused", 0..JOBS, |j| j["ttl_s"] = json!(3)).await;
+    let by = run.wait_final(&ids, Duration::from_secs(120)).await;
+    let events = check(&run, "refused", &ids, &by);
+    assert_eq!(events.get(&EventKind::Delivered), None, "{events:?}");
+    assert_eq!(run.stats().messages, 0);
+    assert!(run.stats().binds_refused > 0, "{:?}", run.stats());
+    // No reconnect storm: a handful of attempts per bind over the test, not thousands.
+    assert!(run.stats().binds_refused < 200, "{:?}", run.stats());
+    assert!(!run.app.providers_ready());
     run.app.shutdown().await;
 }

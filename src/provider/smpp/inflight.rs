@@ -1,10 +1,8 @@
 //! `submit_sm` awaiting their `submit_sm_resp` on one link, matched by sequence number.
 //!
-//! Submits go out through rusmppc's `no_wait` path, whose answer says whether the PDU was
-//! written; the response then comes back on the link's event stream and is matched here.
-//! rusmppc's own request/response path cannot tell "never written" from "written, then the
-//! connection died": both are `ConnectionClosed`, so every such submit would be ambiguous,
-//! though a link closed with submits still queued in rusmppc never sent those at all.
+//! Submits go out through rusmppc's `no_wait` path; the response comes back on the link's
+//! event stream and is matched here, so a link declared dead can be cut at once (see
+//! `killswitch`) and every submit still waiting learns it will get no answer.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

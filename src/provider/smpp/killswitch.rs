@@ -3,8 +3,8 @@
 //!
 //! rusmppc's own `close` first writes every PDU still queued in it; on a link declared dead
 //! those submits would go out only to be lost. Cut here instead, rusmppc's connection ends on
-//! the read error and drops what it had not written, and each such submit learns it was never
-//! sent (see `inflight`), so it can go on another bind without any doubt.
+//! the read error and writes nothing more. Its submits still end ambiguous (`send`): a test
+//! caught a PDU rusmppc reported unwritten reaching the SMSC, so none is ever resent blindly.
 
 use std::io;
 use std::pin::Pin;

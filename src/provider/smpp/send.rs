@@ -39,23 +39,20 @@ impl Lost {
 enum Answer {
     Id(String),
     Status(CommandStatus),
-    /// rusmppc did not take it: the link is closing or gone. Nothing was written.
-    NotSent,
     Lost(Lost),
     Other(String),
 }
 
 async fn submit_once(link: &Link, pdu: SubmitSm, timeout: Duration) -> Answer {
     use rusmppc::error::Error as E;
-    // `no_wait` resolves once the PDU is written to the socket. It errs with ConnectionClosed
-    // when the connection ended with the PDU still queued, and with Io when writing it failed:
-    // rusmppc writes one PDU at a time, so at most its head went out, and an SMSC cannot take
-    // a PDU without its tail. Either way it was not sent. (The exception: a PDU held in
-    // rusmppc's write buffer, blocked on a full socket, when its connection ends other than by
-    // our kill switch; rusmppc's final flush may then still send it.)
+    // `no_wait` resolves once the PDU is written to the socket. When it errs (ConnectionClosed,
+    // Io) the PDU may or may not have gone out: it was meant to be safe to resend, but a test
+    // with links cut by enquire_link timeouts (tests/smpp.rs) caught the simulator taking such
+    // a PDU, so the resend doubled it. It is ambiguous like any unanswered submit: the only
+    // submits moved to another bind are those found a closed link before being handed over.
     let seq = match link.client.no_wait().submit_sm(pdu).await {
         Ok(seq) => seq,
-        Err(E::ConnectionClosed | E::Io(_)) => return Answer::NotSent,
+        Err(E::ConnectionClosed | E::Io(_)) => return Answer::Lost(Lost::ConnectionClosed),
         Err(other) => return Answer::Other(other.to_string()),
     };
     match tokio::time::timeout(timeout, link.inflight.response(seq)).await {
@@ -110,6 +107,7 @@ impl SmppProvider {
             loop {
                 if seat.link.dead.is_cancelled() || seat.link.client.is_closed() {
                     // Nothing was written on it yet: moving to another bind is safe.
+                    debug!(provider = %self.name, job = %job.id, "link gone before the submit; moving to another bind");
                     drop(seat);
                     seat = self.seat().await.map_err(|e| give_up(e, &message_ids))?;
                 }
@@ -118,6 +116,11 @@ impl SmppProvider {
                 seat.slot.rate.take(cells).await;
                 self.rate.take(cells).await;
                 self.wait_unpaused(&seat.slot, deadline, &message_ids).await?;
+                // Looked at again right before the write: the waits above take time, and a
+                // submit handed to a link that died meanwhile could only end ambiguous.
+                if seat.link.dead.is_cancelled() || seat.link.client.is_closed() {
+                    continue;
+                }
                 match submit_once(&seat.link, pdu.clone(), self.cfg.response_timeout).await {
                     Answer::Id(id) => {
                         // Stored as the mapping's key: in the form receipts are read into.
@@ -140,12 +143,6 @@ impl SmppProvider {
                         }
                         Action::Reject => return Err(status::error(st)),
                     },
-                    Answer::NotSent => {
-                        // Safe to send elsewhere; the link is of no more use.
-                        seat.link.dead.cancel();
-                        drop(seat);
-                        seat = self.seat().await.map_err(|e| give_up(e, &message_ids))?;
-                    }
                     Answer::Lost(lost) => {
                         // Whatever the cause, this link is not to be trusted with more submits.
                         seat.link.dead.cancel();
@@ -163,6 +160,7 @@ impl SmppProvider {
                         return Err(SendError::Ambiguous { after: self.cfg.response_timeout, cause: lost.label() });
                     }
                     Answer::Other(message) => {
+                        debug!(provider = %self.name, job = %job.id, %message, "submit_sm failed");
                         return Err(give_up(SendError::Transient { code: "connection".into(), message }, &message_ids));
                     }
                 }
