@@ -1,5 +1,6 @@
 //! Criterion benches for the per-job hot paths: job parsing, SMS encoding/segmentation,
-//! receipt text parsing, and the policy chain over a batch with the in-memory store.
+//! receipt text parsing, the policy chain over a batch with the in-memory store, and one
+//! quiet-hours decision (one zone, many zones, the tenant-zone fallback).
 //!
 //! Run: `cargo bench --bench hot_paths -- --warm-up-time 1 --measurement-time 2`.
 //! Every bench declares its throughput in jobs (`Throughput::Elements`), so criterion's
@@ -13,7 +14,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use sendgate::job::{self, Job};
-use sendgate::policy::{Candidate, Chain, Dedup, Expiry, Schedule, Verdict};
+use sendgate::policy::{Candidate, Chain, Dedup, Expiry, QuietHours, Schedule, Verdict};
 use sendgate::provider::smpp::receipt::parse_receipt_text;
 use sendgate::provider::smpp::submit;
 use sendgate::store::{MemoryStore, Store};
@@ -123,7 +124,14 @@ fn batch_jobs(prefix: &str) -> Vec<Job> {
 }
 
 fn chain(store: Arc<dyn Store>) -> Chain {
-    Chain::new(vec![Box::new(Dedup::new(store, Duration::from_secs(7 * 86_400), Duration::from_secs(10))), Box::new(Expiry), Box::new(Schedule)])
+    // As app.rs builds it; with the default config no job here has quiet hours.
+    let quiet = QuietHours::from_config(&sendgate::config::Config::default());
+    Chain::new(vec![
+        Box::new(Dedup::new(store, Duration::from_secs(7 * 86_400), Duration::from_secs(10))),
+        Box::new(Expiry),
+        Box::new(Schedule),
+        Box::new(quiet),
+    ])
 }
 
 fn candidates(jobs: &[Job]) -> Vec<Candidate<'_>> {
@@ -185,5 +193,34 @@ fn bench_policy_chain(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, bench_parse, bench_encode, bench_receipt, bench_policy_chain);
+fn bench_quiet_hours(c: &mut Criterion) {
+    let cfg = sendgate::config::parse(
+        "[tenant_defaults]\ntz = \"Europe/Moscow\"\nquiet_hours = { start = \"21:00\", end = \"09:00\" }\n",
+    )
+    .expect("bench config parses");
+    let policy = QuietHours::from_config(&cfg);
+    let night = Utc.with_ymd_and_hms(2026, 11, 21, 19, 0, 0).unwrap(); // 22:00 in Moscow
+    let day = Utc.with_ymd_and_hms(2026, 11, 21, 9, 0, 0).unwrap(); // 12:00 in Moscow
+    let job = |to: &str, extra: &str| {
+        let src = format!(r#"{{"id":"qh","tenant":"acme","channel":"sms","to":"{to}","text":"x"{extra}}}"#);
+        job::parse(src.as_bytes(), now()).expect("bench job parses")
+    };
+    let cases = [
+        ("one_zone_allowed", job("+74951234567", ""), day),
+        ("one_zone_deferred", job("+74951234567", ""), night),
+        // +1 800: 42 zones, deferred to the one and a half hours they share.
+        ("42_zones_deferred", job("+18005550100", ""), Utc.with_ymd_and_hms(2026, 11, 21, 14, 0, 0).unwrap()),
+        // +7 mobile, 16 zones sharing no 10:00-20:00: searched for a day, then the tenant's zone.
+        ("16_zones_fallback", job("+79161234567", r#","quiet_hours":{"start":"20:00","end":"10:00"}"#), night),
+    ];
+    let mut g = c.benchmark_group("quiet_hours");
+    g.throughput(Throughput::Elements(1));
+    for (name, job, at) in &cases {
+        println!("quiet_hours/{name}: {:?}", policy.decide(job, *at));
+        g.bench_function(*name, |b| b.iter(|| policy.decide(black_box(job), *at)));
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_parse, bench_encode, bench_receipt, bench_policy_chain, bench_quiet_hours);
 criterion_main!(benches);

@@ -13,10 +13,11 @@ use tracing::{info, warn};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ProviderConfig, EMBEDDED_SIM};
 use crate::pipeline::{completer, worker, CompleterCtx, DrainHandle, Intake, Reporter, WorkerCtx};
-use crate::policy::{Chain, Dedup, Expiry, RateLimit, Schedule};
+use crate::policy::{Chain, Dedup, Expiry, OptOut, QuietHours, RateLimit, Schedule, WhatsappTier};
 use crate::provider::smpp::SmppProvider;
 use crate::provider::Provider;
 use crate::receipt::correlate::{sweep_deadlines, Correlator};
+use crate::receipt::opt_out::StopReplies;
 use crate::route::Router;
 use crate::scheduler::Scheduler;
 use crate::sink::jsonl::JsonlSink;
@@ -24,6 +25,7 @@ use crate::sink::kafka::{KafkaProducer, KafkaSink};
 use crate::sink::Sink;
 use crate::source::kafka::{KafkaSource, SourceDeps};
 use crate::smsc_sim::{SimHandle, SmscSim};
+use crate::source::admin::{Admin, WhatsappAdmin};
 use crate::source::http::{self, Api, Ingest};
 use crate::store::{MemoryStore, RedisStore, Store};
 
@@ -77,6 +79,14 @@ impl App {
             Some(r) => r.clone(),
             None => Arc::new(MemoryStore::new()),
         };
+        // Read before anything is started: a bad token file fails fast.
+        let admin = match &cfg.admin {
+            Some(a) => Some(Admin::new(a, store.clone())?.with_whatsapp(WhatsappAdmin {
+                tier: WhatsappTier::new(store.clone(), &cfg.whatsapp),
+                clock: clock.clone(),
+            })),
+            None => None,
+        };
         // A claim held by a live instance is looked at again once its heartbeat could lapse.
         let busy_recheck = cfg.redis.as_ref().map_or(Duration::from_secs(10), |r| r.heartbeat_ttl);
         let producer = match &cfg.kafka {
@@ -106,7 +116,7 @@ impl App {
                     } else {
                         c.address.clone()
                     };
-                    providers.push(SmppProvider::start(name, c.clone(), address, events_tx.clone()));
+                    providers.push(SmppProvider::start(name, c.clone(), address, events_tx.clone(), clock.clone()));
                 }
             }
         }
@@ -117,7 +127,15 @@ impl App {
         let chain = Chain::new(vec![
             Box::new(Dedup::new(store.clone(), cfg.pipeline.dedup_ttl, busy_recheck)),
             Box::new(Expiry),
+            // Before `schedule`: a job to an opted-out recipient ends now instead of waiting to
+            // be suppressed; a deferred job goes through the whole chain again when it is due,
+            // so a STOP that arrives meanwhile still stops it.
+            Box::new(OptOut::new(store.clone())),
             Box::new(Schedule),
+            // After `schedule`: a job scheduled for later is judged when the scheduler hands it
+            // back, through the whole chain again.
+            Box::new(QuietHours::from_config(&cfg)),
+            Box::new(WhatsappTier::new(store.clone(), &cfg.whatsapp)),
         ]);
         let (completions_tx, completions_rx) = mpsc::channel(cfg.pipeline.max_in_flight.max(1));
         let mut pipeline_tasks = Vec::new();
@@ -150,7 +168,8 @@ impl App {
         let stop_intake = CancellationToken::new();
         let stop_rest = CancellationToken::new();
         let mut rest_tasks = Vec::new();
-        rest_tasks.push(tokio::spawn(Correlator { clock: clock.clone(), store: store.clone(), reporter: reporter.clone() }.run(events_rx)));
+        let stop_replies = Arc::new(StopReplies::new(&cfg.opt_out, store.clone()));
+        rest_tasks.push(tokio::spawn(Correlator { clock: clock.clone(), store: store.clone(), reporter: reporter.clone(), stop_replies }.run(events_rx)));
         rest_tasks.push(tokio::spawn(sweep_deadlines(clock.clone(), store.clone(), reporter.clone(), Duration::from_secs(1), stop_rest.clone())));
 
         let mut ingest_tasks = Vec::new();
@@ -191,7 +210,7 @@ impl App {
             (Some(k), Some(p)) => Ingest::Kafka { producer: p.clone(), topic: k.jobs_topic.clone() },
             _ => Ingest::Embedded(intake),
         };
-        let api = Arc::new(Api { ingest, store: store.clone(), router: router.clone(), clock, max_body_bytes: cfg.server.max_body_bytes });
+        let api = Arc::new(Api { ingest, store: store.clone(), router: router.clone(), clock, max_body_bytes: cfg.server.max_body_bytes, admin });
         ingest_tasks.push(tokio::spawn(http::serve(api_listener, stop_intake.clone(), move |req| api.clone().handle(req))));
         rest_tasks.push(tokio::spawn(http::serve_metrics(metrics_listener, stop_rest.clone())));
 

@@ -257,10 +257,13 @@ fn check_id(id: &str) -> FieldResult<()> {
     Ok(())
 }
 
+/// `[a-z0-9_-]{1,64}`: a tenant name, in jobs and wherever config names a tenant.
+pub fn is_tenant(t: &str) -> bool {
+    (1..=64).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
 fn check_tenant(t: &str) -> FieldResult<()> {
-    let ok = (1..=64).contains(&t.len())
-        && t.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-    if ok { Ok(()) } else { Err(FieldError("tenant", format!("must match [a-z0-9_-]{{1,64}}, got {t:?}"))) }
+    if is_tenant(t) { Ok(()) } else { Err(FieldError("tenant", format!("must match [a-z0-9_-]{{1,64}}, got {t:?}"))) }
 }
 
 fn check_channel(c: &Channel) -> FieldResult<()> {
@@ -273,6 +276,29 @@ fn check_channel(c: &Channel) -> FieldResult<()> {
 pub fn is_e164(s: &str) -> bool {
     let Some(digits) = s.strip_prefix('+') else { return false };
     (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0')
+}
+
+/// Checks a recipient named outside a job (an opt-out list entry, or with `to` absent the
+/// list itself) exactly as a job's `tenant`, `channel` and `to` are checked; the error names
+/// which of the three is at fault.
+pub fn check_recipient(tenant: &str, channel: &str, to: Option<&str>) -> Result<(), (&'static str, String)> {
+    let channel = Channel::from_name(channel);
+    check_tenant(tenant)
+        .and_then(|()| check_channel(&channel))
+        .and_then(|()| to.map_or(Ok(()), |to| check_to(&channel, to)))
+        .map_err(|FieldError(f, m)| (f, m))
+}
+
+/// A recipient as logs may show it: `+7916***4567`. Anything too short to keep both ends
+/// apart is masked whole.
+pub fn masked(to: &str) -> String {
+    let chars: Vec<char> = to.chars().collect();
+    if chars.len() < 10 {
+        return "***".into();
+    }
+    let head: String = chars[..5].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}***{tail}")
 }
 
 fn check_to(channel: &Channel, to: &str) -> FieldResult<()> {

@@ -6,13 +6,14 @@
 //! ## Layout
 //! - [`job`], [`report`]: the wire contract's types; parsing validates once, here.
 //! - [`config`]: typed TOML config and validation that names every bad key.
-//! - [`source`]: where jobs come from (the `http` ingest API, the `kafka` consumer).
+//! - [`source`]: where jobs come from (the `http` ingest API, the `kafka` consumer); the `admin` API.
 //! - [`pipeline`]: intake (bounded), the decision worker, the completer, the reporter.
-//! - [`policy`]: the chain that decides whether and when a job may go (`dedup`, `expiry`, `schedule`).
+//! - [`policy`]: the chain that decides whether and when a job may go (`dedup`, `expiry`, `opt_out`,
+//!   `schedule`, `quiet_hours`, `whatsapp_tier`).
 //! - [`scheduler`]: feeds deferred jobs back into the chain when they fall due.
 //! - [`route`]: picks the provider for a job.
 //! - [`provider`]: the `Provider` trait and its SMPP implementation.
-//! - [`receipt`]: correlates receipts with jobs; receipt deadlines.
+//! - [`receipt`]: correlates receipts with jobs; receipt deadlines; STOP replies (MO) onto opt-out lists.
 //! - [`sink`]: where report events go (JSONL stdout/file, or Kafka).
 //! - [`store`]: the shared-state trait, in memory (`sendgate dev`) or in Redis.
 //! - [`clock`]: time as a dependency, so tests control it.

@@ -13,19 +13,32 @@ pub const JOBS_CONSUMED_TOTAL: &str = "sendgate_jobs_consumed_total";
 pub const JOBS_REJECTED_AT_INGEST_TOTAL: &str = "sendgate_jobs_rejected_at_ingest_total";
 /// Policy decisions, by `policy` and `verdict` (`allow`, `defer`, `stop`).
 pub const POLICY_VERDICTS_TOTAL: &str = "sendgate_policy_verdicts_total";
-/// Requests handed to a provider, by `provider` and `outcome` (`accepted`, `retry`, `rejected`, `timeout`).
+/// Requests handed to a provider, by `provider` and `outcome` (`accepted`, `throttled`, `retry`,
+/// `rejected`, `timeout`, `failed`).
 pub const PROVIDER_REQUESTS_TOTAL: &str = "sendgate_provider_requests_total";
 /// Time from handing a message to a provider to its answer, by `provider`.
 pub const PROVIDER_REQUEST_DURATION_SECONDS: &str = "sendgate_provider_request_duration_seconds";
-/// SMPP binds currently bound, by `provider`.
+/// SMPP binds currently bound, by `provider` (transmitters and receivers each count).
 pub const SMPP_BINDS_BOUND: &str = "sendgate_smpp_binds_bound";
+/// SMPP binds configured but not bound right now, by `provider`.
+pub const SMPP_BINDS_DOWN: &str = "sendgate_smpp_binds_down";
+/// submit_sm answered ESME_RTHROTTLED or ESME_RMSGQFUL, by `provider` and `status`.
+pub const SMPP_THROTTLED_TOTAL: &str = "sendgate_smpp_throttled_total";
+/// Bind pauses after throttling, by `provider`: `_sum` is the seconds binds spent paused
+/// (overlapping pauses counted once), `_count` the pauses started or extended.
+pub const SMPP_LINK_PAUSE_SECONDS: &str = "sendgate_smpp_link_pause_seconds";
 /// Delivery receipts received, by `provider` and `outcome` (`matched`, `unmatched`, `mo`).
 pub const RECEIPTS_TOTAL: &str = "sendgate_receipts_total";
 /// Report events produced, by `event`.
 pub const REPORTS_TOTAL: &str = "sendgate_reports_total";
 /// Submits whose outcome is unknown and that are never resent, by `cause`
-/// (`response_timeout`, `instance_died`).
+/// (`response_timeout`, `connection_closed`, `instance_died`).
 pub const SUBMITS_AMBIGUOUS_TOTAL: &str = "sendgate_submits_ambiguous_total";
+/// submit_sm sent again after getting no answer (`on_response_timeout = "retry"`), by
+/// `provider` and `cause` (`response_timeout`, `connection_closed`).
+pub const SMPP_SUBMITS_RESENT_TOTAL: &str = "sendgate_smpp_submits_resent_total";
+/// Recipients newly put on an opt-out list, by `source` (`mo`: a STOP reply, `admin`: the admin API).
+pub const OPT_OUTS_TOTAL: &str = "sendgate_opt_outs_total";
 /// Jobs currently between source and a durable point (in memory).
 pub const JOBS_IN_FLIGHT: &str = "sendgate_jobs_in_flight";
 /// Jobs currently parked in the store's scheduled set.
@@ -37,13 +50,6 @@ pub const SIM_SUBMIT_SM_TOTAL: &str = "sendgate_smsc_sim_submit_sm_total";
 pub const SIM_MESSAGES_TOTAL: &str = "sendgate_smsc_sim_messages_total";
 /// Delivery receipts the built-in SMSC simulator sent, by `outcome`.
 pub const SIM_RECEIPTS_TOTAL: &str = "sendgate_smsc_sim_receipts_total";
-
-/// Time jobs waited in place for their rate-limit slot, by the `limit` kind that held them
-/// (`provider`, `sender`, `tenant`, `campaign`): `_sum` is the seconds waited, `_count` the
-/// jobs that waited. A histogram because counters here are integers.
-pub const RATE_LIMIT_WAIT_SECONDS: &str = "sendgate_rate_limit_wait_seconds";
-/// Jobs deferred as `rate_limited` (their turn was further off than `max_wait`), by `limit`.
-pub const RATE_LIMITED_TOTAL: &str = "sendgate_rate_limited_total";
 
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -73,13 +79,56 @@ fn describe() {
     describe_counter!(PROVIDER_REQUESTS_TOTAL, "Requests handed to providers");
     describe_histogram!(PROVIDER_REQUEST_DURATION_SECONDS, Unit::Seconds, "Provider answer latency");
     describe_gauge!(SMPP_BINDS_BOUND, "SMPP binds currently bound");
+    describe_gauge!(SMPP_BINDS_DOWN, "SMPP binds configured but not bound");
+    describe_counter!(SMPP_THROTTLED_TOTAL, "submit_sm answered ESME_RTHROTTLED or ESME_RMSGQFUL");
+    describe_histogram!(SMPP_LINK_PAUSE_SECONDS, Unit::Seconds, "Time SMPP binds spent paused after throttling");
     describe_counter!(RECEIPTS_TOTAL, "Delivery receipts received");
     describe_counter!(REPORTS_TOTAL, "Report events produced");
     describe_counter!(SUBMITS_AMBIGUOUS_TOTAL, "Submits with unknown outcome, never resent");
+    describe_counter!(SMPP_SUBMITS_RESENT_TOTAL, "submit_sm resent after no answer (on_response_timeout = retry)");
+    describe_counter!(OPT_OUTS_TOTAL, "Recipients newly put on an opt-out list");
     describe_gauge!(JOBS_IN_FLIGHT, "Jobs between source and a durable point");
     describe_counter!(SIM_SUBMIT_SM_TOTAL, "submit_sm PDUs received by the SMSC simulator");
     describe_counter!(SIM_MESSAGES_TOTAL, "Reassembled messages received by the SMSC simulator");
     describe_counter!(SIM_RECEIPTS_TOTAL, "Receipts sent by the SMSC simulator");
+    describe_counter!(QUIET_HOURS_ZONE_FALLBACK_TOTAL, "Quiet-hour decisions made in the tenant's zone because the prefix's zones share no allowed time");
+    describe_whatsapp();
+    describe_rate_limits();
+}
+
+/// Quiet-hour decisions made in the tenant's zone because the zones of the number's prefix
+/// share no allowed instant within 24 h.
+pub const QUIET_HOURS_ZONE_FALLBACK_TOTAL: &str = "sendgate_quiet_hours_zone_fallback_total";
+
+/// Unique recipients a WhatsApp portfolio has reached in its moving window, by `portfolio`
+/// (as last seen by this instance; the count itself is shared, so take the max across them).
+pub const WHATSAPP_TIER_USED_RECIPIENTS: &str = "sendgate_whatsapp_tier_used_recipients";
+/// A WhatsApp portfolio's messaging limit, by `portfolio` (absent for an unlimited one).
+pub const WHATSAPP_TIER_LIMIT_RECIPIENTS: &str = "sendgate_whatsapp_tier_limit_recipients";
+/// WhatsApp jobs deferred by the `whatsapp_tier` policy, by `portfolio` and `reason`
+/// (`tier_cap`, `pair_limit`).
+pub const WHATSAPP_DEFERRED_TOTAL: &str = "sendgate_whatsapp_deferred_total";
+/// WhatsApp jobs sent without a tier check because their `from` is in no configured
+/// portfolio, by `reason` (`no_from`, `unknown_number`).
+pub const WHATSAPP_UNMANAGED_TOTAL: &str = "sendgate_whatsapp_unmanaged_total";
+
+fn describe_whatsapp() {
+    use metrics::{describe_counter, describe_gauge};
+    describe_gauge!(WHATSAPP_TIER_USED_RECIPIENTS, "Unique recipients a WhatsApp portfolio reached in its window");
+    describe_gauge!(WHATSAPP_TIER_LIMIT_RECIPIENTS, "A WhatsApp portfolio's messaging limit");
+    describe_counter!(WHATSAPP_DEFERRED_TOTAL, "WhatsApp jobs deferred by tier cap or pair limit");
+    describe_counter!(WHATSAPP_UNMANAGED_TOTAL, "WhatsApp jobs whose sender is in no configured portfolio");
+}
+
+/// Time jobs waited in place for their rate-limit slot, by the `limit` kind that held them
+/// (`provider`, `sender`, `tenant`, `campaign`): `_sum` is the seconds waited, `_count` the
+/// jobs that waited. A histogram because counters here are integers.
+pub const RATE_LIMIT_WAIT_SECONDS: &str = "sendgate_rate_limit_wait_seconds";
+/// Jobs deferred as `rate_limited` (their turn was further off than `max_wait`), by `limit`.
+pub const RATE_LIMITED_TOTAL: &str = "sendgate_rate_limited_total";
+
+fn describe_rate_limits() {
+    use metrics::{describe_counter, describe_histogram, Unit};
     describe_histogram!(RATE_LIMIT_WAIT_SECONDS, Unit::Seconds, "Time jobs waited in place for a rate-limit slot");
     describe_counter!(RATE_LIMITED_TOTAL, "Jobs deferred by a rate limit");
 }

@@ -1,5 +1,6 @@
 //! `RedisStore` against a real Redis (`SENDGATE_TEST_REDIS_URL`): claims across instances,
-//! the scheduled set's leases, receipt tracking, histories. Each test owns a random key prefix.
+//! the scheduled set's leases, receipt tracking, histories, opt-out lists. Each test owns a
+//! random key prefix.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -377,6 +378,44 @@ async fn a_final_already_published_is_not_handed_out_again() {
     s.cleanup().await;
 }
 
+#[tokio::test]
+async fn opt_out_lists_are_shared_sets_per_tenant_and_channel() {
+    let s = Space::new().await;
+    let (a, b) = s.two().await;
+    assert!(a.opted_out(&[]).await.unwrap().is_empty());
+    // Set semantics: adding twice changes nothing the second time, even from another instance.
+    assert_eq!(a.add_opt_outs(&[("acme", "sms", "+79160000002"), ("acme", "sms", "+79160000001")]).await.unwrap(), [true, true]);
+    assert_eq!(b.add_opt_outs(&[("acme", "sms", "+79160000001"), ("beta", "sms", "+79160000001")]).await.unwrap(), [false, true]);
+    // One batch across lists, answers in order; other tenants and channels are other lists.
+    let asked = [
+        ("acme", "sms", "+79160000001"),
+        ("beta", "sms", "+79160000002"),
+        ("acme", "whatsapp", "+79160000001"),
+        ("acme", "sms", "+79160000002"),
+        ("beta", "sms", "+79160000001"),
+        ("nobody", "sms", "+79160000001"),
+    ];
+    assert_eq!(b.opted_out(&asked).await.unwrap(), [true, false, false, true, true, false]);
+    assert_eq!(s.cmd::<i64>(&["ZCARD", &s.key("optout:acme:sms")]).await, 2);
+    // Paging in recipient order with an exact page size; the cursor is the last one seen.
+    a.add_opt_outs(&[("acme", "sms", "+79160000003")]).await.unwrap();
+    let p1 = b.list_opt_outs("acme", "sms", None, 2).await.unwrap();
+    assert_eq!(p1.recipients, ["+79160000001", "+79160000002"]);
+    assert_eq!(p1.next_cursor.as_deref(), Some("+79160000002"));
+    // A change between pages neither repeats nor skips what is still there.
+    a.remove_opt_outs(&[("acme", "sms", "+79160000001")]).await.unwrap();
+    let p2 = b.list_opt_outs("acme", "sms", p1.next_cursor.as_deref(), 2).await.unwrap();
+    assert_eq!((p2.recipients.as_slice(), p2.next_cursor), (&["+79160000003".to_string()][..], None));
+    assert_eq!(a.list_opt_outs("acme", "sms", None, 0).await.unwrap().recipients.len(), 0);
+    assert!(a.list_opt_outs("nobody", "sms", None, 10).await.unwrap().recipients.is_empty());
+    // Removing reports what was there; the other instance sees it at once.
+    assert_eq!(b.remove_opt_outs(&[("acme", "sms", "+79160000002"), ("acme", "sms", "+79160000009")]).await.unwrap(), [true, false]);
+    assert_eq!(a.opted_out(&asked[..4]).await.unwrap(), [false, false, false, false]);
+    s.cleanup().await;
+}
+
+#[path = "redis_store/whatsapp.rs"]
+mod whatsapp;
 fn rate_req(limit: &str, interval_us: u64, want: u32, horizon_us: u64) -> RateLease {
     RateLease { limit: limit.into(), interval_us, want, horizon_us }
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 use toml::{Table, Value};
 
-use super::{Config, ProviderConfig, EMBEDDED_SIM};
+use super::{Config, ProviderConfig, QuietHoursConfig, EMBEDDED_SIM};
 use crate::smsc_sim::decode::Alphabet;
 
 /// All that is wrong with a config, one `key.path: reason` per line.
@@ -47,7 +47,8 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
             "dev" => section(&key, value, &mut errors, &mut config.dev),
             "kafka" => config.kafka = typed(&key, value, &mut errors),
             "redis" => config.redis = typed(&key, value, &mut errors),
-            "rate_limits" => section(&key, value, &mut errors, &mut config.rate_limits),
+            "opt_out" => section(&key, value, &mut errors, &mut config.opt_out),
+            "admin" => config.admin = typed(&key, value, &mut errors),
             "providers" => match value {
                 Value::Table(providers) => {
                     for (name, p) in providers {
@@ -58,10 +59,28 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
                 }
                 _ => errors.push("providers: must be a table of providers".into()),
             },
-            other => errors.push(format!("{other}: unknown section (expected server, pipeline, reports, providers, kafka, redis, rate_limits, dev)")),
+            "tenant_defaults" => section(&key, value, &mut errors, &mut config.tenant_defaults),
+            "tenants" => match value {
+                Value::Table(tenants) => {
+                    for (name, t) in tenants {
+                        if let Some(tc) = typed(&format!("tenants.{name}"), t, &mut errors) {
+                            config.tenants.insert(name, tc);
+                        }
+                    }
+                }
+                _ => errors.push("tenants: must be a table of tenants".into()),
+            },
+            "whatsapp" => section(&key, value, &mut errors, &mut config.whatsapp),
+            "rate_limits" => section(&key, value, &mut errors, &mut config.rate_limits),
+            other => errors.push(format!(
+                "{other}: unknown section (expected server, pipeline, reports, providers, kafka, redis, dev, opt_out, admin, tenant_defaults, tenants, whatsapp, rate_limits)"
+            )),
         }
     }
     validate(&config, &mut errors);
+    validate_opt_out_and_admin(&config, &mut errors);
+    validate_whatsapp(&config.whatsapp, &mut errors);
+    validate_rate_limits(&config, &mut errors);
     if errors.is_empty() {
         Ok(config)
     } else {
@@ -101,14 +120,14 @@ fn typed<T: DeserializeOwned>(prefix: &str, value: Value, errors: &mut Vec<Strin
         Err(e) => {
             let path = e.path().to_string();
             let at = if path == "." { prefix.to_owned() } else { format!("{prefix}.{path}") };
-            errors.push(format!("{at}: {}", e.into_inner()));
+            // `message()`: toml's Display repeats the key ("in `quiet_hours`") that `at` already names.
+            errors.push(format!("{at}: {}", e.into_inner().message()));
             None
         }
     }
 }
 
 fn validate(c: &Config, errors: &mut Vec<String>) {
-    validate_rate_limits(c, errors);
     let mut check = |ok: bool, key: String, msg: String| {
         if !ok {
             errors.push(format!("{key}: {msg}"));
@@ -119,6 +138,23 @@ fn validate(c: &Config, errors: &mut Vec<String>) {
     check(c.pipeline.max_in_flight > 0, "pipeline.max_in_flight".into(), "must be > 0, got 0".into());
     check(c.pipeline.batch_size > 0, "pipeline.batch_size".into(), "must be > 0, got 0".into());
     check(!c.pipeline.scheduler_tick.is_zero(), "pipeline.scheduler_tick".into(), "must be > 0".into());
+    let quiet_hours = |q: &Option<QuietHoursConfig>| match q {
+        Some(QuietHoursConfig::Window { start, end }) if start == end => Err("start and end must differ"),
+        _ => Ok(()),
+    };
+    if let Err(e) = quiet_hours(&c.tenant_defaults.quiet_hours) {
+        check(false, "tenant_defaults.quiet_hours".into(), e.into());
+    }
+    for (name, t) in &c.tenants {
+        check(
+            (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-".contains(&b)),
+            format!("tenants.{name}"),
+            "tenant names match [a-z0-9_-]{1,64}, as a job's `tenant` must".into(),
+        );
+        if let Err(e) = quiet_hours(&t.quiet_hours) {
+            check(false, format!("tenants.{name}.quiet_hours"), e.into());
+        }
+    }
     for (name, p) in &c.providers {
         let key = |k: &str| format!("providers.{name}.{k}");
         check(
@@ -141,6 +177,17 @@ fn validate(c: &Config, errors: &mut Vec<String>) {
                 check(s.password.len() <= 8, key("password"), "at most 8 characters (SMPP limit)".into());
                 check(s.reconnect_min <= s.reconnect_max, key("reconnect_min"), "must not exceed reconnect_max".into());
                 check(s.max_segments > 0, key("max_segments"), "must be > 0, got 0".into());
+                check(!s.throttle_backoff.is_zero(), key("throttle_backoff"), "must be > 0".into());
+                check(!s.queue_full_backoff.is_zero(), key("queue_full_backoff"), "must be > 0".into());
+                check(s.max_retries <= 100, key("max_retries"), format!("must be <= 100, got {}", s.max_retries));
+                check(
+                    !s.tls || cfg!(feature = "tls"),
+                    key("tls"),
+                    "this build has no TLS support (build with the cargo feature `tls`)".into(),
+                );
+                if let Some(ca) = &s.tls_ca_file {
+                    check(ca.is_file(), key("tls_ca_file"), format!("not a readable file: {}", ca.display()));
+                }
                 check(
                     Alphabet::of(s.data_coding_gsm7) == Alphabet::Gsm7,
                     key("data_coding_gsm7"),
@@ -151,10 +198,89 @@ fn validate(c: &Config, errors: &mut Vec<String>) {
     }
 }
 
+/// `[opt_out]` and `[admin]`; a function of its own so branches adding sections do not all
+/// edit `validate`.
+fn validate_opt_out_and_admin(c: &Config, errors: &mut Vec<String>) {
+    let o = &c.opt_out;
+    let mut stop_words = |key: String, words: &[String]| {
+        if words.is_empty() {
+            errors.push(format!("{key}: must name at least one stop word"));
+        }
+        for (i, w) in words.iter().enumerate() {
+            if w.trim().is_empty() {
+                errors.push(format!("{key}[{i}]: must not be blank"));
+            }
+        }
+    };
+    stop_words("opt_out.stop_words".into(), &o.stop_words);
+    for (t, tc) in &o.tenants {
+        stop_words(format!("opt_out.tenants.{t}.stop_words"), &tc.stop_words);
+    }
+    let tenant_msg = |t: &str| format!("not a tenant name ([a-z0-9_-]{{1,64}}): {t:?}");
+    for t in o.tenants.keys().filter(|t| !crate::job::is_tenant(t)) {
+        errors.push(format!("opt_out.tenants.{t}: {}", tenant_msg(t)));
+    }
+    for (sender, t) in &o.senders {
+        if sender.trim_start_matches('+').is_empty() {
+            errors.push(format!("opt_out.senders.{sender:?}: must not be blank"));
+        }
+        if !crate::job::is_tenant(t) {
+            errors.push(format!("opt_out.senders.{sender}: {}", tenant_msg(t)));
+        }
+    }
+    if let Some(t) = o.default_tenant.as_deref().filter(|t| !crate::job::is_tenant(t)) {
+        errors.push(format!("opt_out.default_tenant: {}", tenant_msg(t)));
+    }
+    if let Some(a) = &c.admin {
+        match (&a.token, &a.token_file) {
+            (Some(_), Some(_)) => errors.push("admin.token: give token or token_file, not both".into()),
+            (None, None) => errors.push("admin.token: required (or token_file); drop [admin] to disable the admin API".into()),
+            // The length only, never the value: errors are printed.
+            (Some(t), None) if t.trim().chars().count() < 16 => {
+                errors.push(format!("admin.token: must be at least 16 characters, got {}", t.trim().chars().count()))
+            }
+            _ => {}
+        }
+        if a.actor.is_empty() || a.actor.chars().any(char::is_control) {
+            errors.push("admin.actor: must be a non-empty name without control characters".into());
+        }
+    }
+}
+
+fn validate_whatsapp(w: &super::WhatsappConfig, errors: &mut Vec<String>) {
+    // number id → the portfolio that claimed it first: a number in two portfolios would be
+    // counted against whichever the lookup happened to find.
+    let mut owner: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    for (name, p) in &w.portfolios {
+        let key = |k: &str| format!("whatsapp.portfolios.{name}.{k}");
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)) {
+            errors.push(format!("whatsapp.portfolios.{name}: portfolio names may hold only [A-Za-z0-9_.-]"));
+        }
+        if p.tier == super::WhatsappTier::Recipients(0) {
+            errors.push(format!("{}: must be > 0, got 0", key("tier")));
+        }
+        if p.numbers.is_empty() {
+            errors.push(format!("{}: must name at least one phone number id", key("numbers")));
+        }
+        for n in &p.numbers {
+            // The same rule as a job's `from` on channel whatsapp, so every number can match.
+            if !(1..=32).contains(&n.len()) || !n.bytes().all(|b| b.is_ascii_digit()) {
+                errors.push(format!("{}: {n:?} is not a phone number id (1-32 digits)", key("numbers")));
+            } else if let Some(first) = owner.insert(n, name) {
+                errors.push(format!("{}: {n:?} is already in portfolio {first:?}", key("numbers")));
+            }
+        }
+        if p.window.is_zero() {
+            errors.push(format!("{}: must be > 0", key("window")));
+        }
+    }
+}
+
 /// `[rate_limits]`: every speed positive and finite, provider names configured, campaign keys
 /// `campaign` or `tenant/campaign`.
 fn validate_rate_limits(c: &Config, errors: &mut Vec<String>) {
-    use crate::policy::rate_limit::{check_rate, valid_name, valid_tenant};
+    use crate::policy::rate_limit::{check_rate, valid_name};
+    use crate::job::is_tenant;
     let r = &c.rate_limits;
     let tables = [("providers", &r.providers), ("senders", &r.senders), ("tenants", &r.tenants), ("campaigns", &r.campaigns)];
     for (table, limits) in tables {
@@ -165,10 +291,10 @@ fn validate_rate_limits(c: &Config, errors: &mut Vec<String>) {
             }
             let known = match table {
                 "providers" => c.providers.contains_key(name).then_some(()).ok_or("no provider of that name is configured".to_owned()),
-                "tenants" => valid_tenant(name).then_some(()).ok_or("a tenant is [a-z0-9_-]{1,64}".to_owned()),
+                "tenants" => is_tenant(name).then_some(()).ok_or("a tenant is [a-z0-9_-]{1,64}".to_owned()),
                 "campaigns" => {
                     let ok = match name.split_once('/') {
-                        Some((tenant, campaign)) => valid_tenant(tenant) && valid_name(campaign),
+                        Some((tenant, campaign)) => is_tenant(tenant) && valid_name(campaign),
                         None => valid_name(name),
                     };
                     ok.then_some(()).ok_or("must be \"campaign\" or \"tenant/campaign\", as jobs name them".to_owned())
@@ -241,6 +367,157 @@ windw = 10
         ] {
             let errs = parse(&format!("{base}{extra}\n")).unwrap_err().0;
             assert!(errs.len() == 1 && errs[0].starts_with(want), "{extra}: {errs:?}");
+        }
+    }
+
+    #[test]
+    fn smpp_link_keys_are_checked() {
+        use super::super::{SmppBindMode, SmppOnTimeout, SmppReceiptIdFormat};
+        let base = "[providers.c]\nkind = \"smpp\"\naddress = \"127.0.0.1:2775\"\nsystem_id = \"x\"\npassword = \"y\"\n";
+        let ProviderConfig::Smpp(d) = parse(base).unwrap().providers["c"].clone();
+        assert_eq!(
+            (d.bind_mode, d.on_response_timeout, d.receipt_id_format, d.tps, d.bind_tps, d.max_retries),
+            (SmppBindMode::Transceiver, SmppOnTimeout::Fail, SmppReceiptIdFormat::Auto, 0, 0, 3)
+        );
+        let set = "bind_mode = \"transmitter_receiver\"\non_response_timeout = \"retry\"\nreceipt_id_format = \"hex_to_decimal\"\n\
+                   tps = 250\nbind_tps = 100\nmax_retries = 0\nthrottle_backoff = \"250ms\"\n";
+        let ProviderConfig::Smpp(c) = parse(&format!("{base}{set}")).unwrap().providers["c"].clone();
+        assert_eq!(
+            (c.bind_mode, c.on_response_timeout, c.receipt_id_format, c.tps, c.bind_tps, c.max_retries),
+            (SmppBindMode::TransmitterReceiver, SmppOnTimeout::Retry, SmppReceiptIdFormat::HexToDecimal, 250, 100, 0)
+        );
+        assert_eq!(c.throttle_backoff, std::time::Duration::from_millis(250));
+        // TLS only in builds that have it, and the error says how to get it.
+        match parse(&format!("{base}tls = true\n")) {
+            Ok(_) => assert!(cfg!(feature = "tls")),
+            Err(e) => assert!(!cfg!(feature = "tls") && e.0[0].starts_with("providers.c.tls: this build has no TLS"), "{e}"),
+        }
+        for (extra, want) in [
+            ("bind_mode = \"receiver\"", "providers.c.bind_mode: unknown variant `receiver`"),
+            ("on_response_timeout = \"resend\"", "providers.c.on_response_timeout: unknown variant `resend`"),
+            ("receipt_id_format = \"hex\"", "providers.c.receipt_id_format: unknown variant `hex`"),
+            ("tps = -1", "providers.c.tps: invalid value"),
+            ("max_retries = 1000", "providers.c.max_retries: must be <= 100"),
+            ("throttle_backoff = \"0s\"", "providers.c.throttle_backoff: must be > 0"),
+            ("tls_ca_file = \"/nonexistent/ca.pem\"", "providers.c.tls_ca_file: not a readable file"),
+        ] {
+            let errs = parse(&format!("{base}{extra}\n")).unwrap_err().0;
+            assert!(errs.len() == 1 && errs[0].starts_with(want), "{extra}: {errs:?}");
+        }
+    }
+
+    #[test]
+    fn opt_out_and_admin_keys_parse_and_their_mistakes_are_named() {
+        let ok = parse(
+            r#"
+[opt_out]
+senders = { "12345" = "acme", "+4915100000000" = "beta" }
+default_tenant = "acme"
+[opt_out.tenants.beta]
+stop_words = ["HALT"]
+[admin]
+token = "0123456789abcdef"
+actor = "ops"
+"#,
+        )
+        .unwrap();
+        assert_eq!(ok.opt_out.stop_words.len(), crate::config::DEFAULT_STOP_WORDS.len());
+        assert_eq!(ok.opt_out.senders["12345"], "acme");
+        assert_eq!(ok.opt_out.tenants["beta"].stop_words, ["HALT"]);
+        assert!(!format!("{ok:?}").contains("0123456789abcdef"), "Debug must not show the token");
+
+        let errs = parse(
+            r#"
+[opt_out]
+stop_words = []
+senders = { "12345" = "Acme Corp" }
+default_tenant = "ACME"
+[opt_out.tenants.beta]
+stop_words = [" "]
+[admin]
+token = "short-secret"
+"#,
+        )
+        .unwrap_err()
+        .0;
+        for key in ["opt_out.stop_words:", "opt_out.senders.12345:", "opt_out.default_tenant:", "opt_out.tenants.beta.stop_words[0]:", "admin.token: must be at least 16"] {
+            assert!(errs.iter().any(|e| e.starts_with(key)), "{key} missing from {errs:?}");
+        }
+        assert!(!errs.iter().any(|e| e.contains("short-secret")), "errors must not show the token: {errs:?}");
+        let errs = parse("[admin]\nactor = \"ops\"\n").unwrap_err().0;
+        assert!(errs[0].starts_with("admin.token: required"), "{errs:?}");
+    }
+
+    #[test]
+    fn tenants_and_their_defaults() {
+        let c = parse(
+            r#"
+[tenant_defaults]
+tz = "Europe/Berlin"
+quiet_hours = { start = "21:00", end = "09:00" }
+[tenants.acme]
+tz = "America/New_York"
+[tenants.night-owls]
+quiet_hours = false
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.tenant_defaults.tz, Some(chrono_tz::Europe::Berlin));
+        let hm = |s| chrono::NaiveTime::parse_from_str(s, "%H:%M").unwrap();
+        assert_eq!(c.tenant_defaults.quiet_hours, Some(QuietHoursConfig::Window { start: hm("21:00"), end: hm("09:00") }));
+        assert_eq!((c.tenants["acme"].tz, c.tenants["acme"].quiet_hours), (Some(chrono_tz::America::New_York), None));
+        assert_eq!(c.tenants["night-owls"].quiet_hours, Some(QuietHoursConfig::Off));
+        let none = parse("").unwrap();
+        assert!(none.tenants.is_empty() && none.tenant_defaults.tz.is_none() && none.tenant_defaults.quiet_hours.is_none());
+    }
+
+    #[test]
+    fn tenant_mistakes_name_their_keys() {
+        for (text, want) in [
+            ("[tenants.acme]\ntz = \"Mars/Base\"", "tenants.acme.tz: not an IANA zone: \"Mars/Base\""),
+            ("[tenants.acme]\nquiet_hours = { start = \"9pm\", end = \"09:00\" }", "tenants.acme.quiet_hours.start: not HH:MM: \"9pm\""),
+            ("[tenants.acme]\nquiet_hours = { start = \"21:00\" }", "tenants.acme.quiet_hours: missing field `end`"),
+            ("[tenants.acme]\nquiet_hours = { start = \"21:00\", end = \"09:00\", tz = \"UTC\" }", "tenants.acme.quiet_hours.tz: unknown field `tz`"),
+            ("[tenants.acme]\nquiet_hours = true", "tenants.acme.quiet_hours: must be { start = \"HH:MM\", end = \"HH:MM\" } or false, got true"),
+            ("[tenants.acme]\nquiet_hours = \"21-09\"", "tenants.acme.quiet_hours: invalid type: string \"21-09\""),
+            ("[tenants.acme]\nquiet_hours = { start = \"21:00\", end = \"21:00\" }", "tenants.acme.quiet_hours: start and end must differ"),
+            ("[tenants.acme]\ntimezone = \"UTC\"", "tenants.acme.timezone: unknown field `timezone`"),
+            ("[tenants.ACME]\ntz = \"UTC\"", "tenants.ACME: tenant names match [a-z0-9_-]{1,64}"),
+            ("[tenant_defaults]\ntz = \"Europe/Berlinn\"", "tenant_defaults.tz: not an IANA zone"),
+            ("tenants = 3", "tenants: must be a table of tenants"),
+        ] {
+            let errs = parse(text).unwrap_err().0;
+            assert!(errs.len() == 1 && errs[0].starts_with(want), "{text}: {errs:?}");
+        }
+        // Every tenant's mistake at once.
+        let errs = parse("[tenants.a]\ntz = \"X\"\n[tenants.b]\ntz = \"Y\"\n").unwrap_err().0;
+        assert_eq!(errs.len(), 2, "{errs:?}");
+    }
+
+    #[test]
+    fn whatsapp_portfolios_are_checked() {
+        use std::time::Duration;
+        let ok = parse(
+            "[whatsapp.portfolios.acme]\ntier = 2000\nnumbers = [\"106540352242922\"]\n\
+             [whatsapp.portfolios.big]\ntier = \"unlimited\"\nnumbers = [\"1\", \"2\"]\nwindow = \"12h\"\npair_interval = \"0s\"\n",
+        )
+        .unwrap();
+        let acme = &ok.whatsapp.portfolios["acme"];
+        assert_eq!((acme.tier.limit(), acme.window, acme.pair_interval), (Some(2000), Duration::from_secs(86_400), Duration::from_secs(6)));
+        let big = &ok.whatsapp.portfolios["big"];
+        assert_eq!((big.tier.limit(), big.window, big.pair_interval), (None, Duration::from_secs(43_200), Duration::ZERO));
+        for (body, want) in [
+            ("tier = 0\nnumbers = [\"1\"]", "whatsapp.portfolios.p.tier: must be > 0"),
+            ("tier = \"lots\"\nnumbers = [\"1\"]", "whatsapp.portfolios.p.tier: must be a recipient count"),
+            ("tier = -5\nnumbers = [\"1\"]", "whatsapp.portfolios.p.tier: must be a recipient count"),
+            ("tier = 250\nnumbers = []", "whatsapp.portfolios.p.numbers: must name at least one"),
+            ("tier = 250\nnumbers = [\"+15551234567\"]", "whatsapp.portfolios.p.numbers: \"+15551234567\" is not a phone number id"),
+            ("tier = 250\nnumbers = [\"1\"]\nwindow = \"0s\"", "whatsapp.portfolios.p.window: must be > 0"),
+            ("tier = 250\nnumbers = [\"1\"]\npair_intervl = \"6s\"", "whatsapp.portfolios.p.pair_intervl: unknown field"),
+            ("tier = 250\nnumbers = [\"1\"]\n[whatsapp.portfolios.q]\ntier = 250\nnumbers = [\"1\"]", "whatsapp.portfolios.q.numbers: \"1\" is already in portfolio \"p\""),
+        ] {
+            let errs = parse(&format!("[whatsapp.portfolios.p]\n{body}\n")).unwrap_err().0;
+            assert!(errs.len() == 1 && errs[0].starts_with(want), "{body}: {errs:?}");
         }
     }
 

@@ -35,6 +35,21 @@ pub struct Config {
     /// Shared state (`sendgate run`); absent: in-memory (one instance only).
     #[serde(default)]
     pub redis: Option<RedisConfig>,
+    /// Opt-out lists: which MO texts opt a sender out, and whose list they go on.
+    #[serde(default)]
+    pub opt_out: OptOutConfig,
+    /// The admin API under `/v1/admin/`; absent: disabled (404).
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
+    /// What a tenant not listed under `[tenants]` gets, and what a listed one leaves out.
+    #[serde(default)]
+    pub tenant_defaults: TenantConfig,
+    /// Per-tenant settings, keyed by the jobs' `tenant`.
+    #[serde(default)]
+    pub tenants: BTreeMap<String, TenantConfig>,
+    /// WhatsApp Business messaging limits (`[whatsapp.portfolios.<name>]`).
+    #[serde(default)]
+    pub whatsapp: WhatsappConfig,
     /// Global sending speeds in segments per second (`[rate_limits]`); empty: no limits.
     #[serde(default)]
     pub rate_limits: RateLimitsConfig,
@@ -236,6 +251,9 @@ pub struct SmppConfig {
     /// Parallel binds (TCP connections) to the SMSC.
     #[serde(default = "default_binds")]
     pub binds: usize,
+    /// What each bind is; see [`SmppBindMode`].
+    #[serde(default)]
+    pub bind_mode: SmppBindMode,
     /// In-flight `submit_sm` per bind awaiting their `submit_sm_resp`.
     #[serde(default = "default_window")]
     pub window: usize,
@@ -268,6 +286,84 @@ pub struct SmppConfig {
     /// segment costs as much as a whole SMS.
     #[serde(default = "default_max_segments")]
     pub max_segments: u8,
+    /// After ESME_RTHROTTLED the bind sends nothing for this long, then the same PDU again.
+    #[serde(default = "default_throttle_backoff", with = "humantime_serde")]
+    pub throttle_backoff: Duration,
+    /// After ESME_RMSGQFUL (the SMSC's queue is full) the bind pauses this long.
+    #[serde(default = "default_queue_full_backoff", with = "humantime_serde")]
+    pub queue_full_backoff: Duration,
+    /// Times a submit answered with a passing error (ESME_RSYSERR, ...) is sent again in place
+    /// before the job goes back to the pipeline to be retried later.
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    /// Wait before the first such resend; doubles with each further one.
+    #[serde(default = "default_retry_delay", with = "humantime_serde")]
+    pub retry_delay: Duration,
+    /// Most SMS segments per second this instance sends over all binds of this provider;
+    /// 0 = no cap. A multipart job costs one per part, a `message_payload` one per segment.
+    #[serde(default)]
+    pub tps: u32,
+    /// Most segments per second on each bind; 0 = no cap.
+    #[serde(default)]
+    pub bind_tps: u32,
+    /// How this SMSC writes message ids in `submit_sm_resp` and in receipts; see
+    /// [`SmppReceiptIdFormat`].
+    #[serde(default)]
+    pub receipt_id_format: SmppReceiptIdFormat,
+    /// TLS to the SMSC (needs a build with the cargo feature `tls`).
+    #[serde(default)]
+    pub tls: bool,
+    /// PEM file of the CAs the SMSC's certificate must chain to; default: Mozilla's roots.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// The name the SMSC's certificate must carry; default: the host part of `address`.
+    #[serde(default)]
+    pub tls_server_name: Option<String>,
+    /// What a `submit_sm` with no answer in `response_timeout` leads to; see [`SmppOnTimeout`].
+    #[serde(default)]
+    pub on_response_timeout: SmppOnTimeout,
+}
+
+/// How an SMSC's receipt names a message relative to the id its `submit_sm_resp` gave. Both ids
+/// are put in one canonical form before they are stored or looked up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmppReceiptIdFormat {
+    /// Ids of hex digits only are numbers (decimal when all decimal digits and 9 or more long,
+    /// else hex), so hex and decimal spellings of one id meet; other ids are compared
+    /// lowercased, leading zeros dropped.
+    #[default]
+    Auto,
+    /// Byte for byte, for SMSCs whose ids are case-sensitive.
+    AsIs,
+    /// Hex in `submit_sm_resp`, decimal in the receipt, whatever their length.
+    HexToDecimal,
+    /// Decimal in `submit_sm_resp`, hex in the receipt, whatever their length.
+    DecimalToHex,
+}
+
+/// How a provider's binds are made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmppBindMode {
+    /// `binds` transceivers: submits and receipts share each connection.
+    #[default]
+    Transceiver,
+    /// `binds` transmitters for submits plus `binds` receivers for receipts and MO messages,
+    /// for SMSCs that offer no transceiver binds.
+    TransmitterReceiver,
+}
+
+/// A submit that got no answer may or may not have been taken by the SMSC.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmppOnTimeout {
+    /// Never resend: the job ends `unknown` (`sendgate_submits_ambiguous_total`).
+    #[default]
+    Fail,
+    /// Resend it once, on another bind or the same one rebound: the operator accepts that the
+    /// recipient may get it twice (`sendgate_smpp_submits_resent_total`).
+    Retry,
 }
 
 /// Which alphabet a provider sends text in.
@@ -331,6 +427,18 @@ fn default_reconnect_min() -> Duration {
 fn default_reconnect_max() -> Duration {
     Duration::from_secs(30)
 }
+fn default_throttle_backoff() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_queue_full_backoff() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_max_retries() -> u32 {
+    3
+}
+fn default_retry_delay() -> Duration {
+    Duration::from_millis(500)
+}
 /// Twilio's limit too (1,600 GSM-7 characters): beyond it, handsets and costs both suffer.
 fn default_max_segments() -> u8 {
     10
@@ -358,6 +466,211 @@ mod humantime_serde {
     }
 }
 
+/// The stop words every tenant gets unless `[opt_out.tenants.<t>]` says otherwise: the usual
+/// English set plus Russian (`СТОП`, `ОТПИСАТЬСЯ`).
+pub const DEFAULT_STOP_WORDS: [&str; 8] = ["STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "СТОП", "ОТПИСАТЬСЯ"];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptOutConfig {
+    /// An MO whose whole text is one of these (case, surrounding spaces and trailing
+    /// punctuation ignored) puts its sender on the opt-out list.
+    pub stop_words: Vec<String>,
+    /// The MO's destination (our sender number or short code, `+` optional) → the tenant
+    /// whose list the sender goes on.
+    pub senders: BTreeMap<String, String>,
+    /// The tenant for an MO to a destination not in `senders`; without it such a STOP is
+    /// logged and dropped.
+    pub default_tenant: Option<String>,
+    /// Per-tenant settings, `[opt_out.tenants.<tenant>]`.
+    pub tenants: BTreeMap<String, TenantOptOutConfig>,
+}
+
+impl Default for OptOutConfig {
+    fn default() -> Self {
+        Self {
+            stop_words: DEFAULT_STOP_WORDS.iter().map(|w| (*w).to_owned()).collect(),
+            senders: BTreeMap::new(),
+            default_tenant: None,
+            tenants: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantOptOutConfig {
+    /// Replaces `opt_out.stop_words` for this tenant.
+    pub stop_words: Vec<String>,
+}
+
+/// Debug is written by hand so that printing a `Config` never prints the token.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// The bearer token the admin API wants; at least 16 characters. Prefer `token_file`,
+    /// which keeps the secret out of a config that is often world-readable.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// A file holding the token (surrounding whitespace ignored), read at startup.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// Who holds the token: every admin change is logged as done by this name.
+    #[serde(default = "default_actor")]
+    pub actor: String,
+}
+
+fn default_actor() -> String {
+    "admin".into()
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token_file", &self.token_file)
+            .field("actor", &self.actor)
+            .finish()
+    }
+}
+
+/// `[tenants.NAME]` and `[tenant_defaults]`. A key left out of a tenant's section comes from
+/// `[tenant_defaults]`; left out there too, the zone is UTC and there are no quiet hours.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantConfig {
+    /// The zone of the tenant's recipients when neither the job's `tz` nor the number's
+    /// prefix says, and when a prefix's zones share no allowed time within a day.
+    #[serde(deserialize_with = "tz_serde::deserialize")]
+    pub tz: Option<chrono_tz::Tz>,
+    /// Quiet hours of the tenant's marketing jobs, in the recipient's zone; a job's own
+    /// `quiet_hours` overrides them.
+    pub quiet_hours: Option<QuietHoursConfig>,
+}
+
+/// `quiet_hours = { start = "21:00", end = "09:00" }`, or `false` for none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuietHoursConfig {
+    Off,
+    Window { start: chrono::NaiveTime, end: chrono::NaiveTime },
+}
+
+impl<'de> Deserialize<'de> for QuietHoursConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// `"HH:MM"`, parsed where serde still knows the key, so errors name it.
+        struct HhMm(chrono::NaiveTime);
+        impl<'de> Deserialize<'de> for HhMm {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                chrono::NaiveTime::parse_from_str(&s, "%H:%M")
+                    .map(HhMm)
+                    .map_err(|_| serde::de::Error::custom(format!("not HH:MM: {s:?}")))
+            }
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Window {
+            start: HhMm,
+            end: HhMm,
+        }
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = QuietHoursConfig;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(r#"{ start = "HH:MM", end = "HH:MM" } or false"#)
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                if v {
+                    Err(E::custom(r#"must be { start = "HH:MM", end = "HH:MM" } or false, got true"#))
+                } else {
+                    Ok(QuietHoursConfig::Off)
+                }
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                let w = Window::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(QuietHoursConfig::Window { start: w.start.0, end: w.end.0 })
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// IANA zone names for serde.
+mod tz_serde {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<chrono_tz::Tz>, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map(Some).map_err(|_| serde::de::Error::custom(format!("not an IANA zone: {s:?}")))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct WhatsappConfig {
+    /// Meta's messaging limits apply per business portfolio: `[whatsapp.portfolios.<name>]`.
+    /// The name is the `portfolio` label of the WhatsApp metrics and the admin API's key.
+    pub portfolios: BTreeMap<String, WhatsappPortfolioConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhatsappPortfolioConfig {
+    /// Unique recipients reached outside a customer-service window per `window`: Meta's ladder
+    /// is 250, 2000, 10000, 100000, `"unlimited"` (the older per-number ladder, 1000 / 10000 /
+    /// 100000, is a portfolio with one number). Any other count is taken too, to keep headroom
+    /// for another system sending through the same portfolio.
+    pub tier: WhatsappTier,
+    /// The phone number ids of this portfolio: a `whatsapp` job's `from`.
+    pub numbers: Vec<String>,
+    /// The moving window the tier counts recipients in.
+    #[serde(default = "default_whatsapp_window", with = "humantime_serde")]
+    pub window: Duration,
+    /// Meta's pair rate limit: at most one message per this long from one number to one
+    /// recipient; `"0s"` switches it off.
+    #[serde(default = "default_pair_interval", with = "humantime_serde")]
+    pub pair_interval: Duration,
+}
+
+/// A portfolio's messaging limit: a recipient count, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhatsappTier {
+    Recipients(u64),
+    Unlimited,
+}
+
+impl WhatsappTier {
+    /// The cap, `None` when unlimited.
+    pub fn limit(self) -> Option<u64> {
+        match self {
+            Self::Recipients(n) => Some(n),
+            Self::Unlimited => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for WhatsappTier {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Count(u64),
+            Word(String),
+        }
+        match Raw::deserialize(d).map_err(|_| serde::de::Error::custom("must be a recipient count (250, 2000, 10000, 100000) or \"unlimited\""))? {
+            Raw::Count(n) => Ok(Self::Recipients(n)),
+            Raw::Word(w) if w == "unlimited" => Ok(Self::Unlimited),
+            Raw::Word(w) => Err(serde::de::Error::custom(format!("must be a recipient count or \"unlimited\", got {w:?}"))),
+        }
+    }
+}
+
+fn default_whatsapp_window() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+fn default_pair_interval() -> Duration {
+    Duration::from_secs(6)
+}
 /// `[rate_limits]`: speeds in SMS segments per second that hold across every instance (GCRA in
 /// the store). A job is limited by each that applies to it: its provider, its sender (`from`,
 /// else the provider's default sender), its tenant and its campaign.

@@ -95,3 +95,20 @@ fn e164_edges() {
         assert_eq!(is_e164(s), ok, "{s}");
     }
 }
+
+#[test]
+fn recipients_outside_a_job_are_checked_like_a_jobs() {
+    assert_eq!(check_recipient("acme", "sms", Some("+79161234567")), Ok(()));
+    assert_eq!(check_recipient("acme", "telegram", Some("chat-55012")), Ok(()));
+    assert_eq!(check_recipient("acme", "sms", None), Ok(()));
+    for (tenant, channel, to, field) in [("ACME", "sms", "+79161234567", "tenant"), ("acme", "s m s", "+7916", "channel"), ("acme", "sms", "79161234567", "to")] {
+        assert_eq!(check_recipient(tenant, channel, Some(to)).unwrap_err().0, field, "{tenant}/{channel}/{to}");
+    }
+}
+
+#[test]
+fn masked_numbers_keep_only_their_ends() {
+    assert_eq!(masked("+79161234567"), "+7916***4567");
+    assert_eq!(masked("+4915112345678"), "+4915***5678");
+    assert_eq!(masked("12345"), "***");
+}

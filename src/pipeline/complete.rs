@@ -110,8 +110,12 @@ async fn settle(ctx: Arc<CompleterCtx>, batch: Vec<Completion>) {
                     .with_reason(Reason::ProviderRejected)
                     .with_error(Some(code), message),
             ),
+            Err(SendError::Failed { code, message }) => reports.push(
+                Report::about(job, EventKind::Failed, now).with_provider(&provider).with_error(Some(code), message),
+            ),
             Err(e) => {
-                metrics::counter!(crate::telemetry::SUBMITS_AMBIGUOUS_TOTAL, "cause" => "response_timeout").increment(1);
+                let cause = e.ambiguous_cause().unwrap_or("response_timeout");
+                metrics::counter!(crate::telemetry::SUBMITS_AMBIGUOUS_TOTAL, "cause" => cause).increment(1);
                 warn!(provider = %provider, error = %e, "submit outcome unknown; not resending");
                 reports.push(Report::about(job, EventKind::Unknown, now).with_provider(&provider).with_error(None, e.to_string()));
             }

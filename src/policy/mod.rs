@@ -5,8 +5,11 @@
 
 mod dedup;
 mod expiry;
+mod opt_out;
+mod quiet_hours;
 pub mod rate_limit;
 mod schedule;
+pub mod whatsapp_tier;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -17,8 +20,11 @@ use crate::store::StoreError;
 
 pub use dedup::Dedup;
 pub use expiry::Expiry;
+pub use opt_out::OptOut;
+pub use quiet_hours::QuietHours;
 pub use rate_limit::RateLimit;
 pub use schedule::Schedule;
+pub use whatsapp_tier::WhatsappTier;
 
 /// A policy's answer for one job.
 #[derive(Debug, Clone, PartialEq)]

@@ -34,9 +34,14 @@ pub enum SendError {
     /// The provider refused this message for good (bad address, bad content).
     #[error("provider rejected the message ({code}): {message}")]
     Rejected { code: String, message: String },
-    /// No answer in time: the provider may or may not have taken it, so it is never resent.
-    #[error("no answer from the provider within {0:?}; it may have taken the message")]
-    Ambiguous(Duration),
+    /// Sent, but no answer came (`cause`: `response_timeout` within `after`, or
+    /// `connection_closed`): the provider may or may not have taken it, so it is never resent.
+    #[error("no answer from the provider ({cause}, waited up to {after:?}); it may have taken the message")]
+    Ambiguous { after: Duration, cause: &'static str },
+    /// The provider kept failing transiently and trying again would outlive the job's validity
+    /// (or would resend parts it already took): give up for good; the job ends `failed`.
+    #[error("provider failure ({code}), not retried further: {message}")]
+    Failed { code: String, message: String },
 }
 
 impl SendError {
@@ -45,15 +50,36 @@ impl SendError {
         matches!(self, Self::Throttled { .. } | Self::Transient { .. } | Self::Unavailable(_))
     }
 
+    /// The `cause` label of `sendgate_submits_ambiguous_total`, for an ambiguous answer.
+    pub fn ambiguous_cause(&self) -> Option<&'static str> {
+        match self {
+            Self::Ambiguous { cause, .. } => Some(cause),
+            _ => None,
+        }
+    }
+
     /// The `outcome` label of `sendgate_provider_requests_total`.
     pub fn outcome_label(&self) -> &'static str {
         match self {
             Self::Throttled { .. } => "throttled",
             Self::Transient { .. } | Self::Unavailable(_) => "retry",
             Self::Rejected { .. } => "rejected",
-            Self::Ambiguous(_) => "timeout",
+            Self::Ambiguous { .. } => "timeout",
+            Self::Failed { .. } => "failed",
         }
     }
+}
+
+/// What `/readyz` shows of one provider.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ProviderStatus {
+    pub ready: bool,
+    /// Connections up and configured-but-down (SMPP binds; 0/0 for providers without any).
+    pub binds_up: usize,
+    pub binds_down: usize,
+    /// Why the provider is down when it knows (e.g. the SMSC refused our credentials).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[async_trait]
@@ -68,6 +94,10 @@ pub trait Provider: Send + Sync {
     fn receipt_timeout(&self) -> Duration;
     /// At least one connection is up and can take a message now.
     fn is_ready(&self) -> bool;
+    /// Connection detail for `/readyz`.
+    fn status(&self) -> ProviderStatus {
+        ProviderStatus { ready: self.is_ready(), ..ProviderStatus::default() }
+    }
     /// Hands one job's message to the provider; resolves with its answer.
     async fn send(&self, job: &Job) -> Result<Accepted, SendError>;
     /// Closes connections politely (SMPP unbind) and stops reconnecting.

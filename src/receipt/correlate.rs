@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::opt_out::StopReplies;
 use super::{InboundReceipt, ProviderEvent};
 use crate::clock::Clock;
 use crate::pipeline::{BatchTasks, Reporter};
@@ -49,6 +50,8 @@ pub struct Correlator {
     pub clock: Arc<dyn Clock>,
     pub store: Arc<dyn Store>,
     pub reporter: Arc<Reporter>,
+    /// Inbound messages that say STOP become opt-outs.
+    pub stop_replies: Arc<StopReplies>,
 }
 
 impl Correlator {
@@ -63,14 +66,18 @@ impl Correlator {
                 n = rx.recv_many(&mut batch, 512) => {
                     if n == 0 { break; }
                     let events = std::mem::take(&mut batch);
-                    self.handle(events.into_iter().filter_map(|e| match e {
+                    let mut inbound = Vec::new();
+                    let receipts = events.into_iter().filter_map(|e| match e {
                         ProviderEvent::Receipt(r) => Some(r),
                         ProviderEvent::Inbound(m) => {
                             metrics::counter!(telemetry::RECEIPTS_TOTAL, "provider" => m.provider.to_string(), "outcome" => "mo").increment(1);
                             info!(provider = %m.provider, "inbound message received");
+                            inbound.push(m);
                             None
                         }
-                    }).map(|r| (Instant::now(), r)).collect(), &mut early, &mut publishing).await;
+                    }).map(|r| (Instant::now(), r)).collect();
+                    self.stop_replies.handle(&inbound).await;
+                    self.handle(receipts, &mut early, &mut publishing).await;
                 }
                 _ = tick.tick(), if !early.is_empty() => {
                     let now = Instant::now();
@@ -94,8 +101,16 @@ impl Correlator {
     ) {
         let now = self.clock.now();
         // Intermediate states (enroute, accepted) say nothing final: skip them.
-        let receipts: Vec<(Instant, InboundReceipt, PartOutcome)> =
-            receipts.into_iter().filter_map(|(t, r)| r.outcome.map(|o| (t, r, o))).collect();
+        let receipts: Vec<(Instant, InboundReceipt, PartOutcome)> = receipts
+            .into_iter()
+            .filter_map(|(t, r)| match r.outcome {
+                Some(o) => Some((t, r, o)),
+                None => {
+                    r.ack.done();
+                    None
+                }
+            })
+            .collect();
         if receipts.is_empty() {
             return;
         }
@@ -112,6 +127,10 @@ impl Correlator {
         };
         let mut reports = Vec::new();
         for ((first_seen, r, _), settled) in receipts.iter().zip(settled) {
+            // Stored (or, for an early one below, held here for a retry): the SMSC may have
+            // its deliver_sm_resp. An early receipt lost in a crash during its grace leaves
+            // its job to end `unknown` at the receipt deadline.
+            r.ack.done();
             let label = match settled {
                 Settled::Final { job, outcome } => {
                     let mut rep = report_for(&job, event_for(outcome), now);

@@ -35,6 +35,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rusmpp::pdus::DeliverSm;
+use rusmpp::types::{COctetString, OctetString};
+use rusmpp::values::{DataCoding, Npi, Ton};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -157,8 +160,10 @@ impl SmscSim {
             cfg,
             mix,
             counters: Counters::default(),
-            // A random base keeps ids from two simulators in one test run from colliding.
-            next_message_id: AtomicU64::new(u64::from(rand::random::<u32>()) + 1),
+            // A random base keeps ids from two simulators in one test run from colliding; at
+            // 0x1000_0000 or above, every id is at least 9 decimal digits, which is what tells
+            // a decimal receipt id from a hex one (`receipt_id_format = "mixed"`).
+            next_message_id: AtomicU64::new(0x1000_0000 + u64::from(rand::random::<u32>() >> 1)),
             next_session_id: AtomicU64::new(1),
             reassembler: Mutex::new(Reassembler::new(REASSEMBLY_CAPACITY)),
             recorded: Mutex::new(Vec::new()),
@@ -203,6 +208,28 @@ impl SimHandle {
     /// `record_messages`.
     pub fn messages(&self) -> Vec<SimMessage> {
         lock(&self.inner.shared.recorded).clone()
+    }
+
+    /// Sends a mobile-originated message (`deliver_sm`, esm_class 0, UCS-2, no receipt) from
+    /// `from` to `to` on one bound receiver or transceiver session; `false` if none is bound
+    /// or its queue is full. For tests of the gateway's MO handling (STOP replies).
+    pub fn send_mo(&self, from: &str, to: &str, text: &str) -> bool {
+        let ucs2: Vec<u8> = text.encode_utf16().flat_map(u16::to_be_bytes).collect();
+        let (Ok(source), Ok(destination), Ok(body)) =
+            (COctetString::from_string(from.to_owned()), COctetString::from_string(to.to_owned()), OctetString::from_vec(ucs2))
+        else {
+            return false;
+        };
+        let pdu = DeliverSm::builder()
+            .source_addr_ton(Ton::International)
+            .source_addr_npi(Npi::Isdn)
+            .source_addr(source)
+            .destination_addr(destination)
+            .data_coding(DataCoding::from(0x08u8))
+            .short_message(body)
+            .build();
+        let sessions = lock(&self.inner.shared.sessions);
+        sessions.values().find(|s| s.kind.can_receive()).is_some_and(|s| s.tx.try_send(Outbound::Mo(Box::new(pdu))).is_ok())
     }
 
     /// Stops accepting, closes every session, and flushes the log. Idempotent.

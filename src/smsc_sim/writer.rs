@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use futures::SinkExt;
+use rusmpp::pdus::DeliverSm;
 use rusmpp::{Command, CommandStatus};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -25,6 +26,8 @@ pub(super) enum Outbound {
     Later { at: Instant, cmd: Command },
     /// Built into a deliver_sm by the writer, which owns the session's sequence numbers.
     Receipt(PendingReceipt),
+    /// A mobile-originated deliver_sm ([`super::SimHandle::send_mo`]); numbered here too.
+    Mo(Box<DeliverSm>),
     /// Write what is queued before it, then close the socket (after unbind_resp, or with no
     /// goodbye at all when a fault drops the link).
     Close,
@@ -78,6 +81,11 @@ async fn write_all(sink: &mut Sink, rx: &mut mpsc::Receiver<Outbound>, unacked: 
                     let pdu = receipt_pdu(&r, &mut dates, SystemTime::now());
                     lock(unacked).insert(seq, r);
                     Command::new(CommandStatus::EsmeRok, seq, pdu)
+                }
+                Outbound::Mo(pdu) => {
+                    let seq = next_seq;
+                    next_seq = if next_seq >= 0x7FFF_FFFF { 1 } else { next_seq + 1 };
+                    Command::new(CommandStatus::EsmeRok, seq, *pdu)
                 }
                 Outbound::Close => break 'outer,
             };

@@ -1,5 +1,5 @@
-//! The HTTP API: `POST /v1/jobs` ingest, `GET /v1/jobs/{id}`, `/healthz`, `/readyz`; and the
-//! separate `/metrics` listener.
+//! The HTTP API: `POST /v1/jobs` ingest, `GET /v1/jobs/{id}`, `/healthz`, `/readyz`, the
+//! admin API under `/v1/admin/` (in `admin.rs`); and the separate `/metrics` listener.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use super::admin::Admin;
 use crate::clock::Clock;
 use crate::pipeline::Intake;
 use crate::sink::kafka::{KafkaProducer, Record};
@@ -39,11 +40,13 @@ pub struct Api {
     pub router: Arc<Router>,
     pub clock: Arc<dyn Clock>,
     pub max_body_bytes: usize,
+    /// `None` without `[admin]` in config: `/v1/admin/...` answers 404.
+    pub admin: Option<Admin>,
 }
 
-type Resp = Response<Full<Bytes>>;
+pub(super) type Resp = Response<Full<Bytes>>;
 
-fn json_resp(status: StatusCode, v: Value) -> Resp {
+pub(super) fn json_resp(status: StatusCode, v: Value) -> Resp {
     Response::builder()
         .status(status)
         .header(CONTENT_TYPE, "application/json")
@@ -111,6 +114,10 @@ impl Api {
             (&Method::GET, p) if p.starts_with("/v1/jobs/") => self.get_job(&p["/v1/jobs/".len()..]).await,
             (&Method::GET, "/healthz") => json_resp(StatusCode::OK, json!({"status": "ok"})),
             (&Method::GET, "/readyz") => self.readyz().await,
+            (_, p) if p.starts_with("/v1/admin/") => match &self.admin {
+                Some(admin) => admin.handle(req).await,
+                None => super::admin::disabled(),
+            },
             (_, "/v1/jobs") => json_resp(StatusCode::METHOD_NOT_ALLOWED, json!({"error": "use POST"})),
             _ => json_resp(StatusCode::NOT_FOUND, json!({"error": format!("no route for {path}")})),
         }
@@ -124,10 +131,14 @@ impl Api {
         for c in self.router.channels_down() {
             problems.push(format!("channel {c}: no provider connected"));
         }
+        // Every provider's binds, up or not, for people: a provider that is down while another
+        // serves its channels shows here without making the instance unready.
+        let providers: serde_json::Map<String, Value> =
+            self.router.providers().iter().map(|p| (p.name().to_owned(), json!(p.status()))).collect();
         if problems.is_empty() {
-            json_resp(StatusCode::OK, json!({"status": "ready"}))
+            json_resp(StatusCode::OK, json!({"status": "ready", "providers": providers}))
         } else {
-            json_resp(StatusCode::SERVICE_UNAVAILABLE, json!({"status": "not ready", "problems": problems}))
+            json_resp(StatusCode::SERVICE_UNAVAILABLE, json!({"status": "not ready", "problems": problems, "providers": providers}))
         }
     }
 
@@ -228,7 +239,7 @@ fn short(v: &Value) -> String {
     if s.len() > 40 { format!("{}...", &s[..s.floor_char_boundary(40)]) } else { s }
 }
 
-fn percent_decode(s: &str) -> String {
+pub(super) fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

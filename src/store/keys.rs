@@ -81,6 +81,32 @@ impl Keys {
         format!("{}hist:", self.prefix)
     }
 
+    /// ZSET of the recipients on one tenant's opt-out list for one channel, every score 0 so
+    /// that members sort by bytes and the list pages by recipient (`ZRANGE … BYLEX`). Tenant
+    /// and channel names cannot hold `:`, so no two lists share a key.
+    pub fn opt_out(&self, tenant: &str, channel: &str) -> String {
+        format!("{}optout:{tenant}:{channel}", self.prefix)
+    }
+
+    /// ZSET recipient → when it was last counted (unix ms): the recipients one WhatsApp
+    /// portfolio reached in its moving window (trimmed by score, never by TTL, so that the
+    /// window follows the `now` the policy passes in).
+    pub fn wa_window(&self, portfolio: &str) -> String {
+        format!("{}wa:window:{portfolio}", self.prefix)
+    }
+
+    /// String = unix ms of the recipient's last message to this phone number id: the
+    /// customer-service window it opened. The TTL only cleans up; the value decides.
+    pub fn wa_inbound(&self, number: &str, recipient: &str) -> String {
+        format!("{}wa:inbound:{number}:{recipient}", self.prefix)
+    }
+
+    /// String = `"{unix ms} {job id}"` of the last send from this number to this recipient
+    /// (Meta's pair limit). The TTL only cleans up; the value decides.
+    pub fn wa_pair(&self, number: &str, recipient: &str) -> String {
+        format!("{}wa:pair:{number}:{recipient}", self.prefix)
+    }
+
     /// String = the TAT of one rate limit (µs since the epoch), expiring once it is not booked
     /// ahead: `rate:provider:smsc-a`, `rate:campaign:acme/promo`.
     pub fn rate(&self, limit: &str) -> String {
@@ -110,7 +136,23 @@ mod tests {
     #[test]
     fn every_key_starts_with_the_prefix() {
         let k = Keys::new("sg:");
-        for key in [k.alive("h"), k.job("j"), k.sched(), k.sched_payload(), k.sched_lease(), k.sched_seq(), k.msg("p", "m"), k.deadlines(), k.hist("j"), k.rate("provider:p"), k.campaign_rates()] {
+        for key in [
+            k.alive("h"),
+            k.job("j"),
+            k.sched(),
+            k.sched_payload(),
+            k.sched_lease(),
+            k.sched_seq(),
+            k.msg("p", "m"),
+            k.deadlines(),
+            k.hist("j"),
+            k.opt_out("t", "sms"),
+            k.wa_window("p"),
+            k.wa_inbound("1", "+1"),
+            k.wa_pair("1", "+1"),
+            k.rate("provider:p"),
+            k.campaign_rates(),
+        ] {
             assert!(key.starts_with("sg:"), "{key}");
         }
     }

@@ -10,8 +10,13 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{campaign_field, gcra, Claim, ClaimedJob, PartOutcome, RateGrant, RateLease, ScheduledJob, SentJob, Settled, Store, StoreError};
+use super::{
+    campaign_field, gcra, Claim, ClaimedJob, OptOutEntry, OptOutPage, PartOutcome, RateGrant, RateLease, ScheduledJob, SentJob, Settled,
+    Store, StoreError,
+};
 use crate::report::Report;
+
+mod whatsapp;
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -32,6 +37,10 @@ struct Inner {
     deadlines: BTreeSet<(DateTime<Utc>, String)>,
     history: HashMap<String, (Instant, Vec<Report>)>,
     last_sweep: Option<Instant>,
+    /// tenant → channel → recipients, ordered so that a list pages by recipient; nested so
+    /// that a lookup on the hot path allocates nothing.
+    opt_outs: HashMap<String, HashMap<String, BTreeSet<String>>>,
+    whatsapp: whatsapp::WhatsappState,
     /// Rate limit → its TAT, µs since the epoch.
     rate_tats: HashMap<String, u64>,
     /// `campaign_field` → speed set at runtime.
@@ -98,6 +107,10 @@ impl Inner {
         self.deadlines.remove(&(old, job_id.clone()));
         self.deadlines.insert((confirm_by, job_id));
         Settled::Final { job, outcome }
+    }
+
+    fn opt_out_list(&self, tenant: &str, channel: &str) -> Option<&BTreeSet<String>> {
+        self.opt_outs.get(tenant)?.get(channel)
     }
 
     fn forget_sent(&mut self, job_id: &str) -> Option<Tracked> {
@@ -242,12 +255,63 @@ impl Store for MemoryStore {
         Ok(g.history.get(job_id).filter(|(exp, _)| *exp > Instant::now()).map(|(_, v)| v.clone()).unwrap_or_default())
     }
 
+    async fn opted_out(&self, entries: &[OptOutEntry<'_>]) -> Result<Vec<bool>, StoreError> {
+        let g = self.lock();
+        Ok(entries.iter().map(|(t, c, r)| g.opt_out_list(t, c).is_some_and(|list| list.contains(*r))).collect())
+    }
+
+    async fn add_opt_outs(&self, entries: &[OptOutEntry<'_>]) -> Result<Vec<bool>, StoreError> {
+        let mut g = self.lock();
+        Ok(entries
+            .iter()
+            .map(|(t, c, r)| g.opt_outs.entry((*t).to_owned()).or_default().entry((*c).to_owned()).or_default().insert((*r).to_owned()))
+            .collect())
+    }
+
+    async fn remove_opt_outs(&self, entries: &[OptOutEntry<'_>]) -> Result<Vec<bool>, StoreError> {
+        let mut g = self.lock();
+        Ok(entries.iter().map(|(t, c, r)| g.opt_outs.get_mut(*t).and_then(|l| l.get_mut(*c)).is_some_and(|list| list.remove(*r))).collect())
+    }
+
+    async fn list_opt_outs(&self, tenant: &str, channel: &str, after: Option<&str>, limit: usize) -> Result<OptOutPage, StoreError> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let g = self.lock();
+        let Some(list) = g.opt_out_list(tenant, channel) else { return Ok(OptOutPage::default()) };
+        let from = after.map_or(Unbounded, |a| Excluded(a.to_owned()));
+        let mut recipients: Vec<String> = list.range((from, Unbounded)).take(limit.saturating_add(1)).cloned().collect();
+        let next_cursor = if recipients.len() > limit {
+            recipients.truncate(limit);
+            recipients.last().cloned()
+        } else {
+            None
+        };
+        Ok(OptOutPage { recipients, next_cursor })
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
 
     fn awaiting_receipts(&self) -> Option<usize> {
         Some(self.lock().sent.len())
+    }
+
+    async fn whatsapp_admit(
+        &self,
+        portfolios: &[super::whatsapp::Portfolio<'_>],
+        attempts: &[super::whatsapp::Attempt<'_>],
+        now: DateTime<Utc>,
+    ) -> Result<super::whatsapp::Admission, StoreError> {
+        Ok(self.lock().whatsapp.admit(portfolios, attempts, now))
+    }
+
+    async fn record_inbound_contacts(&self, contacts: &[(&str, &str, DateTime<Utc>)]) -> Result<(), StoreError> {
+        self.lock().whatsapp.record_inbound(contacts);
+        Ok(())
+    }
+
+    async fn whatsapp_usage(&self, portfolio: &str, window: Duration, now: DateTime<Utc>) -> Result<super::whatsapp::Usage, StoreError> {
+        Ok(self.lock().whatsapp.usage(portfolio, window, now))
     }
 
     async fn rate_lease(&self, reqs: &[RateLease], now: DateTime<Utc>) -> Result<Vec<RateGrant>, StoreError> {
@@ -356,6 +420,23 @@ mod tests {
         s.finish_sent(&["j1".into(), "j2".into()]).await.unwrap();
         assert!(s.take_overdue(t(200), 10, t(300)).await.unwrap().is_empty());
         assert_eq!(s.awaiting_receipts(), Some(0));
+    }
+
+    #[tokio::test]
+    async fn opt_out_lists_are_per_tenant_and_channel_and_page_in_order() {
+        let s = MemoryStore::new();
+        let added = s.add_opt_outs(&[("a", "sms", "+2"), ("a", "sms", "+1"), ("a", "sms", "+2"), ("b", "sms", "+1")]).await.unwrap();
+        assert_eq!(added, [true, true, false, true]);
+        let asked = [("a", "sms", "+1"), ("a", "whatsapp", "+1"), ("b", "sms", "+2"), ("c", "sms", "+1")];
+        assert_eq!(s.opted_out(&asked).await.unwrap(), [true, false, false, false]);
+        s.add_opt_outs(&[("a", "sms", "+3")]).await.unwrap();
+        let p1 = s.list_opt_outs("a", "sms", None, 2).await.unwrap();
+        assert_eq!((p1.recipients.as_slice(), p1.next_cursor.as_deref()), (&["+1".to_string(), "+2".to_string()][..], Some("+2")));
+        let p2 = s.list_opt_outs("a", "sms", p1.next_cursor.as_deref(), 2).await.unwrap();
+        assert_eq!((p2.recipients, p2.next_cursor), (vec!["+3".to_string()], None));
+        assert_eq!(s.remove_opt_outs(&[("a", "sms", "+1"), ("a", "sms", "+9")]).await.unwrap(), [true, false]);
+        assert_eq!(s.opted_out(&[("a", "sms", "+1")]).await.unwrap(), [false]);
+        assert_eq!(s.list_opt_outs("nobody", "sms", None, 10).await.unwrap(), OptOutPage::default());
     }
 
     #[tokio::test]

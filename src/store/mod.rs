@@ -7,6 +7,7 @@ pub mod gcra;
 pub mod keys;
 pub mod memory;
 pub mod redis;
+pub mod whatsapp;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -117,6 +118,17 @@ pub enum Settled {
     Unmatched,
 }
 
+/// One opt-out list entry: `(tenant, channel, recipient)`. Each tenant has one list per channel.
+pub type OptOutEntry<'a> = (&'a str, &'a str, &'a str);
+
+/// One page of an opt-out list, in recipient (byte) order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OptOutPage {
+    pub recipients: Vec<String>,
+    /// Pass back as `after` for the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Claims job ids for this instance; one answer per id, in order.
@@ -181,6 +193,19 @@ pub trait Store: Send + Sync + 'static {
     /// A job's events so far, oldest first.
     async fn events(&self, job_id: &str) -> Result<Vec<Report>, StoreError>;
 
+    /// Whether each recipient is on its tenant's opt-out list for its channel, in order; one
+    /// round trip for the batch (the opt-out policy calls this on the hot path).
+    async fn opted_out(&self, entries: &[OptOutEntry<'_>]) -> Result<Vec<bool>, StoreError>;
+
+    /// Puts recipients on opt-out lists; `true` where one was not on it before.
+    async fn add_opt_outs(&self, entries: &[OptOutEntry<'_>]) -> Result<Vec<bool>, StoreError>;
+
+    /// Takes recipients off opt-out lists; `true` where one was on it.
+    async fn remove_opt_outs(&self, entries: &[OptOutEntry<'_>]) -> Result<Vec<bool>, StoreError>;
+
+    /// Up to `limit` recipients of one list that sort after `after` (from the start without it).
+    async fn list_opt_outs(&self, tenant: &str, channel: &str, after: Option<&str>, limit: usize) -> Result<OptOutPage, StoreError>;
+
     /// Cheap liveness probe for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
 
@@ -189,6 +214,28 @@ pub trait Store: Send + Sync + 'static {
     fn awaiting_receipts(&self) -> Option<usize> {
         None
     }
+
+    /// WhatsApp messaging limits for a batch of jobs, in order, in one atomic step (one script
+    /// in Redis, so instances sharing a portfolio never exceed its tier together). For each
+    /// attempt: a recipient inside a customer-service window with that number is not counted;
+    /// one already counted in the window is counted again at `now` (free); a new one is
+    /// counted while the portfolio is under its tier, else the attempt is `TierCap` until a
+    /// counted recipient leaves the window; then the pair limit; only an allowed attempt
+    /// changes anything.
+    async fn whatsapp_admit(
+        &self,
+        portfolios: &[whatsapp::Portfolio<'_>],
+        attempts: &[whatsapp::Attempt<'_>],
+        now: DateTime<Utc>,
+    ) -> Result<whatsapp::Admission, StoreError>;
+
+    /// Records that recipients wrote to phone numbers: `(number, recipient, at)`; each opens a
+    /// customer-service window of [`whatsapp::SERVICE_WINDOW`] from `at` (a later contact
+    /// extends it, an earlier one arriving late changes nothing).
+    async fn record_inbound_contacts(&self, contacts: &[(&str, &str, DateTime<Utc>)]) -> Result<(), StoreError>;
+
+    /// A portfolio's window at `now`, read only (the admin API).
+    async fn whatsapp_usage(&self, portfolio: &str, window: Duration, now: DateTime<Utc>) -> Result<whatsapp::Usage, StoreError>;
 
     /// Leases rate-limit tokens, one answer per request, in one round trip (GCRA: see
     /// [`gcra`]). Slot offsets in the answers count from the store's now: `now` for the memory

@@ -14,9 +14,15 @@ use redis::{ErrorKind, RedisError, Script};
 use tokio::task::JoinHandle;
 
 use super::keys::Keys;
-use super::{campaign_field, Claim, ClaimedJob, PartOutcome, RateGrant, RateLease, ScheduledJob, SentJob, Settled, Store, StoreError};
+use super::{
+    campaign_field, Claim, ClaimedJob, OptOutEntry, OptOutPage, PartOutcome, RateGrant, RateLease, ScheduledJob, SentJob, Settled, Store,
+    StoreError,
+};
 use crate::config::RedisConfig;
 use crate::report::Report;
+
+mod opt_out;
+mod whatsapp;
 
 /// A lost reply makes the caller retry a script that may have run (a retried claim then finds
 /// its own claim: `Duplicate`), so wait well past any normal latency before giving up.
@@ -36,6 +42,8 @@ struct Scripts {
     finish_sent: Script,
     record_events: Script,
     release: Script,
+    whatsapp_admit: Script,
+    record_inbound: Script,
     rate_lease: Script,
 }
 
@@ -63,6 +71,8 @@ impl Scripts {
             finish_sent: Script::new(concat!(include_str!("scripts/forget_sent.lua"), include_str!("scripts/finish_sent.lua"))),
             record_events: Script::new(include_str!("scripts/record_events.lua")),
             release: Script::new(include_str!("scripts/release.lua")),
+            whatsapp_admit: Script::new(include_str!("scripts/whatsapp_admit.lua")),
+            record_inbound: Script::new(include_str!("scripts/record_inbound.lua")),
             rate_lease: Script::new(include_str!("scripts/rate_lease.lua")),
         }
     }
@@ -446,8 +456,41 @@ impl Store for RedisStore {
         rows.iter().map(|json| serde_json::from_str(json).map_err(|e| corrupt(&key, e))).collect()
     }
 
+    async fn opted_out(&self, entries: &[OptOutEntry<'_>]) -> Result<Vec<bool>, StoreError> {
+        self.opt_outs_contain(entries).await
+    }
+
+    async fn add_opt_outs(&self, entries: &[OptOutEntry<'_>]) -> Result<Vec<bool>, StoreError> {
+        self.opt_outs_change("ZADD", entries).await
+    }
+
+    async fn remove_opt_outs(&self, entries: &[OptOutEntry<'_>]) -> Result<Vec<bool>, StoreError> {
+        self.opt_outs_change("ZREM", entries).await
+    }
+
+    async fn list_opt_outs(&self, tenant: &str, channel: &str, after: Option<&str>, limit: usize) -> Result<OptOutPage, StoreError> {
+        self.opt_outs_page(tenant, channel, after, limit).await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         redis::cmd("PING").query_async::<String>(&mut self.conn()).await.map(drop).map_err(|e| store_err(e, "ping"))
+    }
+
+    async fn whatsapp_admit(
+        &self,
+        portfolios: &[super::whatsapp::Portfolio<'_>],
+        attempts: &[super::whatsapp::Attempt<'_>],
+        now: DateTime<Utc>,
+    ) -> Result<super::whatsapp::Admission, StoreError> {
+        self.wa_admit(portfolios, attempts, now).await
+    }
+
+    async fn record_inbound_contacts(&self, contacts: &[(&str, &str, DateTime<Utc>)]) -> Result<(), StoreError> {
+        self.wa_record_inbound(contacts).await
+    }
+
+    async fn whatsapp_usage(&self, portfolio: &str, window: Duration, now: DateTime<Utc>) -> Result<super::whatsapp::Usage, StoreError> {
+        self.wa_usage(portfolio, window, now).await
     }
 
     /// One script for every limit of a batch. Not replay-guarded: a lease whose reply is lost

@@ -74,6 +74,22 @@ impl Harness {
         request(self.app.api_addr, "GET", path, None, Bytes::new()).await
     }
 
+    /// A bodiless request with `authorization: <auth>` when given.
+    pub async fn admin(&self, method: &str, path: &str, auth: Option<&str>) -> (u16, hyper::HeaderMap, Value) {
+        let headers: Vec<(&str, &str)> = auth.map(|a| ("authorization", a)).into_iter().collect();
+        request_with(self.app.api_addr, method, path, &headers, Bytes::new()).await
+    }
+
+    /// Waits (real time, bounded) until the store has `(tenant, channel, recipient)` opted
+    /// out or not, as `want` says.
+    pub async fn wait_opted_out(&self, entry: (&str, &str, &str), want: bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while self.app.store.opted_out(&[entry]).await.unwrap() != [want] {
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {entry:?} opted out = {want}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Every report written so far.
     pub fn reports(&self) -> Vec<Report> {
         let text = std::fs::read_to_string(&self.reports_path).unwrap_or_default();
@@ -119,18 +135,32 @@ impl Harness {
 
 /// One HTTP/1.1 request over a fresh loopback connection.
 pub async fn request(addr: std::net::SocketAddr, method: &str, path: &str, content_type: Option<&str>, body: Bytes) -> (u16, Value) {
+    let headers: Vec<(&str, &str)> = content_type.map(|ct| ("content-type", ct)).into_iter().collect();
+    let (status, _, v) = request_with(addr, method, path, &headers, body).await;
+    (status, v)
+}
+
+/// [`request`] with any headers, answering the response headers too.
+pub async fn request_with(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> (u16, hyper::HeaderMap, Value) {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
     tokio::spawn(conn);
     let mut req = Request::builder().method(method).uri(path).header("host", addr.to_string());
-    if let Some(ct) = content_type {
-        req = req.header("content-type", ct);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
     }
     let resp = send.send_request(req.body(Full::new(body)).unwrap()).await.unwrap();
     let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
     let v = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-    (status, v)
+    (status, headers, v)
 }
 
 pub fn finals(rs: &[Report]) -> Vec<&Report> {

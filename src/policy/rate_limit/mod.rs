@@ -52,11 +52,6 @@ pub fn valid_name(s: &str) -> bool {
     (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
 }
 
-/// A tenant as jobs carry it: `[a-z0-9_-]{1,64}`.
-pub fn valid_tenant(s: &str) -> bool {
-    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-".contains(&b))
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum SetRateError {
     /// The caller's input is wrong (a 400 for the admin API).
@@ -71,7 +66,7 @@ pub enum SetRateError {
 /// Every instance applies it within `rate_limits.campaign_refresh`. This is what the admin API
 /// calls.
 pub async fn set_campaign_rate(store: &dyn Store, tenant: Option<&str>, campaign: &str, rate: Option<f64>) -> Result<(), SetRateError> {
-    if let Some(t) = tenant.filter(|t| !valid_tenant(t)) {
+    if let Some(t) = tenant.filter(|t| !crate::job::is_tenant(t)) {
         return Err(SetRateError::Invalid { field: "tenant", reason: format!("must match [a-z0-9_-]{{1,64}}, got {t:?}") });
     }
     if !valid_name(campaign) {

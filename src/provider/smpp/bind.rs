@@ -1,51 +1,99 @@
-//! One SMPP bind: connect, bind_transceiver, serve incoming PDUs, reconnect with backoff.
+//! One SMPP bind: connect, bind, serve incoming PDUs, notice a dead link, reconnect with
+//! backoff. The slot senders pick is here too, with the bind's pause.
 
 use std::str::FromStr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures::StreamExt;
 use rand::Rng;
-use rusmpp::pdus::{BindTransceiver, DeliverSmResp};
+use rusmpp::pdus::{BindReceiver, BindTransceiver, BindTransmitter};
 use rusmpp::types::COctetString;
-use rusmpp::{CommandId, Pdu};
+use rusmpp::{CommandId, CommandStatus};
 use rusmppc::{ConnectionBuilder, Event};
 use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::receipt::{self, Inbound, ReceiptState};
+use super::health::Health;
+use super::incoming;
+use super::inflight::InFlight;
+use super::killswitch::KillSwitch;
+use super::rate::Rate;
 use super::status;
+use super::tls;
 use crate::config::SmppConfig;
-use crate::provider::SendError;
-use crate::receipt::{InboundMessage, InboundReceipt, ProviderEvent};
-use crate::store::PartOutcome;
-use crate::telemetry;
+use crate::receipt::ProviderEvent;
 
 pub(super) struct BindSlot {
-    index: usize,
-    /// The live client while bound; `None` between connections.
-    client: RwLock<Option<rusmppc::Client>>,
+    pub(super) index: usize,
+    /// The live connection while bound; `None` between connections.
+    link: RwLock<Option<Link>>,
     /// In-flight `submit_sm` on this bind: rusmppc has no window of its own.
-    pub(super) window: Semaphore,
+    pub(super) window: Arc<Semaphore>,
+    /// No submit is written on this bind before this instant (ESME_RTHROTTLED, ESME_RMSGQFUL).
+    /// Kept across reconnects: an SMSC throttles the account, not the TCP connection.
+    paused_until: Mutex<Option<Instant>>,
+    /// `bind_tps`.
+    pub(super) rate: Rate,
+}
+
+/// One bound connection as senders see it.
+#[derive(Clone)]
+pub(super) struct Link {
+    pub(super) client: rusmppc::Client,
+    /// Cancelled by a sender that concluded the link is dead (a submit_sm went unanswered, or
+    /// rusmppc would not take one); the bind loop then closes it and binds again.
+    pub(super) dead: CancellationToken,
+    /// Submits written on this link, awaiting their responses.
+    pub(super) inflight: Arc<InFlight>,
 }
 
 impl BindSlot {
-    pub(super) fn new(index: usize, window: usize) -> Self {
-        Self { index, client: RwLock::new(None), window: Semaphore::new(window) }
+    pub(super) fn new(index: usize, window: usize, bind_tps: u32) -> Self {
+        Self {
+            index,
+            link: RwLock::new(None),
+            window: Arc::new(Semaphore::new(window)),
+            paused_until: Mutex::new(None),
+            rate: Rate::per_second(bind_tps),
+        }
     }
 
-    pub(super) fn client(&self) -> Option<rusmppc::Client> {
-        self.client.read().unwrap_or_else(|e| e.into_inner()).clone()
+    /// The bound connection, unless there is none or it was declared dead.
+    pub(super) fn link(&self) -> Option<Link> {
+        self.link.read().unwrap_or_else(|e| e.into_inner()).clone().filter(|l| !l.dead.is_cancelled())
     }
 
-    fn set(&self, c: Option<rusmppc::Client>) {
-        *self.client.write().unwrap_or_else(|e| e.into_inner()) = c;
+    fn set(&self, l: Option<Link>) {
+        *self.link.write().unwrap_or_else(|e| e.into_inner()) = l;
+    }
+
+    /// Pauses the bind for `by` from now, or keeps a longer pause already on; returns how much
+    /// later the pause now ends than before (what the pause metric adds up).
+    pub(super) fn pause(&self, by: Duration) -> Duration {
+        let mut until = self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let old_end = until.filter(|u| *u > now).unwrap_or(now);
+        let new_end = now + by;
+        if new_end > old_end {
+            *until = Some(new_end);
+            new_end - old_end
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// When the pause on this bind ends, if one is on.
+    pub(super) fn paused_until(&self) -> Option<Instant> {
+        let until = *self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
+        until.filter(|u| *u > Instant::now())
     }
 
     /// Waits for in-flight submits to answer (bounded by the caller's drain), then unbinds.
     pub(super) async fn unbind(&self) {
-        let Some(client) = self.client() else { return };
+        let Some(Link { client, .. }) = self.link() else { return };
         // Taking every permit means no submit is in flight on this bind any more.
         let permits = self.window.available_permits() as u32;
         let _ = tokio::time::timeout(Duration::from_secs(5), self.window.acquire_many(permits.max(1))).await;
@@ -59,168 +107,221 @@ impl BindSlot {
     }
 }
 
-/// What a failed `submit_sm` means for the job.
-pub(super) fn classify_error(e: rusmppc::error::Error, timeout: Duration) -> SendError {
-    use rusmppc::error::Error as E;
-    match e {
-        E::UnexpectedResponse { response } => status::classify(response.status()),
-        E::ResponseTimeout { .. } => SendError::Ambiguous(timeout),
-        // The connection went away before the PDU was written or answered. If it was never
-        // written this is a plain retry; if it was, we cannot know: rusmppc does not say which,
-        // so treat a closed connection as ambiguous only when the write may have happened.
-        E::ConnectionClosed | E::ConnectionClosedByPeer | E::Io(_) => SendError::Ambiguous(timeout),
-        other => SendError::Transient { code: "connection".into(), message: other.to_string() },
+fn backoff(attempt: u32, cfg: &SmppConfig) -> Duration {
+    jittered(cfg.reconnect_min.saturating_mul(1u32 << attempt.min(16)).min(cfg.reconnect_max))
+}
+
+/// Full jitter keeps many gateways from reconnecting to a recovering SMSC in lockstep.
+fn jittered(d: Duration) -> Duration {
+    d.mul_f64(rand::rng().random_range(0.5..1.0))
+}
+
+/// What a bind is bound as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Role {
+    Transceiver,
+    Transmitter,
+    Receiver,
+}
+
+impl Role {
+    pub(super) fn can_submit(self) -> bool {
+        self != Self::Receiver
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Transceiver => "transceiver",
+            Self::Transmitter => "transmitter",
+            Self::Receiver => "receiver",
+        }
     }
 }
 
-fn backoff(attempt: u32, cfg: &SmppConfig) -> Duration {
-    let base = cfg.reconnect_min.saturating_mul(1u32 << attempt.min(16)).min(cfg.reconnect_max);
-    // Full jitter keeps many gateways from reconnecting to a recovering SMSC in lockstep.
-    let jitter = rand::rng().random_range(0.5..1.0);
-    base.mul_f64(jitter)
+/// What every bind of one provider shares.
+pub(super) struct BindCtx {
+    pub(super) provider: Arc<str>,
+    pub(super) cfg: SmppConfig,
+    pub(super) address: String,
+    /// Binds that can submit, currently bound; senders wait on it when it is zero.
+    pub(super) bound: watch::Sender<usize>,
+    pub(super) health: Health,
+    pub(super) stop: CancellationToken,
 }
 
-pub(super) async fn run(
-    slot: Arc<BindSlot>,
-    provider: Arc<str>,
-    cfg: SmppConfig,
-    address: String,
-    events_tx: mpsc::Sender<ProviderEvent>,
-    bound: Arc<watch::Sender<usize>>,
-    stop: CancellationToken,
-) {
+/// Why a connect-and-bind failed.
+#[derive(Debug, thiserror::Error)]
+enum BindError {
+    /// The SMSC answered the bind with this status and will again (see `status::bind_refused`).
+    #[error("SMSC refused the bind: {0:?}")]
+    Refused(CommandStatus),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<rusmppc::error::Error> for BindError {
+    fn from(e: rusmppc::error::Error) -> Self {
+        match e {
+            rusmppc::error::Error::UnexpectedResponse { response } if status::bind_refused(response.status()) => {
+                Self::Refused(response.status())
+            }
+            other => Self::Other(other.to_string()),
+        }
+    }
+}
+
+/// Keeps one bind up until `stop`: connects, serves the link until it closes or is declared
+/// dead, and connects again after a backoff.
+///
+/// `events_tx` is the task's own: the correlator runs until every bind task has ended and
+/// dropped it, so it must not live in anything the provider keeps.
+pub(super) async fn run(ctx: Arc<BindCtx>, slot: Arc<BindSlot>, role: Role, events_tx: mpsc::Sender<ProviderEvent>) {
+    let BindCtx { provider, cfg, address, stop, .. } = &*ctx;
     let mut attempt = 0u32;
     while !stop.is_cancelled() {
-        match connect(&cfg, &address).await {
-            Ok((client, mut events)) => {
-                attempt = 0;
-                info!(provider = %provider, bind = slot.index, %address, "SMPP bound");
-                slot.set(Some(client.clone()));
-                bound.send_modify(|n| *n += 1);
-                metrics::gauge!(telemetry::SMPP_BINDS_BOUND, "provider" => provider.to_string()).increment(1.0);
-                loop {
-                    let event = tokio::select! {
-                        e = events.next() => e,
-                        _ = stop.cancelled() => {
-                            // Keep serving receipts until unbind closes the stream.
-                            events.next().await
-                        }
-                    };
-                    let Some(event) = event else { break };
-                    match event {
-                        Event::Incoming(cmd) => handle_incoming(&provider, &client, cmd, &events_tx).await,
-                        Event::Error(e) => {
-                            if stop.is_cancelled() {
-                                debug!(provider = %provider, bind = slot.index, error = %e, "SMPP link closing");
-                            } else {
-                                warn!(provider = %provider, bind = slot.index, error = %e, "SMPP link error");
-                            }
-                            // A closed client's stream may keep reporting its closure: leave
-                            // instead of spinning on it.
-                            if client.is_closed() {
-                                break;
-                            }
-                        }
-                    }
+        let wait = match connect(cfg, address, role).await {
+            Ok((client, events, switch)) => {
+                info!(provider = %provider, bind = slot.index, role = role.label(), %address, "SMPP bound");
+                let since = Instant::now();
+                serve(&ctx, &slot, role, client, events, switch, &events_tx).await;
+                if stop.is_cancelled() {
+                    break;
                 }
-                slot.set(None);
-                bound.send_modify(|n| *n = n.saturating_sub(1));
-                metrics::gauge!(telemetry::SMPP_BINDS_BOUND, "provider" => provider.to_string()).decrement(1.0);
-                if !stop.is_cancelled() {
-                    warn!(provider = %provider, bind = slot.index, "SMPP link closed; reconnecting");
+                // A link that dies right after binding backs off like a failed connect, so an
+                // SMSC that takes binds and then drops them is not hammered.
+                if since.elapsed() > cfg.reconnect_max {
+                    attempt = 0;
                 }
+                let wait = backoff(attempt, cfg);
+                attempt = attempt.saturating_add(1);
+                warn!(provider = %provider, bind = slot.index, role = role.label(), retry_in = ?wait, "SMPP link closed; reconnecting");
+                wait
             }
-            Err(e) => {
-                let wait = backoff(attempt, &cfg);
-                attempt += 1;
-                warn!(provider = %provider, bind = slot.index, error = %e, retry_in = ?wait, "SMPP bind failed");
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = stop.cancelled() => {}
+            Err(BindError::Refused(status)) => {
+                // The same answer would come back at once: try again only every reconnect_max.
+                ctx.health.refused(format!("bind answered {status:?} (0x{:08X})", u32::from(status)), cfg.reconnect_max);
+                jittered(cfg.reconnect_max)
+            }
+            Err(BindError::Other(e)) => {
+                let wait = backoff(attempt, cfg);
+                attempt = attempt.saturating_add(1);
+                warn!(provider = %provider, bind = slot.index, role = role.label(), error = %e, retry_in = ?wait, "SMPP bind failed");
+                wait
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.cancelled() => {}
+        }
+    }
+}
+
+/// Serves one bound link until it closes, is declared dead, or is unbound at shutdown.
+async fn serve(
+    ctx: &BindCtx,
+    slot: &BindSlot,
+    role: Role,
+    client: rusmppc::Client,
+    mut events: impl futures::Stream<Item = Event> + Unpin,
+    switch: KillSwitch,
+    events_tx: &mpsc::Sender<ProviderEvent>,
+) {
+    let (provider, stop) = (&ctx.provider, &ctx.stop);
+    let dead = CancellationToken::new();
+    let inflight = Arc::new(InFlight::default());
+    slot.set(Some(Link { client: client.clone(), dead: dead.clone(), inflight: inflight.clone() }));
+    ctx.health.bound();
+    if role.can_submit() {
+        ctx.bound.send_modify(|n| *n += 1);
+    }
+    let (acks, ack_queue) = mpsc::channel(incoming::UNACKED_RECEIPTS);
+    let acker = tokio::spawn(incoming::acknowledge(provider.clone(), client.clone(), ack_queue));
+    let mut cut = false;
+    loop {
+        let event = tokio::select! {
+            e = events.next() => e,
+            _ = dead.cancelled(), if !cut => {
+                warn!(provider = %provider, bind = slot.index, "SMPP link declared dead by a sender (a submit_sm unanswered or not taken); cutting it to bind again");
+                // Not `close()`: that would first write the submits still queued in rusmppc.
+                // The connection ends on the cut; what it had read is still served below.
+                switch.kill();
+                cut = true;
+                continue;
+            }
+            _ = stop.cancelled() => {
+                // Keep serving receipts until unbind closes the stream.
+                events.next().await
+            }
+        };
+        // rusmppc ends the stream when its connection task ends: the peer closed, an I/O
+        // error, or no enquire_link_resp within response_timeout (a half-dead link).
+        let Some(event) = event else { break };
+        match event {
+            // Submits go out without rusmppc waiting for their answers (see `inflight`).
+            Event::Incoming(cmd) if matches!(cmd.id(), CommandId::SubmitSmResp | CommandId::GenericNack) => inflight.answer(cmd),
+            Event::Incoming(cmd) => incoming::handle(provider, ctx.cfg.receipt_id_format, &client, cmd, events_tx, &acks).await,
+            Event::Error(e) => {
+                if stop.is_cancelled() {
+                    debug!(provider = %provider, bind = slot.index, error = %e, "SMPP link closing");
+                } else {
+                    warn!(provider = %provider, bind = slot.index, error = %e, "SMPP link error");
+                }
+                // A closed client's stream may keep reporting its closure: leave
+                // instead of spinning on it.
+                if client.is_closed() {
+                    break;
                 }
             }
         }
     }
+    // The link is gone: receipts still waiting for the store can no longer be acknowledged on
+    // it, and the SMSC redelivers them on the next bind.
+    acker.abort();
+    slot.set(None);
+    // Submits written on this link and still unanswered now learn they never will be.
+    inflight.close();
+    if role.can_submit() {
+        ctx.bound.send_modify(|n| *n = n.saturating_sub(1));
+    }
+    ctx.health.unbound();
 }
 
 async fn connect(
     cfg: &SmppConfig,
     address: &str,
-) -> anyhow::Result<(rusmppc::Client, impl futures::Stream<Item = Event> + Unpin + 'static)> {
-    let stream = tokio::time::timeout(cfg.response_timeout, tokio::net::TcpStream::connect(address)).await??;
-    stream.set_nodelay(true)?;
+    role: Role,
+) -> Result<(rusmppc::Client, impl futures::Stream<Item = Event> + Unpin + 'static, KillSwitch), BindError> {
+    let other = |e: &dyn std::fmt::Display| BindError::Other(e.to_string());
+    let stream = tokio::time::timeout(cfg.response_timeout, tokio::net::TcpStream::connect(address))
+        .await
+        .map_err(|e| other(&e))?
+        .map_err(|e| other(&e))?;
+    stream.set_nodelay(true).map_err(|e| other(&e))?;
+    let stream = tls::wrap(cfg, stream).await.map_err(BindError::Other)?;
+    let switch = KillSwitch::default();
     let (client, events) = ConnectionBuilder::new()
         .enquire_link_interval(cfg.enquire_link_interval)
         .enquire_link_response_timeout(cfg.response_timeout)
         .response_timeout(cfg.response_timeout)
         // Many SMSCs speak 3.4; the bind's version field is informational for them.
         .disable_interface_version_check()
-        .connected(stream);
-    client
-        .bind_transceiver(
-            BindTransceiver::builder()
-                .system_id(COctetString::from_str(&cfg.system_id)?)
-                .password(COctetString::from_str(&cfg.password)?)
-                .system_type(COctetString::from_str(&cfg.system_type)?)
-                .build(),
-        )
-        .await?;
-    Ok((client, events))
-}
-
-async fn handle_incoming(
-    provider: &Arc<str>,
-    client: &rusmppc::Client,
-    cmd: rusmpp::Command,
-    events_tx: &mpsc::Sender<ProviderEvent>,
-) {
-    match cmd.id() {
-        CommandId::DeliverSm => {
-            if let Some(Pdu::DeliverSm(pdu)) = cmd.pdu() {
-                let event = match receipt::parse_deliver_sm(pdu) {
-                    Ok(Inbound::Receipt(r)) => Some(ProviderEvent::Receipt(InboundReceipt {
-                        provider: provider.clone(),
-                        message_id: r.message_id,
-                        outcome: outcome(&r.state),
-                        error_code: r.error_code,
-                    })),
-                    Ok(Inbound::Mo { source, destination, text }) => Some(ProviderEvent::Inbound(InboundMessage {
-                        provider: provider.clone(),
-                        from: source,
-                        to: destination,
-                        text,
-                    })),
-                    Err(e) => {
-                        warn!(provider = %provider, error = %e, "deliver_sm not understood; acknowledged and dropped");
-                        None
-                    }
-                };
-                // Hand it on before acknowledging, so the SMSC resends it if we die in between.
-                if let Some(ev) = event {
-                    let _ = events_tx.send(ev).await;
-                }
-            }
-            // Awaited inline on purpose: sending these from spawned tasks let them pile onto
-            // rusmppc's single connection task faster than the SMSC read them, and the link
-            // wedged (both sides blocked writing). Inline, receipts pace themselves.
-            if let Err(e) = client.deliver_sm_resp(cmd.sequence_number(), DeliverSmResp::default()).await {
-                debug!(provider = %provider, error = %e, "deliver_sm_resp not sent");
-            }
+        .connected(switch.wrap(stream));
+    let system_id = COctetString::from_str(&cfg.system_id).map_err(|e| other(&e))?;
+    let password = COctetString::from_str(&cfg.password).map_err(|e| other(&e))?;
+    let system_type = COctetString::from_str(&cfg.system_type).map_err(|e| other(&e))?;
+    match role {
+        Role::Transceiver => {
+            let bind = BindTransceiver::builder().system_id(system_id).password(password).system_type(system_type);
+            client.bind_transceiver(bind.build()).await.map(drop)?
         }
-        CommandId::Unbind => {
-            let _ = client.unbind_resp(cmd.sequence_number()).await;
+        Role::Transmitter => {
+            let bind = BindTransmitter::builder().system_id(system_id).password(password).system_type(system_type);
+            client.bind_transmitter(bind.build()).await.map(drop)?
         }
-        other => debug!(provider = %provider, command = ?other, "unexpected PDU from SMSC ignored"),
+        Role::Receiver => {
+            let bind = BindReceiver::builder().system_id(system_id).password(password).system_type(system_type);
+            client.bind_receiver(bind.build()).await.map(drop)?
+        }
     }
-}
-
-fn outcome(state: &ReceiptState) -> Option<PartOutcome> {
-    match state {
-        ReceiptState::Delivered => Some(PartOutcome::Delivered),
-        ReceiptState::Undelivered => Some(PartOutcome::Undelivered),
-        ReceiptState::Expired => Some(PartOutcome::Expired),
-        ReceiptState::Rejected => Some(PartOutcome::Rejected),
-        ReceiptState::Unknown => Some(PartOutcome::Unknown),
-        ReceiptState::Accepted => None,
-    }
+    Ok((client, events, switch))
 }

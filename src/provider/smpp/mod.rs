@@ -1,16 +1,28 @@
 //! The SMPP provider: N binds to one SMSC, each with its own window of in-flight `submit_sm`.
 //!
-//! `SmppConfig → SmppProvider`; binds live in [`bind`], PDUs are built in [`submit`] from text
-//! encoded and cut in [`encoding`], SMSC statuses are translated in [`status`], receipts are
-//! parsed in [`receipt`].
+//! `SmppConfig → SmppProvider`; binds live in [`bind`] (PDUs they receive in `incoming`), a
+//! job's PDUs are built in [`submit`] from text encoded and cut in [`encoding`] and sent in
+//! `send`, SMSC statuses are translated in [`status`], receipts are parsed in [`receipt`].
 
 mod bind;
 pub mod encoding;
+mod health;
+pub mod ids;
+mod incoming;
+mod inflight;
+mod killswitch;
+#[cfg(test)]
+mod link_tests;
 #[cfg(test)]
 mod proptests;
+mod rate;
 pub mod receipt;
+#[cfg(test)]
+mod scripted_tests;
+mod send;
 pub mod status;
 pub mod submit;
+mod tls;
 
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -20,10 +32,12 @@ use async_trait::async_trait;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use self::bind::BindSlot;
-use crate::config::SmppConfig;
+use self::bind::{BindCtx, BindSlot, Link, Role};
+use self::health::Health;
+use crate::clock::Clock;
+use crate::config::{SmppBindMode, SmppConfig};
 use crate::job::Job;
-use crate::provider::{Accepted, Provider, SendError};
+use crate::provider::{Accepted, Provider, ProviderStatus, SendError};
 use crate::receipt::ProviderEvent;
 use crate::telemetry;
 
@@ -34,95 +48,94 @@ const BIND_WAIT: Duration = Duration::from_secs(3);
 pub struct SmppProvider {
     name: Arc<str>,
     cfg: SmppConfig,
+    /// Binds that submit (transceivers or transmitters), picked round-robin.
     slots: Vec<Arc<BindSlot>>,
+    /// Receivers of a transmitter/receiver setup: only unbound at shutdown.
+    receivers: Vec<Arc<BindSlot>>,
     /// Round-robin cursor over binds.
     next: AtomicUsize,
     /// Concatenation references cycle per provider so that parts of different messages to the
     /// same recipient never share one.
     reference: AtomicU16,
-    /// Number of binds currently bound; senders wait on it when it is zero.
-    bound: watch::Receiver<usize>,
+    /// `tps`: segments per second over all binds.
+    rate: rate::Rate,
+    /// What the bind tasks share: the bound count senders wait on, health, `stop`.
+    binds: Arc<BindCtx>,
+    /// The pipeline's clock: a job's `expires_at` is read against it.
+    clock: Arc<dyn Clock>,
     stop: CancellationToken,
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl SmppProvider {
     /// Starts the binds (they connect in the background and keep reconnecting).
-    pub fn start(name: &str, cfg: SmppConfig, address: String, events: mpsc::Sender<ProviderEvent>) -> Arc<Self> {
+    pub fn start(
+        name: &str,
+        cfg: SmppConfig,
+        address: String,
+        events: mpsc::Sender<ProviderEvent>,
+        clock: Arc<dyn Clock>,
+    ) -> Arc<Self> {
         let name: Arc<str> = name.into();
-        let (bound_tx, bound) = watch::channel(0usize);
-        let bound_tx = Arc::new(bound_tx);
         let stop = CancellationToken::new();
-        let slots: Vec<Arc<BindSlot>> = (0..cfg.binds).map(|i| Arc::new(BindSlot::new(i, cfg.window))).collect();
+        let (submit_role, receivers) = match cfg.bind_mode {
+            SmppBindMode::Transceiver => (Role::Transceiver, 0),
+            SmppBindMode::TransmitterReceiver => (Role::Transmitter, cfg.binds),
+        };
+        let binds = Arc::new(BindCtx {
+            provider: name.clone(),
+            cfg: cfg.clone(),
+            address,
+            bound: watch::Sender::new(0),
+            health: Health::new(name.clone(), cfg.binds + receivers),
+            stop: stop.clone(),
+        });
+        let slots: Vec<Arc<BindSlot>> = (0..cfg.binds).map(|i| Arc::new(BindSlot::new(i, cfg.window, cfg.bind_tps))).collect();
+        let receivers: Vec<Arc<BindSlot>> = (0..receivers).map(|i| Arc::new(BindSlot::new(i, 1, 0))).collect();
         let tasks = slots
             .iter()
-            .map(|slot| {
-                tokio::spawn(bind::run(
-                    slot.clone(),
-                    name.clone(),
-                    cfg.clone(),
-                    address.clone(),
-                    events.clone(),
-                    bound_tx.clone(),
-                    stop.clone(),
-                ))
-            })
+            .map(|slot| tokio::spawn(bind::run(binds.clone(), slot.clone(), submit_role, events.clone())))
+            .chain(receivers.iter().map(|slot| tokio::spawn(bind::run(binds.clone(), slot.clone(), Role::Receiver, events.clone()))))
             .collect();
         Arc::new(Self {
             name,
+            rate: rate::Rate::per_second(cfg.tps),
             cfg,
             slots,
+            receivers,
             next: AtomicUsize::new(0),
             reference: AtomicU16::new(rand::random()),
-            bound,
+            binds,
+            clock,
             stop,
             tasks: std::sync::Mutex::new(tasks),
         })
     }
 
     /// A bound bind, round-robin; waits up to [`BIND_WAIT`] when none is bound.
-    async fn pick(&self) -> Result<(Arc<BindSlot>, rusmppc::Client), SendError> {
+    async fn pick(&self) -> Result<(Arc<BindSlot>, Link), SendError> {
         let deadline = tokio::time::Instant::now() + BIND_WAIT;
-        let mut bound = self.bound.clone();
+        let mut bound = self.binds.bound.subscribe();
         loop {
             let start = self.next.fetch_add(1, Ordering::Relaxed);
             for i in 0..self.slots.len() {
                 let slot = &self.slots[(start + i) % self.slots.len()];
-                if let Some(client) = slot.client() {
-                    return Ok((slot.clone(), client));
+                if let Some(link) = slot.link() {
+                    return Ok((slot.clone(), link));
                 }
             }
             if self.stop.is_cancelled() {
                 return Err(SendError::Unavailable("provider is shutting down".into()));
+            }
+            // Refused binds do not come back within BIND_WAIT: say so now.
+            if let Some(why) = self.binds.health.refusal() {
+                return Err(SendError::Unavailable(format!("SMSC at {} refuses our binds: {why}", self.cfg.address)));
             }
             match tokio::time::timeout_at(deadline, bound.changed()).await {
                 Ok(Ok(())) => continue,
                 _ => return Err(SendError::Unavailable(format!("no SMPP bind to {} is up", self.cfg.address))),
             }
         }
-    }
-
-    /// The sender of a job without `from`.
-    fn default_from(&self) -> &str {
-        self.cfg.default_from.as_deref().unwrap_or("sendgate")
-    }
-
-    async fn submit(&self, job: &Job) -> Result<Accepted, SendError> {
-        let default_from = self.default_from();
-        let reference = self.reference.fetch_add(1, Ordering::Relaxed);
-        let submit::Submission { pdus, segments } = submit::build(job, default_from, reference, &(&self.cfg).into())?;
-        let (slot, client) = self.pick().await?;
-        // One permit per job: its parts go one after another, so the bind never has more
-        // than `window` PDUs awaiting a response.
-        let _permit = slot.window.acquire().await.map_err(|_| SendError::Unavailable("bind closed".into()))?;
-        let mut message_ids = Vec::with_capacity(pdus.len());
-        for part in pdus {
-            match client.submit_sm(part).await {
-                Ok(resp) => message_ids.push(resp.message_id().as_str().to_owned()),
-                Err(e) => return Err(bind::classify_error(e, self.cfg.response_timeout)),
-            }
-        }
-        Ok(Accepted { message_ids, segments })
     }
 }
 
@@ -145,7 +158,11 @@ impl Provider for SmppProvider {
     }
 
     fn is_ready(&self) -> bool {
-        *self.bound.borrow() > 0
+        *self.binds.bound.borrow() > 0
+    }
+
+    fn status(&self) -> ProviderStatus {
+        self.binds.health.status(self.is_ready())
     }
 
     async fn send(&self, job: &Job) -> Result<Accepted, SendError> {
@@ -164,7 +181,7 @@ impl Provider for SmppProvider {
 
     async fn shutdown(&self) {
         self.stop.cancel();
-        for slot in &self.slots {
+        for slot in self.slots.iter().chain(&self.receivers) {
             slot.unbind().await;
         }
         let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
@@ -178,6 +195,6 @@ impl Provider for SmppProvider {
     }
 
     fn sender<'a>(&'a self, job: &'a Job) -> Option<&'a str> {
-        Some(job.from.as_deref().unwrap_or(self.default_from()))
+        Some(job.from.as_deref().or(self.cfg.default_from.as_deref()).unwrap_or("sendgate"))
     }
 }

@@ -1,0 +1,81 @@
+//! What the store keeps for WhatsApp messaging limits, and the types of its batch call.
+//!
+//! Per portfolio: the recipients counted in its moving window, each with the time it was last
+//! counted. Per (phone number id, recipient): the last inbound contact (the customer-service
+//! window it opens) and the last send (Meta's pair limit). `MemoryStore` and `RedisStore`
+//! implement the same decision; `policy::whatsapp_tier` owns the config and the metrics.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+/// Meta's customer-service window: a recipient who wrote to a number in the last 24 h can be
+/// sent anything from that number, and is not counted against the tier.
+pub const SERVICE_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+/// One portfolio's limits, as the batch call needs them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Portfolio<'a> {
+    pub name: &'a str,
+    /// Unique recipients per `window`; `None`: unlimited, and nothing is counted.
+    pub tier: Option<u64>,
+    pub window: Duration,
+    /// At most one send per this long from one number to one recipient; zero: off.
+    pub pair_interval: Duration,
+}
+
+/// One job under the check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt<'a> {
+    /// Index into the call's portfolios.
+    pub portfolio: usize,
+    /// The phone number id it goes out from (the job's `from`).
+    pub number: &'a str,
+    pub recipient: &'a str,
+    /// A job that comes back (deferred later in the chain, or retried after a provider
+    /// failure) is not held back by its own earlier send under the pair limit.
+    pub job_id: &'a str,
+}
+
+/// The answer for one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// It may go; if it counted, the recipient is now in the window.
+    Allow,
+    /// The portfolio reached its tier: try again when a counted recipient leaves the window.
+    TierCap { until: DateTime<Utc> },
+    /// The same number sent to the same recipient less than `pair_interval` ago.
+    PairLimit { until: DateTime<Utc> },
+}
+
+/// Every attempt's decision, in order, and each portfolio's count after the batch (0 for an
+/// unlimited one, which is not counted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admission {
+    pub decisions: Vec<Decision>,
+    pub used: Vec<u64>,
+}
+
+/// A portfolio's window as the admin API shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    /// Unique recipients counted in the window now.
+    pub used: u64,
+    /// When the least recently counted of them was counted: it leaves the window (and a slot
+    /// frees) one `window` later.
+    pub oldest: Option<DateTime<Utc>>,
+}
+
+/// Milliseconds since the epoch, the unit every WhatsApp time is stored in.
+pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub(crate) fn from_ms(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// A duration in the store's unit, saturating.
+pub(crate) fn dur_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
