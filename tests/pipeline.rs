@@ -559,3 +559,42 @@ async fn the_admin_api_shows_a_portfolios_use_and_opens_service_windows() {
     assert_eq!(status, 401);
     h.app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn campaign_speeds_are_set_and_read_through_the_admin_api() {
+    const TOKEN: &str = "test-admin-token-0123456789";
+    let h = start(|c| {
+        c.admin = Some(sendgate::config::AdminConfig { token: Some(TOKEN.into()), token_file: None, actor: "ops".into() });
+    })
+    .await;
+    let auth = format!("Bearer {TOKEN}");
+    let put = |path: &'static str, body: &'static str, auth: Option<String>| {
+        let addr = h.app.api_addr;
+        async move {
+            let headers: Vec<(&str, &str)> = auth.as_deref().map(|a| ("authorization", a)).into_iter().collect();
+            support::request_with(addr, "PUT", path, &headers, body.into()).await
+        }
+    };
+    let (status, _, _) = put("/v1/admin/campaigns/acme/black-friday", r#"{"rate": 2}"#, None).await;
+    assert_eq!(status, 401);
+    let (status, _, body) = put("/v1/admin/campaigns/acme/black-friday", r#"{"rate": 2.5}"#, Some(auth.clone())).await;
+    assert_eq!((status, &body["rate"]), (200, &json!(2.5)), "{body}");
+    assert_eq!(h.app.store.campaign_rates(&[("acme", "black-friday")]).await.unwrap(), [Some(2.5)]);
+    let (_, _, body) = h.admin("GET", "/v1/admin/campaigns/acme/black-friday", Some(&auth)).await;
+    assert_eq!(body["rate"], json!(2.5), "{body}");
+    // Mistakes name the part at fault and change nothing.
+    for (path, body, want) in [
+        ("/v1/admin/campaigns/acme/black-friday", r#"{"rate": "fast"}"#, "rate:"),
+        ("/v1/admin/campaigns/acme/black-friday", r#"{"speed": 2}"#, "rate: required"),
+        ("/v1/admin/campaigns/ACME/black-friday", r#"{"rate": 2}"#, "tenant:"),
+    ] {
+        let (status, _, resp) = put(path, body, Some(auth.clone())).await;
+        assert_eq!(status, 400, "{path} {body}: {resp}");
+        assert!(resp["error"].as_str().unwrap_or_default().starts_with(want), "{path} {body}: {resp}");
+    }
+    // null clears it: back to the configured speed (none here).
+    let (status, _, _) = put("/v1/admin/campaigns/acme/black-friday", r#"{"rate": null}"#, Some(auth.clone())).await;
+    assert_eq!(status, 200);
+    assert_eq!(h.app.store.campaign_rates(&[("acme", "black-friday")]).await.unwrap(), [None]);
+    h.app.shutdown().await;
+}

@@ -20,6 +20,7 @@ use crate::job::{check_recipient, masked};
 use crate::store::Store;
 use crate::telemetry;
 
+mod campaigns;
 mod whatsapp;
 
 pub use whatsapp::WhatsappAdmin;
@@ -111,6 +112,11 @@ impl Admin {
             ["whatsapp", "inbound"] if self.whatsapp.is_some() => match (&self.whatsapp, method) {
                 (Some(w), Method::POST) => w.inbound(req, &self.actor).await,
                 _ => method_not_allowed("POST"),
+            },
+            ["campaigns", tenant, campaign] => match method {
+                Method::PUT => campaigns::set(self.store.as_ref(), tenant, campaign, req, &self.actor).await,
+                Method::GET => campaigns::get(self.store.as_ref(), tenant, campaign).await,
+                _ => method_not_allowed("PUT, GET"),
             },
             _ => json_resp(StatusCode::NOT_FOUND, json!({"error": format!("no admin route for {path}")})),
         }

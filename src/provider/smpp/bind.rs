@@ -103,7 +103,9 @@ impl BindSlot {
             Ok(Err(e)) => warn!(bind = self.index, error = %e, "SMPP unbind failed"),
             Err(_) => warn!(bind = self.index, "SMPP unbind timed out"),
         }
-        let _ = client.close().await;
+        // Bounded: rusmppc 0.4's connection task can sit idle with requests queued (see the
+        // enquire_link note in config), and a close that never returns would hang shutdown.
+        let _ = tokio::time::timeout(Duration::from_secs(5), client.close()).await;
     }
 }
 
@@ -249,8 +251,9 @@ async fn serve(
                 continue;
             }
             _ = stop.cancelled() => {
-                // Keep serving receipts until unbind closes the stream.
-                events.next().await
+                // Keep serving receipts until unbind closes the stream, within reason: a
+                // connection that never ends must not hold shutdown.
+                tokio::time::timeout(Duration::from_secs(10), events.next()).await.unwrap_or(None)
             }
         };
         // rusmppc ends the stream when its connection task ends: the peer closed, an I/O

@@ -185,8 +185,11 @@ impl Provider for SmppProvider {
             slot.unbind().await;
         }
         let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
-        for t in tasks {
-            let _ = t.await;
+        for mut t in tasks {
+            // Bind tasks end once their links do; one that does not is not waited for forever.
+            if tokio::time::timeout(Duration::from_secs(15), &mut t).await.is_err() {
+                t.abort();
+            }
         }
     }
 
