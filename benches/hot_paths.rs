@@ -14,7 +14,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use sendgate::job::{self, Job};
-use sendgate::policy::{Candidate, Chain, Dedup, Expiry, QuietHours, Schedule, Verdict};
+use sendgate::policy::{Candidate, Chain, QuietHours, Verdict};
 use sendgate::provider::smpp::receipt::parse_receipt_text;
 use sendgate::provider::smpp::submit;
 use sendgate::store::{MemoryStore, Store};
@@ -123,15 +123,22 @@ fn batch_jobs(prefix: &str) -> Vec<Job> {
         .collect()
 }
 
+/// The daemon's chain (`Chain::from_config`), every policy on: tenant quiet hours that do not
+/// bind at the bench's instant (so each job's zones are still worked out), and a WhatsApp
+/// portfolio (the jobs are SMS, so it only looks).
 fn chain(store: Arc<dyn Store>) -> Chain {
-    // As app.rs builds it; with the default config no job here has quiet hours.
-    let quiet = QuietHours::from_config(&sendgate::config::Config::default());
-    Chain::new(vec![
-        Box::new(Dedup::new(store, Duration::from_secs(7 * 86_400), Duration::from_secs(10))),
-        Box::new(Expiry),
-        Box::new(Schedule),
-        Box::new(quiet),
-    ])
+    let cfg = sendgate::config::parse(
+        r#"
+[tenant_defaults]
+tz = "Europe/Berlin"
+quiet_hours = { start = "03:00", end = "03:01" }
+[whatsapp.portfolios.acme]
+tier = 250
+numbers = ["106540352242922"]
+"#,
+    )
+    .expect("bench config parses");
+    Chain::from_config(&cfg, store, Duration::from_secs(10))
 }
 
 fn candidates(jobs: &[Job]) -> Vec<Candidate<'_>> {

@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ProviderConfig, EMBEDDED_SIM};
 use crate::pipeline::{completer, worker, CompleterCtx, DrainHandle, Intake, Reporter, WorkerCtx};
-use crate::policy::{Chain, Dedup, Expiry, OptOut, QuietHours, RateLimit, Schedule, WhatsappTier};
+use crate::policy::{Chain, RateLimit, WhatsappTier};
 use crate::provider::smpp::SmppProvider;
 use crate::provider::Provider;
 use crate::receipt::correlate::{sweep_deadlines, Correlator};
@@ -124,19 +124,7 @@ impl App {
         let router = Arc::new(Router::new(providers));
 
         let (intake, intake_rx) = Intake::new(cfg.pipeline.max_in_flight);
-        let chain = Chain::new(vec![
-            Box::new(Dedup::new(store.clone(), cfg.pipeline.dedup_ttl, busy_recheck)),
-            Box::new(Expiry),
-            // Before `schedule`: a job to an opted-out recipient ends now instead of waiting to
-            // be suppressed; a deferred job goes through the whole chain again when it is due,
-            // so a STOP that arrives meanwhile still stops it.
-            Box::new(OptOut::new(store.clone())),
-            Box::new(Schedule),
-            // After `schedule`: a job scheduled for later is judged when the scheduler hands it
-            // back, through the whole chain again.
-            Box::new(QuietHours::from_config(&cfg)),
-            Box::new(WhatsappTier::new(store.clone(), &cfg.whatsapp)),
-        ]);
+        let chain = Chain::from_config(&cfg, store.clone(), busy_recheck);
         let (completions_tx, completions_rx) = mpsc::channel(cfg.pipeline.max_in_flight.max(1));
         let mut pipeline_tasks = Vec::new();
         pipeline_tasks.push(tokio::spawn(worker(

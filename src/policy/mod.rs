@@ -74,6 +74,24 @@ impl Chain {
         Self { policies }
     }
 
+    /// The daemon's chain for `cfg` (rate limits come after routing, in the pipeline's
+    /// dispatch). `busy_recheck`: when to look again at an id another live instance holds.
+    pub fn from_config(cfg: &crate::config::Config, store: std::sync::Arc<dyn crate::store::Store>, busy_recheck: std::time::Duration) -> Self {
+        Self::new(vec![
+            Box::new(Dedup::new(store.clone(), cfg.pipeline.dedup_ttl, busy_recheck)),
+            Box::new(Expiry),
+            // Before `schedule`: a job to an opted-out recipient ends now instead of waiting to
+            // be suppressed; a deferred job goes through the whole chain again when it is due,
+            // so a STOP that arrives meanwhile still stops it.
+            Box::new(OptOut::new(store.clone())),
+            Box::new(Schedule),
+            // After `schedule`: a job scheduled for later is judged when the scheduler hands it
+            // back, through the whole chain again.
+            Box::new(QuietHours::from_config(cfg)),
+            Box::new(WhatsappTier::new(store, &cfg.whatsapp)),
+        ])
+    }
+
     pub async fn evaluate(&self, batch: &mut [Candidate<'_>], now: DateTime<Utc>) -> Result<(), StoreError> {
         for p in &self.policies {
             let open_before: Vec<bool> = batch.iter().map(Candidate::is_open).collect();
