@@ -236,6 +236,18 @@ fn method_not_allowed(allow: &'static str) -> Resp {
     resp
 }
 
+/// A request body of at most `max` bytes, or the 413/400 that says why not.
+async fn read_body(req: Request<Incoming>, max: usize) -> Result<bytes::Bytes, Resp> {
+    use http_body_util::{BodyExt, LengthLimitError, Limited};
+    match Limited::new(req.into_body(), max).collect().await {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(json_resp(StatusCode::PAYLOAD_TOO_LARGE, json!({"error": format!("body: larger than {max} bytes")})))
+        }
+        Err(e) => Err(json_resp(StatusCode::BAD_REQUEST, json!({"error": format!("body: cannot be read: {e}")}))),
+    }
+}
+
 fn store_unavailable(e: crate::store::StoreError) -> Resp {
     json_resp(StatusCode::SERVICE_UNAVAILABLE, json!({"error": format!("store: {e}")}))
 }

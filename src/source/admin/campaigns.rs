@@ -4,13 +4,12 @@
 //! every tenant (a tenant's own speed wins). `GET` on the same path: the speed set at runtime.
 //! Every instance picks a change up within `rate_limits.campaign_refresh`.
 
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde_json::{json, Value};
 use tracing::info;
 
-use super::{json_resp, store_unavailable, Resp};
+use super::{json_resp, read_body, store_unavailable, Resp};
 use crate::policy::rate_limit::{set_campaign_rate, SetRateError};
 use crate::store::Store;
 
@@ -25,12 +24,9 @@ fn bad(message: String) -> Resp {
 }
 
 pub(super) async fn set(store: &dyn Store, tenant: &str, campaign: &str, req: Request<Incoming>, actor: &str) -> Resp {
-    let body = match Limited::new(req.into_body(), MAX_BODY_BYTES).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            return json_resp(StatusCode::PAYLOAD_TOO_LARGE, json!({"error": format!("body: larger than {MAX_BODY_BYTES} bytes")}))
-        }
-        Err(e) => return bad(format!("body: cannot be read: {e}")),
+    let body = match read_body(req, MAX_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
     };
     let rate = match serde_json::from_slice::<Value>(&body) {
         Ok(Value::Object(o)) => match o.get("rate") {

@@ -6,13 +6,12 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use serde_json::{json, Value};
 use tracing::info;
 
-use super::{json_resp, store_unavailable, Resp};
+use super::{json_resp, read_body, store_unavailable, Resp};
 use crate::clock::Clock;
 use crate::policy::whatsapp_tier::{InboundError, WhatsappTier};
 
@@ -40,12 +39,9 @@ impl WhatsappAdmin {
     /// Body: one `{"number": "<phone number id>", "from": "+E164", "at": "RFC 3339"}` or an
     /// array of them; `at` defaults to now. All or nothing: a bad entry refuses the lot.
     pub(super) async fn inbound(&self, req: Request<Incoming>, actor: &str) -> Resp {
-        let body = match Limited::new(req.into_body(), MAX_BODY_BYTES).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-                return json_resp(StatusCode::PAYLOAD_TOO_LARGE, json!({"error": format!("body: larger than {MAX_BODY_BYTES} bytes")}))
-            }
-            Err(e) => return bad(format!("body: cannot be read: {e}")),
+        let body = match read_body(req, MAX_BODY_BYTES).await {
+            Ok(b) => b,
+            Err(resp) => return resp,
         };
         let items = match serde_json::from_slice::<Value>(&body) {
             Ok(Value::Array(items)) => items,
