@@ -92,7 +92,7 @@ impl Run {
     fn reports_by_job(&self) -> HashMap<String, Vec<Report>> {
         let text = std::fs::read_to_string(&self.reports_path).unwrap_or_default();
         let mut by: HashMap<String, Vec<Report>> = HashMap::new();
-        for line in text.lines() {
+        for line in support::complete_lines(&text) {
             let r: Report = serde_json::from_str(line).unwrap_or_else(|e| panic!("bad report {line}: {e}"));
             by.entry(r.job_id.clone()).or_default().push(r);
         }
