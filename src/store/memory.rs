@@ -278,14 +278,8 @@ impl Store for MemoryStore {
         let g = self.lock();
         let Some(list) = g.opt_out_list(tenant, channel) else { return Ok(OptOutPage::default()) };
         let from = after.map_or(Unbounded, |a| Excluded(a.to_owned()));
-        let mut recipients: Vec<String> = list.range((from, Unbounded)).take(limit.saturating_add(1)).cloned().collect();
-        let next_cursor = if recipients.len() > limit {
-            recipients.truncate(limit);
-            recipients.last().cloned()
-        } else {
-            None
-        };
-        Ok(OptOutPage { recipients, next_cursor })
+        let recipients: Vec<String> = list.range((from, Unbounded)).take(limit.saturating_add(1)).cloned().collect();
+        Ok(OptOutPage::from_overfetch(recipients, limit))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

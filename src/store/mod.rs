@@ -129,6 +129,20 @@ pub struct OptOutPage {
     pub next_cursor: Option<String>,
 }
 
+impl OptOutPage {
+    /// A page from up to `limit + 1` recipients read in order: the extra one only says that
+    /// another page follows, which then starts after this page's last recipient.
+    pub fn from_overfetch(mut recipients: Vec<String>, limit: usize) -> Self {
+        let next_cursor = if recipients.len() > limit {
+            recipients.truncate(limit);
+            recipients.last().cloned()
+        } else {
+            None
+        };
+        Self { recipients, next_cursor }
+    }
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Claims job ids for this instance; one answer per id, in order.

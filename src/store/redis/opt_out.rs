@@ -71,7 +71,7 @@ impl RedisStore {
         }
         let min = after.map_or_else(|| "-".to_owned(), |a| format!("({a}"));
         // One more than asked: whether it comes back says if there is a next page.
-        let mut recipients: Vec<String> = redis::cmd("ZRANGE")
+        let recipients: Vec<String> = redis::cmd("ZRANGE")
             .arg(&key)
             .arg(min)
             .arg("+")
@@ -82,12 +82,6 @@ impl RedisStore {
             .query_async(&mut self.conn())
             .await
             .map_err(|e| store_err(e, &key))?;
-        let next_cursor = if recipients.len() > limit {
-            recipients.truncate(limit);
-            recipients.last().cloned()
-        } else {
-            None
-        };
-        Ok(OptOutPage { recipients, next_cursor })
+        Ok(OptOutPage::from_overfetch(recipients, limit))
     }
 }
