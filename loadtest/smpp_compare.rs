@@ -53,6 +53,9 @@ struct Args {
     /// The sendgate binary whose `smsc-sim` serves both runs.
     #[arg(long, default_value = "target/release/sendgate")]
     bin: String,
+    /// Skip the bare run (for profiling sendgate's side alone); no ratio is printed.
+    #[arg(long)]
+    sendgate_only: bool,
 }
 
 fn free_port() -> u16 {
@@ -60,6 +63,43 @@ fn free_port() -> u16 {
 }
 
 struct Sim(Child);
+
+/// CPU seconds (user + system) a process has used so far, from `/proc/PID/stat`.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the `(comm)`, which may hold spaces: utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0) + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    ticks / clock_ticks_per_second()
+}
+
+fn clock_ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        let out = Command::new("getconf").arg("CLK_TCK").output().ok();
+        out.and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok()).unwrap_or(100.0)
+    })
+}
+
+/// CPU used by this process and by the simulator during one run, in µs per message.
+struct CpuMeter {
+    sim: String,
+    at: (f64, f64),
+}
+
+impl CpuMeter {
+    fn start(sim: &Sim) -> Self {
+        let sim = sim.0.id().to_string();
+        let at = (cpu_seconds("self"), cpu_seconds(&sim));
+        Self { sim, at }
+    }
+
+    fn per_message(&self, messages: usize) -> (f64, f64) {
+        let n = messages as f64 / 1e6;
+        ((cpu_seconds("self") - self.at.0) / n, (cpu_seconds(&self.sim) - self.at.1) / n)
+    }
+}
 
 impl Drop for Sim {
     fn drop(&mut self) {
@@ -257,10 +297,14 @@ fn main() -> ExitCode {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("address");
         let _sim = start_sim(&a.bin, addr, &a.receipt_delay)?;
         eprintln!("[smpp_compare] simulator on {addr}; {} messages, {} binds, window {}", a.messages, a.binds, a.window);
-        let bare_rate = bare(&a, addr).await?;
-        eprintln!("[smpp_compare] bare rusmppc: {bare_rate:.0} submits/s");
+        let cpu = CpuMeter::start(&_sim);
+        let bare_rate = if a.sendgate_only { f64::NAN } else { bare(&a, addr).await? };
+        let (client, sim) = cpu.per_message(a.messages);
+        eprintln!("[smpp_compare] bare rusmppc: {bare_rate:.0} submits/s; CPU per message: client {client:.1} us, simulator {sim:.1} us");
+        let cpu = CpuMeter::start(&_sim);
         let sg_rate = sendgate_run(&a, addr, &out).await?;
-        eprintln!("[smpp_compare] sendgate: {sg_rate:.0} jobs/s (job in -> final report out)");
+        let (client, sim) = cpu.per_message(a.messages);
+        eprintln!("[smpp_compare] sendgate: {sg_rate:.0} jobs/s (job in -> final report out); CPU per job: sendgate {client:.1} us, simulator {sim:.1} us");
         Ok::<_, String>((bare_rate, sg_rate))
     });
     let _ = std::fs::remove_dir_all(&out);

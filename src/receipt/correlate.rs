@@ -125,7 +125,9 @@ impl Correlator {
                 }
             }
         };
-        let mut reports = Vec::new();
+        let mut reports = Vec::with_capacity(receipts.len());
+        // (provider, outcome) → receipts: counted once per batch, not looked up per receipt.
+        let mut counts: Vec<(&str, &'static str, u64)> = Vec::new();
         for ((first_seen, r, _), settled) in receipts.iter().zip(settled) {
             // Stored (or, for an early one below, held here for a retry): the SMSC may have
             // its deliver_sm_resp. An early receipt lost in a crash during its grace leaves
@@ -150,7 +152,13 @@ impl Correlator {
                     "unmatched"
                 }
             };
-            metrics::counter!(telemetry::RECEIPTS_TOTAL, "provider" => r.provider.to_string(), "outcome" => label).increment(1);
+            match counts.iter_mut().find(|(p, l, _)| *p == &*r.provider && *l == label) {
+                Some((_, _, n)) => *n += 1,
+                None => counts.push((&r.provider, label, 1)),
+            }
+        }
+        for (provider, label, n) in counts {
+            metrics::counter!(telemetry::RECEIPTS_TOTAL, "provider" => provider.to_string(), "outcome" => label).increment(n);
         }
         if !reports.is_empty() {
             let (store, reporter) = (self.store.clone(), self.reporter.clone());

@@ -181,7 +181,8 @@ impl Api {
         let mut to_publish: Vec<(String, Vec<u8>)> = Vec::new();
         for (index, item) in items.into_iter().enumerate() {
             let parsed = item.map_err(|e| (None, e)).and_then(|v| {
-                let raw = serde_json::to_vec(&v).expect("a parsed value serializes");
+                // Only Kafka needs the job's bytes again; the embedded pipeline takes the job.
+                let raw = matches!(self.ingest, Ingest::Kafka { .. }).then(|| serde_json::to_vec(&v).expect("a parsed value serializes"));
                 crate::job::from_value(v, now).map(|j| (j, raw)).map_err(|e| (e.id().map(str::to_owned), e.to_string()))
             });
             match parsed {
@@ -193,7 +194,7 @@ impl Api {
                         accepted += 1;
                     }
                     // Keyed by recipient so one recipient's jobs keep their order (CONTRACT.md).
-                    Ingest::Kafka { .. } => to_publish.push((job.to, raw)),
+                    Ingest::Kafka { .. } => to_publish.push((job.to, raw.unwrap_or_default())),
                 },
                 Err((id, error)) => {
                     metrics::counter!(telemetry::JOBS_REJECTED_AT_INGEST_TOTAL, "source" => "http", "reason" => "invalid").increment(1);

@@ -5,6 +5,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
+
+/// foldhash instead of SipHash: `sendgate dev` hashes several job ids per job, and SipHash was
+/// a visible share of its CPU. Seeded per process, so keys cannot be chosen to collide.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -25,17 +29,17 @@ pub struct MemoryStore {
 
 #[derive(Default)]
 struct Inner {
-    claims: HashMap<String, Instant>,
-    scheduled: HashMap<String, Entry>,
+    claims: FastMap<String, Instant>,
+    scheduled: FastMap<String, Entry>,
     /// (due, id): the due index of `scheduled`.
     due: BTreeSet<(DateTime<Utc>, String)>,
     next_lease: u64,
-    /// (provider, message id) → job id.
-    messages: HashMap<(String, String), String>,
-    sent: HashMap<String, Tracked>,
+    /// provider → message id → job id; nested so that a receipt's lookup allocates nothing.
+    messages: FastMap<String, FastMap<String, String>>,
+    sent: FastMap<String, Tracked>,
     /// (deadline, job id).
     deadlines: BTreeSet<(DateTime<Utc>, String)>,
-    history: HashMap<String, (Instant, Vec<Report>)>,
+    history: FastMap<String, (Instant, Vec<Report>)>,
     last_sweep: Option<Instant>,
     /// tenant → channel → recipients, ordered so that a list pages by recipient; nested so
     /// that a lookup on the hot path allocates nothing.
@@ -88,8 +92,7 @@ impl Inner {
 
     /// One receipt: see [`Store::settle_part`].
     fn settle(&mut self, provider: &str, message_id: &str, outcome: PartOutcome, confirm_by: DateTime<Utc>) -> Settled {
-        let key = (provider.to_owned(), message_id.to_owned());
-        let Some(job_id) = self.messages.remove(&key) else { return Settled::Unmatched };
+        let Some(job_id) = self.messages.get_mut(provider).and_then(|m| m.remove(message_id)) else { return Settled::Unmatched };
         let Some(t) = self.sent.get_mut(&job_id) else { return Settled::Unmatched };
         if t.decided.is_some() {
             return Settled::Pending;
@@ -115,8 +118,10 @@ impl Inner {
 
     fn forget_sent(&mut self, job_id: &str) -> Option<Tracked> {
         let t = self.sent.remove(job_id)?;
-        for id in &t.job.message_ids {
-            self.messages.remove(&(t.job.provider.clone(), id.clone()));
+        if let Some(m) = self.messages.get_mut(&t.job.provider) {
+            for id in &t.job.message_ids {
+                m.remove(id);
+            }
         }
         self.deadlines.remove(&(t.deadline, job_id.to_owned()));
         Some(t)
@@ -192,8 +197,12 @@ impl Store for MemoryStore {
     async fn track_sent(&self, jobs: &[(SentJob, DateTime<Utc>)], _ttl: Duration) -> Result<(), StoreError> {
         let mut g = self.lock();
         for (job, deadline) in jobs {
+            if !g.messages.contains_key(&job.provider) {
+                g.messages.insert(job.provider.clone(), FastMap::default());
+            }
+            let m = g.messages.get_mut(&job.provider).expect("inserted above");
             for id in &job.message_ids {
-                g.messages.insert((job.provider.clone(), id.clone()), job.job_id.clone());
+                m.insert(id.clone(), job.job_id.clone());
             }
             g.deadlines.insert((*deadline, job.job_id.clone()));
             g.sent.insert(job.job_id.clone(), Tracked { job: job.clone(), deadline: *deadline, delivered_parts: 0, decided: None });
@@ -243,9 +252,19 @@ impl Store for MemoryStore {
         g.sweep();
         let exp = Instant::now() + ttl;
         for r in reports {
-            let e = g.history.entry(r.job_id.clone()).or_insert_with(|| (exp, Vec::new()));
-            e.0 = exp;
-            e.1.push(r.clone());
+            // Looked up by &str first: most reports belong to a job already in the history.
+            match g.history.get_mut(r.job_id.as_str()) {
+                Some(e) => {
+                    e.0 = exp;
+                    e.1.push(r.clone());
+                }
+                None => {
+                    // Accepted, then final: two reports is the usual history.
+                    let mut v = Vec::with_capacity(2);
+                    v.push(r.clone());
+                    g.history.insert(r.job_id.clone(), (exp, v));
+                }
+            }
         }
         Ok(())
     }

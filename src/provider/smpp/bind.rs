@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::coalesce::coalesce;
 use super::health::Health;
 use super::incoming;
 use super::inflight::InFlight;
@@ -308,7 +309,7 @@ async fn connect(
         .response_timeout(cfg.response_timeout)
         // Many SMSCs speak 3.4; the bind's version field is informational for them.
         .disable_interface_version_check()
-        .connected(switch.wrap(stream));
+        .connected(coalesce(switch.wrap(stream)));
     let system_id = COctetString::from_str(&cfg.system_id).map_err(|e| other(&e))?;
     let password = COctetString::from_str(&cfg.password).map_err(|e| other(&e))?;
     let system_type = COctetString::from_str(&cfg.system_type).map_err(|e| other(&e))?;
