@@ -50,6 +50,11 @@ struct Args {
     window: usize,
     #[arg(long, default_value = "20ms")]
     receipt_delay: String,
+    /// The simulator's delay before each submit_sm_resp (`--response-latency`): 0 makes the
+    /// run CPU-bound on one machine; a real SMSC answers in milliseconds, which makes it
+    /// window-bound as in production.
+    #[arg(long, default_value = "0s")]
+    response_latency: String,
     /// The sendgate binary whose `smsc-sim` serves both runs.
     #[arg(long, default_value = "target/release/sendgate")]
     bin: String,
@@ -108,9 +113,9 @@ impl Drop for Sim {
     }
 }
 
-fn start_sim(bin: &str, addr: SocketAddr, receipt_delay: &str) -> Result<Sim, String> {
+fn start_sim(bin: &str, addr: SocketAddr, receipt_delay: &str, response_latency: &str) -> Result<Sim, String> {
     let child = Command::new(bin)
-        .args(["smsc-sim", "--listen", &addr.to_string(), "--receipt-delay", receipt_delay])
+        .args(["smsc-sim", "--listen", &addr.to_string(), "--receipt-delay", receipt_delay, "--response-latency", response_latency])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
@@ -295,8 +300,11 @@ fn main() -> ExitCode {
     let _ = std::fs::create_dir_all(&out);
     let result = rt.block_on(async {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("address");
-        let _sim = start_sim(&a.bin, addr, &a.receipt_delay)?;
-        eprintln!("[smpp_compare] simulator on {addr}; {} messages, {} binds, window {}", a.messages, a.binds, a.window);
+        let _sim = start_sim(&a.bin, addr, &a.receipt_delay, &a.response_latency)?;
+        eprintln!(
+            "[smpp_compare] simulator on {addr}; {} messages, {} binds, window {}, response latency {}",
+            a.messages, a.binds, a.window, a.response_latency
+        );
         let cpu = CpuMeter::start(&_sim);
         let bare_rate = if a.sendgate_only { f64::NAN } else { bare(&a, addr).await? };
         let (client, sim) = cpu.per_message(a.messages);
