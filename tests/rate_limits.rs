@@ -133,10 +133,6 @@ password = "test"
 binds = 2
 window = 64
 receipt_timeout = "60s"
-# rusmppc 0.4 can leave queued submits idle until the next PDU comes in (src/config/mod.rs):
-# at the default 200 ms that bunches a fifth of a second's sends into one burst at the SMSC,
-# which is the SMPP client's doing, not the limiter's. 20 ms keeps it out of the measurement.
-enquire_link_interval = "20ms"
 reconnect_min = "100ms"
 reconnect_max = "1s"
 

@@ -270,7 +270,16 @@ async fn a_tps_over_the_smscs_limit_is_throttled_and_slowed_without_loss() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn links_that_never_answer_enquire_link_are_cut_and_rebound_without_doubles() {
-    let (run, events) = survive(|s| s.ignore_enquire_link = true, |_| {}).await;
+    let (run, events) = survive(
+        |s| s.ignore_enquire_link = true,
+        |c| {
+            for p in c.providers.values_mut() {
+                let ProviderConfig::Smpp(s) = p;
+                s.enquire_link_interval = Duration::from_millis(200);
+            }
+        },
+    )
+    .await;
     assert!(run.stats().enquire_links_ignored > 0 && run.stats().binds > 4, "links were cut and bound again: {:?}", run.stats());
     assert!(events.get(&EventKind::Delivered).copied().unwrap_or(0) > JOBS / 2, "traffic flows between cuts: {events:?}");
     assert!(recovers(&run).await > 100, "traffic still flows after the fault phase");

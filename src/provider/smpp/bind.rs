@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::coalesce::coalesce;
+use super::coalesce::{coalesce, Repoll};
 use super::health::Health;
 use super::incoming;
 use super::inflight::InFlight;
@@ -303,13 +303,17 @@ async fn connect(
     stream.set_nodelay(true).map_err(|e| other(&e))?;
     let stream = tls::wrap(cfg, stream).await.map_err(BindError::Other)?;
     let switch = KillSwitch::default();
-    let (client, events) = ConnectionBuilder::new()
+    let stream = coalesce(switch.wrap(stream));
+    let activity = stream.activity();
+    let (client, events, connection) = ConnectionBuilder::new()
         .enquire_link_interval(cfg.enquire_link_interval)
         .enquire_link_response_timeout(cfg.response_timeout)
         .response_timeout(cfg.response_timeout)
         // Many SMSCs speak 3.4; the bind's version field is informational for them.
         .disable_interface_version_check()
-        .connected(coalesce(switch.wrap(stream)));
+        .no_spawn()
+        .connected(stream);
+    tokio::spawn(Repoll::new(connection, activity));
     let system_id = COctetString::from_str(&cfg.system_id).map_err(|e| other(&e))?;
     let password = COctetString::from_str(&cfg.password).map_err(|e| other(&e))?;
     let system_type = COctetString::from_str(&cfg.system_type).map_err(|e| other(&e))?;

@@ -13,6 +13,8 @@
 
 use std::io;
 use std::pin::Pin;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -35,6 +37,8 @@ pub(super) struct Coalesced<S> {
 
 struct Shared {
     state: Mutex<State>,
+    /// Set whenever bytes move either way; see [`Repoll`].
+    moved: Arc<AtomicBool>,
     /// The writer task, woken when bytes arrive or the link closes.
     writer: AtomicWaker,
     /// The connection task, waiting for room in the buffer or for the shutdown to finish.
@@ -73,6 +77,7 @@ where
     let (read, write) = tokio::io::split(stream);
     let shared = Arc::new(Shared {
         state: Mutex::new(State::default()),
+        moved: Arc::new(AtomicBool::new(false)),
         writer: AtomicWaker::new(),
         room: AtomicWaker::new(),
     });
@@ -164,13 +169,24 @@ async fn bounded(io: impl std::future::Future<Output = io::Result<()>>) -> io::R
         })
 }
 
+impl<S> Coalesced<S> {
+    /// For the connection task that drives this stream: see [`Repoll`].
+    pub(super) fn activity(&self) -> Activity {
+        Activity(self.shared.moved.clone())
+    }
+}
+
+/// Whether a [`Coalesced`] stream moved bytes since the last look.
+pub(super) struct Activity(Arc<AtomicBool>);
+
 impl<S: AsyncRead> AsyncRead for Coalesced<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.read).poll_read(cx, buf)
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.read).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.shared.moved.store(true, Ordering::Relaxed);
+        }
+        read
     }
 }
 
@@ -198,6 +214,7 @@ impl<S> AsyncWrite for Coalesced<S> {
         let n = bytes.len().min(BUFFER_BYTES - st.buf.len());
         st.buf.extend_from_slice(&bytes[..n]);
         drop(st);
+        self.shared.moved.store(true, Ordering::Relaxed);
         self.shared.writer.wake();
         Poll::Ready(Ok(n))
     }
@@ -220,6 +237,36 @@ impl<S> AsyncWrite for Coalesced<S> {
         drop(st);
         self.shared.writer.wake();
         Poll::Pending
+    }
+}
+
+/// rusmppc 0.4's connection task takes at most 5 actions, 5 writes and 5 reads per poll, and
+/// when it stops at such a limit with its action queue not yet drained it registers no wake-up
+/// for that queue: the submits left in it wait for the next incoming PDU or the enquire_link
+/// timer (measured before this: a few hundred jobs, then nothing for up to
+/// `enquire_link_interval`). So a poll of the connection that moved bytes is followed by
+/// another; the first poll that moves nothing has drained the queue and registered for it.
+pub(super) struct Repoll<F> {
+    connection: Pin<Box<F>>,
+    moved: Activity,
+}
+
+impl<F: Future<Output = ()>> Repoll<F> {
+    pub(super) fn new(connection: F, moved: Activity) -> Self {
+        Self { connection: Box::pin(connection), moved }
+    }
+}
+
+impl<F: Future<Output = ()>> Future for Repoll<F> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.moved.0.store(false, Ordering::Relaxed);
+        let polled = self.connection.as_mut().poll(cx);
+        if polled.is_pending() && self.moved.0.swap(false, Ordering::Relaxed) {
+            cx.waker().wake_by_ref();
+        }
+        polled
     }
 }
 

@@ -288,3 +288,22 @@ async fn a_dropped_connection_leaves_only_written_submits_in_doubt() {
     p.shutdown().await;
     sim.shutdown().await;
 }
+
+/// rusmppc's connection stops after a few actions per poll and, with its queue not drained,
+/// waits for incoming traffic or the enquire_link timer (`coalesce::Repoll`). With no receipts
+/// coming and enquire_link a minute away, a burst of submits must still all go out at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_submits_never_waits_for_the_enquire_link_timer() {
+    let sim = sim(|c| c.receipt_delay = Duration::from_secs(600)).await;
+    let (p, _rx) = provider(&sim.local_addr().to_string(), "binds = 1\nwindow = 64\nenquire_link_interval = \"60s\"\nresponse_timeout = \"30s\"").await;
+    for round in 0..5 {
+        let started = std::time::Instant::now();
+        let results = tokio::time::timeout(Duration::from_secs(20), send_all(&p, 2000)).await.unwrap_or_else(|_| {
+            panic!("round {round}: 2,000 submits not answered within 20 s: {} reached the SMSC", sim.stats().submit_sm)
+        });
+        assert!(results.iter().all(Result::is_ok), "round {round}");
+        eprintln!("round {round}: 2,000 submits in {:?}", started.elapsed());
+    }
+    p.shutdown().await;
+    sim.shutdown().await;
+}
