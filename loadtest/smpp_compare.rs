@@ -14,8 +14,11 @@
 //!    POST to the last final (`delivered`) report, i.e. ingest, policies, submit, receipt,
 //!    correlation and the report all included.
 //!
-//! It prints both rates and their ratio (the target is sendgate ≥ 80% of bare), and exits 1 if
-//! a job did not get exactly one final.
+//! It does this once per `--response-latency` (default `0s,10ms`, a fresh simulator each): at
+//! 0 the runs are CPU-bound (both sides and the simulator share this machine's cores), at
+//! 10 ms window-bound as against an SMSC across a network. It prints both rates and their
+//! ratio for each (the target is sendgate ≥ 80% of bare) and the CPU per message of each side,
+//! and exits 1 if a job did not get exactly one final.
 
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -50,11 +53,11 @@ struct Args {
     window: usize,
     #[arg(long, default_value = "20ms")]
     receipt_delay: String,
-    /// The simulator's delay before each submit_sm_resp (`--response-latency`): 0 makes the
-    /// run CPU-bound on one machine; a real SMSC answers in milliseconds, which makes it
-    /// window-bound as in production.
-    #[arg(long, default_value = "0s")]
-    response_latency: String,
+    /// The simulator's delay before each submit_sm_resp (`--response-latency`), one pair of
+    /// runs for each: 0 makes them CPU-bound on one machine; a real SMSC answers in
+    /// milliseconds, which makes them window-bound as in production.
+    #[arg(long, value_delimiter = ',', default_value = "0s,10ms")]
+    response_latency: Vec<String>,
     /// The sendgate binary whose `smsc-sim` serves both runs.
     #[arg(long, default_value = "target/release/sendgate")]
     bin: String,
@@ -293,35 +296,43 @@ async fn sendgate_run(a: &Args, sim: SocketAddr, out: &std::path::Path) -> Resul
     Ok(target / finished.as_secs_f64())
 }
 
+/// One simulator, then the bare run and the sendgate run against it.
+async fn pair(a: &Args, latency: &str, out: &std::path::Path) -> Result<(f64, f64), String> {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("address");
+    let sim = start_sim(&a.bin, addr, &a.receipt_delay, latency)?;
+    eprintln!("[smpp_compare] simulator on {addr}; {} messages, {} binds, window {}, response latency {latency}", a.messages, a.binds, a.window);
+    let cpu = CpuMeter::start(&sim);
+    let bare_rate = if a.sendgate_only { f64::NAN } else { bare(a, addr).await? };
+    let (client, sim_us) = cpu.per_message(a.messages);
+    eprintln!("[smpp_compare] bare rusmppc: {bare_rate:.0} submits/s; CPU per message: client {client:.1} us, simulator {sim_us:.1} us");
+    let cpu = CpuMeter::start(&sim);
+    let _ = std::fs::create_dir_all(out);
+    let sg_rate = sendgate_run(a, addr, out).await?;
+    let (client, sim_us) = cpu.per_message(a.messages);
+    eprintln!("[smpp_compare] sendgate: {sg_rate:.0} jobs/s (job in -> final report out); CPU per job: sendgate {client:.1} us, simulator {sim_us:.1} us");
+    Ok((bare_rate, sg_rate))
+}
+
 fn main() -> ExitCode {
     let a = Args::parse();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let out = std::env::temp_dir().join(format!("sendgate-smpp-compare-{}", std::process::id()));
-    let _ = std::fs::create_dir_all(&out);
     let result = rt.block_on(async {
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("address");
-        let _sim = start_sim(&a.bin, addr, &a.receipt_delay, &a.response_latency)?;
-        eprintln!(
-            "[smpp_compare] simulator on {addr}; {} messages, {} binds, window {}, response latency {}",
-            a.messages, a.binds, a.window, a.response_latency
-        );
-        let cpu = CpuMeter::start(&_sim);
-        let bare_rate = if a.sendgate_only { f64::NAN } else { bare(&a, addr).await? };
-        let (client, sim) = cpu.per_message(a.messages);
-        eprintln!("[smpp_compare] bare rusmppc: {bare_rate:.0} submits/s; CPU per message: client {client:.1} us, simulator {sim:.1} us");
-        let cpu = CpuMeter::start(&_sim);
-        let sg_rate = sendgate_run(&a, addr, &out).await?;
-        let (client, sim) = cpu.per_message(a.messages);
-        eprintln!("[smpp_compare] sendgate: {sg_rate:.0} jobs/s (job in -> final report out); CPU per job: sendgate {client:.1} us, simulator {sim:.1} us");
-        Ok::<_, String>((bare_rate, sg_rate))
+        let mut rows = Vec::new();
+        for (i, latency) in a.response_latency.iter().enumerate() {
+            rows.push((latency.clone(), pair(&a, latency, &out.join(format!("run-{i}"))).await?));
+        }
+        Ok::<_, String>(rows)
     });
     let _ = std::fs::remove_dir_all(&out);
     match result {
-        Ok((bare_rate, sg_rate)) => {
-            let ratio = sg_rate / bare_rate;
-            println!("bare rusmppc submit only : {bare_rate:>8.0} msg/s");
-            println!("sendgate job -> final    : {sg_rate:>8.0} jobs/s");
-            println!("ratio                    : {:>8.1}%  (target >= 80%: {})", ratio * 100.0, if ratio >= 0.8 { "MET" } else { "MISSED" });
+        Ok(rows) => {
+            println!("{:<18} {:>14} {:>14} {:>8}", "SMSC resp latency", "bare msg/s", "sendgate jobs/s", "ratio");
+            for (latency, (bare_rate, sg_rate)) in rows {
+                let ratio = sg_rate / bare_rate;
+                let verdict = if ratio >= 0.8 { "MET" } else { "MISSED" };
+                println!("{latency:<18} {bare_rate:>14.0} {sg_rate:>14.0} {:>7.1}%  (target >= 80%: {verdict})", ratio * 100.0);
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
