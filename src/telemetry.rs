@@ -51,6 +51,38 @@ pub const SIM_MESSAGES_TOTAL: &str = "sendgate_smsc_sim_messages_total";
 /// Delivery receipts the built-in SMSC simulator sent, by `outcome`.
 pub const SIM_RECEIPTS_TOTAL: &str = "sendgate_smsc_sim_receipts_total";
 
+/// Counts per label value within one batch, so that a labelled counter is looked up once per
+/// value and batch instead of once per job: each `counter!` with labels hashes its name and
+/// labels into the registry, which per job and policy was a visible share of the daemon's CPU.
+#[derive(Debug)]
+pub struct Tally<K> {
+    counts: Vec<(K, u64)>,
+}
+
+impl<K> Default for Tally<K> {
+    fn default() -> Self {
+        Self { counts: Vec::new() }
+    }
+}
+
+impl<K: PartialEq> Tally<K> {
+    /// A batch meets a handful of distinct values: a linear scan beats hashing.
+    pub fn add(&mut self, key: K) {
+        match self.counts.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, n)) => *n += 1,
+            None => self.counts.push((key, 1)),
+        }
+    }
+}
+
+impl<K> IntoIterator for Tally<K> {
+    type Item = (K, u64);
+    type IntoIter = std::vec::IntoIter<(K, u64)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.counts.into_iter()
+    }
+}
+
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the process-wide Prometheus recorder once and returns its handle.
@@ -131,4 +163,19 @@ fn describe_rate_limits() {
     use metrics::{describe_counter, describe_histogram, Unit};
     describe_histogram!(RATE_LIMIT_WAIT_SECONDS, Unit::Seconds, "Time jobs waited in place for a rate-limit slot");
     describe_counter!(RATE_LIMITED_TOTAL, "Jobs deferred by a rate limit");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tally;
+
+    #[test]
+    fn tally_counts_each_value_once_in_first_seen_order() {
+        let mut t = Tally::default();
+        for v in ["allow", "stop", "allow", "defer", "allow"] {
+            t.add(v);
+        }
+        assert_eq!(t.into_iter().collect::<Vec<_>>(), [("allow", 3), ("stop", 1), ("defer", 1)]);
+        assert_eq!(Tally::<&str>::default().into_iter().count(), 0);
+    }
 }

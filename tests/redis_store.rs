@@ -274,6 +274,57 @@ async fn multipart_is_final_once_every_part_is_delivered_or_one_fails() {
 }
 
 #[tokio::test]
+async fn parts_count_down_and_a_receipt_after_the_job_is_gone_leaves_no_key_behind() {
+    let s = Space::new().await;
+    let a = s.instance("a", Duration::from_secs(30)).await;
+    a.claim_ids(&["three", "one"], TTL).await.unwrap();
+    let deadline = Utc::now() + chrono::Duration::seconds(100);
+    a.track_sent(&[(sent("three", &["31", "32", "33"]), deadline), (sent("one", &["11"]), deadline)], TTL).await.unwrap();
+    let confirm_by = Utc::now() + chrono::Duration::seconds(30);
+    // Out of order: only the last delivered part decides.
+    assert_eq!(a.settle_part("p", "33", PartOutcome::Delivered, confirm_by).await.unwrap(), Settled::Pending);
+    assert_eq!(a.settle_part("p", "31", PartOutcome::Delivered, confirm_by).await.unwrap(), Settled::Pending);
+    assert_eq!(
+        a.settle_part("p", "32", PartOutcome::Delivered, confirm_by).await.unwrap(),
+        Settled::Final { job: sent("three", &["31", "32", "33"]), outcome: PartOutcome::Delivered }
+    );
+    assert_eq!(
+        a.settle_part("p", "11", PartOutcome::Delivered, confirm_by).await.unwrap(),
+        Settled::Final { job: sent("one", &["11"]), outcome: PartOutcome::Delivered }
+    );
+    // A mapping whose job hash is gone (evicted, deleted by hand) must not make one without a TTL.
+    let _: () = s.cmd(&["SET", &s.key("msg:p:77"), "ghost", "PX", "60000"]).await;
+    assert_eq!(a.settle_part("p", "77", PartOutcome::Delivered, confirm_by).await.unwrap(), Settled::Unmatched);
+    assert_eq!(s.cmd::<i64>(&["EXISTS", &s.key("job:ghost")]).await, 0);
+    s.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_job_tracked_by_the_previous_version_still_settles() {
+    let s = Space::new().await;
+    let a = s.instance("a", Duration::from_secs(30)).await;
+    a.claim_ids(&["old"], TTL).await.unwrap();
+    // What the previous track_sent.lua wrote: delivered parts counted up in `ok` against `n`.
+    let job = serde_json::to_string(&sent("old", &["1", "2"])).unwrap();
+    let _: i64 = s.cmd(&["HSET", &s.key("job:old"), "st", "sent", "j", &job, "n", "2", "ok", "0"]).await;
+    for m in ["1", "2"] {
+        let _: () = s.cmd(&["SET", &s.key(&format!("msg:p:{m}")), "old", "PX", "60000"]).await;
+    }
+    let confirm_by = Utc::now() + chrono::Duration::seconds(30);
+    assert_eq!(a.settle_part("p", "1", PartOutcome::Delivered, confirm_by).await.unwrap(), Settled::Pending);
+    assert_eq!(
+        a.settle_part("p", "2", PartOutcome::Delivered, confirm_by).await.unwrap(),
+        Settled::Final { job: sent("old", &["1", "2"]), outcome: PartOutcome::Delivered }
+    );
+    assert_eq!(s.cmd::<i64>(&["HEXISTS", &s.key("job:old"), "left"]).await, 0, "no field of the new count is left on it");
+    a.finish_sent(&["old".into()]).await.unwrap();
+    for f in ["j", "n", "ok", "fin"] {
+        assert_eq!(s.cmd::<i64>(&["HEXISTS", &s.key("job:old"), f]).await, 0, "{f} forgotten");
+    }
+    s.cleanup().await;
+}
+
+#[tokio::test]
 async fn overdue_jobs_are_leased_until_finished() {
     let s = Space::new().await;
     let (a, b) = s.two().await;
@@ -286,6 +337,9 @@ async fn overdue_jobs_are_leased_until_finished() {
     assert_eq!(b.take_overdue(t(180), 10, t(210)).await.unwrap(), [(sent("j", &["1", "2"]), None)]);
     b.finish_sent(&["j".into()]).await.unwrap();
     assert_eq!(b.settle_part("p", "2", PartOutcome::Delivered, t(400)).await.unwrap(), Settled::Unmatched);
+    for f in ["j", "n", "left"] {
+        assert_eq!(s.cmd::<i64>(&["HEXISTS", &s.key("job:j"), f]).await, 0, "{f} forgotten, and not recreated by the late receipt");
+    }
     assert_eq!(b.take_overdue(t(300), 10, t(330)).await.unwrap(), [(sent("k", &["3"]), None)]);
     s.cleanup().await;
 }

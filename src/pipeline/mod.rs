@@ -26,6 +26,8 @@ pub use worker::{worker, WorkerCtx};
 pub struct Ack {
     on_done: Option<Box<dyn FnOnce() + Send>>,
     _permit: OwnedSemaphorePermit,
+    /// `sendgate_jobs_in_flight`, looked up once by [`Intake::new`] rather than per job.
+    in_flight: metrics::Gauge,
 }
 
 impl Ack {
@@ -38,7 +40,7 @@ impl Ack {
 
 impl Drop for Ack {
     fn drop(&mut self) {
-        metrics::gauge!(crate::telemetry::JOBS_IN_FLIGHT).decrement(1.0);
+        self.in_flight.decrement(1.0);
     }
 }
 
@@ -56,6 +58,7 @@ pub struct Intake {
     tx: mpsc::Sender<Envelope>,
     permits: Arc<Semaphore>,
     capacity: usize,
+    in_flight: metrics::Gauge,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,7 +68,8 @@ pub struct Closed;
 impl Intake {
     pub fn new(capacity: usize) -> (Self, mpsc::Receiver<Envelope>) {
         let (tx, rx) = mpsc::channel(capacity);
-        (Self { tx, permits: Arc::new(Semaphore::new(capacity)), capacity }, rx)
+        let in_flight = metrics::gauge!(crate::telemetry::JOBS_IN_FLIGHT);
+        (Self { tx, permits: Arc::new(Semaphore::new(capacity)), capacity, in_flight }, rx)
     }
 
     /// Waits for room, then hands the job in. `on_done` runs at its durable point.
@@ -76,8 +80,8 @@ impl Intake {
         on_done: Option<Box<dyn FnOnce() + Send>>,
     ) -> Result<(), Closed> {
         let permit = self.permits.clone().acquire_owned().await.map_err(|_| Closed)?;
-        metrics::gauge!(crate::telemetry::JOBS_IN_FLIGHT).increment(1.0);
-        let ack = Ack { on_done, _permit: permit };
+        self.in_flight.increment(1.0);
+        let ack = Ack { on_done, _permit: permit, in_flight: self.in_flight.clone() };
         self.tx.send(Envelope { job, claimed, ack }).await.map_err(|_| Closed)
     }
 

@@ -99,17 +99,19 @@ impl Chain {
                 break;
             }
             p.evaluate(batch, now).await?;
+            let mut verdicts = crate::telemetry::Tally::default();
             for (c, was_open) in batch.iter().zip(open_before) {
                 if !was_open {
                     continue;
                 }
-                let verdict = match c.verdict {
+                verdicts.add(match c.verdict {
                     Verdict::Allow => "allow",
                     Verdict::Defer { .. } | Verdict::Recheck { .. } => "defer",
                     Verdict::Stop { .. } => "stop",
-                };
-                metrics::counter!(crate::telemetry::POLICY_VERDICTS_TOTAL, "policy" => p.name(), "verdict" => verdict)
-                    .increment(1);
+                });
+            }
+            for (verdict, n) in verdicts {
+                metrics::counter!(crate::telemetry::POLICY_VERDICTS_TOTAL, "policy" => p.name(), "verdict" => verdict).increment(n);
             }
         }
         Ok(())

@@ -116,11 +116,23 @@ impl KafkaSink {
 #[async_trait]
 impl Sink for KafkaSink {
     async fn publish(&self, reports: &[Report]) -> Result<(), SinkError> {
-        let payloads: Vec<Vec<u8>> = reports.iter().map(|r| serde_json::to_vec(r).expect("reports serialize")).collect();
+        let json: Vec<String> = reports.iter().map(|r| serde_json::to_string(r).expect("reports serialize")).collect();
+        self.publish_json(reports, &json).await
+    }
+
+    fn takes_report_json(&self) -> bool {
+        true
+    }
+
+    async fn publish_json(&self, reports: &[Report], json: &[String]) -> Result<(), SinkError> {
+        if json.len() != reports.len() {
+            // Zipping would drop reports: encode them here instead.
+            return self.publish(reports).await;
+        }
         let records: Vec<Record> = reports
             .iter()
-            .zip(&payloads)
-            .map(|(r, p)| Record { topic: &self.topic, key: r.job_id.as_bytes(), payload: p, headers: &[] })
+            .zip(json)
+            .map(|(r, p)| Record { topic: &self.topic, key: r.job_id.as_bytes(), payload: p.as_bytes(), headers: &[] })
             .collect();
         self.producer.send_all(&records).await;
         Ok(())

@@ -28,9 +28,9 @@ impl Keys {
 
     /// Hash `st` (claimed | submitting | deferred | sent | final) + `own` (`instance/incarnation`):
     /// the dedup claim of one job id, expiring with the claim TTL. While the job awaits its
-    /// final receipt it also holds `j` (SentJob JSON), `n` (parts), `ok` (parts delivered so
-    /// far) and, once decided, `fin` (the outcome): one key per job, so a receipt costs one
-    /// lookup and finishing a job one HDEL.
+    /// final receipt it also holds `j` (SentJob JSON), `n` (parts), `left` (parts not yet
+    /// delivered; the previous version counted `ok` up instead) and, once decided, `fin` (the
+    /// outcome): one key per job, so a receipt costs one lookup and finishing a job one HDEL.
     pub fn job(&self, job_id: &str) -> String {
         format!("{}{job_id}", self.job_prefix())
     }

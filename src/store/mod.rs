@@ -204,6 +204,20 @@ pub trait Store: Send + Sync + 'static {
     /// Appends report events to their jobs' histories (and marks jobs with a final one done).
     async fn record_events(&self, reports: &[Report], ttl: Duration) -> Result<(), StoreError>;
 
+    /// Whether this store keeps histories as report JSON, so that [`Store::record_events_json`]
+    /// saves it encoding each report again.
+    fn takes_report_json(&self) -> bool {
+        false
+    }
+
+    /// [`Store::record_events`] with each report already encoded (`json[i]` is
+    /// `serde_json::to_string(&reports[i])`): the reporter encodes a report once for the sink
+    /// and the history.
+    async fn record_events_json(&self, reports: &[Report], json: &[String], ttl: Duration) -> Result<(), StoreError> {
+        let _ = json;
+        self.record_events(reports, ttl).await
+    }
+
     /// A job's events so far, oldest first.
     async fn events(&self, job_id: &str) -> Result<Vec<Report>, StoreError>;
 

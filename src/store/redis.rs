@@ -436,14 +436,28 @@ impl Store for RedisStore {
     }
 
     async fn record_events(&self, reports: &[Report], ttl: Duration) -> Result<(), StoreError> {
+        let json = reports
+            .iter()
+            .map(|r| serde_json::to_string(r).map_err(|e| corrupt(self.keys.hist(&r.job_id), e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.record_events_json(reports, &json, ttl).await
+    }
+
+    fn takes_report_json(&self) -> bool {
+        true
+    }
+
+    async fn record_events_json(&self, reports: &[Report], json: &[String], ttl: Duration) -> Result<(), StoreError> {
         if reports.is_empty() {
             return Ok(());
+        }
+        if json.len() != reports.len() {
+            return Err(corrupt("record_events", format!("{} encodings for {} reports", json.len(), reports.len())));
         }
         // One script: each history and its final mark land together even if Redis dies mid-batch.
         let mut inv = self.scripts.record_events.prepare_invoke();
         inv.arg(self.keys.hist_prefix()).arg(self.keys.job_prefix()).arg(millis(ttl));
-        for r in reports {
-            let json = serde_json::to_string(r).map_err(|e| corrupt(self.keys.hist(&r.job_id), e))?;
+        for (r, json) in reports.iter().zip(json) {
             inv.arg(&r.job_id).arg(if r.is_final { "1" } else { "0" }).arg(json);
         }
         inv.invoke_async::<()>(&mut self.conn()).await.map_err(|e| store_err(e, "record_events"))

@@ -205,12 +205,19 @@ impl RateLimit {
         }
 
         let now_local = Instant::now();
-        let out = batch
+        let out: Vec<Admission> = batch
             .iter()
             .zip(&per_job)
             .map(|(o, mine)| self.admit(&mut local, &limits, mine, o.segments.max(1), now_local, now))
             .collect();
         local.sweep(now_local, self.cfg.campaign_refresh);
+        drop(local);
+        // Counted per batch, not per job (see `telemetry::Tally`); a job under no limit is
+        // not a rate-limit decision and is not counted.
+        let deferred = out.iter().filter(|a| a.verdict != Verdict::Allow).count() as u64;
+        let allowed = out.len() as u64 - deferred - per_job.iter().filter(|m| m.is_empty()).count() as u64;
+        metrics::counter!(telemetry::POLICY_VERDICTS_TOTAL, "policy" => "rate_limit", "verdict" => "allow").increment(allowed);
+        metrics::counter!(telemetry::POLICY_VERDICTS_TOTAL, "policy" => "rate_limit", "verdict" => "defer").increment(deferred);
         Ok(out)
     }
 
@@ -266,7 +273,6 @@ impl RateLimit {
             if !wait.is_zero() {
                 metrics::histogram!(telemetry::RATE_LIMIT_WAIT_SECONDS, "limit" => binding.as_str()).record(wait.as_secs_f64());
             }
-            metrics::counter!(telemetry::POLICY_VERDICTS_TOTAL, "policy" => "rate_limit", "verdict" => "allow").increment(1);
             return Admission { verdict: Verdict::Allow, not_before: at };
         }
         // Its turn, as far as this instance can tell: after what is booked and after the
@@ -284,7 +290,6 @@ impl RateLimit {
         }
         let back_in = (turn - now).saturating_sub(self.cfg.max_wait / 2).max(self.cfg.lease);
         metrics::counter!(telemetry::RATE_LIMITED_TOTAL, "limit" => binding.as_str()).increment(1);
-        metrics::counter!(telemetry::POLICY_VERDICTS_TOTAL, "policy" => "rate_limit", "verdict" => "defer").increment(1);
         let until = now_utc + chrono::Duration::from_std(back_in).unwrap_or(chrono::Duration::seconds(1));
         Admission { verdict: Verdict::Defer { until, reason: Reason::RateLimited }, not_before: now }
     }

@@ -6,6 +6,37 @@
 -- The job is not forgotten here: only finish_sent does that, after its final report is out,
 -- so a crash between this script and the report cannot lose the final.
 local job_prefix, confirm_by, msg_prefix = ARGV[1], ARGV[2], ARGV[3]
+
+-- The job's state once its last part is in (or one failed): final now, pending, unmatched.
+local function decide(key, id, outcome)
+  local h = redis.call('HMGET', key, 'j', 'fin')
+  if not h[1] then
+    return 'u', ''
+  elseif h[2] then
+    return 'p', ''
+  end
+  redis.call('HSET', key, 'fin', outcome)
+  redis.call('ZADD', KEYS[1], confirm_by, id)
+  return 'f', h[1]
+end
+
+-- A job tracked by an older version counts delivered parts up in `ok` against `n`.
+local function settle_counted_up(key, id, outcome)
+  local h = redis.call('HMGET', key, 'j', 'n', 'fin')
+  if not h[1] then
+    return 'u', ''
+  elseif h[3] then
+    return 'p', ''
+  end
+  local parts = tonumber(h[2])
+  if outcome == 'delivered' and parts ~= nil and redis.call('HINCRBY', key, 'ok', 1) < parts then
+    return 'p', ''
+  end
+  redis.call('HSET', key, 'fin', outcome)
+  redis.call('ZADD', KEYS[1], confirm_by, id)
+  return 'f', h[1]
+end
+
 local out = {}
 for i = 4, #ARGV - 1, 3 do
   local outcome = ARGV[i + 2]
@@ -14,22 +45,22 @@ for i = 4, #ARGV - 1, 3 do
   local code, json = 'u', ''
   if id then
     local key = job_prefix .. id
-    local h = redis.call('HMGET', key, 'j', 'n', 'fin')
-    local parts = tonumber(h[2])
-    if h[1] and h[3] then
-      code = 'p'
-    elseif h[1] then
-      -- Delivered only once every part is; the first part that failed decides otherwise.
-      local pending = false
-      if outcome == 'delivered' then
-        pending = parts ~= nil and redis.call('HINCRBY', key, 'ok', 1) < parts
-      end
-      if pending then
+    if outcome ~= 'delivered' then
+      -- The first part that failed decides the job.
+      code, json = decide(key, id, outcome)
+    else
+      -- `left` counts the parts not yet delivered (track_sent.lua): while some are, this
+      -- receipt needs no other lookup. Delivered only once every part is.
+      local left = redis.call('HINCRBY', key, 'left', -1)
+      if left > 0 then
         code = 'p'
+      elseif left == 0 then
+        code, json = decide(key, id, outcome)
       else
-        redis.call('HSET', key, 'fin', outcome)
-        redis.call('ZADD', KEYS[1], confirm_by, id)
-        code, json = 'f', h[1]
+        -- No `left`: the job is finished (forget_sent dropped it) or was tracked by an
+        -- older version. Undo the field HINCRBY made, so no hash is left without its TTL.
+        redis.call('HDEL', key, 'left')
+        code, json = settle_counted_up(key, id, outcome)
       end
     end
   end

@@ -1,7 +1,10 @@
 -- track_sent: KEYS[1] deadlines zset. ARGV[1..2] job/msg key prefixes, then per job:
 -- job id, deadline (ms), key TTL (ms), SentJob JSON, provider, part count, message ids...
--- The job's claim hash takes the SentJob (`j`), its part count (`n`) and the delivered-part
--- count (`ok`): one key per job for claim and receipt state, so a receipt costs one lookup.
+-- The job's claim hash takes the SentJob (`j`), its part count (`n`) and the parts not yet
+-- delivered (`left`, counted down by settle_part.lua): one key per job for claim and receipt
+-- state, so a receipt costs one lookup. `n` is for instances of the previous version, which
+-- count delivered parts up in `ok` instead: during a rolling upgrade a job whose receipts meet
+-- both versions reaches neither count and ends `unknown` at its deadline (one final still).
 local job_prefix, msg_prefix = ARGV[1], ARGV[2]
 local i = 3
 while i <= #ARGV do
@@ -10,7 +13,7 @@ while i <= #ARGV do
     redis.call('SET', msg_prefix .. provider .. ':' .. ARGV[i + 5 + k], id, 'PX', px)
   end
   local key = job_prefix .. id
-  local added = redis.call('HSET', key, 'st', 'sent', 'j', json, 'n', n, 'ok', 0)
+  local added = redis.call('HSET', key, 'st', 'sent', 'j', json, 'n', n, 'left', n)
   -- Kept at least until the receipt deadline plus slack; a longer dedup TTL stays (GT).
   -- All four fields new: the claim had expired and this hash has no TTL yet, which GT
   -- would treat as infinite.
