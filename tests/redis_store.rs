@@ -468,6 +468,8 @@ async fn opt_out_lists_are_shared_sets_per_tenant_and_channel() {
     s.cleanup().await;
 }
 
+#[path = "redis_store/round_trips.rs"]
+mod round_trips;
 #[path = "redis_store/whatsapp.rs"]
 mod whatsapp;
 fn rate_req(limit: &str, interval_us: u64, want: u32, horizon_us: u64) -> RateLease {

@@ -91,6 +91,9 @@ pub struct RedisStore {
     incarnation: u64,
     /// Taken by `shutdown`, aborted on drop: a store nobody holds must stop claiming liveness.
     heartbeat: Mutex<Option<JoinHandle<()>>>,
+    /// Requests sent (one per store call: a script or a pipeline is one round trip).
+    requests: std::sync::atomic::AtomicU64,
+    requests_total: metrics::Counter,
 }
 
 impl RedisStore {
@@ -118,6 +121,8 @@ impl RedisStore {
             instance_id,
             incarnation,
             heartbeat: Mutex::new(None),
+            requests: std::sync::atomic::AtomicU64::new(0),
+            requests_total: metrics::counter!(crate::telemetry::REDIS_REQUESTS_TOTAL),
         });
         let beat = Heartbeat {
             conn: store.conn.clone(),
@@ -160,8 +165,18 @@ impl RedisStore {
         self.heartbeat.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The connection for one request: every store call takes it once per round trip, so
+    /// this is where round trips are counted.
     fn conn(&self) -> ConnectionManager {
+        self.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.requests_total.increment(1);
         self.conn.clone()
+    }
+
+    /// Requests this store has sent to Redis so far (the heartbeat's not included): a script
+    /// or a pipeline is one, whatever it does inside.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
