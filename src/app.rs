@@ -17,6 +17,7 @@ use crate::policy::{Chain, RateLimit, WhatsappTier};
 use crate::provider::smpp::SmppProvider;
 use crate::provider::Provider;
 use crate::receipt::correlate::{sweep_deadlines, Correlator};
+use crate::receipt::inbound::InboundOut;
 use crate::receipt::opt_out::StopReplies;
 use crate::route::Router;
 use crate::scheduler::Scheduler;
@@ -157,7 +158,13 @@ impl App {
         let stop_rest = CancellationToken::new();
         let mut rest_tasks = Vec::new();
         let stop_replies = Arc::new(StopReplies::new(&cfg.opt_out, store.clone()));
-        rest_tasks.push(tokio::spawn(Correlator { clock: clock.clone(), store: store.clone(), reporter: reporter.clone(), stop_replies }.run(events_rx)));
+        let inbound = Arc::new(match (&cfg.kafka, &producer) {
+            (Some(k), Some(p)) => InboundOut::Kafka { producer: p.clone(), topic: k.inbound_topic.clone() },
+            _ => InboundOut::Log,
+        });
+        rest_tasks.push(tokio::spawn(
+            Correlator { clock: clock.clone(), store: store.clone(), reporter: reporter.clone(), stop_replies, inbound }.run(events_rx),
+        ));
         rest_tasks.push(tokio::spawn(sweep_deadlines(clock.clone(), store.clone(), reporter.clone(), Duration::from_secs(1), stop_rest.clone())));
 
         let mut ingest_tasks = Vec::new();

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use sendgate::smsc_sim::{SimConfig, SimHandle, SmscSim};
-use serde_json::json;
+use serde_json::{json, Value};
 use support::services::{env, produce, producer, run_config, unique, Collector, Daemon, Topics};
 
 struct World {
@@ -356,4 +356,43 @@ async fn receipts_reaching_another_instance_are_correlated_through_redis() {
     assert!(not_delivered.is_empty(), "{} jobs did not end delivered: a receipt was not correlated", not_delivered.len());
     assert!(b.metric("sendgate_receipts_total").await > 0.0);
     assert_eq!(b.terminate(), Some(0));
+}
+
+/// MO messages (replies from recipients) are recorded on the inbound topic, keyed by sender,
+/// with the tenant that owns the number they were sent to, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mo_messages_are_published_to_the_inbound_topic() {
+    let w = World::new(2).await;
+    let inbound = Collector::start(&w.topics.inbound);
+    let d = w.daemon("gw-mo");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while d.ready().await != 200 {
+        assert!(std::time::Instant::now() < deadline, "the daemon never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for i in 0..20 {
+        assert!(w.sim.send_mo(&format!("+4915100{i:05}"), "4930123456", &format!("reply {i}: ja, gern ✓")), "no bound session for MO {i}");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while inbound.seen.lock().unwrap().len() < 20 {
+        assert!(std::time::Instant::now() < deadline, "{} of 20 MO messages on the inbound topic", inbound.seen.lock().unwrap().len());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Time for a duplicate to show up, if one were coming.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let seen = inbound.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 20, "each MO recorded once");
+    let mut senders = std::collections::HashSet::new();
+    for s in &seen {
+        let v: Value = serde_json::from_slice(&s.payload).expect("inbound record JSON");
+        let from = v["from"].as_str().expect("from").to_owned();
+        assert_eq!(s.key, from.as_bytes(), "keyed by sender");
+        let i: usize = from.trim_start_matches("+4915100").parse().expect("a sender of this test");
+        assert_eq!(v["text"], format!("reply {i}: ja, gern ✓"));
+        assert_eq!((v["to"].as_str(), v["provider"].as_str(), v["tenant"].as_str()), (Some("4930123456"), Some("smsc-a"), Some("acme")));
+        assert!(v["received_at"].as_str().is_some_and(|t| chrono::DateTime::parse_from_rfc3339(t).is_ok()), "{v}");
+        senders.insert(from);
+    }
+    assert_eq!(senders.len(), 20);
+    assert_eq!(d.terminate(), Some(0));
 }

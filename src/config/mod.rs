@@ -68,6 +68,9 @@ pub struct KafkaConfig {
     pub reports_topic: String,
     #[serde(default = "default_dlq_topic")]
     pub dlq_topic: String,
+    /// Where MO messages (replies from recipients) are published.
+    #[serde(default = "default_inbound_topic")]
+    pub inbound_topic: String,
     /// A consumer silent for this long is dropped from the group and its partitions move.
     #[serde(default = "default_session_timeout", with = "humantime_serde")]
     pub session_timeout: Duration,
@@ -98,6 +101,9 @@ fn default_reports_topic() -> String {
 }
 fn default_dlq_topic() -> String {
     "sendgate.jobs.dlq".into()
+}
+fn default_inbound_topic() -> String {
+    "sendgate.inbound".into()
 }
 fn default_session_timeout() -> Duration {
     Duration::from_secs(10)

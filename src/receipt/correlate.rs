@@ -8,8 +8,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
+use super::inbound::InboundOut;
 use super::opt_out::StopReplies;
 use super::{InboundReceipt, ProviderEvent};
 use crate::clock::Clock;
@@ -52,6 +53,8 @@ pub struct Correlator {
     pub reporter: Arc<Reporter>,
     /// Inbound messages that say STOP become opt-outs.
     pub stop_replies: Arc<StopReplies>,
+    /// Where every inbound message is recorded.
+    pub inbound: Arc<InboundOut>,
 }
 
 impl Correlator {
@@ -71,12 +74,15 @@ impl Correlator {
                         ProviderEvent::Receipt(r) => Some(r),
                         ProviderEvent::Inbound(m) => {
                             metrics::counter!(telemetry::RECEIPTS_TOTAL, "provider" => m.provider.to_string(), "outcome" => "mo").increment(1);
-                            info!(provider = %m.provider, "inbound message received");
                             inbound.push(m);
                             None
                         }
                     }).map(|r| (Instant::now(), r)).collect();
                     self.stop_replies.handle(&inbound).await;
+                    self.inbound.record(&inbound, &self.stop_replies, self.clock.now()).await;
+                    for m in &inbound {
+                        m.ack.done();
+                    }
                     self.handle(receipts, &mut early, &mut publishing).await;
                 }
                 _ = tick.tick(), if !early.is_empty() => {

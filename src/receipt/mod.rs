@@ -1,6 +1,7 @@
 //! Receipts: what providers say happened after they took a message, turned into final reports.
 
 pub mod correlate;
+pub mod inbound;
 pub mod opt_out;
 
 use std::sync::{Arc, Mutex};
@@ -64,6 +65,9 @@ pub struct InboundMessage {
     pub from: String,
     pub to: String,
     pub text: String,
+    /// Told once the message is recorded ([`inbound::InboundOut`]); as with receipts, the
+    /// SMSC gets its `deliver_sm_resp` only then.
+    pub ack: ReceiptAck,
 }
 
 /// What providers push towards the correlator.

@@ -60,7 +60,7 @@ impl StopReplies {
     }
 
     /// The tenant whose list a reply sent to `destination` goes on.
-    fn tenant_for(&self, destination: &str) -> Option<&str> {
+    pub fn tenant_for(&self, destination: &str) -> Option<&str> {
         self.senders.get(destination.trim().trim_start_matches('+')).or(self.default_tenant.as_ref()).map(String::as_str)
     }
 
@@ -159,7 +159,7 @@ mod tests {
     }
 
     fn mo(from: &str, to: &str, text: &str) -> InboundMessage {
-        InboundMessage { provider: "p".into(), from: from.into(), to: to.into(), text: text.into() }
+        InboundMessage { provider: "p".into(), from: from.into(), to: to.into(), text: text.into(), ack: Default::default() }
     }
 
     #[tokio::test]

@@ -42,15 +42,22 @@ pub struct Topics {
     pub jobs: String,
     pub reports: String,
     pub dlq: String,
+    pub inbound: String,
 }
 
 impl Topics {
     pub fn create(partitions: u32) -> Self {
         let base = unique("t");
-        let t = Self { jobs: format!("{base}.jobs"), reports: format!("{base}.reports"), dlq: format!("{base}.dlq") };
+        let t = Self {
+            jobs: format!("{base}.jobs"),
+            reports: format!("{base}.reports"),
+            dlq: format!("{base}.dlq"),
+            inbound: format!("{base}.inbound"),
+        };
         create_topic(&t.jobs, partitions);
         create_topic(&t.reports, partitions);
         create_topic(&t.dlq, 1);
+        create_topic(&t.inbound, 1);
         t
     }
 }
@@ -285,8 +292,12 @@ group_id = "{group}"
 jobs_topic = "{jobs}"
 reports_topic = "{reports}"
 dlq_topic = "{dlq}"
+inbound_topic = "{inbound}"
 session_timeout = "6s"
 commit_interval = "200ms"
+
+[opt_out]
+default_tenant = "acme"
 
 [redis]
 url = "{redis_url}"
@@ -298,6 +309,7 @@ heartbeat_ttl = "3s"
         jobs = topics.jobs,
         reports = topics.reports,
         dlq = topics.dlq,
+        inbound = topics.inbound,
     );
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, text).unwrap();

@@ -37,12 +37,18 @@ pub(super) async fn handle(
             let mut stored = None;
             if let Some(Pdu::DeliverSm(pdu)) = cmd.pdu() {
                 if let Some(mut ev) = event(provider, id_format, pdu) {
-                    if let ProviderEvent::Receipt(r) = &mut ev {
-                        if r.outcome.is_some() {
+                    match &mut ev {
+                        ProviderEvent::Receipt(r) if r.outcome.is_some() => {
                             let (ack, rx) = ReceiptAck::pair();
                             r.ack = ack;
                             stored = Some(rx);
                         }
+                        ProviderEvent::Inbound(m) => {
+                            let (ack, rx) = ReceiptAck::pair();
+                            m.ack = ack;
+                            stored = Some(rx);
+                        }
+                        ProviderEvent::Receipt(_) => {}
                     }
                     let _ = events_tx.send(ev).await;
                 }
@@ -59,9 +65,8 @@ pub(super) async fn handle(
 /// What a `deliver_sm` means for the rest of the gateway. A receipt's message id is put in the
 /// provider's canonical form ([`ids`]), the form the submit side stored its mapping under.
 ///
-/// MO messages go to the correlator as [`ProviderEvent::Inbound`]; what it does with them
-/// (today: count and log; later: opt-out keywords into the store) is its business, not the
-/// bind's. The bind's part, the acknowledgement, is done either way.
+/// MO messages go to the correlator as [`ProviderEvent::Inbound`], which records them and
+/// acts on stop words; the bind acknowledges them once they are recorded.
 pub(super) fn event(provider: &Arc<str>, id_format: SmppReceiptIdFormat, pdu: &rusmpp::pdus::DeliverSm) -> Option<ProviderEvent> {
     match receipt::parse_deliver_sm(pdu) {
         Ok(Inbound::Receipt(r)) => Some(ProviderEvent::Receipt(InboundReceipt {
@@ -72,7 +77,7 @@ pub(super) fn event(provider: &Arc<str>, id_format: SmppReceiptIdFormat, pdu: &r
             ack: ReceiptAck::default(),
         })),
         Ok(Inbound::Mo { source, destination, text }) => {
-            Some(ProviderEvent::Inbound(InboundMessage { provider: provider.clone(), from: source, to: destination, text }))
+            Some(ProviderEvent::Inbound(InboundMessage { provider: provider.clone(), from: source, to: destination, text, ack: ReceiptAck::default() }))
         }
         Err(e) => {
             warn!(provider = %provider, error = %e, "deliver_sm not understood; acknowledged and dropped");

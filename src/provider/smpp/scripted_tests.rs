@@ -155,12 +155,17 @@ async fn mo_messages_and_unreadable_deliver_sm_are_acknowledged() {
     });
     let (tx, mut rx) = mpsc::channel(16);
     let p = SmppProvider::start("p", smpp_config(&addr, ""), addr.clone(), tx, Arc::new(SystemClock));
+    let m = match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.expect("the MO is handed on") {
+        Some(ProviderEvent::Inbound(m)) => m,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!((m.from.as_str(), m.to.as_str(), m.text.as_str()), ("4915100000001", "ACME", "STOP"));
+    // Not recorded yet: nothing is acknowledged (acks go in arrival order, the MO first).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!smsc.is_finished(), "acknowledged before it was recorded");
+    m.ack.done();
     let acked = tokio::time::timeout(Duration::from_secs(5), smsc).await.expect("both acknowledged").unwrap();
     assert_eq!(acked, [(1001, CommandStatus::EsmeRok), (1002, CommandStatus::EsmeRok)]);
-    match rx.recv().await {
-        Some(ProviderEvent::Inbound(m)) => assert_eq!((m.from.as_str(), m.to.as_str(), m.text.as_str()), ("4915100000001", "ACME", "STOP")),
-        other => panic!("{other:?}"),
-    }
     assert!(rx.try_recv().is_err(), "the unreadable receipt is dropped, not passed on");
     p.shutdown().await;
 }
