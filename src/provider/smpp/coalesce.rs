@@ -119,21 +119,16 @@ async fn write_out<S: AsyncWrite>(mut write: WriteHalf<S>, shared: Arc<Shared>) 
             }
             seen = now;
         }
-        let next = std::future::poll_fn(|cx| {
-            shared.writer.register(cx.waker());
+        // Only this task empties the buffer: what woke it above is still there.
+        let next = {
             let mut st = shared.lock();
-            if !st.buf.is_empty() {
+            if st.buf.is_empty() {
+                Next::Close
+            } else {
                 std::mem::swap(&mut st.buf, &mut out);
-                return Poll::Ready(Next::Write {
-                    closing: st.closing,
-                });
+                Next::Write { closing: st.closing }
             }
-            if st.closing {
-                return Poll::Ready(Next::Close);
-            }
-            Poll::Pending
-        })
-        .await;
+        };
         // The buffer is empty again: a connection task waiting for room may go on while this
         // write is under way.
         shared.room.wake();

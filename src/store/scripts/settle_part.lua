@@ -7,6 +7,13 @@
 -- so a crash between this script and the report cannot lose the final.
 local job_prefix, confirm_by, msg_prefix = ARGV[1], ARGV[2], ARGV[3]
 
+-- Marks the job decided and due for re-emitting until finish_sent confirms its final.
+local function final(key, id, outcome, json)
+  redis.call('HSET', key, 'fin', outcome)
+  redis.call('ZADD', KEYS[1], confirm_by, id)
+  return 'f', json
+end
+
 -- The job's state once its last part is in (or one failed): final now, pending, unmatched.
 local function decide(key, id, outcome)
   local h = redis.call('HMGET', key, 'j', 'fin')
@@ -15,9 +22,7 @@ local function decide(key, id, outcome)
   elseif h[2] then
     return 'p', ''
   end
-  redis.call('HSET', key, 'fin', outcome)
-  redis.call('ZADD', KEYS[1], confirm_by, id)
-  return 'f', h[1]
+  return final(key, id, outcome, h[1])
 end
 
 -- A job tracked by an older version counts delivered parts up in `ok` against `n`.
@@ -32,9 +37,7 @@ local function settle_counted_up(key, id, outcome)
   if outcome == 'delivered' and parts ~= nil and redis.call('HINCRBY', key, 'ok', 1) < parts then
     return 'p', ''
   end
-  redis.call('HSET', key, 'fin', outcome)
-  redis.call('ZADD', KEYS[1], confirm_by, id)
-  return 'f', h[1]
+  return final(key, id, outcome, h[1])
 end
 
 local out = {}
