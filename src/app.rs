@@ -159,7 +159,7 @@ impl App {
         let mut rest_tasks = Vec::new();
         let stop_replies = Arc::new(StopReplies::new(&cfg.opt_out, store.clone()));
         let inbound = Arc::new(match (&cfg.kafka, &producer) {
-            (Some(k), Some(p)) => InboundOut::Kafka { producer: p.clone(), topic: k.inbound_topic.clone() },
+            (Some(k), Some(p)) => InboundOut::Kafka { producer: p.clone(), topic: k.inbound_topic.clone(), timeout: k.inbound_timeout },
             _ => InboundOut::Log,
         });
         rest_tasks.push(tokio::spawn(

@@ -396,3 +396,38 @@ async fn mo_messages_are_published_to_the_inbound_topic() {
     assert_eq!(senders.len(), 20);
     assert_eq!(d.terminate(), Some(0));
 }
+
+/// An inbound topic the broker will not take costs the MO records (logged and counted instead,
+/// after `kafka.inbound_timeout`), never the receipts behind them. (Tansu creates a missing
+/// topic on first use, so the stand-in here is a name no broker accepts.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_inbound_topic_does_not_hold_up_receipts() {
+    let w = World::new(2).await;
+    let cfg = w.config("gw-nomo", &env("SENDGATE_TEST_REDIS_URL"));
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let missing = format!("{} is not a topic name!", unique("bad"));
+    let text = text
+        .replace(&format!("inbound_topic = \"{}\"", w.topics.inbound), &format!("inbound_topic = \"{missing}\"\ninbound_timeout = \"2s\""));
+    assert!(text.contains(&missing));
+    std::fs::write(&cfg, text).unwrap();
+    let d = Daemon::start(&cfg, w.dir.path().join("gw-nomo.log"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while d.ready().await != 200 {
+        assert!(std::time::Instant::now() < deadline, "the daemon never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for i in 0..5 {
+        assert!(w.sim.send_mo(&format!("+4915100{i:05}"), "4930123456", "hello"), "no bound session for MO {i}");
+    }
+    let ids = w.produce_jobs("nomo", 300, json!({})).await;
+    let finals = w.reports.wait_finals(ids.len(), Duration::from_secs(120)).await;
+    w.assert_exactly_once(&ids, &finals);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while d.metric("sendgate_inbound_unpublished_total").await < 5.0 {
+        assert!(std::time::Instant::now() < deadline, "MO records never given up on: {}", d.log_text());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(d.metric("sendgate_inbound_unpublished_total").await, 5.0);
+    assert!(d.log_text().contains("inbound message not published in time"));
+    assert_eq!(d.terminate(), Some(0));
+}

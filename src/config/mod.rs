@@ -71,6 +71,10 @@ pub struct KafkaConfig {
     /// Where MO messages (replies from recipients) are published.
     #[serde(default = "default_inbound_topic")]
     pub inbound_topic: String,
+    /// How long MO messages are offered to the broker before they are logged instead: a
+    /// missing or forbidden inbound topic must not hold up the receipts behind them.
+    #[serde(default = "default_inbound_timeout", with = "humantime_serde")]
+    pub inbound_timeout: Duration,
     /// A consumer silent for this long is dropped from the group and its partitions move.
     #[serde(default = "default_session_timeout", with = "humantime_serde")]
     pub session_timeout: Duration,
@@ -104,6 +108,9 @@ fn default_dlq_topic() -> String {
 }
 fn default_inbound_topic() -> String {
     "sendgate.inbound".into()
+}
+fn default_inbound_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 fn default_session_timeout() -> Duration {
     Duration::from_secs(10)

@@ -7,13 +7,16 @@
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tracing::info;
+use tracing::{error, info};
 
 use super::opt_out::StopReplies;
 use super::InboundMessage;
 use crate::sink::kafka::{KafkaProducer, Record};
+use crate::telemetry;
 
 #[derive(Debug, Serialize)]
 struct InboundRecord<'a> {
@@ -27,14 +30,17 @@ struct InboundRecord<'a> {
 
 /// Where MO messages go.
 pub enum InboundOut {
-    Kafka { producer: Arc<KafkaProducer>, topic: String },
+    /// Offered to the broker for at most `timeout`, then logged instead (and counted).
+    Kafka { producer: Arc<KafkaProducer>, topic: String, timeout: Duration },
     /// `sendgate dev`: one log line each.
     Log,
 }
 
 impl InboundOut {
-    /// Records a batch; resolves once it is durable (the broker confirmed every record, which
-    /// `KafkaProducer::send_all` retries until it does). Each message's ack is left to the caller.
+    /// Records a batch; resolves once the broker confirmed every record, or once `timeout`
+    /// passed and they were logged instead: MO messages share the correlator with receipts,
+    /// and a topic that does not exist must not stall every receipt behind them. Each
+    /// message's ack is left to the caller.
     pub async fn record(&self, messages: &[InboundMessage], owners: &StopReplies, received_at: DateTime<Utc>) {
         if messages.is_empty() {
             return;
@@ -44,14 +50,19 @@ impl InboundOut {
             .map(|m| InboundRecord { provider: &m.provider, from: &m.from, to: &m.to, text: &m.text, tenant: owners.tenant_for(&m.to), received_at })
             .collect();
         match self {
-            Self::Kafka { producer, topic } => {
+            Self::Kafka { producer, topic, timeout } => {
                 let payloads: Vec<Vec<u8>> = records.iter().map(|r| serde_json::to_vec(r).expect("an inbound record serializes")).collect();
                 let out: Vec<Record> = records
                     .iter()
                     .zip(&payloads)
                     .map(|(r, payload)| Record { topic, key: r.from.as_bytes(), payload, headers: &[] })
                     .collect();
-                producer.send_all(&out).await;
+                if tokio::time::timeout(*timeout, producer.send_all(&out)).await.is_err() {
+                    metrics::counter!(telemetry::INBOUND_UNPUBLISHED_TOTAL).increment(records.len() as u64);
+                    for r in &records {
+                        error!(topic = %topic, provider = %r.provider, from = %r.from, to = %r.to, tenant = ?r.tenant, text = %r.text, "inbound message not published in time; logged here instead");
+                    }
+                }
             }
             Self::Log => {
                 for r in &records {
