@@ -6,7 +6,6 @@
 //! (`opt_out.senders`, else `opt_out.default_tenant`), or null.
 
 use std::sync::Arc;
-
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
