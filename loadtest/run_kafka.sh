@@ -16,6 +16,10 @@ cargo build --release --bin sendgate --example kafka_load
 cleanup() { scripts/services stop --dir "$SERVICES_DIR" || true; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+# A fresh Redis each run: otherwise the keys of the last runs (job histories live for an hour)
+# are loaded back from the AOF and each run measures a bigger dataset than the one before.
+scripts/services stop --dir "$SERVICES_DIR" >/dev/null 2>&1 || true
+rm -rf "$SERVICES_DIR/redis"
 scripts/services start --dir "$SERVICES_DIR"
 eval "$(scripts/services env --dir "$SERVICES_DIR")"
 
