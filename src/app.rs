@@ -158,9 +158,13 @@ impl App {
         let stop_rest = CancellationToken::new();
         let mut rest_tasks = Vec::new();
         let stop_replies = Arc::new(StopReplies::new(&cfg.opt_out, store.clone()));
-        let inbound = Arc::new(match (&cfg.kafka, &producer) {
-            (Some(k), Some(p)) => InboundOut::Kafka { producer: p.clone(), topic: k.inbound_topic.clone(), timeout: k.inbound_timeout },
-            _ => InboundOut::Log,
+        let inbound = Arc::new(match &cfg.kafka {
+            Some(k) => InboundOut::Kafka {
+                producer: KafkaProducer::with_message_timeout(k, Some(k.inbound_timeout)).context("kafka (inbound)")?,
+                topic: k.inbound_topic.clone(),
+                timeout: k.inbound_timeout,
+            },
+            None => InboundOut::Log,
         });
         rest_tasks.push(tokio::spawn(
             Correlator { clock: clock.clone(), store: store.clone(), reporter: reporter.clone(), stop_replies, inbound }.run(events_rx),

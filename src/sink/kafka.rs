@@ -24,6 +24,13 @@ pub struct KafkaProducer {
 
 impl KafkaProducer {
     pub fn new(cfg: &KafkaConfig) -> Result<Arc<Self>, SinkError> {
+        Self::with_message_timeout(cfg, None)
+    }
+
+    /// A producer whose records expire in librdkafka after `timeout` (`None`: never, as for
+    /// reports, which are retried until confirmed). MO records use one that expires: a
+    /// record for a topic the broker never takes would otherwise hold its queue slot for good.
+    pub fn with_message_timeout(cfg: &KafkaConfig, timeout: Option<Duration>) -> Result<Arc<Self>, SinkError> {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &cfg.brokers)
             .set("enable.idempotence", "true")
@@ -32,7 +39,7 @@ impl KafkaProducer {
             .set("queue.buffering.max.messages", cfg.producer_max_in_flight.to_string())
             // A DLQ record copies the original whatever its size; jobs are tiny otherwise.
             .set("message.max.bytes", (64 * 1024 * 1024).to_string())
-            .set("message.timeout.ms", "0");
+            .set("message.timeout.ms", timeout.map_or(0, |t| t.as_millis().max(1)).to_string());
         for (k, v) in &cfg.producer {
             c.set(k, v);
         }
