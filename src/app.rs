@@ -139,6 +139,7 @@ impl App {
                 batch_size: cfg.pipeline.batch_size,
                 // Not in the chain: it needs the routed provider. See policy::rate_limit.
                 rate_limit: Arc::new(RateLimit::new(store.clone(), cfg.rate_limits.clone())),
+                claim_ttl: cfg.pipeline.dedup_ttl,
             },
             intake_rx,
         )));
@@ -150,6 +151,7 @@ impl App {
                 router: router.clone(),
                 retry_backoff: cfg.pipeline.retry_backoff,
                 mapping_slack: Duration::from_secs(3600),
+                claim_ttl: cfg.pipeline.dedup_ttl,
             },
             completions_rx,
         )));
@@ -180,6 +182,7 @@ impl App {
                 tick: cfg.pipeline.scheduler_tick,
                 lease: cfg.pipeline.scheduler_lease,
                 batch: cfg.pipeline.batch_size,
+                claim_ttl: cfg.pipeline.dedup_ttl,
             }
             .run(stop_intake.clone()),
         ));

@@ -17,6 +17,8 @@
 //! - [`sink`]: where report events go (JSONL stdout/file, or Kafka).
 //! - [`store`]: the shared-state trait, in memory (`sendgate dev`) or in Redis.
 //! - [`clock`]: time as a dependency, so tests control it.
+//! - [`failpoint`]: named crash and error points for tests (cargo feature `failpoints`).
+//! - [`retry`]: the one retry-with-backoff helper, for calls that guard a decision.
 //! - [`telemetry`]: metric names, `/metrics`.
 //! - [`smsc_sim`]: the SMPP server behind `sendgate smsc-sim`.
 //! - [`app`]: builds everything from `Config`, spawns tasks, shuts down in order.
@@ -24,12 +26,14 @@
 pub mod app;
 pub mod clock;
 pub mod config;
+pub mod failpoint;
 pub mod job;
 pub mod pipeline;
 pub mod policy;
 pub mod provider;
 pub mod receipt;
 pub mod report;
+pub mod retry;
 pub mod route;
 pub mod scheduler;
 pub mod sink;

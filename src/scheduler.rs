@@ -10,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
 use crate::clock::Clock;
-use crate::pipeline::Intake;
-use crate::store::Store;
+use crate::pipeline::{Intake, Origin};
+use crate::store::{DueKind, Store};
 
 pub struct Scheduler {
     pub clock: Arc<dyn Clock>,
@@ -20,6 +20,8 @@ pub struct Scheduler {
     pub tick: Duration,
     pub lease: Duration,
     pub batch: usize,
+    /// How long a claim taken back here is kept (`pipeline.dedup_ttl`).
+    pub claim_ttl: Duration,
 }
 
 impl Scheduler {
@@ -38,7 +40,7 @@ impl Scheduler {
                 continue;
             }
             let now = self.clock.now();
-            let claimed = match self.store.claim_due(now, limit, self.lease).await {
+            let claimed = match self.store.claim_due(now, limit, self.lease, self.claim_ttl).await {
                 Ok(c) => c,
                 Err(e) => {
                     warn!(error = %e, "cannot claim due jobs");
@@ -50,13 +52,13 @@ impl Scheduler {
                     Ok(j) => j,
                     Err(e) => {
                         // Written by us, so this is a bug; drop the entry rather than loop on it.
-                        error!(job_id = %c.id, error = %e, "scheduled entry does not parse; dropped");
-                        let _ = self.store.finish_scheduled(&[(c.id, c.lease)]).await;
+                        error!(entry = %c.entry, error = %e, "scheduled entry does not parse; dropped");
+                        let _ = self.store.finish_scheduled(&[(c.entry, c.lease)]).await;
                         continue;
                     }
                 };
                 let store = self.store.clone();
-                let (id, lease) = (c.id, c.lease);
+                let (id, lease) = (c.entry, c.lease);
                 let finish = {
                     Box::new(move || {
                         tokio::spawn(async move {
@@ -67,7 +69,12 @@ impl Scheduler {
                     }) as Box<dyn FnOnce() + Send>
                 };
                 // A job parked as Busy has its claim checked again; others are ours already.
-                if self.intake.submit(job, !c.recheck, Some(finish)).await.is_err() {
+                let origin = match (c.kind, c.token) {
+                    (DueKind::Resumed, Some(token)) => Origin::Resumed { token, src: c.src },
+                    (DueKind::Orphaned, Some(token)) => Origin::Orphaned { token, src: c.src },
+                    (_, _) => Origin::Record { src: c.src },
+                };
+                if self.intake.submit(job, origin, Some(finish)).await.is_err() {
                     return;
                 }
             }

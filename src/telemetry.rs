@@ -87,6 +87,13 @@ impl<K> IntoIterator for Tally<K> {
 pub const INBOUND_UNPUBLISHED_TOTAL: &str = "sendgate_inbound_unpublished_total";
 /// Requests the Redis store sent (a script or a pipeline is one round trip).
 pub const REDIS_REQUESTS_TOTAL: &str = "sendgate_redis_requests_total";
+/// Failed store or sink calls tried again by `retry::until_ok`, by `op`.
+pub const RETRIES_TOTAL: &str = "sendgate_retries_total";
+/// Jobs this instance dropped because another claim holds them now (it stalled past its
+/// heartbeat and was taken over), by `step` (`submit`, `track`, `park`, `final`).
+pub const JOBS_FENCED_TOTAL: &str = "sendgate_jobs_fenced_total";
+/// Records read again (a crash or a rebalance re-delivered them) that needed no event.
+pub const JOBS_REPLAYED_TOTAL: &str = "sendgate_jobs_replayed_total";
 
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 

@@ -101,7 +101,11 @@ impl World {
             let _ = stop.send(());
         }
         let client = redis::Client::open(env("SENDGATE_TEST_REDIS_URL")).unwrap();
-        let mut c = client.get_multiplexed_async_connection().await.unwrap();
+        // KEYS walks every key of the shared Redis (other tests leave hundreds of thousands
+        // behind until their TTLs): far past the client's default 500 ms reply timeout on a
+        // busy machine.
+        let slow = redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(60)));
+        let mut c = client.get_multiplexed_async_connection_with_config(&slow).await.unwrap();
         let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}*", self.prefix)).query_async(&mut c).await.unwrap();
         for chunk in keys.chunks(500) {
             let _: i64 = redis::cmd("DEL").arg(chunk).query_async(&mut c).await.unwrap();

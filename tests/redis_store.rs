@@ -10,7 +10,9 @@ use chrono::{DateTime, TimeZone, Utc};
 use redis::aio::MultiplexedConnection;
 use sendgate::config::RedisConfig;
 use sendgate::report::{EventKind, Report};
-use sendgate::store::{Claim, PartOutcome, RateLease, RedisStore, ScheduledJob, SentJob, Settled, Store, StoreError};
+use sendgate::store::{
+    mint_token, Claim, ClaimReq, DueKind, PartOutcome, RateLease, RedisStore, ScheduledJob, SentJob, Settled, Store, StoreError,
+};
 
 const TTL: Duration = Duration::from_secs(60);
 const LEASE: Duration = Duration::from_secs(30);
@@ -30,7 +32,10 @@ struct Space {
 impl Space {
     async fn new() -> Self {
         let client = redis::Client::open(url()).expect("SENDGATE_TEST_REDIS_URL is not a redis url");
-        let raw = client.get_multiplexed_async_connection().await.expect("test redis unreachable");
+        // `cleanup` runs KEYS over the whole shared Redis: far past the default 500 ms reply
+        // timeout on a busy machine.
+        let slow = redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(60)));
+        let raw = client.get_multiplexed_async_connection_with_config(&slow).await.expect("test redis unreachable");
         Self { prefix: format!("sgtest:{:016x}:", rand::random::<u64>()), raw }
     }
 
@@ -75,9 +80,6 @@ fn t(s: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_800_000_000 + s, 0).unwrap()
 }
 
-fn sched(id: &str, due: DateTime<Utc>, recheck: bool) -> ScheduledJob {
-    ScheduledJob { id: id.into(), due, payload: format!(r#"{{"id":"{id}"}}"#), recheck }
-}
 
 fn sent(id: &str, parts: &[&str]) -> SentJob {
     SentJob {
@@ -92,21 +94,48 @@ fn sent(id: &str, parts: &[&str]) -> SentJob {
     }
 }
 
+/// Claims, tracks as sent and records `accepted` for each job (what the pipeline does before
+/// receipts can end a job), under fresh tokens.
+async fn track(st: &RedisStore, jobs: &[(SentJob, DateTime<Utc>)]) {
+    let ids: Vec<&str> = jobs.iter().map(|(j, _)| j.job_id.as_str()).collect();
+    let (_, tokens) = claim_from(st, &ids.iter().map(|id| (*id, None)).collect::<Vec<_>>()).await;
+    let with: Vec<(SentJob, DateTime<Utc>, String)> = jobs.iter().cloned().zip(tokens).map(|((j, d), t)| (j, d, t)).collect();
+    assert!(st.track_sent(&with, TTL).await.unwrap().iter().all(|t| *t));
+    let accepted: Vec<Report> = ids.iter().map(|id| report(id, EventKind::Accepted)).collect();
+    st.record_events(&accepted, TTL).await.unwrap();
+}
+
 fn report(id: &str, event: EventKind) -> Report {
     Report::from_parts(id, "t", "sms", "+4915112345678", &BTreeMap::new(), event, Utc::now())
 }
 
+/// Claims `ids` as records read for the first time over HTTP: each its own token, no source.
+async fn claim(st: &RedisStore, ids: &[&str]) -> Vec<Claim> {
+    claim_from(st, &ids.iter().map(|id| (*id, None)).collect::<Vec<_>>()).await.0
+}
+
+/// Claims `(id, record)` pairs, each under a fresh token; returns the answers and the tokens.
+async fn claim_from(st: &RedisStore, reqs: &[(&str, Option<&str>)]) -> (Vec<Claim>, Vec<String>) {
+    let tokens: Vec<String> = reqs.iter().map(|_| mint_token(st.owner())).collect();
+    let r: Vec<ClaimReq> = reqs.iter().zip(&tokens).map(|((id, src), token)| ClaimReq { id, token, src: *src }).collect();
+    (st.claim_ids(&r, TTL).await.unwrap(), tokens)
+}
+
 #[tokio::test]
-async fn claims_are_first_come_even_within_one_batch() {
+async fn claims_are_first_come_even_within_one_batch_and_a_retried_claim_is_ours() {
     let s = Space::new().await;
     let (a, b) = s.two().await;
-    assert_eq!(a.claim_ids(&["x", "y", "x"], TTL).await.unwrap(), [Claim::New, Claim::New, Claim::Duplicate]);
-    assert_eq!(a.claim_ids(&["y", "z"], TTL).await.unwrap(), [Claim::Duplicate, Claim::New]);
+    let (got, tokens) = claim_from(&a, &[("x", Some("t/0/1")), ("y", None), ("x", Some("t/0/9"))]).await;
+    assert_eq!(got, [Claim::New, Claim::New, Claim::Duplicate]);
+    assert_eq!(claim(&a, &["y", "z"]).await, [Claim::Duplicate, Claim::New]);
     assert!(b.claim_ids(&[], TTL).await.unwrap().is_empty());
+    // The same token again (a chain step retried after a store error): still ours.
+    let again = a.claim_ids(&[ClaimReq { id: "x", token: &tokens[0], src: Some("t/0/1") }], TTL).await.unwrap();
+    assert_eq!(again, [Claim::New]);
     let pttl = s.pttl("job:x").await;
     assert!(pttl > 50_000 && pttl <= 60_000, "claim TTL, got {pttl}");
-    // Only existing claims are marked: a stray id must not leave a key without a TTL behind.
-    a.mark_submitting(&["x", "nope"]).await.unwrap();
+    // Only existing claims under the right token are marked; a stray id leaves no key behind.
+    assert_eq!(a.mark_submitting(&[("x", &tokens[2]), ("x", &tokens[0]), ("nope", &tokens[0])]).await.unwrap(), [false, true, false]);
     assert_eq!(s.job_state("x").await.as_deref(), Some("submitting"));
     assert_eq!(s.cmd::<i64>(&["EXISTS", &s.key("job:nope")]).await, 0);
     a.ping().await.unwrap();
@@ -114,15 +143,25 @@ async fn claims_are_first_come_even_within_one_batch() {
 }
 
 #[tokio::test]
-async fn a_live_owner_makes_others_wait_and_its_shutdown_hands_over_at_once() {
+async fn the_same_record_read_again_is_busy_while_its_owner_lives_and_a_replay_once_durable() {
     let s = Space::new().await;
     let (a, b) = s.two().await;
-    assert_eq!(a.claim_ids(&["x"], TTL).await.unwrap(), [Claim::New]);
-    assert_eq!(b.claim_ids(&["x"], TTL).await.unwrap(), [Claim::Busy]);
+    let (_, ta) = claim_from(&a, &[("x", Some("jobs/0/7")), ("y", Some("jobs/0/8"))]).await;
+    // b re-reads the same records after a rebalance while a is still on them.
+    assert_eq!(claim_from(&b, &[("x", Some("jobs/0/7")), ("y", Some("jobs/0/8"))]).await.0, [Claim::Busy, Claim::Busy]);
+    // A second record with the same id is a duplicate at once, whoever holds the first.
+    assert_eq!(claim_from(&b, &[("x", Some("jobs/3/1"))]).await.0, [Claim::Duplicate]);
+    // a parks x (durable): the same record again is nothing at all.
+    let parked = ScheduledJob { id: "x".into(), token: ta[0].clone(), src: Some("jobs/0/7".into()), due: t(10), payload: "{}".into(), recheck: false };
+    assert_eq!(a.schedule(&[parked], TTL).await.unwrap(), [true]);
+    assert_eq!(claim_from(&b, &[("x", Some("jobs/0/7"))]).await.0, [Claim::Replay]);
+    // a stops: y (claimed, nothing sent) is taken over by whoever reads its record again.
     a.shutdown().await;
-    assert_eq!(s.cmd::<i64>(&["EXISTS", &s.key("alive:a")]).await, 0);
-    assert_eq!(b.claim_ids(&["x", "x"], TTL).await.unwrap(), [Claim::New, Claim::Duplicate], "taken over");
-    assert_eq!(b.claim_ids(&["x"], TTL).await.unwrap(), [Claim::Duplicate]);
+    let (got, tb) = claim_from(&b, &[("y", Some("jobs/0/8"))]).await;
+    assert_eq!(got, [Claim::New], "taken over");
+    // ...and the old owner's token no longer acts on it.
+    assert_eq!(a.mark_submitting(&[("y", &ta[1])]).await.unwrap(), [false]);
+    assert_eq!(b.mark_submitting(&[("y", &tb[0])]).await.unwrap(), [true]);
     s.cleanup().await;
 }
 
@@ -131,14 +170,15 @@ async fn a_dropped_instance_stops_beating_and_its_claims_move_when_the_heartbeat
     let s = Space::new().await;
     let a = s.instance("a", Duration::from_secs(1)).await;
     let b = s.instance("b", Duration::from_secs(30)).await;
-    assert_eq!(a.claim_ids(&["x"], TTL).await.unwrap(), [Claim::New]);
+    let rec = [("x", Some("jobs/1/1"))];
+    assert_eq!(claim_from(&a, &rec).await.0, [Claim::New]);
     // Longer than the TTL: only the running heartbeat can have kept it alive.
     tokio::time::sleep(Duration::from_millis(1300)).await;
-    assert_eq!(b.claim_ids(&["x"], TTL).await.unwrap(), [Claim::Busy], "alive while beating");
+    assert_eq!(claim_from(&b, &rec).await.0, [Claim::Busy], "alive while beating");
     drop(a);
-    assert_eq!(b.claim_ids(&["x"], TTL).await.unwrap(), [Claim::Busy], "alive until the TTL lapses");
+    assert_eq!(claim_from(&b, &rec).await.0, [Claim::Busy], "alive until the TTL lapses");
     tokio::time::sleep(Duration::from_millis(1300)).await;
-    assert_eq!(b.claim_ids(&["x"], TTL).await.unwrap(), [Claim::New], "heartbeat stopped with the store");
+    assert_eq!(claim_from(&b, &rec).await.0, [Claim::New], "heartbeat stopped with the store");
     s.cleanup().await;
 }
 
@@ -147,15 +187,23 @@ async fn a_claim_whose_owner_died_while_submitting_is_orphaned_once() {
     let s = Space::new().await;
     let (a, b) = s.two().await;
     let c = s.instance("c", Duration::from_secs(30)).await;
-    assert_eq!(a.claim_ids(&["x", "y"], TTL).await.unwrap(), [Claim::New, Claim::New]);
-    a.mark_submitting(&["x"]).await.unwrap();
+    let recs = [("x", Some("jobs/0/1")), ("y", Some("jobs/0/2"))];
+    let (_, ta) = claim_from(&a, &recs).await;
+    assert_eq!(a.mark_submitting(&[("x", &ta[0])]).await.unwrap(), [true]);
     a.shutdown().await;
-    assert_eq!(b.claim_ids(&["x", "y"], TTL).await.unwrap(), [Claim::Orphaned, Claim::New]);
+    let (got, tb) = claim_from(&b, &recs).await;
+    assert_eq!(got, [Claim::Orphaned, Claim::New]);
+    // Asked again under b's token (a retried step): still orphaned, not a send.
+    let again = b.claim_ids(&[ClaimReq { id: "x", token: &tb[0], src: Some("jobs/0/1") }], TTL).await.unwrap();
+    assert_eq!(again, [Claim::Orphaned]);
     // b now holds it (alive): nobody else reports it too.
-    assert_eq!(c.claim_ids(&["x"], TTL).await.unwrap(), [Claim::Busy]);
+    assert_eq!(claim_from(&c, &recs[..1]).await.0, [Claim::Busy]);
+    assert_eq!(b.owns(&[("x", &tb[0])]).await.unwrap(), [true]);
     b.record_events(&[report("x", EventKind::Unknown)], TTL).await.unwrap();
     assert_eq!(s.job_state("x").await.as_deref(), Some("final"));
-    assert_eq!(c.claim_ids(&["x"], TTL).await.unwrap(), [Claim::Duplicate]);
+    assert_eq!(b.owns(&[("x", &tb[0])]).await.unwrap(), [false], "final: nobody ends it again");
+    assert_eq!(claim_from(&c, &recs[..1]).await.0, [Claim::Replay]);
+    assert_eq!(claim(&c, &["x"]).await, [Claim::Duplicate]);
     s.cleanup().await;
 }
 
@@ -164,68 +212,90 @@ async fn a_restart_under_the_same_instance_id_orphans_the_old_incarnation_at_onc
     let s = Space::new().await;
     let old = s.instance("host", Duration::from_secs(30)).await;
     let other = s.instance("other", Duration::from_secs(30)).await;
-    assert_eq!(old.claim_ids(&["x", "y"], TTL).await.unwrap(), [Claim::New, Claim::New]);
-    old.mark_submitting(&["y"]).await.unwrap();
+    let recs = [("x", Some("jobs/0/1")), ("y", Some("jobs/0/2"))];
+    let (_, t_old) = claim_from(&old, &recs).await;
+    old.mark_submitting(&[("y", &t_old[1])]).await.unwrap();
     let new = s.instance("host", Duration::from_secs(30)).await;
     assert_ne!(old.owner(), new.owner());
-    assert_eq!(new.claim_ids(&["x", "y"], TTL).await.unwrap(), [Claim::New, Claim::Orphaned]);
+    assert_eq!(claim_from(&new, &recs).await.0, [Claim::New, Claim::Orphaned]);
     // The old process shutting down late must not declare the new one dead.
     old.shutdown().await;
-    assert_eq!(other.claim_ids(&["x", "y"], TTL).await.unwrap(), [Claim::Busy, Claim::Busy]);
+    assert_eq!(claim_from(&other, &recs).await.0, [Claim::Busy, Claim::Busy]);
     s.cleanup().await;
 }
 
+fn parked(id: &str, token: &str, due: DateTime<Utc>) -> ScheduledJob {
+    ScheduledJob { id: id.into(), token: token.into(), src: Some(format!("jobs/0/{id}")), due, payload: format!(r#"{{"id":"{id}"}}"#), recheck: false }
+}
+
 #[tokio::test]
-async fn due_jobs_are_leased_and_come_back_when_the_lease_lapses() {
+async fn a_due_job_moves_its_claim_to_the_claimer_and_a_lapsed_lease_fences_the_first() {
     let s = Space::new().await;
     let (a, b) = s.two().await;
-    a.schedule(&[sched("j", t(10), false)]).await.unwrap();
-    assert!(b.claim_due(t(9), 10, LEASE).await.unwrap().is_empty(), "not due");
-    let c = b.claim_due(t(10), 10, LEASE).await.unwrap();
+    let (_, ta) = claim_from(&a, &[("j", Some("jobs/0/j"))]).await;
+    assert_eq!(a.schedule(&[parked("j", &ta[0], t(10))], TTL).await.unwrap(), [true]);
+    assert_eq!(s.job_state("j").await.as_deref(), Some("deferred"));
+    assert_eq!(a.schedule(&[parked("j", "someone/else/1", t(10))], TTL).await.unwrap(), [false], "not its claim to park");
+    assert!(b.claim_due(t(9), 10, LEASE, TTL).await.unwrap().is_empty(), "not due");
+    let c = b.claim_due(t(10), 10, LEASE, TTL).await.unwrap();
     assert_eq!(c.len(), 1);
-    assert_eq!((c[0].id.as_str(), c[0].payload.as_str(), c[0].recheck), ("j", r#"{"id":"j"}"#, false));
-    assert!(a.claim_due(t(20), 10, LEASE).await.unwrap().is_empty(), "leased");
-    let again = a.claim_due(t(41), 10, LEASE).await.unwrap();
-    assert_eq!(again.len(), 1, "lease lapsed");
-    assert_ne!(again[0].lease, c[0].lease);
-    // The first, stale lease cannot finish it; the current one can.
+    assert_eq!((c[0].entry.as_str(), c[0].payload.as_str(), c[0].kind, c[0].src.as_deref()), ("j", r#"{"id":"j"}"#, DueKind::Resumed, Some("jobs/0/j")));
+    let tb = c[0].token.clone().unwrap();
+    assert_eq!(s.job_state("j").await.as_deref(), Some("claimed"));
+    assert!(a.claim_due(t(20), 10, LEASE, TTL).await.unwrap().is_empty(), "leased");
+    // b is alive and on it: a lapsed lease brings it back to nobody while b holds the claim.
+    assert!(a.claim_due(t(41), 10, LEASE, TTL).await.unwrap().is_empty(), "its live claimer is on it");
+    // b dies before sending: the next claimer takes it over, and b's token is fenced off.
+    b.shutdown().await;
+    let again = a.claim_due(t(100), 10, LEASE, TTL).await.unwrap();
+    assert_eq!((again.len(), again[0].kind), (1, DueKind::Resumed));
+    assert_eq!(b.mark_submitting(&[("j", &tb)]).await.unwrap(), [false]);
+    let ta2 = again[0].token.clone().unwrap();
+    assert_eq!(a.mark_submitting(&[("j", &ta2)]).await.unwrap(), [true]);
+    // The stale lease cannot finish the entry; the current one can.
     b.finish_scheduled(&[("j".into(), c[0].lease)]).await.unwrap();
-    let third = a.claim_due(t(100), 10, LEASE).await.unwrap();
-    assert_eq!(third.len(), 1, "stale lease left it");
-    a.finish_scheduled(&[("j".into(), third[0].lease)]).await.unwrap();
-    assert!(a.claim_due(t(1000), 10, LEASE).await.unwrap().is_empty(), "finished");
+    assert_eq!(s.cmd::<i64>(&["HLEN", &s.key("sched:payload")]).await, 1);
+    a.finish_scheduled(&[("j".into(), again[0].lease)]).await.unwrap();
     assert_eq!(s.cmd::<i64>(&["HLEN", &s.key("sched:payload")]).await, 0);
     s.cleanup().await;
 }
 
 #[tokio::test]
-async fn rescheduling_a_claimed_job_survives_finishing_the_old_claim() {
+async fn a_due_job_whose_claimer_died_mid_submit_comes_back_orphaned_and_a_sent_one_not_at_all() {
     let s = Space::new().await;
-    let (a, _b) = s.two().await;
-    a.schedule(&[sched("j", t(0), false)]).await.unwrap();
-    let c = a.claim_due(t(0), 10, LEASE).await.unwrap();
-    a.schedule(&[sched("j", t(5), false)]).await.unwrap();
-    a.finish_scheduled(&[("j".into(), c[0].lease)]).await.unwrap();
-    assert_eq!(a.claim_due(t(5), 10, LEASE).await.unwrap().len(), 1);
+    let (a, b) = s.two().await;
+    let (_, t0) = claim_from(&a, &[("m", Some("jobs/0/m")), ("n", Some("jobs/0/n"))]).await;
+    a.schedule(&[parked("m", &t0[0], t(0)), parked("n", &t0[1], t(0))], TTL).await.unwrap();
+    let c = a.claim_due(t(0), 10, LEASE, TTL).await.unwrap();
+    let tok = |id: &str| c.iter().find(|j| j.entry == id).unwrap().token.clone().unwrap();
+    assert_eq!(a.mark_submitting(&[("m", &tok("m")), ("n", &tok("n"))]).await.unwrap(), [true, true]);
+    let deadline = Utc::now() + chrono::Duration::seconds(100);
+    assert_eq!(a.track_sent(&[(sent("n", &["n1"]), deadline, tok("n"))], TTL).await.unwrap(), [true]);
+    a.shutdown().await;
+    let back = b.claim_due(t(100), 10, LEASE, TTL).await.unwrap();
+    assert_eq!(back.iter().map(|j| (j.entry.as_str(), j.kind)).collect::<Vec<_>>(), [("m", DueKind::Orphaned)], "n was sent: dropped");
+    assert_eq!(s.job_state("m").await.as_deref(), Some("orphaned"));
+    assert_eq!(s.cmd::<i64>(&["HLEN", &s.key("sched:payload")]).await, 1);
     s.cleanup().await;
 }
 
 #[tokio::test]
-async fn the_recheck_flag_round_trips_and_only_our_parked_jobs_become_deferred() {
+async fn a_recheck_never_replaces_the_owners_deferral() {
     let s = Space::new().await;
     let (a, b) = s.two().await;
-    assert_eq!(a.claim_ids(&["mine"], TTL).await.unwrap(), [Claim::New]);
-    assert_eq!(b.claim_ids(&["theirs"], TTL).await.unwrap(), [Claim::New]);
-    assert_eq!(a.claim_ids(&["theirs"], TTL).await.unwrap(), [Claim::Busy]);
-    a.schedule(&[sched("mine", t(1), false), sched("theirs", t(2), true), sched("third", t(3), false)]).await.unwrap();
-    assert_eq!(s.job_state("mine").await.as_deref(), Some("deferred"));
+    let (_, tb) = claim_from(&b, &[("theirs", Some("jobs/0/1"))]).await;
+    let (got, ta) = claim_from(&a, &[("theirs", Some("jobs/0/1"))]).await;
+    assert_eq!(got, [Claim::Busy]);
+    let recheck = ScheduledJob { recheck: true, token: ta[0].clone(), ..parked("theirs", "", t(2)) };
+    assert_eq!(a.schedule(&[recheck], TTL).await.unwrap(), [true]);
     assert_eq!(s.job_state("theirs").await.as_deref(), Some("claimed"), "b still owns it");
-    assert_eq!(s.job_state("third").await, None, "no claim, no key without TTL");
-    assert_eq!(b.claim_ids(&["mine"], TTL).await.unwrap(), [Claim::Duplicate], "parked, not orphaned");
-    let got = a.claim_due(t(10), 2, LEASE).await.unwrap();
-    let flags: Vec<_> = got.iter().map(|c| (c.id.as_str(), c.recheck)).collect();
-    assert_eq!(flags, [("mine", false), ("theirs", true)], "due order, limit respected");
-    assert_eq!(got[1].payload, r#"{"id":"theirs"}"#);
+    // b parks its own job after a's recheck: both entries stay.
+    assert_eq!(b.schedule(&[parked("theirs", &tb[0], t(5))], TTL).await.unwrap(), [true]);
+    let got = a.claim_due(t(10), 10, LEASE, TTL).await.unwrap();
+    let kinds: Vec<_> = got.iter().map(|c| c.kind).collect();
+    assert_eq!(kinds, [DueKind::Recheck, DueKind::Resumed], "due order, each entry its own");
+    assert_eq!(got[0].payload, r#"{"id":"theirs"}"#);
+    assert_eq!(got[0].src.as_deref(), Some("jobs/0/theirs"));
     s.cleanup().await;
 }
 
@@ -233,9 +303,8 @@ async fn the_recheck_flag_round_trips_and_only_our_parked_jobs_become_deferred()
 async fn multipart_is_final_once_every_part_is_delivered_or_one_fails() {
     let s = Space::new().await;
     let (a, b) = s.two().await;
-    a.claim_ids(&["j1", "j2"], TTL).await.unwrap();
     let deadline = Utc::now() + chrono::Duration::seconds(100);
-    a.track_sent(&[(sent("j1", &["1", "2"]), deadline), (sent("j2", &["3", "4"]), deadline)], TTL).await.unwrap();
+    track(&a, &[(sent("j1", &["1", "2"]), deadline), (sent("j2", &["3", "4"]), deadline)]).await;
     assert_eq!(s.job_state("j1").await.as_deref(), Some("sent"));
     let pttl = s.pttl("msg:p:1").await;
     assert!(pttl > 150_000 && pttl <= 160_000, "mapping outlives the deadline by the ttl, got {pttl}");
@@ -262,7 +331,7 @@ async fn multipart_is_final_once_every_part_is_delivered_or_one_fails() {
     assert_eq!(back, [(sent("j1", &["1", "2"]), Some(PartOutcome::Delivered)), (sent("j2", &["3", "4"]), Some(PartOutcome::Undelivered))]);
     a.finish_sent(&["j1".into(), "j2".into()]).await.unwrap();
     // Finished jobs stay claimed: the same id again is a duplicate, on any instance.
-    assert_eq!(b.claim_ids(&["j1", "j2"], TTL).await.unwrap(), [Claim::Duplicate, Claim::Duplicate]);
+    assert_eq!(claim(&b, &["j1", "j2"]).await, [Claim::Duplicate, Claim::Duplicate]);
     assert!(a.take_overdue(deadline + chrono::Duration::seconds(1000), 10, deadline).await.unwrap().is_empty());
     let left: Vec<String> = s.cmd(&["KEYS", &format!("{}*", s.key("msg:"))]).await;
     assert!(left.is_empty(), "every part's mapping is gone: {left:?}");
@@ -277,9 +346,8 @@ async fn multipart_is_final_once_every_part_is_delivered_or_one_fails() {
 async fn parts_count_down_and_a_receipt_after_the_job_is_gone_leaves_no_key_behind() {
     let s = Space::new().await;
     let a = s.instance("a", Duration::from_secs(30)).await;
-    a.claim_ids(&["three", "one"], TTL).await.unwrap();
     let deadline = Utc::now() + chrono::Duration::seconds(100);
-    a.track_sent(&[(sent("three", &["31", "32", "33"]), deadline), (sent("one", &["11"]), deadline)], TTL).await.unwrap();
+    track(&a, &[(sent("three", &["31", "32", "33"]), deadline), (sent("one", &["11"]), deadline)]).await;
     let confirm_by = Utc::now() + chrono::Duration::seconds(30);
     // Out of order: only the last delivered part decides.
     assert_eq!(a.settle_part("p", "33", PartOutcome::Delivered, confirm_by).await.unwrap(), Settled::Pending);
@@ -303,7 +371,7 @@ async fn parts_count_down_and_a_receipt_after_the_job_is_gone_leaves_no_key_behi
 async fn a_job_tracked_by_the_previous_version_still_settles() {
     let s = Space::new().await;
     let a = s.instance("a", Duration::from_secs(30)).await;
-    a.claim_ids(&["old"], TTL).await.unwrap();
+    claim(&a, &["old"]).await;
     // What the previous track_sent.lua wrote: delivered parts counted up in `ok` against `n`.
     let job = serde_json::to_string(&sent("old", &["1", "2"])).unwrap();
     let _: i64 = s.cmd(&["HSET", &s.key("job:old"), "st", "sent", "j", &job, "n", "2", "ok", "0"]).await;
@@ -328,13 +396,15 @@ async fn a_job_tracked_by_the_previous_version_still_settles() {
 async fn overdue_jobs_are_leased_until_finished() {
     let s = Space::new().await;
     let (a, b) = s.two().await;
-    a.track_sent(&[(sent("j", &["1", "2"]), t(100)), (sent("k", &["3"]), t(200))], TTL).await.unwrap();
+    track(&a, &[(sent("j", &["1", "2"]), t(100)), (sent("k", &["3"]), t(200))]).await;
     assert!(a.take_overdue(t(99), 10, t(130)).await.unwrap().is_empty());
     assert!(a.take_overdue(t(100), 0, t(130)).await.unwrap().is_empty());
     assert_eq!(a.take_overdue(t(150), 10, t(180)).await.unwrap(), [(sent("j", &["1", "2"]), None)]);
     assert!(b.take_overdue(t(150), 10, t(180)).await.unwrap().is_empty(), "leased to a");
-    // a died without confirming: b gets it when the lease ends.
-    assert_eq!(b.take_overdue(t(180), 10, t(210)).await.unwrap(), [(sent("j", &["1", "2"]), None)]);
+    // A receipt arriving while a publishes that `unknown` finds the job decided: no second final.
+    assert_eq!(b.settle_part("p", "1", PartOutcome::Delivered, t(400)).await.unwrap(), Settled::Pending);
+    // a died without confirming: b gets it when the lease ends, decided `unknown` by a.
+    assert_eq!(b.take_overdue(t(180), 10, t(210)).await.unwrap(), [(sent("j", &["1", "2"]), Some(PartOutcome::Unknown))]);
     b.finish_sent(&["j".into()]).await.unwrap();
     assert_eq!(b.settle_part("p", "2", PartOutcome::Delivered, t(400)).await.unwrap(), Settled::Unmatched);
     for f in ["j", "n", "left"] {
@@ -360,7 +430,7 @@ async fn events_come_back_in_order_and_expire() {
     // A final report for an id with no claim (expired, say) still marks it, with a TTL.
     assert_eq!(s.job_state("j").await.as_deref(), Some("final"));
     assert!(s.pttl("job:j").await > 0);
-    assert_eq!(b.claim_ids(&["j", "other"], TTL).await.unwrap(), [Claim::Duplicate, Claim::New]);
+    assert_eq!(claim(&b, &["j", "other"]).await, [Claim::Duplicate, Claim::New]);
     a.record_events(&[report("short", EventKind::Accepted)], Duration::from_millis(100)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(250)).await;
     assert!(a.events("short").await.unwrap().is_empty(), "expired");
@@ -372,13 +442,15 @@ async fn a_thousand_claims_go_in_one_call() {
     let s = Space::new().await;
     let (a, b) = s.two().await;
     let ids: Vec<String> = (0..1000).map(|i| format!("bulk-{i}")).collect();
-    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let recs: Vec<(&str, Option<&str>)> = ids.iter().map(|id| (id.as_str(), Some(id.as_str()))).collect();
     let calls_before = evalsha_calls(&s).await;
-    let claims = a.claim_ids(&refs, TTL).await.unwrap();
+    let (claims, tokens) = claim_from(&a, &recs).await;
     assert!(claims.iter().all(|c| *c == Claim::New));
-    assert_eq!(a.claim_ids(&refs, TTL).await.unwrap(), vec![Claim::Duplicate; 1000]);
-    assert_eq!(b.claim_ids(&refs, TTL).await.unwrap(), vec![Claim::Busy; 1000]);
-    a.mark_submitting(&refs).await.unwrap();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    assert_eq!(claim(&a, &refs).await, vec![Claim::Duplicate; 1000]);
+    assert_eq!(claim_from(&b, &recs).await.0, vec![Claim::Busy; 1000]);
+    let fenced: Vec<(&str, &str)> = refs.iter().zip(&tokens).map(|(id, t)| (*id, t.as_str())).collect();
+    assert!(a.mark_submitting(&fenced).await.unwrap().iter().all(|m| *m));
     // Other tests share this Redis, so only an upper bound: a per-id call would add thousands.
     assert!(evalsha_calls(&s).await - calls_before < 1000, "one script call per batch");
     s.cleanup().await;
@@ -390,9 +462,9 @@ async fn scripts_reload_after_a_flush_and_foreign_data_is_corrupt() {
     let (a, _b) = s.two().await;
     // What a Redis restart without the script cache looks like: EVALSHA meets NOSCRIPT.
     let _: String = s.cmd(&["SCRIPT", "FLUSH"]).await;
-    assert_eq!(a.claim_ids(&["x"], TTL).await.unwrap(), [Claim::New]);
+    assert_eq!(claim(&a, &["x"]).await, [Claim::New]);
     let _: String = s.cmd(&["SET", &s.key("job:str"), "v"]).await;
-    let err = a.claim_ids(&["str"], TTL).await.unwrap_err();
+    let err = a.claim_ids(&[ClaimReq { id: "str", token: "a/1/1", src: None }], TTL).await.unwrap_err();
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
     let _: i64 = s.cmd(&["RPUSH", &s.key("hist:bad"), "not json"]).await;
     let err = a.events("bad").await.unwrap_err();
@@ -421,8 +493,7 @@ async fn evalsha_calls(s: &Space) -> u64 {
 async fn a_final_already_published_is_not_handed_out_again() {
     let s = Space::new().await;
     let (a, b) = s.two().await;
-    a.claim_ids(&["pub"], TTL).await.unwrap();
-    a.track_sent(&[(sent("pub", &["9"]), t(100))], TTL).await.unwrap();
+    track(&a, &[(sent("pub", &["9"]), t(100))]).await;
     assert!(matches!(a.settle_part("p", "9", PartOutcome::Delivered, t(30)).await.unwrap(), Settled::Final { .. }));
     // The report went out and was recorded, then `a` died before finish_sent.
     let report = sendgate::report::Report::from_parts("pub", "t", "sms", "+4915112345678", &Default::default(), sendgate::report::EventKind::Delivered, t(1));

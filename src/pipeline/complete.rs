@@ -10,13 +10,14 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use super::worker::park;
+use super::dispatch::park;
 use super::{BatchTasks, Envelope, Reporter};
 use crate::clock::Clock;
 use crate::provider::{Accepted, SendError};
 use crate::report::{EventKind, Reason, Report};
 use crate::route::Router;
 use crate::store::{ScheduledJob, SentJob, Store};
+use crate::telemetry;
 
 /// A provider's answer for one job.
 pub struct Completion {
@@ -34,6 +35,8 @@ pub struct CompleterCtx {
     pub retry_backoff: Duration,
     /// Kept as long as the mapping may be needed (receipt timeout plus slack).
     pub mapping_slack: Duration,
+    /// A parked job's claim outlives its due time by this much.
+    pub claim_ttl: Duration,
 }
 
 /// Batches settled at once: each waits mostly on Redis and the broker, so overlapping a few
@@ -52,14 +55,21 @@ pub async fn completer(ctx: CompleterCtx, mut rx: mpsc::Receiver<Completion>) {
     tasks.drain().await;
 }
 
+/// One batch of answers: accepted jobs are tracked (under their claim), then their `accepted`
+/// reports go out with the batch's other reports; retries are parked; finals are checked
+/// against the claim before they are published.
 async fn settle(ctx: Arc<CompleterCtx>, batch: Vec<Completion>) {
     let now = ctx.clock.now();
-    let mut sent: Vec<(SentJob, DateTime<Utc>)> = Vec::new();
+    let mut sent: Vec<(SentJob, DateTime<Utc>, String)> = Vec::new();
+    let mut accepted = Vec::new();
     let mut parked = Vec::new();
-    let mut reports = Vec::with_capacity(batch.len());
+    let mut deferred = Vec::new();
+    let mut finals: Vec<(Report, String)> = Vec::new();
     let mut done = Vec::with_capacity(batch.len());
     for Completion { env, provider, result } in batch {
         let job = &env.job;
+        // Finals below are pushed here with their claim token.
+        let mut reports = Vec::with_capacity(1);
         match result {
             Ok(acc) => {
                 let timeout = ctx
@@ -73,7 +83,7 @@ async fn settle(ctx: Arc<CompleterCtx>, batch: Vec<Completion>) {
                 let mut r = Report::about(job, EventKind::Accepted, now).with_provider(&provider);
                 r.provider_message_id = acc.message_ids.first().cloned();
                 r.segments = Some(acc.segments);
-                reports.push(r);
+                accepted.push(r);
                 sent.push((
                     SentJob {
                         job_id: job.id.clone(),
@@ -86,6 +96,7 @@ async fn settle(ctx: Arc<CompleterCtx>, batch: Vec<Completion>) {
                         segments: acc.segments,
                     },
                     deadline,
+                    env.token.clone(),
                 ));
             }
             Err(e) if e.is_retryable() => {
@@ -97,11 +108,18 @@ async fn settle(ctx: Arc<CompleterCtx>, batch: Vec<Completion>) {
                 if job.expires_at.is_some_and(|x| x <= retry_at) {
                     reports.push(Report::about(job, EventKind::Failed, now).with_provider(&provider).with_error(None, e.to_string()));
                 } else {
-                    parked.push(ScheduledJob { id: job.id.clone(), due: retry_at, payload: job.to_json().to_string(), recheck: false });
+                    parked.push(ScheduledJob {
+                        id: job.id.clone(),
+                        token: env.token.clone(),
+                        src: env.src.clone(),
+                        due: retry_at,
+                        payload: job.to_json().to_string(),
+                        recheck: false,
+                    });
                     let mut r = Report::about(job, EventKind::Deferred, now).with_provider(&provider).with_reason(Reason::ProviderUnavailable);
                     r.retry_at = Some(retry_at);
                     r.error = Some(crate::report::ReportError { code: None, message: e.to_string() });
-                    reports.push(r);
+                    deferred.push(r);
                 }
             }
             Err(SendError::Rejected { code, message }) => reports.push(
@@ -113,6 +131,8 @@ async fn settle(ctx: Arc<CompleterCtx>, batch: Vec<Completion>) {
             Err(SendError::Failed { code, message }) => reports.push(
                 Report::about(job, EventKind::Failed, now).with_provider(&provider).with_error(Some(code), message),
             ),
+            // Nothing was sent, and the job is another instance's now: it handles it.
+            Err(SendError::Fenced) => {}
             Err(e) => {
                 let cause = e.ambiguous_cause().unwrap_or("response_timeout");
                 metrics::counter!(crate::telemetry::SUBMITS_AMBIGUOUS_TOTAL, "cause" => cause).increment(1);
@@ -120,20 +140,33 @@ async fn settle(ctx: Arc<CompleterCtx>, batch: Vec<Completion>) {
                 reports.push(Report::about(job, EventKind::Unknown, now).with_provider(&provider).with_error(None, e.to_string()));
             }
         }
+        finals.extend(reports.into_iter().map(|r| (r, env.token.clone())));
         done.push(env);
     }
+    let mut reports = Vec::with_capacity(done.len());
     if !sent.is_empty() {
-        let mut wait = Duration::from_millis(100);
-        while let Err(e) = ctx.store.track_sent(&sent, ctx.mapping_slack).await {
-            // The provider has these messages: losing the mapping would orphan their receipts.
-            warn!(error = %e, jobs = sent.len(), "cannot store message mappings; retrying");
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(5));
+        // The provider has these messages: the mapping must be stored, or their receipts are
+        // orphaned. A job whose claim another token holds now is left to that instance.
+        let tracked = crate::retry::until_ok("track_sent", sent.len(), || ctx.store.track_sent(&sent, ctx.mapping_slack)).await;
+        let lost = tracked.iter().filter(|t| !**t).count();
+        if lost > 0 {
+            metrics::counter!(telemetry::JOBS_FENCED_TOTAL, "step" => "track").increment(lost as u64);
+            warn!(jobs = lost, "accepted jobs not tracked: another instance holds them now");
         }
+        reports.extend(accepted.into_iter().zip(tracked).filter_map(|(r, ok)| ok.then_some(r)));
     }
     if !parked.is_empty() {
-        park(ctx.store.as_ref(), &parked).await;
+        let stored = park(ctx.store.as_ref(), &parked, ctx.claim_ttl).await;
+        reports.extend(deferred.into_iter().zip(stored).filter_map(|(r, ok)| ok.then_some(r)));
     }
+    if !finals.is_empty() {
+        let fenced: Vec<(&str, &str)> = finals.iter().map(|(r, t)| (r.job_id.as_str(), t.as_str())).collect();
+        let owned = crate::retry::until_ok("owns", fenced.len(), || ctx.store.owns(&fenced)).await;
+        drop(fenced);
+        reports.extend(finals.into_iter().zip(owned).filter_map(|((r, _), ok)| ok.then_some(r)));
+    }
+    // `accepted` is recorded (lifting the hold on its job's final) only after it is published:
+    // a receipt that raced ahead waits, so the final never comes before it.
     ctx.reporter.emit(&reports).await;
     for env in done {
         env.ack.done();

@@ -1,5 +1,6 @@
-//! From routed jobs to providers: rate-limit admission, waiting for slots in waves, marking
-//! jobs submitting, one send task per job; and carrying out what a batch's decisions came to.
+//! From routed jobs to providers: rate-limit admission, waiting for slots in waves, one send
+//! task per job (marked `submitting` by the provider at the write, through the
+//! [`SubmitGate`]); and carrying out what a batch's decisions came to.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::worker::park;
+use super::gate::SubmitGate;
 use super::{Completion, Envelope, Reporter};
 use crate::clock::Clock;
 use crate::policy::rate_limit::{Admission, Outgoing};
@@ -19,6 +20,7 @@ use crate::policy::{RateLimit, Verdict};
 use crate::provider::Provider;
 use crate::report::{EventKind, Report};
 use crate::store::{ScheduledJob, Store};
+use crate::telemetry;
 
 /// Jobs whose rate-limit slots fall within one tick of each other wake together (one store
 /// round to mark them submitting); each goes at the tick's end, so never before its slot.
@@ -27,8 +29,6 @@ const WAKE_TICK: Duration = Duration::from_millis(2);
 /// A wave that wakes later than this after its slots (the process stalled) does not go: its
 /// slots have passed, and sending now would put them on top of the slots being spent now. Its
 /// jobs are admitted again instead, once: late again, they go late rather than maybe never.
-/// (Once marked submitting a job is never held back: were this instance to die while it
-/// waited, the job would end `unknown` without having been sent.)
 const LATE: Duration = Duration::from_millis(10);
 
 /// A job and the provider it was routed to.
@@ -41,6 +41,10 @@ pub(super) struct Dispatch {
     pub reporter: Arc<Reporter>,
     pub completions: mpsc::Sender<Completion>,
     pub rate_limit: Arc<RateLimit>,
+    /// A parked job's claim outlives its due time by this much.
+    pub claim_ttl: Duration,
+    /// Marks jobs `submitting` at the write, one store call per batch of writes.
+    pub gate: Arc<SubmitGate>,
 }
 
 impl Dispatch {
@@ -69,12 +73,12 @@ impl Dispatch {
         }
         // Each wave waits in its own task, so the worker goes on with the next batch and other
         // providers' jobs meanwhile; the jobs waiting hold their in-flight permits, so memory
-        // stays bounded. A wave is marked submitting only when it goes: an instance that dies
+        // stays bounded. A job is marked submitting only at its write: an instance that dies
         // while jobs wait leaves them claimed, and another instance takes them over.
         for (at, wave) in waves {
             tokio::spawn(self.clone().wave(at, wave, again));
         }
-        out.finish(self.store.as_ref(), &self.reporter).await;
+        out.finish(self.store.as_ref(), &self.reporter, self.claim_ttl).await;
     }
 
     /// Sends a wave at its time. Boxed: [`Dispatch::run`] spawns it and it may run `run` again.
@@ -99,67 +103,64 @@ impl Dispatch {
         })
     }
 
-    /// Hands jobs to their providers: marks them submitting in one round (a job marked
-    /// submitting that another instance finds after we die is never resent), then one task
-    /// per send.
+    /// Hands jobs to their providers, one task per send. Each provider marks its job
+    /// submitting through the gate right before writing it (a job marked submitting that
+    /// another instance finds after we die is never resent; one still queued is sent by it).
     async fn send(&self, sends: Vec<Routed>) {
-        let ids: Vec<&str> = sends.iter().map(|(e, _)| e.job.id.as_str()).collect();
-        let mut wait = Duration::from_millis(100);
-        while let Err(e) = self.store.mark_submitting(&ids).await {
-            warn!(error = %e, jobs = ids.len(), "cannot mark jobs submitting; retrying");
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(5));
-        }
         for (env, provider) in sends {
             let tx = self.completions.clone();
+            let gate = self.gate.clone();
             tokio::spawn(async move {
-                let result = provider.send(&env.job).await;
+                let ticket = gate.ticket(&env.job.id, &env.token);
+                let result = provider.send(&env.job, &ticket).await;
                 let _ = tx.send(Completion { env, provider: provider.name().into(), result }).await;
             });
         }
     }
 
     /// The rate limiter's answers; like the chain, it retries until the store answers, the
-    /// jobs staying in hand.
+    /// jobs staying in hand (a lease whose answer was lost only wastes its tokens).
     async fn admit(&self, outgoing: &[Outgoing<'_>], now: DateTime<Utc>) -> Vec<Admission> {
         if outgoing.is_empty() {
             return Vec::new();
         }
-        loop {
-            match self.rate_limit.evaluate(outgoing, now).await {
-                Ok(a) => return a,
-                Err(e) => {
-                    warn!(error = %e, jobs = outgoing.len(), "rate limits cannot reach the store; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
-        }
+        crate::retry::until_ok("rate_limit", outgoing.len(), || self.rate_limit.evaluate(outgoing, now)).await
     }
 }
 
 /// What a batch's decisions came to, before they are carried out.
 #[derive(Default)]
 pub(super) struct Decided {
+    /// Non-final reports (`duplicate`), published as they are.
     pub reports: Vec<Report>,
-    pub parked: Vec<ScheduledJob>,
+    /// Jobs to park under their claim, each with its `deferred` report (none for a recheck).
+    pub parked: Vec<(ScheduledJob, Option<Report>)>,
+    /// Finals decided here, with the token of the claim that may publish them.
+    pub finals: Vec<(Report, String)>,
     pub done: Vec<Envelope>,
     pub sends: Vec<Routed>,
 }
 
 impl Decided {
     /// A job that is not sent now: parked (with a `deferred` report unless it is a silent
-    /// recheck) or ended.
+    /// recheck), ended, or dropped without a word.
     pub fn settle(&mut self, env: Envelope, verdict: Verdict, now: DateTime<Utc>) {
+        let park = |recheck: bool, due: DateTime<Utc>| ScheduledJob {
+            id: env.job.id.clone(),
+            token: env.token.clone(),
+            src: env.src.clone(),
+            due,
+            payload: env.job.to_json().to_string(),
+            recheck,
+        };
         match verdict {
             Verdict::Allow => unreachable!("allowed jobs are routed"),
-            Verdict::Recheck { until } => {
-                self.parked.push(ScheduledJob { id: env.job.id.clone(), due: until, payload: env.job.to_json().to_string(), recheck: true });
-            }
+            Verdict::Drop => {}
+            Verdict::Recheck { until } => self.parked.push((park(true, until), None)),
             Verdict::Defer { until, reason } => {
-                self.parked.push(ScheduledJob { id: env.job.id.clone(), due: until, payload: env.job.to_json().to_string(), recheck: false });
                 let mut r = Report::about(&env.job, EventKind::Deferred, now).with_reason(reason);
                 r.retry_at = Some(until);
-                self.reports.push(r);
+                self.parked.push((park(false, until), Some(r)));
             }
             Verdict::Stop { event, reason, message } => {
                 let mut r = Report::about(&env.job, event, now);
@@ -167,25 +168,62 @@ impl Decided {
                 if let Some(m) = message {
                     r = r.with_error(None, m);
                 }
-                self.reports.push(r);
+                if r.is_final {
+                    self.finals.push((r, env.token.clone()));
+                } else {
+                    self.reports.push(r);
+                }
             }
         }
         self.done.push(env);
     }
 
+    /// Ends a job with a final report.
+    pub fn end(&mut self, env: Envelope, report: Report) {
+        self.finals.push((report, env.token.clone()));
+        self.done.push(env);
+    }
+
     /// Parks, reports, then acks: a job's ack fires only once its deferral is stored and its
-    /// report is out.
-    async fn finish(self, store: &dyn Store, reporter: &Reporter) {
-        if !self.parked.is_empty() {
-            park(store, &self.parked).await;
+    /// report is out. A deferral or a final whose claim another token holds now (this
+    /// instance stalled past its heartbeat) is dropped: the taker handles that job.
+    pub async fn finish(self, store: &dyn Store, reporter: &Reporter, claim_ttl: Duration) {
+        let Self { mut reports, parked, finals, done, sends } = self;
+        debug_assert!(sends.is_empty(), "sends go out before a batch finishes");
+        if !parked.is_empty() {
+            let (jobs, deferred): (Vec<ScheduledJob>, Vec<Option<Report>>) = parked.into_iter().unzip();
+            let stored = park(store, &jobs, claim_ttl).await;
+            reports.extend(deferred.into_iter().zip(stored).filter_map(|(r, ok)| if ok { r } else { None }));
         }
-        if !self.reports.is_empty() {
-            reporter.emit(&self.reports).await;
+        if !finals.is_empty() {
+            let fenced: Vec<(&str, &str)> = finals.iter().map(|(r, t)| (r.job_id.as_str(), t.as_str())).collect();
+            let owned = crate::retry::until_ok("owns", fenced.len(), || store.owns(&fenced)).await;
+            let lost = owned.iter().filter(|o| !**o).count();
+            if lost > 0 {
+                metrics::counter!(telemetry::JOBS_FENCED_TOTAL, "step" => "final").increment(lost as u64);
+                warn!(jobs = lost, "finals not published: another instance holds these jobs now");
+            }
+            reports.extend(finals.into_iter().zip(owned).filter_map(|((r, _), ok)| ok.then_some(r)));
         }
-        for env in self.done {
+        if !reports.is_empty() {
+            reporter.emit(&reports).await;
+        }
+        for env in done {
             env.ack.done();
         }
     }
+}
+
+/// Stores deferred jobs, retrying until the store answers (a deferral that only lived in
+/// memory would be lost with the process); `false` where the claim was fenced off (counted).
+pub(super) async fn park(store: &dyn Store, jobs: &[ScheduledJob], claim_ttl: Duration) -> Vec<bool> {
+    let stored = crate::retry::until_ok("schedule", jobs.len(), || store.schedule(jobs, claim_ttl)).await;
+    let lost = stored.iter().filter(|s| !**s).count();
+    if lost > 0 {
+        metrics::counter!(telemetry::JOBS_FENCED_TOTAL, "step" => "park").increment(lost as u64);
+        warn!(jobs = lost, "deferrals not stored: another instance holds these jobs now");
+    }
+    stored
 }
 
 /// `at` rounded up to a whole number of [`WAKE_TICK`]s after `base`.

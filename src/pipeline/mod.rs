@@ -7,6 +7,7 @@
 mod batch_tasks;
 mod complete;
 mod dispatch;
+mod gate;
 mod reporter;
 mod worker;
 
@@ -18,6 +19,7 @@ use crate::job::Job;
 
 pub use batch_tasks::BatchTasks;
 pub use complete::{completer, CompleterCtx, Completion};
+pub use gate::{SubmitGate, Ticket};
 pub use reporter::Reporter;
 pub use worker::{worker, WorkerCtx};
 
@@ -44,11 +46,31 @@ impl Drop for Ack {
     }
 }
 
+/// Where a job handed to intake comes from, as far as its claim is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A record read (or parked as `Busy` and due again): its id is claimed by dedup under a
+    /// fresh token. `src` is the record (`topic/partition/offset`), if there is one.
+    Record { src: Option<String> },
+    /// An owner's parked job back from the scheduled set, already claimed under `token`.
+    Resumed { token: String, src: Option<String> },
+    /// A parked job whose claimer died mid-submit, claimed under `token` to end `unknown`.
+    Orphaned { token: String, src: Option<String> },
+}
+
 /// A job on its way through the pipeline.
 pub struct Envelope {
     pub job: Job,
-    /// Its id is already ours (it came back from the scheduled set): dedup skips it.
+    /// The fencing token of its claim: every store step of this job shows it. Empty until the
+    /// worker mints one for a record (the store knows the owner part).
+    pub token: String,
+    /// The record it came in, if any.
+    pub src: Option<String>,
+    /// Its id is already claimed under `token` (it came back from the scheduled set): dedup
+    /// skips it.
     pub claimed: bool,
+    /// Claimed to end `unknown`: its claimer died mid-submit.
+    pub orphaned: bool,
     pub ack: Ack,
 }
 
@@ -73,16 +95,16 @@ impl Intake {
     }
 
     /// Waits for room, then hands the job in. `on_done` runs at its durable point.
-    pub async fn submit(
-        &self,
-        job: Job,
-        claimed: bool,
-        on_done: Option<Box<dyn FnOnce() + Send>>,
-    ) -> Result<(), Closed> {
+    pub async fn submit(&self, job: Job, origin: Origin, on_done: Option<Box<dyn FnOnce() + Send>>) -> Result<(), Closed> {
         let permit = self.permits.clone().acquire_owned().await.map_err(|_| Closed)?;
         self.in_flight.increment(1.0);
         let ack = Ack { on_done, _permit: permit, in_flight: self.in_flight.clone() };
-        self.tx.send(Envelope { job, claimed, ack }).await.map_err(|_| Closed)
+        let (token, src, claimed, orphaned) = match origin {
+            Origin::Record { src } => (String::new(), src, false, false),
+            Origin::Resumed { token, src } => (token, src, true, false),
+            Origin::Orphaned { token, src } => (token, src, true, true),
+        };
+        self.tx.send(Envelope { job, token, src, claimed, orphaned, ack }).await.map_err(|_| Closed)
     }
 
     /// The in-flight budget.

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::{error, warn};
+use tracing::error;
 
 use crate::report::Report;
 use crate::sink::Sink;
@@ -44,13 +44,17 @@ impl Reporter {
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(Duration::from_secs(5));
         }
-        let recorded = match &json {
-            Some(json) => self.store.record_events_json(reports, json, self.history_ttl).await,
-            None => self.store.record_events(reports, self.history_ttl).await,
-        };
-        if let Err(e) = recorded {
-            warn!(error = %e, "job history not recorded");
-        }
+        crate::failpoint::hit("finals-published");
+        // Not only history: recording a final marks its claim final, and recording `accepted`
+        // lets its job's receipts end it. Retried until the store answers (appending a report
+        // twice to a history is the worst a lost reply can do).
+        crate::retry::until_ok("record_events", reports.len(), || async {
+            match &json {
+                Some(json) => self.store.record_events_json(reports, json, self.history_ttl).await,
+                None => self.store.record_events(reports, self.history_ttl).await,
+            }
+        })
+        .await;
         let mut by_event = telemetry::Tally::default();
         for r in reports {
             by_event.add(r.event.as_str());

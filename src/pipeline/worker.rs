@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tracing::warn;
 
 use super::dispatch::{Decided, Dispatch};
 use super::{Completion, Envelope, Reporter};
@@ -13,7 +12,7 @@ use crate::clock::Clock;
 use crate::policy::{Candidate, Chain, RateLimit, Verdict};
 use crate::report::{EventKind, Reason, Report};
 use crate::route::Router;
-use crate::store::{ScheduledJob, Store};
+use crate::store::Store;
 use crate::telemetry;
 
 pub struct WorkerCtx {
@@ -26,6 +25,9 @@ pub struct WorkerCtx {
     pub batch_size: usize,
     /// After routing: the provider and the segment count are known only then.
     pub rate_limit: Arc<RateLimit>,
+    /// How long a claim is kept (`pipeline.dedup_ttl`): a parked job's claim outlives its
+    /// due time by this much.
+    pub claim_ttl: Duration,
 }
 
 /// Runs until intake closes and is empty; spawned sends finish on their own.
@@ -36,6 +38,8 @@ pub async fn worker(ctx: WorkerCtx, mut rx: mpsc::Receiver<Envelope>) {
         reporter: ctx.reporter.clone(),
         completions: ctx.completions.clone(),
         rate_limit: ctx.rate_limit.clone(),
+        claim_ttl: ctx.claim_ttl,
+        gate: super::SubmitGate::spawn(ctx.store.clone()),
     });
     let mut batch = Vec::with_capacity(ctx.batch_size);
     while rx.recv_many(&mut batch, ctx.batch_size).await > 0 {
@@ -45,19 +49,26 @@ pub async fn worker(ctx: WorkerCtx, mut rx: mpsc::Receiver<Envelope>) {
     }
 }
 
-async fn decide(ctx: &WorkerCtx, dispatch: &Arc<Dispatch>, batch: Vec<Envelope>) {
+async fn decide(ctx: &WorkerCtx, dispatch: &Arc<Dispatch>, mut batch: Vec<Envelope>) {
     let now = ctx.clock.now();
-    let verdicts = loop {
-        let mut cands: Vec<Candidate> =
-            batch.iter().map(|e| Candidate { job: &e.job, claimed: e.claimed, verdict: Verdict::Allow }).collect();
-        match ctx.chain.evaluate(&mut cands, now).await {
-            Ok(()) => break cands.into_iter().map(|c| c.verdict).collect::<Vec<_>>(),
-            Err(e) => {
-                // The batch stays in hand: nothing is decided until the store answers.
-                warn!(error = %e, jobs = batch.len(), "policy chain cannot reach the store; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
+    // A record's claim token is minted once, here: a chain step tried again shows the same
+    // token, so the store knows the claim for ours instead of a second record's.
+    for env in batch.iter_mut().filter(|e| e.token.is_empty()) {
+        env.token = crate::store::mint_token(ctx.store.owner());
+    }
+    let verdicts = {
+        let mut cands: Vec<Candidate> = batch
+            .iter()
+            .map(|e| Candidate {
+                job: &e.job,
+                token: e.token.as_str().into(),
+                src: e.src.as_deref(),
+                claimed: e.claimed,
+                verdict: if e.orphaned { orphaned() } else { Verdict::Allow },
+            })
+            .collect();
+        ctx.chain.evaluate(&mut cands, now).await;
+        cands.into_iter().map(|c| c.verdict).collect::<Vec<_>>()
     };
 
     let mut out = Decided::default();
@@ -67,8 +78,8 @@ async fn decide(ctx: &WorkerCtx, dispatch: &Arc<Dispatch>, batch: Vec<Envelope>)
             Verdict::Allow => match ctx.router.route(&env.job) {
                 Ok(provider) => routed.push((env, provider)),
                 Err(message) => {
-                    out.reports.push(Report::about(&env.job, EventKind::Rejected, now).with_reason(Reason::InvalidJob).with_error(None, message));
-                    out.done.push(env);
+                    let r = Report::about(&env.job, EventKind::Rejected, now).with_reason(Reason::InvalidJob).with_error(None, message);
+                    out.end(env, r);
                 }
             },
             other => out.settle(env, other, now),
@@ -79,13 +90,12 @@ async fn decide(ctx: &WorkerCtx, dispatch: &Arc<Dispatch>, batch: Vec<Envelope>)
     dispatch.run(routed, now, out, false).await;
 }
 
-/// Stores deferred jobs, retrying until the store takes them: a deferral that only lived in
-/// memory would be lost with the process.
-pub(super) async fn park(store: &dyn Store, jobs: &[ScheduledJob]) {
-    let mut wait = Duration::from_millis(100);
-    while let Err(e) = store.schedule(jobs).await {
-        warn!(error = %e, jobs = jobs.len(), "cannot store deferred jobs; retrying");
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(Duration::from_secs(5));
+/// A parked job whose claimer died mid-submit: the provider may have it, so it ends `unknown`.
+fn orphaned() -> Verdict {
+    metrics::counter!(telemetry::SUBMITS_AMBIGUOUS_TOTAL, "cause" => "instance_died").increment(1);
+    Verdict::Stop {
+        event: EventKind::Unknown,
+        reason: None,
+        message: Some("the instance submitting this job died before recording the provider's answer; not resent".into()),
     }
 }

@@ -1,5 +1,6 @@
-//! `dedup`: the first job with an id claims it; any later one gets a `duplicate` event and is
-//! never sent. One store call claims the whole batch.
+//! `dedup`: the first record with an id claims it; any later record with that id gets a
+//! `duplicate` event and is never sent; the same record read again gets no event at all. One
+//! store call claims the whole batch.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Candidate, Policy, Verdict};
 use crate::report::EventKind;
-use crate::store::{Claim, Store, StoreError};
+use crate::store::{Claim, ClaimReq, Store, StoreError};
 use crate::telemetry;
 
 pub struct Dedup {
@@ -37,11 +38,18 @@ impl Policy for Dedup {
         if fresh.is_empty() {
             return Ok(());
         }
-        let ids: Vec<&str> = fresh.iter().map(|&i| batch[i].job.id.as_str()).collect();
-        let claims = self.store.claim_ids(&ids, self.ttl).await?;
+        let reqs: Vec<ClaimReq> =
+            fresh.iter().map(|&i| ClaimReq { id: batch[i].job.id.as_str(), token: &batch[i].token, src: batch[i].src }).collect();
+        let claims = self.store.claim_ids(&reqs, self.ttl).await?;
+        drop(reqs);
+        let mut replayed = 0;
         for (&i, claim) in fresh.iter().zip(claims) {
             batch[i].verdict = match claim {
                 Claim::New => continue,
+                Claim::Replay => {
+                    replayed += 1;
+                    Verdict::Drop
+                }
                 Claim::Duplicate => Verdict::Stop { event: EventKind::Duplicate, reason: None, message: None },
                 Claim::Busy => Verdict::Recheck {
                     until: now + chrono::Duration::from_std(self.busy_recheck).unwrap_or(chrono::Duration::seconds(10)),
@@ -56,6 +64,9 @@ impl Policy for Dedup {
                     }
                 }
             };
+        }
+        if replayed > 0 {
+            metrics::counter!(telemetry::JOBS_REPLAYED_TOTAL).increment(replayed);
         }
         Ok(())
     }
@@ -86,9 +97,9 @@ mod tests {
             job("c", r#","send_at":"2026-01-01T13:00:00Z""#),
             job("c", r#","send_at":"2026-01-01T13:00:00Z""#),
         ];
-        let mut batch: Vec<Candidate> = jobs.iter().map(|j| Candidate { job: j, claimed: false, verdict: Verdict::Allow }).collect();
+        let mut batch: Vec<Candidate> = jobs.iter().map(Candidate::new).collect();
         batch[4].claimed = true;
-        chain.evaluate(&mut batch, now).await.unwrap();
+        chain.evaluate(&mut batch, now).await;
         let kinds: Vec<_> = batch.iter().map(|c| c.verdict.clone()).collect();
         assert_eq!(kinds[0], Verdict::Allow);
         assert!(matches!(kinds[1], Verdict::Stop { event: EventKind::Duplicate, .. }));

@@ -37,18 +37,31 @@ pub enum Verdict {
     /// Another instance may still hold this job's claim: park it silently (no report) and
     /// check the claim again at `until`.
     Recheck { until: DateTime<Utc> },
+    /// Nothing to do and nothing to say: the same record read again after it reached a
+    /// durable point. The job is done here without any event.
+    Drop,
 }
 
 /// One job under decision.
 #[derive(Debug)]
 pub struct Candidate<'a> {
     pub job: &'a Job,
-    /// Its id is already claimed by us (it came back from the scheduled set): dedup skips it.
+    /// The fencing token its claim is made (or was made) under.
+    pub token: std::borrow::Cow<'a, str>,
+    /// The record it came in (`topic/partition/offset`), if any.
+    pub src: Option<&'a str>,
+    /// Its id is already claimed under `token` (it came back from the scheduled set): dedup
+    /// skips it.
     pub claimed: bool,
     pub verdict: Verdict,
 }
 
-impl Candidate<'_> {
+impl<'a> Candidate<'a> {
+    /// A job read for the first time, under a fresh token of its own (tests, benches).
+    pub fn new(job: &'a Job) -> Self {
+        Self { job, token: crate::store::mint_token("local/0").into(), src: None, claimed: false, verdict: Verdict::Allow }
+    }
+
     pub fn is_open(&self) -> bool {
         self.verdict == Verdict::Allow
     }
@@ -92,13 +105,30 @@ impl Chain {
         ])
     }
 
-    pub async fn evaluate(&self, batch: &mut [Candidate<'_>], now: DateTime<Utc>) -> Result<(), StoreError> {
+    /// Runs every policy over the batch. A policy whose store call fails is tried again by
+    /// itself until the store answers — never by running the policies before it again, whose
+    /// store calls (a claim above all) may already have happened. A policy sets verdicts only
+    /// once its store call answered, so a failed try leaves the batch as it was.
+    pub async fn evaluate(&self, batch: &mut [Candidate<'_>], now: DateTime<Utc>) {
         for p in &self.policies {
             let open_before: Vec<bool> = batch.iter().map(Candidate::is_open).collect();
             if !open_before.contains(&true) {
                 break;
             }
-            p.evaluate(batch, now).await?;
+            let mut attempts = crate::retry::Attempts::new(p.name(), batch.len());
+            loop {
+                let tried = match crate::failpoint::hit_store(p.name()) {
+                    Ok(()) => p.evaluate(batch, now).await,
+                    Err(e) => Err(e),
+                };
+                match tried {
+                    Ok(()) => break,
+                    Err(e) => attempts.failed(&e).await,
+                }
+            }
+            if p.name() == "dedup" {
+                crate::failpoint::hit("claimed");
+            }
             let mut verdicts = crate::telemetry::Tally::default();
             for (c, was_open) in batch.iter().zip(open_before) {
                 if !was_open {
@@ -107,13 +137,12 @@ impl Chain {
                 verdicts.add(match c.verdict {
                     Verdict::Allow => "allow",
                     Verdict::Defer { .. } | Verdict::Recheck { .. } => "defer",
-                    Verdict::Stop { .. } => "stop",
+                    Verdict::Stop { .. } | Verdict::Drop => "stop",
                 });
             }
             for (verdict, n) in verdicts {
                 metrics::counter!(crate::telemetry::POLICY_VERDICTS_TOTAL, "policy" => p.name(), "verdict" => verdict).increment(n);
             }
         }
-        Ok(())
     }
 }

@@ -42,6 +42,10 @@ pub enum SendError {
     /// (or would resend parts it already took): give up for good; the job ends `failed`.
     #[error("provider failure ({code}), not retried further: {message}")]
     Failed { code: String, message: String },
+    /// Nothing was written: the job's claim belongs to another instance now (this one stalled
+    /// past its heartbeat), which handles it. Dropped without a report.
+    #[error("the job's claim is held by another instance now; nothing was sent")]
+    Fenced,
 }
 
 impl SendError {
@@ -66,7 +70,28 @@ impl SendError {
             Self::Rejected { .. } => "rejected",
             Self::Ambiguous { .. } => "timeout",
             Self::Failed { .. } => "failed",
+            Self::Fenced => "fenced",
         }
+    }
+}
+
+/// The step right before a job's first message is written to the provider: the pipeline marks
+/// the job `submitting` there, so that what a crash leaves ambiguous is only what was on the
+/// wire. A provider calls [`OnWire::enter`] once per job, after its waits (connection, window,
+/// pauses, rate) and right before the write.
+#[async_trait]
+pub trait OnWire: Send + Sync {
+    /// `true` once the job is marked; `false`: write nothing, answer [`SendError::Fenced`].
+    async fn enter(&self) -> bool;
+}
+
+/// A gate that is always open: callers outside the pipeline (tests, tools) with no claim.
+pub struct Unclaimed;
+
+#[async_trait]
+impl OnWire for Unclaimed {
+    async fn enter(&self) -> bool {
+        true
     }
 }
 
@@ -98,8 +123,9 @@ pub trait Provider: Send + Sync {
     fn status(&self) -> ProviderStatus {
         ProviderStatus { ready: self.is_ready(), ..ProviderStatus::default() }
     }
-    /// Hands one job's message to the provider; resolves with its answer.
-    async fn send(&self, job: &Job) -> Result<Accepted, SendError>;
+    /// Hands one job's message to the provider; resolves with its answer. `wire` is entered
+    /// right before the first write (see [`OnWire`]).
+    async fn send(&self, job: &Job, wire: &dyn OnWire) -> Result<Accepted, SendError>;
     /// Closes connections politely (SMPP unbind) and stops reconnecting.
     async fn shutdown(&self);
     /// What `job` costs here in SMS segments, the unit rate limits count (one for providers

@@ -120,17 +120,12 @@ impl Correlator {
         if receipts.is_empty() {
             return;
         }
-        // One store round trip for the whole batch, not one per receipt.
+        // One store round trip for the whole batch, not one per receipt; replay-guarded in the
+        // store, so a retry after a lost reply gets the first run's answer.
         let keys: Vec<(&str, &str, PartOutcome)> = receipts.iter().map(|(_, r, o)| (&*r.provider, r.message_id.as_str(), *o)).collect();
-        let settled = loop {
-            match self.store.settle_parts(&keys, now + FINAL_CONFIRM_GRACE).await {
-                Ok(s) => break s,
-                Err(e) => {
-                    warn!(error = %e, receipts = keys.len(), "cannot correlate receipts; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
-        };
+        let settled = crate::retry::until_ok("settle_parts", keys.len(), || self.store.settle_parts(&keys, now + FINAL_CONFIRM_GRACE)).await;
+        drop(keys);
+        crate::failpoint::hit("receipt-stored");
         let mut reports = Vec::with_capacity(receipts.len());
         // (provider, outcome) → receipts: counted once per batch, not looked up per receipt.
         let mut counts: Vec<(&str, &'static str, u64)> = Vec::new();
@@ -149,11 +144,12 @@ impl Correlator {
                     "matched"
                 }
                 Settled::Pending => "matched",
-                Settled::Unmatched if first_seen.elapsed() < EARLY_RECEIPT_GRACE => {
+                // Its job's `accepted` is not out yet, or its mapping not stored yet: again soon.
+                Settled::Held | Settled::Unmatched if first_seen.elapsed() < EARLY_RECEIPT_GRACE => {
                     early.push_back((*first_seen, Instant::now() + EARLY_RECEIPT_RETRY, r.clone()));
                     continue;
                 }
-                Settled::Unmatched => {
+                Settled::Held | Settled::Unmatched => {
                     debug!(provider = %r.provider, "receipt matches no job");
                     "unmatched"
                 }
@@ -174,25 +170,15 @@ impl Correlator {
 }
 
 /// Publishes final reports, then lets the store forget their jobs. Until the store hears it,
-/// a job stays due for re-publishing: losing a final is worse than sending it twice.
+/// a job stays due for re-publishing (by the deadline sweep of any instance, after the
+/// grace): so the confirmation is retried until the store takes it, never given up.
 async fn publish_finals(store: &dyn Store, reporter: &Reporter, reports: &[Report]) {
     if reports.is_empty() {
         return;
     }
     reporter.emit(reports).await;
     let ids: Vec<String> = reports.iter().map(|r| r.job_id.clone()).collect();
-    let mut wait = Duration::from_millis(100);
-    for _ in 0..10 {
-        match store.finish_sent(&ids).await {
-            Ok(()) => return,
-            Err(e) => {
-                warn!(error = %e, jobs = ids.len(), "cannot confirm finals to the store; retrying");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(2));
-            }
-        }
-    }
-    warn!(jobs = ids.len(), "finals published but not confirmed; they may be published again after the grace period");
+    crate::retry::until_ok("finish_sent", ids.len(), || store.finish_sent(&ids)).await;
 }
 
 /// Ends jobs whose receipt did not come in time with a final `unknown`.

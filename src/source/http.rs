@@ -188,7 +188,7 @@ impl Api {
             match parsed {
                 Ok((job, raw)) => match &self.ingest {
                     Ingest::Embedded(intake) => {
-                        if intake.submit(job, false, None).await.is_err() {
+                        if intake.submit(job, crate::pipeline::Origin::Record { src: None }, None).await.is_err() {
                             return json_resp(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "shutting down", "accepted": accepted, "rejected": rejected}));
                         }
                         accepted += 1;

@@ -15,21 +15,47 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    campaign_field, gcra, Claim, ClaimedJob, OptOutEntry, OptOutPage, PartOutcome, RateGrant, RateLease, ScheduledJob, SentJob, Settled,
+    campaign_field, gcra, Claim, ClaimReq, ClaimedJob, DueKind, Fenced, OptOutEntry, OptOutPage, PartOutcome, RateGrant, RateLease, ScheduledJob, SentJob, Settled,
     Store, StoreError,
 };
 use crate::report::Report;
 
 mod whatsapp;
 
-#[derive(Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    /// `local/{incarnation}`: tokens minted for this store start with it.
+    owner: String,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self { inner: Mutex::default(), owner: format!("local/{}", rand::random::<u32>()) }
+    }
+}
+
+/// Where a claimed job stands (the Redis hash's `st`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum St {
+    Claimed,
+    Submitting,
+    Deferred,
+    Sent,
+    Final,
+}
+
+/// One job id's claim: the same state machine as the Redis hash, with every owner alive
+/// (one process holds them all).
+struct ClaimState {
+    expires: Instant,
+    st: St,
+    own: String,
+    src: Option<String>,
 }
 
 #[derive(Default)]
 struct Inner {
-    claims: FastMap<String, Instant>,
+    claims: FastMap<String, ClaimState>,
     scheduled: FastMap<String, Entry>,
     /// (due, id): the due index of `scheduled`.
     due: BTreeSet<(DateTime<Utc>, String)>,
@@ -53,7 +79,9 @@ struct Inner {
 
 struct Entry {
     due: DateTime<Utc>,
+    id: String,
     payload: String,
+    src: Option<String>,
     lease: Option<u64>,
     recheck: bool,
 }
@@ -64,6 +92,8 @@ struct Tracked {
     delivered_parts: usize,
     /// Decided by a receipt, waiting for `finish_sent`.
     decided: Option<PartOutcome>,
+    /// Its `accepted` report is not recorded yet: a receipt that would end it waits.
+    held: bool,
 }
 
 impl MemoryStore {
@@ -85,15 +115,22 @@ impl Inner {
             return;
         }
         self.last_sweep = Some(now);
-        self.claims.retain(|_, exp| *exp > now);
+        self.claims.retain(|_, c| c.expires > now);
         self.history.retain(|_, (exp, _)| *exp > now);
     }
 
 
     /// One receipt: see [`Store::settle_part`].
     fn settle(&mut self, provider: &str, message_id: &str, outcome: PartOutcome, confirm_by: DateTime<Utc>) -> Settled {
-        let Some(job_id) = self.messages.get_mut(provider).and_then(|m| m.remove(message_id)) else { return Settled::Unmatched };
+        let Some(job_id) = self.messages.get(provider).and_then(|m| m.get(message_id)).cloned() else { return Settled::Unmatched };
         let Some(t) = self.sent.get_mut(&job_id) else { return Settled::Unmatched };
+        let last = outcome != PartOutcome::Delivered || t.delivered_parts + 1 >= t.job.message_ids.len();
+        if t.decided.is_none() && last && t.held {
+            // Left as it was (the mapping too): the receipt comes again once `accepted` is out.
+            return Settled::Held;
+        }
+        self.messages.get_mut(provider).map(|m| m.remove(message_id));
+        let t = self.sent.get_mut(&job_id).expect("looked up above");
         if t.decided.is_some() {
             return Settled::Pending;
         }
@@ -130,40 +167,87 @@ impl Inner {
 
 #[async_trait]
 impl Store for MemoryStore {
-    /// One process: an id is either new or a duplicate; nobody else can hold it.
-    async fn claim_ids(&self, ids: &[&str], ttl: Duration) -> Result<Vec<Claim>, StoreError> {
+    fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// One process: every owner is alive, so a claim is never taken over here.
+    async fn claim_ids(&self, reqs: &[ClaimReq<'_>], ttl: Duration) -> Result<Vec<Claim>, StoreError> {
         let mut g = self.lock();
         g.sweep();
         let now = Instant::now();
-        Ok(ids
+        Ok(reqs
             .iter()
-            .map(|id| match g.claims.get(*id) {
-                Some(exp) if *exp > now => Claim::Duplicate,
-                _ => {
-                    g.claims.insert((*id).to_owned(), now + ttl);
+            .map(|r| match g.claims.get(r.id).filter(|c| c.expires > now) {
+                None => {
+                    let c = ClaimState { expires: now + ttl, st: St::Claimed, own: r.token.to_owned(), src: r.src.map(str::to_owned) };
+                    g.claims.insert(r.id.to_owned(), c);
                     Claim::New
                 }
+                Some(c) if c.own == r.token => match c.st {
+                    St::Claimed => Claim::New,
+                    _ => Claim::Replay,
+                },
+                Some(c) if r.src.is_none() || c.src.as_deref() != r.src => Claim::Duplicate,
+                Some(c) if matches!(c.st, St::Claimed | St::Submitting) => Claim::Busy,
+                Some(_) => Claim::Replay,
             })
             .collect())
     }
 
-    async fn mark_submitting(&self, _ids: &[&str]) -> Result<(), StoreError> {
-        Ok(())
-    }
-
-    async fn schedule(&self, jobs: &[ScheduledJob]) -> Result<(), StoreError> {
+    async fn mark_submitting(&self, jobs: &[Fenced<'_>]) -> Result<Vec<bool>, StoreError> {
         let mut g = self.lock();
-        for j in jobs {
-            if let Some(old) = g.scheduled.remove(&j.id) {
-                g.due.remove(&(old.due, j.id.clone()));
-            }
-            g.due.insert((j.due, j.id.clone()));
-            g.scheduled.insert(j.id.clone(), Entry { due: j.due, payload: j.payload.clone(), lease: None, recheck: j.recheck });
-        }
-        Ok(())
+        Ok(jobs
+            .iter()
+            .map(|(id, token)| match g.claims.get_mut(*id) {
+                Some(c) if c.own == *token && matches!(c.st, St::Claimed | St::Submitting) => {
+                    c.st = St::Submitting;
+                    true
+                }
+                _ => false,
+            })
+            .collect())
     }
 
-    async fn claim_due(&self, now: DateTime<Utc>, limit: usize, lease: Duration) -> Result<Vec<ClaimedJob>, StoreError> {
+    async fn owns(&self, jobs: &[Fenced<'_>]) -> Result<Vec<bool>, StoreError> {
+        let g = self.lock();
+        Ok(jobs.iter().map(|(id, token)| g.claims.get(*id).is_some_and(|c| c.own == *token && c.st != St::Final)).collect())
+    }
+
+    async fn schedule(&self, jobs: &[ScheduledJob], claim_ttl: Duration) -> Result<Vec<bool>, StoreError> {
+        let mut g = self.lock();
+        let mut out = Vec::with_capacity(jobs.len());
+        for j in jobs {
+            if !j.recheck {
+                let keep = Instant::now() + (j.due - Utc::now()).to_std().unwrap_or_default() + claim_ttl;
+                match g.claims.get_mut(&j.id) {
+                    Some(c) if c.own == j.token && matches!(c.st, St::Claimed | St::Submitting) => {
+                        c.st = St::Deferred;
+                        c.expires = c.expires.max(keep);
+                    }
+                    Some(_) => {
+                        out.push(false);
+                        continue;
+                    }
+                    None => {
+                        let c = ClaimState { expires: keep, st: St::Deferred, own: j.token.clone(), src: j.src.clone() };
+                        g.claims.insert(j.id.clone(), c);
+                    }
+                }
+            }
+            let entry = j.entry();
+            if let Some(old) = g.scheduled.remove(&entry) {
+                g.due.remove(&(old.due, entry.clone()));
+            }
+            g.due.insert((j.due, entry.clone()));
+            let e = Entry { due: j.due, id: j.id.clone(), payload: j.payload.clone(), src: j.src.clone(), lease: None, recheck: j.recheck };
+            g.scheduled.insert(entry, e);
+            out.push(true);
+        }
+        Ok(out)
+    }
+
+    async fn claim_due(&self, now: DateTime<Utc>, limit: usize, lease: Duration, claim_ttl: Duration) -> Result<Vec<ClaimedJob>, StoreError> {
         let mut g = self.lock();
         let due: Vec<_> = g.due.iter().take_while(|(d, _)| *d <= now).take(limit).cloned().collect();
         let lease_until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30));
@@ -171,32 +255,73 @@ impl Store for MemoryStore {
         for key in due {
             g.due.remove(&key);
             g.next_lease += 1;
-            let token = g.next_lease;
-            let id = key.1;
-            if let Some(e) = g.scheduled.get_mut(&id) {
-                e.lease = Some(token);
-                e.due = lease_until;
-                out.push(ClaimedJob { id: id.clone(), payload: e.payload.clone(), lease: token, recheck: e.recheck });
-                g.due.insert((lease_until, id));
-            }
+            let lease = g.next_lease;
+            let entry = key.1;
+            let Some(e) = g.scheduled.get(&entry) else { continue };
+            let (id, recheck) = (e.id.clone(), e.recheck);
+            let mut token = None;
+            let kind = if recheck {
+                DueKind::Recheck
+            } else {
+                let tok = format!("{}/s{lease}", self.owner);
+                let st = g.claims.get(&id).map(|c| c.st);
+                match st {
+                    None | Some(St::Deferred) => {
+                        let expires = Instant::now() + claim_ttl;
+                        let src = e.src.clone();
+                        let c = g.claims.entry(id.clone()).or_insert(ClaimState { expires, st: St::Claimed, own: String::new(), src });
+                        c.st = St::Claimed;
+                        c.own = tok.clone();
+                        token = Some(tok);
+                        DueKind::Resumed
+                    }
+                    // A claimer (alive: this process) is on it: back when this lease lapses.
+                    Some(St::Claimed | St::Submitting) => {
+                        let e = g.scheduled.get_mut(&entry).expect("looked up above");
+                        e.lease = Some(lease);
+                        e.due = lease_until;
+                        g.due.insert((lease_until, entry));
+                        continue;
+                    }
+                    Some(St::Sent | St::Final) => {
+                        g.scheduled.remove(&entry);
+                        continue;
+                    }
+                }
+            };
+            let e = g.scheduled.get_mut(&entry).expect("looked up above");
+            e.lease = Some(lease);
+            e.due = lease_until;
+            out.push(ClaimedJob { entry: entry.clone(), payload: e.payload.clone(), lease, token, src: e.src.clone(), kind });
+            g.due.insert((lease_until, entry));
         }
         Ok(out)
     }
 
     async fn finish_scheduled(&self, done: &[(String, u64)]) -> Result<(), StoreError> {
         let mut g = self.lock();
-        for (id, lease) in done {
-            if g.scheduled.get(id).is_some_and(|e| e.lease == Some(*lease)) {
-                let e = g.scheduled.remove(id).expect("checked above");
-                g.due.remove(&(e.due, id.clone()));
+        for (entry, lease) in done {
+            if g.scheduled.get(entry).is_some_and(|e| e.lease == Some(*lease)) {
+                let e = g.scheduled.remove(entry).expect("checked above");
+                g.due.remove(&(e.due, entry.clone()));
             }
         }
         Ok(())
     }
 
-    async fn track_sent(&self, jobs: &[(SentJob, DateTime<Utc>)], _ttl: Duration) -> Result<(), StoreError> {
+    async fn track_sent(&self, jobs: &[(SentJob, DateTime<Utc>, String)], _ttl: Duration) -> Result<Vec<bool>, StoreError> {
         let mut g = self.lock();
-        for (job, deadline) in jobs {
+        let mut out = Vec::with_capacity(jobs.len());
+        for (job, deadline, token) in jobs {
+            match g.claims.get_mut(&job.job_id) {
+                Some(c) if c.own == *token && matches!(c.st, St::Claimed | St::Submitting) => c.st = St::Sent,
+                // No claim at all (it expired): nobody else can hold it.
+                None => {}
+                Some(_) => {
+                    out.push(false);
+                    continue;
+                }
+            }
             if !g.messages.contains_key(&job.provider) {
                 g.messages.insert(job.provider.clone(), FastMap::default());
             }
@@ -205,9 +330,11 @@ impl Store for MemoryStore {
                 m.insert(id.clone(), job.job_id.clone());
             }
             g.deadlines.insert((*deadline, job.job_id.clone()));
-            g.sent.insert(job.job_id.clone(), Tracked { job: job.clone(), deadline: *deadline, delivered_parts: 0, decided: None });
+            let t = Tracked { job: job.clone(), deadline: *deadline, delivered_parts: 0, decided: None, held: true };
+            g.sent.insert(job.job_id.clone(), t);
+            out.push(true);
         }
-        Ok(())
+        Ok(out)
     }
 
     async fn settle_parts(
@@ -233,6 +360,8 @@ impl Store for MemoryStore {
             if let Some(t) = g.sent.get_mut(&key.1) {
                 t.deadline = lease_until;
                 out.push((t.job.clone(), t.decided));
+                // Decided here: a receipt arriving while the `unknown` is out makes no second final.
+                t.decided.get_or_insert(PartOutcome::Unknown);
                 g.deadlines.insert((lease_until, key.1));
             }
         }
@@ -252,6 +381,16 @@ impl Store for MemoryStore {
         g.sweep();
         let exp = Instant::now() + ttl;
         for r in reports {
+            if r.is_final {
+                if let Some(c) = g.claims.get_mut(r.job_id.as_str()) {
+                    c.st = St::Final;
+                    c.expires = c.expires.max(exp);
+                }
+            } else if r.event == crate::report::EventKind::Accepted {
+                if let Some(t) = g.sent.get_mut(r.job_id.as_str()) {
+                    t.held = false;
+                }
+            }
             // Looked up by &str first: most reports belong to a job already in the history.
             match g.history.get_mut(r.job_id.as_str()) {
                 Some(e) => {
@@ -383,42 +522,82 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn claims_are_first_come() {
-        let s = MemoryStore::new();
-        assert_eq!(s.claim_ids(&["a", "b", "a"], Duration::from_secs(60)).await.unwrap(), [Claim::New, Claim::New, Claim::Duplicate]);
-        assert_eq!(s.claim_ids(&["b", "c"], Duration::from_secs(60)).await.unwrap(), [Claim::Duplicate, Claim::New]);
+    fn req<'a>(id: &'a str, token: &'a str, src: Option<&'a str>) -> ClaimReq<'a> {
+        ClaimReq { id, token, src }
     }
 
     #[tokio::test]
-    async fn due_jobs_are_leased_and_come_back_when_the_lease_lapses() {
+    async fn claims_are_first_come_and_a_record_read_again_is_a_replay() {
         let s = MemoryStore::new();
-        s.schedule(&[ScheduledJob { id: "a".into(), due: t(10), payload: "{}".into(), recheck: false }]).await.unwrap();
-        assert!(s.claim_due(t(9), 10, Duration::from_secs(30)).await.unwrap().is_empty());
-        let c = s.claim_due(t(10), 10, Duration::from_secs(30)).await.unwrap();
-        assert_eq!(c.len(), 1);
-        assert!(s.claim_due(t(20), 10, Duration::from_secs(30)).await.unwrap().is_empty(), "leased");
-        let again = s.claim_due(t(41), 10, Duration::from_secs(30)).await.unwrap();
-        assert_eq!(again.len(), 1, "lease lapsed");
-        // The first, stale lease cannot finish it; the current one can.
-        s.finish_scheduled(&[("a".into(), c[0].lease)]).await.unwrap();
-        assert_eq!(s.claim_due(t(100), 10, Duration::from_secs(30)).await.unwrap().len(), 1);
+        let ttl = Duration::from_secs(60);
+        let got = s.claim_ids(&[req("a", "t1", None), req("b", "t2", Some("p/0/1")), req("a", "t3", None)], ttl).await.unwrap();
+        assert_eq!(got, [Claim::New, Claim::New, Claim::Duplicate]);
+        // The same token again (a retried step): the same answer, not a duplicate.
+        assert_eq!(s.claim_ids(&[req("a", "t1", None)], ttl).await.unwrap(), [Claim::New]);
+        // The same record again while its claim is in flight: wait; once parked: nothing.
+        assert_eq!(s.claim_ids(&[req("b", "t4", Some("p/0/1"))], ttl).await.unwrap(), [Claim::Busy]);
+        assert_eq!(s.claim_ids(&[req("b", "t5", Some("p/0/2")), req("c", "t6", None)], ttl).await.unwrap(), [Claim::Duplicate, Claim::New]);
+        let parked = ScheduledJob { id: "b".into(), token: "t2".into(), src: Some("p/0/1".into()), due: t(10), payload: "{}".into(), recheck: false };
+        assert_eq!(s.schedule(&[parked], ttl).await.unwrap(), [true]);
+        assert_eq!(s.claim_ids(&[req("b", "t7", Some("p/0/1"))], ttl).await.unwrap(), [Claim::Replay]);
     }
 
     #[tokio::test]
-    async fn rescheduling_a_claimed_job_survives_finishing_the_old_claim() {
+    async fn every_step_is_fenced_by_the_claim_token() {
         let s = MemoryStore::new();
-        s.schedule(&[ScheduledJob { id: "a".into(), due: t(0), payload: "{}".into(), recheck: false }]).await.unwrap();
-        let c = s.claim_due(t(0), 10, Duration::from_secs(30)).await.unwrap();
-        s.schedule(&[ScheduledJob { id: "a".into(), due: t(5), payload: "{}".into(), recheck: false }]).await.unwrap();
+        let ttl = Duration::from_secs(60);
+        s.claim_ids(&[req("a", "mine", None)], ttl).await.unwrap();
+        assert_eq!(s.mark_submitting(&[("a", "other"), ("nope", "mine")]).await.unwrap(), [false, false]);
+        assert_eq!(s.owns(&[("a", "mine"), ("a", "other")]).await.unwrap(), [true, false]);
+        assert_eq!(s.mark_submitting(&[("a", "mine")]).await.unwrap(), [true]);
+        let tracked = s.track_sent(&[(sent("a", &["1"]), t(100), "other".into())], ttl).await.unwrap();
+        assert_eq!(tracked, [false]);
+        assert_eq!(s.settle_part("p", "1", PartOutcome::Delivered, t(30)).await.unwrap(), Settled::Unmatched);
+        assert_eq!(s.track_sent(&[(sent("a", &["1"]), t(100), "mine".into())], ttl).await.unwrap(), [true]);
+        // Until its `accepted` is recorded, a receipt that would end it waits, untouched.
+        assert_eq!(s.settle_part("p", "1", PartOutcome::Delivered, t(30)).await.unwrap(), Settled::Held);
+        let acc = Report::from_parts("a", "t", "sms", "+4915112345678", &Default::default(), crate::report::EventKind::Accepted, t(0));
+        s.record_events(&[acc], ttl).await.unwrap();
+        assert!(matches!(s.settle_part("p", "1", PartOutcome::Delivered, t(30)).await.unwrap(), Settled::Final { .. }));
+    }
+
+    fn accepted(id: &str) -> Report {
+        Report::from_parts(id, "t", "sms", "+4915112345678", &Default::default(), crate::report::EventKind::Accepted, t(0))
+    }
+
+    #[tokio::test]
+    async fn due_jobs_are_leased_and_wait_while_their_claimer_is_on_them() {
+        let s = MemoryStore::new();
+        let (lease, ttl) = (Duration::from_secs(30), Duration::from_secs(60));
+        let parked = |token: &str, due| ScheduledJob { id: "a".into(), token: token.into(), src: None, due, payload: "{}".into(), recheck: false };
+        s.claim_ids(&[ClaimReq { id: "a", token: "x/1/1", src: None }], ttl).await.unwrap();
+        assert_eq!(s.schedule(&[parked("x/1/1", t(10))], ttl).await.unwrap(), [true]);
+        assert_eq!(s.schedule(&[parked("not-the-owner", t(10))], ttl).await.unwrap(), [false], "fenced");
+        assert!(s.claim_due(t(9), 10, lease, ttl).await.unwrap().is_empty());
+        let c = s.claim_due(t(10), 10, lease, ttl).await.unwrap();
+        assert_eq!((c.len(), c[0].kind), (1, DueKind::Resumed));
+        let token = c[0].token.clone().expect("resumed under a new token");
+        assert_eq!(s.owns(&[("a", "x/1/1"), ("a", &token)]).await.unwrap(), [false, true], "the parker is fenced off");
+        assert!(s.claim_due(t(20), 10, lease, ttl).await.unwrap().is_empty(), "leased");
+        // Lapsed, but its claimer (this process: alive) is still on it: leased again, not run.
+        assert!(s.claim_due(t(41), 10, lease, ttl).await.unwrap().is_empty());
+        // The claimer parks it again (a retry): the new entry runs when due.
+        assert_eq!(s.schedule(&[parked(&token, t(50))], ttl).await.unwrap(), [true]);
         s.finish_scheduled(&[("a".into(), c[0].lease)]).await.unwrap();
-        assert_eq!(s.claim_due(t(5), 10, Duration::from_secs(30)).await.unwrap().len(), 1);
+        let again = s.claim_due(t(50), 10, lease, ttl).await.unwrap();
+        assert_eq!(again.len(), 1, "the stale lease did not remove the newer entry");
+        // Once its job is final, a lapsed entry is dropped instead of run.
+        let fin = Report::from_parts("a", "t", "sms", "+4915112345678", &Default::default(), crate::report::EventKind::Rejected, t(0));
+        s.record_events(&[fin], ttl).await.unwrap();
+        assert!(s.claim_due(t(500), 10, lease, ttl).await.unwrap().is_empty());
+        assert!(s.lock().scheduled.is_empty());
     }
 
     #[tokio::test]
     async fn multipart_is_final_once_every_part_is_delivered_or_one_fails() {
         let s = MemoryStore::new();
-        s.track_sent(&[(sent("j1", &["1", "2"]), t(100)), (sent("j2", &["3", "4"]), t(100))], Duration::from_secs(60)).await.unwrap();
+        s.track_sent(&[(sent("j1", &["1", "2"]), t(100), "x".into()), (sent("j2", &["3", "4"]), t(100), "x".into())], Duration::from_secs(60)).await.unwrap();
+        s.record_events(&[accepted("j1"), accepted("j2")], Duration::from_secs(60)).await.unwrap();
         assert_eq!(s.settle_part("p", "1", PartOutcome::Delivered, t(30)).await.unwrap(), Settled::Pending);
         assert!(matches!(s.settle_part("p", "2", PartOutcome::Delivered, t(30)).await.unwrap(), Settled::Final { outcome: PartOutcome::Delivered, .. }));
         assert!(matches!(s.settle_part("p", "3", PartOutcome::Undelivered, t(30)).await.unwrap(), Settled::Final { outcome: PartOutcome::Undelivered, .. }));
@@ -455,7 +634,7 @@ mod tests {
     #[tokio::test]
     async fn overdue_jobs_are_leased_until_finished() {
         let s = MemoryStore::new();
-        s.track_sent(&[(sent("j", &["1"]), t(100))], Duration::from_secs(60)).await.unwrap();
+        s.track_sent(&[(sent("j", &["1"]), t(100), "x".into())], Duration::from_secs(60)).await.unwrap();
         assert!(s.take_overdue(t(99), 10, t(130)).await.unwrap().is_empty());
         assert_eq!(s.take_overdue(t(100), 10, t(130)).await.unwrap(), vec![(sent("j", &["1"]), None)]);
         assert!(s.take_overdue(t(129), 10, t(160)).await.unwrap().is_empty());

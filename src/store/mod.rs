@@ -35,22 +35,52 @@ pub enum StoreError {
 /// What claiming a job id found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
-    /// Ours now: never seen, or taken over from a dead instance before it submitted.
+    /// Ours now (under the token asked with): never seen, or the same record taken over from
+    /// a dead instance before it submitted.
     New,
-    /// Seen before and handled (or being handled by a live instance): a `duplicate`.
+    /// A second record carrying an id already seen: a `duplicate`.
     Duplicate,
-    /// Claimed by an instance that may still be alive and has not reached a durable point:
-    /// look again once its heartbeat would have lapsed.
+    /// The same record again while a live instance still holds it short of a durable point:
+    /// look again later, silently.
     Busy,
-    /// Claimed by an instance that died while submitting it: the provider may have it, so it
-    /// is never resent (ends `unknown`, counted).
+    /// The same record again, whose instance died while submitting it: the provider may have
+    /// it, so it is never resent (ends `unknown`, counted). Ours to end, under the token.
     Orphaned,
+    /// The same record read again (a crash or a rebalance re-delivered it) after it reached a
+    /// durable point: no event at all.
+    Replay,
+}
+
+/// One id to claim: the fencing token every later step of this job must show, and the record
+/// it came in (`topic/partition/offset`; `None` where there is none, as over HTTP in
+/// `sendgate dev`), which tells a record read again from a second record with the same id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimReq<'a> {
+    pub id: &'a str,
+    pub token: &'a str,
+    pub src: Option<&'a str>,
+}
+
+/// A job id and the fencing token of the claim that handles it: every transition is a
+/// compare-and-set on the token, so an instance that lost a job (it stalled past its
+/// heartbeat and another took it over) can no longer act on it.
+pub type Fenced<'a> = (&'a str, &'a str);
+
+/// A unique fencing token under `owner` (`instance/incarnation`): `instance/incarnation/n`.
+pub fn mint_token(owner: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{owner}/{n}")
 }
 
 /// A deferred job as the scheduled set holds it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScheduledJob {
     pub id: String,
+    /// The token of the claim parking it; for a recheck, the token its record was read with.
+    pub token: String,
+    /// The record it came in, kept so that the record read again is not taken for a second one.
+    pub src: Option<String>,
     pub due: DateTime<Utc>,
     /// The job as contract JSON (`Job::to_json`), re-parsed when it falls due.
     pub payload: String,
@@ -58,13 +88,40 @@ pub struct ScheduledJob {
     pub recheck: bool,
 }
 
+impl ScheduledJob {
+    /// Its member in the scheduled set: an owner's entry is its job id (one per job), a
+    /// recheck has one of its own, so that it can never replace the owner's deferral.
+    pub fn entry(&self) -> String {
+        if self.recheck {
+            format!("?{}", self.token)
+        } else {
+            self.id.clone()
+        }
+    }
+}
+
+/// Why a scheduled entry came back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DueKind {
+    /// An owner's parked job, claimed again under the entry's new token.
+    Resumed,
+    /// A record parked as `Busy`: its id is claimed again like a new record's.
+    Recheck,
+    /// A parked job whose claimer died mid-submit: ends `unknown` under the new token.
+    Orphaned,
+}
+
 /// A due job claimed from the scheduled set; `lease` proves the claim when it is finished.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClaimedJob {
-    pub id: String,
+    /// Its member in the scheduled set ([`ScheduledJob::entry`]).
+    pub entry: String,
     pub payload: String,
     pub lease: u64,
-    pub recheck: bool,
+    /// The job's claim token (`None` for a recheck, which claims like a new record).
+    pub token: Option<String>,
+    pub src: Option<String>,
+    pub kind: DueKind,
 }
 
 /// A job a provider accepted, as the store keeps it until its final receipt.
@@ -114,6 +171,9 @@ pub enum Settled {
     Final { job: SentJob, outcome: PartOutcome },
     /// Other parts are still out.
     Pending,
+    /// It would be final, but the job's `accepted` report is not recorded yet: nothing was
+    /// changed; try the receipt again shortly.
+    Held,
     /// No job holds this message id (yet, or any more).
     Unmatched,
 }
@@ -145,26 +205,42 @@ impl OptOutPage {
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Claims job ids for this instance; one answer per id, in order.
-    async fn claim_ids(&self, ids: &[&str], ttl: Duration) -> Result<Vec<Claim>, StoreError>;
+    /// `instance/incarnation`: what fencing tokens minted here start with ([`mint_token`]).
+    fn owner(&self) -> &str;
 
-    /// Marks claimed jobs as about to be handed to a provider: if this instance dies before
-    /// the provider's answer is recorded, whoever finds the claim knows a submit may be out.
-    async fn mark_submitting(&self, ids: &[&str]) -> Result<(), StoreError>;
+    /// Claims job ids, each under its token; one answer per id, in order. Asking again with
+    /// the same token gives the same answer (a retried step is not a second record).
+    async fn claim_ids(&self, reqs: &[ClaimReq<'_>], ttl: Duration) -> Result<Vec<Claim>, StoreError>;
 
-    /// Puts jobs in the scheduled set (replacing an entry of the same id, and its lease).
-    async fn schedule(&self, jobs: &[ScheduledJob]) -> Result<(), StoreError>;
+    /// Marks claimed jobs `submitting`, right before their first PDU is written: if this
+    /// instance dies before the provider's answer is recorded, whoever finds the claim knows a
+    /// submit may be out. `false` where the token no longer holds the job (fenced off).
+    async fn mark_submitting(&self, jobs: &[Fenced<'_>]) -> Result<Vec<bool>, StoreError>;
+
+    /// Whether each token still holds its job, not final yet: checked right before a final
+    /// decided in the pipeline is published.
+    async fn owns(&self, jobs: &[Fenced<'_>]) -> Result<Vec<bool>, StoreError>;
+
+    /// Puts jobs in the scheduled set (replacing the entry of the same [`ScheduledJob::entry`],
+    /// and its lease). An owner's entry is stored only under the token holding its claim, and
+    /// makes the claim `deferred`; `false` where it was fenced off (and nothing was stored).
+    /// `claim_ttl`: how long the claim outlives the entry's due time.
+    async fn schedule(&self, jobs: &[ScheduledJob], claim_ttl: Duration) -> Result<Vec<bool>, StoreError>;
 
     /// Claims up to `limit` jobs due at `now`, each leased for `lease`; a claim that is not
-    /// finished by then is due again (its instance died).
-    async fn claim_due(&self, now: DateTime<Utc>, limit: usize, lease: Duration) -> Result<Vec<ClaimedJob>, StoreError>;
+    /// finished by then is due again (its instance died). An owner's entry moves its job's
+    /// claim to a new token in the same step; entries of jobs already sent or final are
+    /// dropped; entries whose job a live instance is still on wait for their lease to lapse.
+    async fn claim_due(&self, now: DateTime<Utc>, limit: usize, lease: Duration, claim_ttl: Duration) -> Result<Vec<ClaimedJob>, StoreError>;
 
-    /// Removes claimed jobs whose lease still matches (a re-scheduled entry stays).
+    /// Removes claimed entries whose lease still matches (a re-scheduled entry stays).
     async fn finish_scheduled(&self, done: &[(String, u64)]) -> Result<(), StoreError>;
 
-    /// Records accepted jobs: every part's message id maps to its job, and the job's receipt
-    /// deadline is set, together.
-    async fn track_sent(&self, jobs: &[(SentJob, DateTime<Utc>)], ttl: Duration) -> Result<(), StoreError>;
+    /// Records accepted jobs, each under its token: every part's message id maps to its job,
+    /// and the job's receipt deadline is set, together. A receipt that would make a job final
+    /// waits ([`Settled::Held`]) until its `accepted` report is recorded ([`Store::record_events`]).
+    /// `false` where the token no longer holds the job.
+    async fn track_sent(&self, jobs: &[(SentJob, DateTime<Utc>, String)], ttl: Duration) -> Result<Vec<bool>, StoreError>;
 
     /// Records one part's receipt; returns whether that made its job final. A final job is
     /// not forgotten until [`Store::finish_sent`]: if that does not come by `confirm_by` (the

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use super::keys::Keys;
 use super::{
-    campaign_field, Claim, ClaimedJob, OptOutEntry, OptOutPage, PartOutcome, RateGrant, RateLease, ScheduledJob, SentJob, Settled, Store,
+    campaign_field, Claim, ClaimReq, ClaimedJob, DueKind, Fenced, OptOutEntry, OptOutPage, PartOutcome, RateGrant, RateLease, ScheduledJob, SentJob, Settled, Store,
     StoreError,
 };
 use crate::config::RedisConfig;
@@ -33,6 +33,7 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 struct Scripts {
     claim: Script,
     mark_submitting: Script,
+    owns: Script,
     schedule: Script,
     claim_due: Script,
     finish_scheduled: Script,
@@ -50,13 +51,30 @@ struct Scripts {
 impl Scripts {
     fn new() -> Self {
         Self {
-            claim: Script::new(concat!(include_str!("scripts/replay_open.lua"), include_str!("scripts/claim.lua"), include_str!("scripts/replay_close.lua"))),
+            // Lua scripts cannot include each other: shared heads are prepended here.
+            claim: Script::new(concat!(
+                include_str!("scripts/replay_open.lua"),
+                include_str!("scripts/owner_alive.lua"),
+                include_str!("scripts/claim.lua"),
+                include_str!("scripts/replay_close.lua")
+            )),
             mark_submitting: Script::new(include_str!("scripts/mark_submitting.lua")),
+            owns: Script::new(include_str!("scripts/owns.lua")),
             schedule: Script::new(include_str!("scripts/schedule.lua")),
-            claim_due: Script::new(include_str!("scripts/claim_due.lua")),
+            // Replay-guarded: a lost reply retried would lease the entries again under new
+            // tokens and fence off the jobs the first run handed out.
+            claim_due: Script::new(concat!(
+                include_str!("scripts/replay_open.lua"),
+                include_str!("scripts/owner_alive.lua"),
+                include_str!("scripts/claim_due.lua"),
+                include_str!("scripts/replay_close.lua")
+            )),
             finish_scheduled: Script::new(include_str!("scripts/finish_scheduled.lua")),
-            track_sent: Script::new(include_str!("scripts/track_sent.lua")),
-            // Lua scripts cannot include each other: the shared cleanup is prepended here.
+            track_sent: Script::new(concat!(
+                include_str!("scripts/replay_open.lua"),
+                include_str!("scripts/track_sent.lua"),
+                include_str!("scripts/replay_close.lua")
+            )),
             settle_part: Script::new(concat!(
                 include_str!("scripts/replay_open.lua"),
                 include_str!("scripts/settle_part.lua"),
@@ -256,6 +274,42 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    /// One compare-and-set script over `(job id, token)` pairs: `true` where the token holds.
+    async fn fenced(&self, script: &Script, jobs: &[Fenced<'_>], what: &str) -> Result<Vec<bool>, StoreError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut inv = script.prepare_invoke();
+        for (id, token) in jobs {
+            inv.key(self.keys.job(id)).arg(*token);
+        }
+        let held: Vec<i64> = inv.invoke_async(&mut self.conn()).await.map_err(|e| store_err(e, what))?;
+        if held.len() != jobs.len() {
+            return Err(corrupt(what, format!("{} answers for {} jobs", held.len(), jobs.len())));
+        }
+        Ok(held.into_iter().map(|v| v == 1).collect())
+    }
+}
+
+/// A scheduled entry's value: its recheck flag byte, its source record, a newline, then the
+/// job's JSON (which holds no raw newline, nor does a topic name): one HGET brings back all.
+fn encode_entry(j: &ScheduledJob) -> String {
+    let flag = if j.recheck { '1' } else { '0' };
+    format!("{flag}{}\n{}", j.src.as_deref().unwrap_or(""), j.payload)
+}
+
+/// `(recheck, source, payload)` of an entry's value.
+fn decode_entry(v: &str) -> Option<(bool, Option<&str>, &str)> {
+    let recheck = match v.as_bytes().first()? {
+        b'0' => false,
+        b'1' => true,
+        _ => return None,
+    };
+    let (src, payload) = v[1..].split_once('\n')?;
+    Some((recheck, (!src.is_empty()).then_some(src), payload))
+}
+
 fn store_err(e: RedisError, key: &str) -> StoreError {
     let script_error = matches!(e.kind(), ErrorKind::Server(redis::ServerErrorKind::ResponseError))
         && e.detail().is_some_and(|d| d.contains("script"));
@@ -276,18 +330,25 @@ fn parse_sent(key: &str, json: &str) -> Result<SentJob, StoreError> {
 
 #[async_trait]
 impl Store for RedisStore {
-    async fn claim_ids(&self, ids: &[&str], ttl: Duration) -> Result<Vec<Claim>, StoreError> {
-        if ids.is_empty() {
+    fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    async fn claim_ids(&self, reqs: &[ClaimReq<'_>], ttl: Duration) -> Result<Vec<Claim>, StoreError> {
+        if reqs.is_empty() {
             return Ok(Vec::new());
         }
         let mut inv = self.scripts.claim.prepare_invoke();
-        for id in ids {
-            inv.key(self.keys.job(id));
+        for r in reqs {
+            inv.key(self.keys.job(r.id));
         }
-        inv.arg(&self.owner).arg(millis(ttl)).arg(self.keys.alive_prefix());
+        inv.arg(millis(ttl)).arg(self.keys.alive_prefix());
+        for r in reqs {
+            inv.arg(r.token).arg(r.src.unwrap_or(""));
+        }
         let codes: Vec<i64> = self.invoke_replayable(&mut inv, "claim").await?;
-        if codes.len() != ids.len() {
-            return Err(corrupt("claim", format!("{} answers for {} ids", codes.len(), ids.len())));
+        if codes.len() != reqs.len() {
+            return Err(corrupt("claim", format!("{} answers for {} ids", codes.len(), reqs.len())));
         }
         codes
             .into_iter()
@@ -296,39 +357,38 @@ impl Store for RedisStore {
                 1 => Ok(Claim::Duplicate),
                 2 => Ok(Claim::Busy),
                 3 => Ok(Claim::Orphaned),
+                4 => Ok(Claim::Replay),
                 other => Err(corrupt("claim", format!("unknown claim code {other}"))),
             })
             .collect()
     }
 
-    async fn mark_submitting(&self, ids: &[&str]) -> Result<(), StoreError> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let mut inv = self.scripts.mark_submitting.prepare_invoke();
-        for id in ids {
-            inv.key(self.keys.job(id));
-        }
-        inv.arg(&self.owner);
-        inv.invoke_async::<()>(&mut self.conn()).await.map_err(|e| store_err(e, "mark_submitting"))
+    async fn mark_submitting(&self, jobs: &[Fenced<'_>]) -> Result<Vec<bool>, StoreError> {
+        self.fenced(&self.scripts.mark_submitting, jobs, "mark_submitting").await
     }
 
-    async fn schedule(&self, jobs: &[ScheduledJob]) -> Result<(), StoreError> {
+    async fn owns(&self, jobs: &[Fenced<'_>]) -> Result<Vec<bool>, StoreError> {
+        self.fenced(&self.scripts.owns, jobs, "owns").await
+    }
+
+    async fn schedule(&self, jobs: &[ScheduledJob], claim_ttl: Duration) -> Result<Vec<bool>, StoreError> {
         if jobs.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut inv = self.scripts.schedule.key(self.keys.sched());
         inv.key(self.keys.sched_payload()).key(self.keys.sched_lease());
-        inv.arg(&self.owner).arg(self.keys.job_prefix());
+        inv.arg(self.keys.job_prefix()).arg(millis(claim_ttl));
         for j in jobs {
-            // The recheck flag rides as the payload's first byte: one HGET brings back both.
-            let flag = if j.recheck { '1' } else { '0' };
-            inv.arg(&j.id).arg(j.due.timestamp_millis()).arg(format!("{flag}{}", j.payload));
+            inv.arg(j.entry()).arg(&j.id).arg(&j.token).arg(j.due.timestamp_millis()).arg(encode_entry(j));
         }
-        inv.invoke_async::<()>(&mut self.conn()).await.map_err(|e| store_err(e, &self.keys.sched()))
+        let stored: Vec<i64> = inv.invoke_async(&mut self.conn()).await.map_err(|e| store_err(e, &self.keys.sched()))?;
+        if stored.len() != jobs.len() {
+            return Err(corrupt(self.keys.sched(), format!("{} answers for {} entries", stored.len(), jobs.len())));
+        }
+        Ok(stored.into_iter().map(|v| v == 1).collect())
     }
 
-    async fn claim_due(&self, now: DateTime<Utc>, limit: usize, lease: Duration) -> Result<Vec<ClaimedJob>, StoreError> {
+    async fn claim_due(&self, now: DateTime<Utc>, limit: usize, lease: Duration, claim_ttl: Duration) -> Result<Vec<ClaimedJob>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -336,16 +396,21 @@ impl Store for RedisStore {
         let mut inv = self.scripts.claim_due.key(self.keys.sched());
         inv.key(self.keys.sched_payload()).key(self.keys.sched_lease()).key(self.keys.sched_seq());
         inv.arg(now_ms).arg(limit).arg(now_ms.saturating_add(millis(lease) as i64));
-        let rows: Vec<(String, String, u64)> =
-            inv.invoke_async(&mut self.conn()).await.map_err(|e| store_err(e, &self.keys.sched()))?;
+        inv.arg(self.keys.job_prefix()).arg(self.keys.alive_prefix()).arg(&self.owner).arg(millis(claim_ttl));
+        let rows: Vec<(String, String, u64, String, String)> = self.invoke_replayable(&mut inv, "claim_due").await?;
+        let payload_key = self.keys.sched_payload();
         rows.into_iter()
-            .map(|(id, flagged, lease)| {
-                let recheck = match flagged.as_bytes().first() {
-                    Some(b'0') => false,
-                    Some(b'1') => true,
-                    _ => return Err(corrupt(format!("{}/{id}", self.keys.sched_payload()), "missing recheck flag byte")),
+            .map(|(entry, flagged, lease, token, kind)| {
+                let bad = |why: &str| corrupt(format!("{payload_key}/{entry}"), why);
+                let (_, src, payload) = decode_entry(&flagged).ok_or_else(|| bad("not flag, source and payload"))?;
+                let kind = match kind.as_str() {
+                    "r" => DueKind::Resumed,
+                    "c" => DueKind::Recheck,
+                    "o" => DueKind::Orphaned,
+                    other => return Err(bad(&format!("unknown kind {other:?}"))),
                 };
-                Ok(ClaimedJob { payload: flagged[1..].to_owned(), id, lease, recheck })
+                let token = (!token.is_empty()).then_some(token);
+                Ok(ClaimedJob { payload: payload.to_owned(), src: src.map(str::to_owned), entry, lease, token, kind })
             })
             .collect()
     }
@@ -362,24 +427,29 @@ impl Store for RedisStore {
         inv.invoke_async::<()>(&mut self.conn()).await.map_err(|e| store_err(e, &self.keys.sched()))
     }
 
-    async fn track_sent(&self, jobs: &[(SentJob, DateTime<Utc>)], ttl: Duration) -> Result<(), StoreError> {
+    async fn track_sent(&self, jobs: &[(SentJob, DateTime<Utc>, String)], ttl: Duration) -> Result<Vec<bool>, StoreError> {
         if jobs.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let now_ms = Utc::now().timestamp_millis();
         let mut inv = self.scripts.track_sent.key(self.keys.deadlines());
         inv.arg(self.keys.job_prefix()).arg(self.keys.msg_prefix());
-        for (job, deadline) in jobs {
+        for (job, deadline, token) in jobs {
             let json = serde_json::to_string(job).map_err(|e| corrupt(self.keys.job(&job.job_id), e))?;
             let deadline_ms = deadline.timestamp_millis();
             // Kept `ttl` past the deadline, so late receipts still match until then.
             let px = millis(ttl) + deadline_ms.saturating_sub(now_ms).max(0) as u64;
-            inv.arg(&job.job_id).arg(deadline_ms).arg(px).arg(json).arg(&job.provider).arg(job.message_ids.len());
+            inv.arg(&job.job_id).arg(token).arg(deadline_ms).arg(px).arg(json).arg(&job.provider).arg(job.message_ids.len());
             for id in &job.message_ids {
                 inv.arg(id);
             }
         }
-        inv.invoke_async::<()>(&mut self.conn()).await.map_err(|e| store_err(e, &self.keys.deadlines()))
+        // Replay-guarded: run twice, the second run would find the job `sent` and say fenced.
+        let tracked: Vec<i64> = self.invoke_replayable(&mut inv, "track_sent").await?;
+        if tracked.len() != jobs.len() {
+            return Err(corrupt(self.keys.deadlines(), format!("{} answers for {} jobs", tracked.len(), jobs.len())));
+        }
+        Ok(tracked.into_iter().map(|v| v == 1).collect())
     }
 
     async fn settle_parts(
@@ -406,6 +476,7 @@ impl Store for RedisStore {
             .map(|(pair, (_, _, outcome))| match pair[0].as_str() {
                 "u" => Ok(Settled::Unmatched),
                 "p" => Ok(Settled::Pending),
+                "e" => Ok(Settled::Held),
                 "f" => Ok(Settled::Final { job: parse_sent(&key, &pair[1])?, outcome: *outcome }),
                 other => Err(corrupt(&key, format!("unexpected settle answer {other:?}"))),
             })
@@ -473,7 +544,12 @@ impl Store for RedisStore {
         let mut inv = self.scripts.record_events.prepare_invoke();
         inv.arg(self.keys.hist_prefix()).arg(self.keys.job_prefix()).arg(millis(ttl));
         for (r, json) in reports.iter().zip(json) {
-            inv.arg(&r.job_id).arg(if r.is_final { "1" } else { "0" }).arg(json);
+            let kind = match r.event {
+                _ if r.is_final => "1",
+                crate::report::EventKind::Accepted => "a",
+                _ => "0",
+            };
+            inv.arg(&r.job_id).arg(kind).arg(json);
         }
         inv.invoke_async::<()>(&mut self.conn()).await.map_err(|e| store_err(e, "record_events"))
     }

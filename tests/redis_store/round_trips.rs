@@ -74,8 +74,8 @@ async fn requests_for(store: &Arc<RedisStore>, tag: &str, n: usize) -> (u64, usi
     store.add_opt_outs(&entries).await.unwrap();
 
     let before = store.requests();
-    let mut batch: Vec<Candidate> = jobs.iter().map(|job| Candidate { job, claimed: false, verdict: Verdict::Allow }).collect();
-    chain.evaluate(&mut batch, now).await.expect("chain");
+    let mut batch: Vec<Candidate> = jobs.iter().map(|job| Candidate::new(job)).collect();
+    chain.evaluate(&mut batch, now).await;
     let allowed: Vec<Outgoing> = batch
         .iter()
         .filter(|c| matches!(c.verdict, Verdict::Allow))

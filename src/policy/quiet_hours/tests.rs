@@ -241,8 +241,8 @@ async fn verdicts_in_the_chain() {
         job("+74951234567", r#","expires_at":"2026-11-22T05:00:00Z""#),
         job("+74951234567", r#","tz":"America/New_York""#), // 14:00 there
     ];
-    let mut batch: Vec<Candidate> = jobs.iter().map(|j| Candidate { job: j, claimed: false, verdict: Verdict::Allow }).collect();
-    Chain::new(vec![Box::new(p)]).evaluate(&mut batch, now).await.unwrap();
+    let mut batch: Vec<Candidate> = jobs.iter().map(|j| Candidate::new(j)).collect();
+    Chain::new(vec![Box::new(p)]).evaluate(&mut batch, now).await;
     assert_eq!(batch[0].verdict, Verdict::Defer { until: at("2026-11-22T06:00:00Z"), reason: Reason::QuietHours });
     assert_eq!(batch[1].verdict, Verdict::Allow);
     assert!(matches!(&batch[2].verdict, Verdict::Stop { event: EventKind::Expired, message: Some(m), .. } if m.contains("quiet hours")));

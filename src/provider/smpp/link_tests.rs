@@ -64,7 +64,7 @@ pub(super) fn job(i: usize, extra: serde_json::Value) -> Job {
 pub(super) async fn send_all(p: &Arc<SmppProvider>, n: usize) -> Vec<Result<crate::provider::Accepted, SendError>> {
     let sends = (0..n).map(|i| {
         let p = p.clone();
-        tokio::spawn(async move { p.send(&job(i, serde_json::json!({}))).await })
+        tokio::spawn(async move { p.send(&job(i, serde_json::json!({})), &crate::provider::Unclaimed).await })
     });
     futures::future::join_all(sends).await.into_iter().map(|r| r.unwrap()).collect()
 }
@@ -103,7 +103,7 @@ async fn throttling_past_expires_at_fails_the_job() {
     let (p, _rx) = provider(&sim.local_addr().to_string(), "throttle_backoff = \"300ms\"").await;
     let expires = (Utc::now() + chrono::Duration::milliseconds(800)).to_rfc3339();
     let started = std::time::Instant::now();
-    let err = p.send(&job(1, serde_json::json!({"expires_at": expires}))).await.unwrap_err();
+    let err = p.send(&job(1, serde_json::json!({"expires_at": expires})), &crate::provider::Unclaimed).await.unwrap_err();
     assert!(matches!(&err, SendError::Failed { code, .. } if code == "throttled"), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(2), "gave up late: {:?}", started.elapsed());
     assert_eq!(sim.stats().messages, 0);
@@ -152,7 +152,7 @@ async fn response_timeout_fail_ends_ambiguous_and_never_resends() {
     // The dead link was noticed and replaced: later jobs go through on a new bind.
     let later = futures::future::join_all((100..110).map(|i| {
         let p = p.clone();
-        async move { p.send(&job(i, serde_json::json!({}))).await }
+        async move { p.send(&job(i, serde_json::json!({})), &crate::provider::Unclaimed).await }
     }))
     .await;
     assert!(later.iter().all(|r| r.is_ok()), "{later:?}");
@@ -216,7 +216,7 @@ async fn refused_binds_mark_the_provider_down_and_retry_slowly() {
     assert!(status.error.as_deref().unwrap_or_default().contains("EsmeRbindfail"), "{status:?}");
     // Refused: a send answers at once instead of waiting for a bind.
     let started = std::time::Instant::now();
-    let err = p.send(&job(1, serde_json::json!({}))).await.unwrap_err();
+    let err = p.send(&job(1, serde_json::json!({})), &crate::provider::Unclaimed).await.unwrap_err();
     assert!(matches!(err, SendError::Unavailable(_)) && started.elapsed() < Duration::from_millis(500), "{err:?}");
     // With reconnect_min = 10ms a plain backoff would try ~8 times per bind in 2 s; refused
     // binds wait 0.5-1 × reconnect_max between attempts: at most 1 + 2 / 0.5 per bind.

@@ -184,9 +184,9 @@ impl Provider for SmppProvider {
         self.binds.health.status(self.is_ready())
     }
 
-    async fn send(&self, job: &Job) -> Result<Accepted, SendError> {
+    async fn send(&self, job: &Job, wire: &dyn crate::provider::OnWire) -> Result<Accepted, SendError> {
         let started = Instant::now();
-        let result = self.submit(job).await;
+        let result = self.submit(job, wire).await;
         self.metrics.duration.record(started.elapsed().as_secs_f64());
         match &result {
             Ok(_) => self.metrics.accepted.increment(1),

@@ -86,7 +86,7 @@ async fn status_table_drives_retries() {
     for (script, want, submits) in cases {
         let (addr, smsc) = scripted_smsc(script.clone()).await;
         let (p, _rx) = provider(&addr, "max_retries = 2\nretry_delay = \"10ms\"\nqueue_full_backoff = \"50ms\"").await;
-        let got = p.send(&job(1, serde_json::json!({}))).await;
+        let got = p.send(&job(1, serde_json::json!({})), &crate::provider::Unclaimed).await;
         let kind = match &got {
             Ok(_) => Ok(()),
             Err(SendError::Transient { .. }) => Err("transient"),
@@ -106,7 +106,7 @@ async fn a_later_part_failing_for_now_ends_failed_not_resent() {
     // Part 1 taken; part 2 keeps failing: resending the job would send part 1 twice.
     let (addr, smsc) = scripted_smsc(vec![EsmeRok, EsmeRsyserr, EsmeRsyserr]).await;
     let (p, _rx) = provider(&addr, "max_retries = 1\nretry_delay = \"10ms\"").await;
-    let err = p.send(&job(1, serde_json::json!({"text": "a".repeat(200)}))).await.unwrap_err();
+    let err = p.send(&job(1, serde_json::json!({"text": "a".repeat(200)})), &crate::provider::Unclaimed).await.unwrap_err();
     assert!(matches!(&err, SendError::Failed { code, .. } if code == "partly_sent"), "{err:?}");
     p.shutdown().await;
     assert_eq!(smsc.await.unwrap().len(), 3);

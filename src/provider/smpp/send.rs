@@ -14,7 +14,7 @@ use super::status::{self, Action};
 use super::{ids, rate, submit, SmppProvider};
 use crate::config::SmppOnTimeout;
 use crate::job::Job;
-use crate::provider::{Accepted, SendError};
+use crate::provider::{Accepted, OnWire, SendError};
 use crate::telemetry;
 
 /// A submit_sm that got no answer: the SMSC may or may not have the message.
@@ -92,7 +92,7 @@ impl SmppProvider {
         Some(Instant::now() + left)
     }
 
-    pub(super) async fn submit(&self, job: &Job) -> Result<Accepted, SendError> {
+    pub(super) async fn submit(&self, job: &Job, wire: &dyn OnWire) -> Result<Accepted, SendError> {
         let default_from = self.cfg.default_from.as_deref().unwrap_or("sendgate");
         let reference = self.reference.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let submit::Submission { pdus, segments } = submit::build(job, default_from, reference, &(&self.cfg).into())?;
@@ -102,6 +102,8 @@ impl SmppProvider {
         let mut message_ids = Vec::with_capacity(pdus.len());
         // `on_response_timeout = "retry"` resends one lost PDU per job, once.
         let mut resent = false;
+        // The job is marked `submitting` once, right before its first write.
+        let mut entered = false;
         for pdu in pdus {
             let mut retries = 0u32;
             loop {
@@ -120,6 +122,16 @@ impl SmppProvider {
                 // submit handed to a link that died meanwhile could only end ambiguous.
                 if seat.link.dead.is_cancelled() || seat.link.client.is_closed() {
                     continue;
+                }
+                if !entered {
+                    if !wire.enter().await {
+                        return Err(SendError::Fenced);
+                    }
+                    entered = true;
+                    // The mark took a store round trip: the link may have gone meanwhile.
+                    if seat.link.dead.is_cancelled() || seat.link.client.is_closed() {
+                        continue;
+                    }
                 }
                 match submit_once(&seat.link, pdu.clone(), self.cfg.response_timeout).await {
                     Answer::Id(id) => {

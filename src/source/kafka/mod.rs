@@ -22,7 +22,8 @@ use crate::job::JobError;
 use crate::pipeline::{Intake, Reporter};
 use crate::report::{EventKind, Reason, Report};
 use crate::sink::kafka::{KafkaProducer, Record};
-use crate::store::{Claim, Store};
+use crate::pipeline::Origin;
+use crate::store::{Claim, ClaimReq, Store};
 use crate::telemetry;
 
 /// Rebalance hooks: commit what is done before partitions leave, track new ones.
@@ -170,15 +171,18 @@ impl KafkaSource {
         let payload = m.payload().unwrap_or_default();
         let now = deps.clock.now();
         let offsets = self.offsets.clone();
+        // Where this record is: the same record read again (a crash, a rebalance) is told from
+        // a second record with the same id by it.
+        let src = format!("{}/{}/{}", tp.topic, tp.partition, offset);
         let ack = move || offsets.done(&tp, epoch, offset);
         match crate::job::parse(payload, now) {
             Ok(job) => {
                 consumed.increment(1);
-                deps.intake.submit(job, false, Some(Box::new(ack))).await?;
+                deps.intake.submit(job, Origin::Record { src: Some(src) }, Some(Box::new(ack))).await?;
             }
             Err(JobError::NotAJob(why)) => {
                 metrics::counter!(telemetry::JOBS_REJECTED_AT_INGEST_TOTAL, "source" => "kafka", "reason" => "dlq").increment(1);
-                let source = format!("{}/{}/{}", m.topic(), m.partition(), offset);
+                let source = src;
                 warn!(source = %source, error = %why, "record is not a job; sent to the DLQ");
                 let (producer, topic) = (deps.producer.clone(), self.cfg.dlq_topic.clone());
                 let (key, payload) = (m.key().unwrap_or_default().to_vec(), payload.to_vec());
@@ -192,7 +196,7 @@ impl KafkaSource {
                 metrics::counter!(telemetry::JOBS_REJECTED_AT_INGEST_TOTAL, "source" => "kafka", "reason" => "invalid").increment(1);
                 let (store, reporter, ttl) = (deps.store.clone(), deps.reporter.clone(), deps.dedup_ttl);
                 tokio::spawn(async move {
-                    reject(store.as_ref(), &reporter, e, ttl, now).await;
+                    reject(store.as_ref(), &reporter, e, ttl, now, &src).await;
                     ack();
                 });
             }
@@ -218,18 +222,25 @@ fn commit(consumer: &StreamConsumer<Ctx>, offsets: &Offsets, mode: CommitMode) {
 }
 
 /// An invalid job with an id: its final `rejected`, once per id like any other final.
-async fn reject(store: &dyn Store, reporter: &Reporter, e: JobError, ttl: Duration, now: chrono::DateTime<chrono::Utc>) {
+async fn reject(store: &dyn Store, reporter: &Reporter, e: JobError, ttl: Duration, now: chrono::DateTime<chrono::Utc>, src: &str) {
     let JobError::Invalid { id, fields, .. } = &e else { return };
+    let token = crate::store::mint_token(store.owner());
+    let req = [ClaimReq { id, token: &token, src: Some(src) }];
     let claim = loop {
-        match store.claim_ids(&[id.as_str()], ttl).await {
-            Ok(c) => break c[0],
-            Err(err) => {
-                error!(error = %err, "cannot claim an invalid job's id; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
+        match crate::retry::until_ok("claim", 1, || store.claim_ids(&req, ttl)).await[..] {
+            // The same record in a live instance's hands (a rebalance): it reports it, unless
+            // it dies first; look again once its heartbeat could have lapsed.
+            [Claim::Busy] => tokio::time::sleep(Duration::from_secs(1)).await,
+            [c] => break c,
+            _ => return error!(job_id = %id, "the store answered a claim of one id with another count"),
         }
     };
-    let event = if claim == Claim::New { EventKind::Rejected } else { EventKind::Duplicate };
+    let event = match claim {
+        // Never submitted, so never really orphaned: ours to reject.
+        Claim::New | Claim::Orphaned => EventKind::Rejected,
+        Claim::Duplicate => EventKind::Duplicate,
+        Claim::Replay | Claim::Busy => return,
+    };
     let mut r = Report::from_parts(id, &fields.tenant, &fields.channel, &fields.to, &fields.meta, event, now);
     if event == EventKind::Rejected {
         r = r.with_reason(Reason::InvalidJob).with_error(None, e.to_string());

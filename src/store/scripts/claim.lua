@@ -1,47 +1,40 @@
--- claim_ids: one answer per job id, in KEYS order. 0 New, 1 Duplicate, 2 Busy, 3 Orphaned.
--- KEYS: the job hashes. ARGV[1] this owner ("instance/incarnation"), ARGV[2] claim TTL (ms),
--- ARGV[3] the alive-key prefix (keys.rs).
-local me, ttl, alive_prefix = ARGV[1], ARGV[2], ARGV[3]
-
--- A batch mostly meets the same few owners: look each one's heartbeat up once.
-local alive_memo = {}
-local function alive(owner)
-  local known = alive_memo[owner]
-  if known == nil then
-    -- The incarnation has no '/', the instance id may: split at the last one.
-    local inst, inc = string.match(owner, '^(.*)/([^/]*)$')
-    known = inst ~= nil and redis.call('GET', alive_prefix .. inst) == inc
-    alive_memo[owner] = known
-  end
-  return known
-end
+-- claim_ids: one answer per job id, in KEYS order. 0 New, 1 Duplicate, 2 Busy, 3 Orphaned,
+-- 4 Replay. KEYS: the job hashes. ARGV[1] claim TTL (ms), ARGV[2] the alive-key prefix
+-- (keys.rs), then per job: its fencing token, its source record ('' if none).
+-- The hash: `st` claimed | submitting | orphaned | deferred | sent | final, `own` the token
+-- of the claim that may act on it, `src` the record (topic/partition/offset) that claimed it.
+local ttl = ARGV[1]
+alive_prefix = ARGV[2]
 
 local out = {}
 for i, key in ipairs(KEYS) do
-  local h = redis.call('HMGET', key, 'st', 'own')
-  local st, own = h[1], h[2]
+  local tok, src = ARGV[1 + 2 * i], ARGV[2 + 2 * i]
+  local h = redis.call('HMGET', key, 'st', 'own', 'src')
+  local st, own, osrc = h[1], h[2], h[3]
   if not st then
-    redis.call('HSET', key, 'st', 'claimed', 'own', me)
+    redis.call('HSET', key, 'st', 'claimed', 'own', tok, 'src', src)
     redis.call('PEXPIRE', key, ttl)
     out[i] = 0
-  elseif st ~= 'claimed' and st ~= 'submitting' then
-    -- deferred, sent, final (or anything unknown): handled already, never sent twice.
+  elseif own == tok then
+    -- Our own claim asked again (a chain step retried after a store error): same answer.
+    if st == 'claimed' then out[i] = 0 elseif st == 'orphaned' then out[i] = 3 else out[i] = 4 end
+  elseif src == '' or osrc ~= src then
+    -- A second record with a seen id: a duplicate, whatever became of the first (if its
+    -- owner died, the first record is read again and taken over through the branch below).
     out[i] = 1
-  elseif own == me then
-    -- Also the second copy of an id within this very batch.
-    out[i] = 1
+  elseif st ~= 'claimed' and st ~= 'submitting' and st ~= 'orphaned' then
+    -- The same record read again (crash, rebalance) after it reached a durable point: nothing.
+    out[i] = 4
   elseif alive(own) then
+    -- The same record, still in the hands of a live owner: look again later, silently.
     out[i] = 2
   elseif st == 'claimed' then
     -- Its owner died before anything left the building: safe to do it ourselves.
-    redis.call('HSET', key, 'own', me)
-    redis.call('PEXPIRE', key, ttl)
+    redis.call('HSET', key, 'own', tok)
     out[i] = 0
   else
-    -- Died mid-submit: the provider may have it. Keep it claimed (by a live owner) so other
-    -- instances see Busy, then Duplicate once its `unknown` report marks it final.
-    redis.call('HSET', key, 'st', 'claimed', 'own', me)
-    redis.call('PEXPIRE', key, ttl)
+    -- Died mid-submit: the provider may have it. Ours to end `unknown`, never to resend.
+    redis.call('HSET', key, 'st', 'orphaned', 'own', tok)
     out[i] = 3
   end
 end

@@ -1,9 +1,14 @@
--- mark_submitting: KEYS the job hashes, ARGV[1] this owner. One HSET per job: a claim always
--- holds both fields, so an HSET that adds fields found no claim (it expired) and created a hash
--- without a TTL; that hash is removed again rather than left to live forever.
-for _, key in ipairs(KEYS) do
-  if redis.call('HSET', key, 'st', 'submitting', 'own', ARGV[1]) > 0 then
-    redis.call('DEL', key)
+-- mark_submitting: KEYS the job hashes, ARGV the fencing token of each. A job becomes
+-- `submitting` right before its first PDU is written, and only under the claim that holds it:
+-- 1 if so (or already so under that token), 0 if another claim owns it now (fenced off).
+local out = {}
+for i, key in ipairs(KEYS) do
+  local h = redis.call('HMGET', key, 'st', 'own')
+  if h[2] == ARGV[i] and (h[1] == 'claimed' or h[1] == 'submitting') then
+    if h[1] == 'claimed' then redis.call('HSET', key, 'st', 'submitting') end
+    out[i] = 1
+  else
+    out[i] = 0
   end
 end
-return 0
+return out

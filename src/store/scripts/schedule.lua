@@ -1,21 +1,39 @@
--- schedule: upserts entries of the scheduled set.
+-- schedule: upserts entries of the scheduled set; returns per entry 1 if stored, 0 if fenced.
 -- KEYS[1] sched zset, KEYS[2] payload hash, KEYS[3] lease hash.
--- ARGV[1] this owner, ARGV[2] job-key prefix, then per job: id, due (ms), flag byte .. payload.
-local me, job_prefix = ARGV[1], ARGV[2]
-for i = 3, #ARGV, 3 do
-  local id, due, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  redis.call('ZADD', KEYS[1], due, id)
-  redis.call('HSET', KEYS[2], id, payload)
-  -- A new entry is unclaimed: whoever holds the old lease can no longer finish it.
-  redis.call('HDEL', KEYS[3], id)
-  -- Flag '0': the job is ours and now parked, so a duplicate arriving meanwhile is a
-  -- duplicate and an instance death does not orphan it (the lease brings it back).
-  -- Flag '1' (recheck): another instance owns its claim; leave it alone.
+-- ARGV[1] job-key prefix, ARGV[2] claim TTL (ms), then per entry: member,
+-- job id, fencing token, due (ms), flag byte .. source .. '\n' .. payload.
+-- Flag '0': the owner parks its job: only under the token that holds its claim (a claim
+-- taken over meanwhile is not ours to park), and the claim becomes `deferred`. Flag '1'
+-- (recheck): another record of an id someone else holds, parked under a member of its own so
+-- that it can never replace the owner's entry.
+local job_prefix, ttl = ARGV[1], ARGV[2]
+local out = {}
+for i = 3, #ARGV, 5 do
+  local member, id, tok, due, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  local ok = true
   if string.sub(payload, 1, 1) == '0' then
     local key = job_prefix .. id
-    if redis.call('EXISTS', key) == 1 then
-      redis.call('HSET', key, 'st', 'deferred', 'own', me)
+    local h = redis.call('HMGET', key, 'st', 'own')
+    if not h[1] then
+      redis.call('HSET', key, 'st', 'deferred', 'own', tok)
+    elseif h[2] == tok and (h[1] == 'claimed' or h[1] == 'submitting') then
+      redis.call('HSET', key, 'st', 'deferred')
+    else
+      ok = false
+    end
+    -- The claim outlives the deferral by its TTL: a job parked longer than the dedup TTL
+    -- must still find its claim when it comes back.
+    if ok then
+      local at = string.format('%d', tonumber(due) + tonumber(ttl))
+      if h[1] then redis.call('PEXPIREAT', key, at, 'GT') else redis.call('PEXPIREAT', key, at) end
     end
   end
+  if ok then
+    redis.call('ZADD', KEYS[1], due, member)
+    redis.call('HSET', KEYS[2], member, payload)
+    -- A new entry is unclaimed: whoever holds the old lease can no longer finish it.
+    redis.call('HDEL', KEYS[3], member)
+  end
+  out[#out + 1] = ok and 1 or 0
 end
-return 0
+return out

@@ -2,7 +2,8 @@
 -- ARGV[2] when (ms) to re-emit a final nobody confirmed (finish_sent), ARGV[3] msg key prefix,
 -- then per receipt: provider, message id, outcome ('delivered', 'undelivered', ...).
 -- Returns per receipt a pair: 'u','' unmatched; 'p','' other parts pending (or the final was
--- decided already); 'f', SentJob JSON: final now.
+-- decided already); 'f', SentJob JSON: final now; 'e','' it would be final, but the job's
+-- `accepted` is not recorded yet (track_sent.lua's hold): nothing changed, try it again.
 -- The job is not forgotten here: only finish_sent does that, after its final report is out,
 -- so a crash between this script and the report cannot lose the final.
 local job_prefix, confirm_by, msg_prefix = ARGV[1], ARGV[2], ARGV[3]
@@ -14,13 +15,17 @@ local function final(key, id, outcome, json)
   return 'f', json
 end
 
--- The job's state once its last part is in (or one failed): final now, pending, unmatched.
-local function decide(key, id, outcome)
-  local h = redis.call('HMGET', key, 'j', 'fin')
+-- The job's state once its last part is in (or one failed): final now, pending, unmatched,
+-- or held (then the part's mapping is put back and its count undone: `undo`).
+local function decide(key, id, outcome, undo)
+  local h = redis.call('HMGET', key, 'j', 'fin', 'hold')
   if not h[1] then
     return 'u', ''
   elseif h[2] then
     return 'p', ''
+  elseif h[3] then
+    undo()
+    return 'e', ''
   end
   return final(key, id, outcome, h[1])
 end
@@ -44,13 +49,21 @@ local out = {}
 for i = 4, #ARGV - 1, 3 do
   local outcome = ARGV[i + 2]
   -- Each part's mapping is used once: a second receipt for it is unmatched.
-  local id = redis.call('GETDEL', msg_prefix .. ARGV[i] .. ':' .. ARGV[i + 1])
+  local msg_key = msg_prefix .. ARGV[i] .. ':' .. ARGV[i + 1]
+  local id = redis.call('GETDEL', msg_key)
   local code, json = 'u', ''
   if id then
     local key = job_prefix .. id
+    local function put_back(counted)
+      return function()
+        if counted then redis.call('HINCRBY', key, 'left', 1) end
+        local ttl = redis.call('PTTL', key)
+        redis.call('SET', msg_key, id, 'PX', ttl > 0 and ttl or 60000)
+      end
+    end
     if outcome ~= 'delivered' then
       -- The first part that failed decides the job.
-      code, json = decide(key, id, outcome)
+      code, json = decide(key, id, outcome, put_back(false))
     else
       -- `left` counts the parts not yet delivered (track_sent.lua): while some are, this
       -- receipt needs no other lookup. Delivered only once every part is.
@@ -58,7 +71,7 @@ for i = 4, #ARGV - 1, 3 do
       if left > 0 then
         code = 'p'
       elseif left == 0 then
-        code, json = decide(key, id, outcome)
+        code, json = decide(key, id, outcome, put_back(true))
       else
         -- No `left`: the job is finished (forget_sent dropped it) or was tracked by an
         -- older version. Undo the field HINCRBY made, so no hash is left without its TTL.

@@ -15,6 +15,9 @@ for _, id in ipairs(due) do
   elseif h[2] and h[3] == 'final' then
     forget_sent(key, id, KEYS[1])
   else
+    -- Decided here when no receipt decided it: a receipt arriving while this `unknown` is
+    -- being published finds the job decided and makes no second final.
+    if not h[2] then redis.call('HSET', key, 'fin', 'unknown') end
     redis.call('ZADD', KEYS[1], ARGV[4], id)
     out[#out + 1] = h[1]
     out[#out + 1] = h[2] or ''
