@@ -16,13 +16,15 @@ use crate::pipeline::{completer, worker, CompleterCtx, DrainHandle, Intake, Repo
 use crate::policy::{Chain, RateLimit, WhatsappTier};
 use crate::provider::smpp::SmppProvider;
 use crate::provider::Provider;
-use crate::receipt::correlate::{sweep_deadlines, Correlator};
+use crate::receipt::correlate::Correlator;
+use crate::receipt::deadlines::Sweep;
 use crate::receipt::inbound::InboundOut;
 use crate::receipt::opt_out::StopReplies;
 use crate::route::Router;
 use crate::scheduler::Scheduler;
 use crate::sink::jsonl::JsonlSink;
-use crate::sink::kafka::{KafkaProducer, KafkaSink};
+use crate::sink::kafka::{KafkaProducer, KafkaSink, ReportsTopic};
+use crate::sink::ledger::Ledger;
 use crate::sink::Sink;
 use crate::source::kafka::{KafkaSource, SourceDeps};
 use crate::smsc_sim::{SimHandle, SmscSim};
@@ -94,9 +96,19 @@ impl App {
             Some(k) => Some(KafkaProducer::new(k).context("kafka")?),
             None => None,
         };
-        let sink: Arc<dyn Sink> = match (&cfg.kafka, &producer) {
-            (Some(k), Some(p)) => Arc::new(KafkaSink::new(p.clone(), k.reports_topic.clone())),
+        // Reports go to the partition their job id names, so a final can be looked for there
+        // after its publisher died (sink::ledger).
+        let reports_topic = match (&cfg.kafka, &producer) {
+            (Some(k), Some(p)) => Some(ReportsTopic::discover(p, &k.reports_topic).await),
+            _ => None,
+        };
+        let sink: Arc<dyn Sink> = match (&reports_topic, &producer) {
+            (Some(t), Some(p)) => Arc::new(KafkaSink::new(p.clone(), t.clone())),
             _ => Arc::new(JsonlSink::open(cfg.reports.stdout, cfg.reports.file.clone()).await.context("reports.file")?),
+        };
+        let ledger = match (&cfg.kafka, &reports_topic) {
+            (Some(k), Some(t)) => Some(Arc::new(Ledger::new(k, t.clone()))),
+            _ => None,
         };
         let reporter = Arc::new(Reporter::new(sink, store.clone(), cfg.server.job_history_ttl));
 
@@ -171,7 +183,11 @@ impl App {
         rest_tasks.push(tokio::spawn(
             Correlator { clock: clock.clone(), store: store.clone(), reporter: reporter.clone(), stop_replies, inbound }.run(events_rx),
         ));
-        rest_tasks.push(tokio::spawn(sweep_deadlines(clock.clone(), store.clone(), reporter.clone(), Duration::from_secs(1), stop_rest.clone())));
+        let sweep = Sweep { clock: clock.clone(), store: store.clone(), reporter: reporter.clone(), ledger, every: Duration::from_secs(1) };
+        rest_tasks.push(tokio::spawn(sweep.run(stop_rest.clone())));
+        if reports_topic.is_some() {
+            rest_tasks.push(tokio::spawn(checkpoint_offsets(clock.clone(), store.clone(), reporter.clone(), stop_rest.clone())));
+        }
 
         let mut ingest_tasks = Vec::new();
         ingest_tasks.push(tokio::spawn(
@@ -267,12 +283,13 @@ impl App {
                 let now = chrono::Utc::now();
                 let max = chrono::DateTime::<chrono::Utc>::MAX_UTC;
                 if let Ok(jobs) = self.store.take_overdue(max, usize::MAX, max).await {
+                    // Only the undecided come back: a decided final is being published already.
                     let reports: Vec<_> = jobs
                         .iter()
-                        .map(|(j, decided)| match decided {
-                            Some(o) => crate::receipt::correlate::report_for(j, crate::receipt::correlate::event_for(*o), now),
-                            None => crate::receipt::correlate::report_for(j, crate::report::EventKind::Unknown, now)
-                                .with_error(None, "shut down before the receipt came; in-memory state does not outlive the process"),
+                        .filter_map(|j| j.sent.as_ref())
+                        .map(|j| {
+                            crate::receipt::correlate::report_for(j, crate::report::EventKind::Unknown, now)
+                                .with_error(None, "shut down before the receipt came; in-memory state does not outlive the process")
                         })
                         .collect();
                     self.reporter.emit(&reports).await;
@@ -321,4 +338,19 @@ impl App {
 
 fn needs_sim(cfg: &Config) -> bool {
     cfg.providers.values().any(|p| matches!(p, ProviderConfig::Smpp(c) if c.address == EMBEDDED_SIM))
+}
+
+/// Every few seconds, where the reports sink has written up to: a read-back of a dead
+/// instance's decisions starts at the checkpoint before them (sink::ledger).
+async fn checkpoint_offsets(clock: Arc<dyn crate::clock::Clock>, store: Arc<dyn Store>, reporter: Arc<Reporter>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        if let Err(e) = store.checkpoint_offsets(&reporter.delivered_offsets(), clock.now()).await {
+            tracing::warn!(error = %e, "cannot checkpoint the reports topic's offsets");
+        }
+    }
 }

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use super::dispatch::park;
+use super::dispatch::{begin_finals, park};
 use super::{BatchTasks, Envelope, Reporter};
 use crate::clock::Clock;
 use crate::provider::{Accepted, SendError};
@@ -24,6 +24,9 @@ pub struct Completion {
     pub env: Envelope,
     pub provider: String,
     pub result: Result<Accepted, SendError>,
+    /// The provider's in-flight slot (an SMPP window permit), freed once the answer is
+    /// recorded: a crash leaves at most the slots' jobs ambiguous.
+    pub slot: Option<super::gate::Slot>,
 }
 
 pub struct CompleterCtx {
@@ -66,7 +69,9 @@ async fn settle(ctx: Arc<CompleterCtx>, batch: Vec<Completion>) {
     let mut deferred = Vec::new();
     let mut finals: Vec<(Report, String)> = Vec::new();
     let mut done = Vec::with_capacity(batch.len());
-    for Completion { env, provider, result } in batch {
+    let mut slots = Vec::with_capacity(batch.len());
+    for Completion { env, provider, result, slot } in batch {
+        slots.extend(slot);
         let job = &env.job;
         // Finals below are pushed here with their claim token.
         let mut reports = Vec::with_capacity(1);
@@ -155,16 +160,13 @@ async fn settle(ctx: Arc<CompleterCtx>, batch: Vec<Completion>) {
         }
         reports.extend(accepted.into_iter().zip(tracked).filter_map(|(r, ok)| ok.then_some(r)));
     }
+    // Recorded: the provider may take more messages in these slots now.
+    drop(slots);
     if !parked.is_empty() {
         let stored = park(ctx.store.as_ref(), &parked, ctx.claim_ttl).await;
         reports.extend(deferred.into_iter().zip(stored).filter_map(|(r, ok)| ok.then_some(r)));
     }
-    if !finals.is_empty() {
-        let fenced: Vec<(&str, &str)> = finals.iter().map(|(r, t)| (r.job_id.as_str(), t.as_str())).collect();
-        let owned = crate::retry::until_ok("owns", fenced.len(), || ctx.store.owns(&fenced)).await;
-        drop(fenced);
-        reports.extend(finals.into_iter().zip(owned).filter_map(|((r, _), ok)| ok.then_some(r)));
-    }
+    reports.extend(begin_finals(ctx.store.as_ref(), finals).await);
     // `accepted` is recorded (lifting the hold on its job's final) only after it is published:
     // a receipt that raced ahead waits, so the final never comes before it.
     ctx.reporter.emit(&reports).await;

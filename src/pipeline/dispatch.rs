@@ -113,7 +113,8 @@ impl Dispatch {
             tokio::spawn(async move {
                 let ticket = gate.ticket(&env.job.id, &env.token);
                 let result = provider.send(&env.job, &ticket).await;
-                let _ = tx.send(Completion { env, provider: provider.name().into(), result }).await;
+                let slot = ticket.into_slot();
+                let _ = tx.send(Completion { env, provider: provider.name().into(), result, slot }).await;
             });
         }
     }
@@ -195,16 +196,7 @@ impl Decided {
             let stored = park(store, &jobs, claim_ttl).await;
             reports.extend(deferred.into_iter().zip(stored).filter_map(|(r, ok)| if ok { r } else { None }));
         }
-        if !finals.is_empty() {
-            let fenced: Vec<(&str, &str)> = finals.iter().map(|(r, t)| (r.job_id.as_str(), t.as_str())).collect();
-            let owned = crate::retry::until_ok("owns", fenced.len(), || store.owns(&fenced)).await;
-            let lost = owned.iter().filter(|o| !**o).count();
-            if lost > 0 {
-                metrics::counter!(telemetry::JOBS_FENCED_TOTAL, "step" => "final").increment(lost as u64);
-                warn!(jobs = lost, "finals not published: another instance holds these jobs now");
-            }
-            reports.extend(finals.into_iter().zip(owned).filter_map(|((r, _), ok)| ok.then_some(r)));
-        }
+        reports.extend(begin_finals(store, finals).await);
         if !reports.is_empty() {
             reporter.emit(&reports).await;
         }
@@ -212,6 +204,26 @@ impl Decided {
             env.ack.done();
         }
     }
+}
+
+/// Records finals decided in the pipeline before they are published (each under its claim's
+/// token; a fenced one is dropped and counted): the reports to publish.
+pub(super) async fn begin_finals(store: &dyn Store, finals: Vec<(Report, String)>) -> Vec<Report> {
+    if finals.is_empty() {
+        return Vec::new();
+    }
+    let json: Vec<String> = finals.iter().map(|(r, _)| serde_json::to_string(r).expect("reports serialize")).collect();
+    let begun = {
+        let rows: Vec<(&str, &str, &str)> = finals.iter().zip(&json).map(|((r, t), j)| (r.job_id.as_str(), t.as_str(), j.as_str())).collect();
+        let confirm_by = chrono::Utc::now() + crate::receipt::correlate::FINAL_CONFIRM_GRACE;
+        crate::retry::until_ok("begin_finals", rows.len(), || store.begin_finals(&rows, confirm_by)).await
+    };
+    let lost = begun.iter().filter(|b| !**b).count();
+    if lost > 0 {
+        metrics::counter!(telemetry::JOBS_FENCED_TOTAL, "step" => "final").increment(lost as u64);
+        warn!(jobs = lost, "finals not published: another instance holds these jobs now");
+    }
+    finals.into_iter().zip(begun).filter_map(|((r, _), ok)| ok.then_some(r)).collect()
 }
 
 /// Stores deferred jobs, retrying until the store answers (a deferral that only lived in

@@ -35,15 +35,26 @@ impl SubmitGate {
 
     /// The gate for one job's send.
     pub fn ticket<'a>(&'a self, job_id: &'a str, token: &'a str) -> Ticket<'a> {
-        Ticket { gate: self, job_id, token }
+        Ticket { gate: self, job_id, token, kept: std::sync::Mutex::new(None) }
     }
 }
+
+/// Whatever a provider keeps occupied until the job's answer is recorded (dropped then).
+pub type Slot = Box<dyn Send + Sync>;
 
 /// One job's way through the gate.
 pub struct Ticket<'a> {
     gate: &'a SubmitGate,
     job_id: &'a str,
     token: &'a str,
+    kept: std::sync::Mutex<Option<Slot>>,
+}
+
+impl Ticket<'_> {
+    /// The provider's slot, to be dropped once the answer is recorded.
+    pub fn into_slot(self) -> Option<Slot> {
+        self.kept.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 #[async_trait]
@@ -59,6 +70,10 @@ impl OnWire for Ticket<'_> {
             metrics::counter!(telemetry::JOBS_FENCED_TOTAL, "step" => "submit").increment(1);
         }
         ours
+    }
+
+    fn keep(&self, slot: Slot) {
+        *self.kept.lock().unwrap_or_else(|e| e.into_inner()) = Some(slot);
     }
 }
 

@@ -83,6 +83,13 @@ impl SendError {
 pub trait OnWire: Send + Sync {
     /// `true` once the job is marked; `false`: write nothing, answer [`SendError::Fenced`].
     async fn enter(&self) -> bool;
+
+    /// Keeps the provider's in-flight slot (an SMPP window permit) of an accepted job until
+    /// the pipeline has recorded the answer: what a crash can leave ambiguous is then at most
+    /// the slots (`binds × window`), never a queue of answered-but-unrecorded jobs as well.
+    fn keep(&self, slot: Box<dyn Send + Sync>) {
+        drop(slot);
+    }
 }
 
 /// A gate that is always open: callers outside the pipeline (tests, tools) with no claim.

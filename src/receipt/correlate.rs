@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::inbound::InboundOut;
 use super::opt_out::StopReplies;
@@ -25,7 +24,7 @@ const EARLY_RECEIPT_GRACE: Duration = Duration::from_secs(10);
 const EARLY_RECEIPT_RETRY: Duration = Duration::from_millis(250);
 /// A final decided by one instance and not confirmed within this (it died between deciding
 /// and publishing) is handed out again by the deadline sweep of any instance.
-const FINAL_CONFIRM_GRACE: chrono::Duration = chrono::Duration::seconds(30);
+pub(crate) const FINAL_CONFIRM_GRACE: chrono::Duration = chrono::Duration::seconds(30);
 /// Batches of finals being published at once: publishing waits for the broker, and one batch
 /// per broker round trip was measured to cap receipts at about 10,000/s.
 const PUBLISHES_IN_FLIGHT: usize = 8;
@@ -172,38 +171,11 @@ impl Correlator {
 /// Publishes final reports, then lets the store forget their jobs. Until the store hears it,
 /// a job stays due for re-publishing (by the deadline sweep of any instance, after the
 /// grace): so the confirmation is retried until the store takes it, never given up.
-async fn publish_finals(store: &dyn Store, reporter: &Reporter, reports: &[Report]) {
+pub(super) async fn publish_finals(store: &dyn Store, reporter: &Reporter, reports: &[Report]) {
     if reports.is_empty() {
         return;
     }
     reporter.emit(reports).await;
     let ids: Vec<String> = reports.iter().map(|r| r.job_id.clone()).collect();
     crate::retry::until_ok("finish_sent", ids.len(), || store.finish_sent(&ids)).await;
-}
-
-/// Ends jobs whose receipt did not come in time with a final `unknown`.
-pub async fn sweep_deadlines(clock: Arc<dyn Clock>, store: Arc<dyn Store>, reporter: Arc<Reporter>, every: Duration, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.cancelled() => return,
-        }
-        let now = clock.now();
-        match store.take_overdue(now, 1000, now + FINAL_CONFIRM_GRACE).await {
-            Ok(jobs) if !jobs.is_empty() => {
-                let reports: Vec<Report> = jobs
-                    .iter()
-                    .map(|(j, decided)| match decided {
-                        // Decided by a receipt on an instance that did not live to publish it.
-                        Some(o) => report_for(j, event_for(*o), now),
-                        None => report_for(j, EventKind::Unknown, now).with_error(None, "no receipt within the provider's receipt timeout"),
-                    })
-                    .collect();
-                publish_finals(store.as_ref(), &reporter, &reports).await;
-            }
-            Ok(_) => {}
-            Err(e) => warn!(error = %e, "cannot read receipt deadlines"),
-        }
-    }
 }

@@ -54,7 +54,7 @@ impl InboundOut {
                 let out: Vec<Record> = records
                     .iter()
                     .zip(&payloads)
-                    .map(|(r, payload)| Record { topic, key: r.from.as_bytes(), payload, headers: &[] })
+                    .map(|(r, payload)| Record { topic, partition: None, key: r.from.as_bytes(), payload, headers: &[] })
                     .collect();
                 if tokio::time::timeout(*timeout, producer.send_all(&out)).await.is_err() {
                     metrics::counter!(telemetry::INBOUND_UNPUBLISHED_TOTAL).increment(records.len() as u64);

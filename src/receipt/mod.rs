@@ -1,6 +1,7 @@
 //! Receipts: what providers say happened after they took a message, turned into final reports.
 
 pub mod correlate;
+pub mod deadlines;
 pub mod inbound;
 pub mod opt_out;
 

@@ -47,9 +47,14 @@ impl KafkaProducer {
         Ok(Arc::new(Self { producer }))
     }
 
-    /// Sends records and resolves when the broker confirmed every one; a record that fails
+        /// Sends records and resolves when the broker confirmed every one; a record that fails
     /// is sent again (alone) until it is confirmed.
     pub async fn send_all(&self, records: &[Record<'_>]) {
+        self.send_all_to(records, |_, _| {}).await
+    }
+
+    /// [`KafkaProducer::send_all`], telling `delivered` each record's partition and offset.
+    pub async fn send_all_to(&self, records: &[Record<'_>], mut delivered: impl FnMut(i32, i64)) {
         let mut pending: Vec<usize> = (0..records.len()).collect();
         let mut wait = Duration::from_millis(50);
         while !pending.is_empty() {
@@ -57,6 +62,9 @@ impl KafkaProducer {
             for &i in &pending {
                 let r = &records[i];
                 let mut rec = FutureRecord::to(r.topic).key(r.key).payload(r.payload);
+                if let Some(p) = r.partition {
+                    rec = rec.partition(p);
+                }
                 if !r.headers.is_empty() {
                     let mut h = OwnedHeaders::new_with_capacity(r.headers.len());
                     for (k, v) in r.headers {
@@ -78,7 +86,7 @@ impl KafkaProducer {
             for (i, d) in inflight {
                 match d {
                     Some(d) => match d.await {
-                        Ok(Ok(_)) => {}
+                        Ok(Ok(at)) => delivered(at.partition, at.offset),
                         Ok(Err((e, _))) => {
                             warn!(error = %e, topic = records[i].topic, "broker refused a record; retrying");
                             failed.push(i);
@@ -104,19 +112,109 @@ impl KafkaProducer {
 /// One record to produce.
 pub struct Record<'a> {
     pub topic: &'a str,
+    /// `None`: the producer's partitioner picks it from the key.
+    pub partition: Option<i32>,
     pub key: &'a [u8],
     pub payload: &'a [u8],
     pub headers: &'a [(&'a str, String)],
 }
 
+/// The reports topic as the sink writes it: each report goes to the partition its job id
+/// names ([`partition_for`]), so that whoever must find out whether a job's final is already
+/// in the topic (after its publisher died: `sink::ledger`) knows where to look.
+#[derive(Debug, Clone)]
+pub struct ReportsTopic {
+    pub name: String,
+    pub partitions: i32,
+}
+
+impl ReportsTopic {
+    /// Looks the topic's partition count up, trying until the broker answers.
+    pub async fn discover(producer: &KafkaProducer, name: &str) -> Self {
+        let partitions = crate::retry::until_ok("reports_topic_metadata", 1, || async {
+            let (client, topic) = (producer.producer.clone(), name.to_owned());
+            tokio::task::spawn_blocking(move || {
+                let md = client.client().fetch_metadata(Some(&topic), Duration::from_secs(5)).map_err(|e| e.to_string())?;
+                let n = md.topics().iter().find(|t| t.name() == topic).map_or(0, |t| t.partitions().len());
+                if n == 0 {
+                    return Err(format!("topic {topic} has no partitions (does it exist?)"));
+                }
+                Ok(n as i32)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+        })
+        .await;
+        Self { name: name.to_owned(), partitions }
+    }
+
+    pub fn partition_for(&self, job_id: &str) -> i32 {
+        partition_for(job_id.as_bytes(), self.partitions)
+    }
+}
+
+/// The partition of `key` among `n`: Kafka's own default (Java client) choice, murmur2 of the
+/// key, positive, modulo `n`; so a report lands where any Kafka client would put its key.
+pub fn partition_for(key: &[u8], n: i32) -> i32 {
+    ((murmur2(key) & 0x7fff_ffff) % n.max(1) as u32) as i32
+}
+
+/// Kafka's murmur2 (`org.apache.kafka.common.utils.Utils.murmur2`).
+fn murmur2(data: &[u8]) -> u32 {
+    const SEED: u32 = 0x9747_b28c;
+    const M: u32 = 0x5bd1_e995;
+    const R: u32 = 24;
+    let mut h = SEED ^ data.len() as u32;
+    let mut chunks = data.chunks_exact(4);
+    for c in &mut chunks {
+        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> R;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let rest = chunks.remainder();
+    if rest.len() >= 3 {
+        h ^= (rest[2] as u32) << 16;
+    }
+    if rest.len() >= 2 {
+        h ^= (rest[1] as u32) << 8;
+    }
+    if !rest.is_empty() {
+        h ^= rest[0] as u32;
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h
+}
+
 pub struct KafkaSink {
     producer: Arc<KafkaProducer>,
-    topic: String,
+    topic: ReportsTopic,
+    /// Per partition, the highest offset the broker confirmed to this sink (-1: none yet):
+    /// checkpointed to the store, so a read-back after a crash starts near, not at the start.
+    delivered: Vec<std::sync::atomic::AtomicI64>,
 }
 
 impl KafkaSink {
-    pub fn new(producer: Arc<KafkaProducer>, topic: String) -> Self {
-        Self { producer, topic }
+    pub fn new(producer: Arc<KafkaProducer>, topic: ReportsTopic) -> Self {
+        let delivered = (0..topic.partitions).map(|_| std::sync::atomic::AtomicI64::new(-1)).collect();
+        Self { producer, topic, delivered }
+    }
+
+    /// `(partition, highest offset confirmed)` for every partition written so far.
+    pub fn delivered_offsets(&self) -> Vec<(i32, i64)> {
+        self.delivered
+            .iter()
+            .enumerate()
+            .filter_map(|(p, o)| {
+                let o = o.load(std::sync::atomic::Ordering::Relaxed);
+                (o >= 0).then_some((p as i32, o))
+            })
+            .collect()
     }
 }
 
@@ -131,6 +229,10 @@ impl Sink for KafkaSink {
         true
     }
 
+    fn delivered_offsets(&self) -> Vec<(i32, i64)> {
+        KafkaSink::delivered_offsets(self)
+    }
+
     async fn publish_json(&self, reports: &[Report], json: &[String]) -> Result<(), SinkError> {
         if json.len() != reports.len() {
             // Zipping would drop reports: encode them here instead.
@@ -139,9 +241,21 @@ impl Sink for KafkaSink {
         let records: Vec<Record> = reports
             .iter()
             .zip(json)
-            .map(|(r, p)| Record { topic: &self.topic, key: r.job_id.as_bytes(), payload: p.as_bytes(), headers: &[] })
+            .map(|(r, p)| Record {
+                topic: &self.topic.name,
+                partition: Some(self.topic.partition_for(&r.job_id)),
+                key: r.job_id.as_bytes(),
+                payload: p.as_bytes(),
+                headers: &[],
+            })
             .collect();
-        self.producer.send_all(&records).await;
+        self.producer
+            .send_all_to(&records, |p, offset| {
+                if let Some(d) = self.delivered.get(p as usize) {
+                    d.fetch_max(offset, std::sync::atomic::Ordering::Relaxed);
+                }
+            })
+            .await;
         Ok(())
     }
 
@@ -150,5 +264,21 @@ impl Sink for KafkaSink {
         tokio::task::spawn_blocking(move || p.flush(Duration::from_secs(10)))
             .await
             .map_err(|e| SinkError::Unavailable(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn partitions_match_kafkas_default_partitioner() {
+        // Kafka's Java client: Utils.toPositive(Utils.murmur2(key)) % partitions.
+        assert_eq!(super::murmur2(b"abc") as i32, 479_470_107);
+        assert_eq!(super::murmur2(b"21") as i32, -973_932_308);
+        assert_eq!(super::murmur2(b"foobar") as i32, -790_332_482);
+        assert_eq!(super::murmur2(b"a-little-bit-long-string") as i32, -985_981_536);
+        assert_eq!(super::murmur2(b"a-little-bit-longer-string") as i32, -1_486_304_829);
+        for n in [1, 6, 50] {
+            assert!((0..n).contains(&super::partition_for(b"crm-7f3a-000123", n)));
+        }
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod jsonl;
 pub mod kafka;
+pub mod ledger;
 
 use async_trait::async_trait;
 
@@ -31,4 +32,9 @@ pub trait Sink: Send + Sync + 'static {
     }
     /// Writes out anything buffered.
     async fn flush(&self) -> Result<(), SinkError>;
+    /// Where this sink has written up to: `(partition, highest offset confirmed)` (Kafka);
+    /// empty for sinks that have no such thing.
+    fn delivered_offsets(&self) -> Vec<(i32, i64)> {
+        Vec::new()
+    }
 }

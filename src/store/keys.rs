@@ -68,6 +68,12 @@ impl Keys {
         format!("{}reply:{nonce:016x}", self.prefix)
     }
 
+    /// ZSET offset → when it was checkpointed (unix ms): how far the reports sink had written
+    /// one partition of the reports topic, so a read-back starts near a decision's time.
+    pub fn offsets(&self, partition: i32) -> String {
+        format!("{}offsets:{partition}", self.prefix)
+    }
+
     /// ZSET job id → receipt deadline (unix ms).
     pub fn deadlines(&self) -> String {
         format!("{}deadlines", self.prefix)
@@ -145,6 +151,7 @@ mod tests {
             k.sched_seq(),
             k.msg("p", "m"),
             k.deadlines(),
+            k.offsets(0),
             k.hist("j"),
             k.opt_out("t", "sms"),
             k.wa_window("p"),

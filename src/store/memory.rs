@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    campaign_field, gcra, Claim, ClaimReq, ClaimedJob, DueKind, Fenced, OptOutEntry, OptOutPage, PartOutcome, RateGrant, RateLease, ScheduledJob, SentJob, Settled,
+    campaign_field, gcra, Claim, ClaimReq, ClaimedJob, DueKind, Fenced, OptOutEntry, Overdue, OptOutPage, PartOutcome, RateGrant, RateLease, ScheduledJob, SentJob, Settled,
     Store, StoreError,
 };
 use crate::report::Report;
@@ -40,6 +40,7 @@ enum St {
     Claimed,
     Submitting,
     Deferred,
+    Finishing,
     Sent,
     Final,
 }
@@ -209,9 +210,20 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    async fn owns(&self, jobs: &[Fenced<'_>]) -> Result<Vec<bool>, StoreError> {
-        let g = self.lock();
-        Ok(jobs.iter().map(|(id, token)| g.claims.get(*id).is_some_and(|c| c.own == *token && c.st != St::Final)).collect())
+    /// One process: a final begun here is published here (the reporter retries until it is),
+    /// so nothing needs to be kept for another instance to re-emit.
+    async fn begin_finals(&self, finals: &[(&str, &str, &str)], _confirm_by: DateTime<Utc>) -> Result<Vec<bool>, StoreError> {
+        let mut g = self.lock();
+        Ok(finals
+            .iter()
+            .map(|(id, token, _)| match g.claims.get_mut(*id) {
+                Some(c) if c.own == *token && !matches!(c.st, St::Final | St::Finishing) => {
+                    c.st = St::Finishing;
+                    true
+                }
+                _ => false,
+            })
+            .collect())
     }
 
     async fn schedule(&self, jobs: &[ScheduledJob], claim_ttl: Duration) -> Result<Vec<bool>, StoreError> {
@@ -283,7 +295,7 @@ impl Store for MemoryStore {
                         g.due.insert((lease_until, entry));
                         continue;
                     }
-                    Some(St::Sent | St::Final) => {
+                    Some(St::Sent | St::Final | St::Finishing) => {
                         g.scheduled.remove(&entry);
                         continue;
                     }
@@ -346,12 +358,9 @@ impl Store for MemoryStore {
         Ok(receipts.iter().map(|(p, m, o)| g.settle(p, m, *o, confirm_by)).collect())
     }
 
-    async fn take_overdue(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-        lease_until: DateTime<Utc>,
-    ) -> Result<Vec<(SentJob, Option<PartOutcome>)>, StoreError> {
+    /// One process: a final decided here is being published here (the reporter retries until
+    /// it is), so a decided job is leased again rather than handed out a second time.
+    async fn take_overdue(&self, now: DateTime<Utc>, limit: usize, lease_until: DateTime<Utc>) -> Result<Vec<Overdue>, StoreError> {
         let mut g = self.lock();
         let due: Vec<(DateTime<Utc>, String)> = g.deadlines.iter().take_while(|(d, _)| *d <= now).take(limit).cloned().collect();
         let mut out = Vec::with_capacity(due.len());
@@ -359,9 +368,11 @@ impl Store for MemoryStore {
             g.deadlines.remove(&key);
             if let Some(t) = g.sent.get_mut(&key.1) {
                 t.deadline = lease_until;
-                out.push((t.job.clone(), t.decided));
-                // Decided here: a receipt arriving while the `unknown` is out makes no second final.
-                t.decided.get_or_insert(PartOutcome::Unknown);
+                if t.decided.is_none() {
+                    // Decided here: a receipt arriving while the `unknown` is out makes no second final.
+                    t.decided = Some(PartOutcome::Unknown);
+                    out.push(Overdue { job_id: key.1.clone(), sent: Some(t.job.clone()), outcome: None, report: None, decided_at: None });
+                }
                 g.deadlines.insert((lease_until, key.1));
             }
         }
@@ -548,7 +559,7 @@ mod tests {
         let ttl = Duration::from_secs(60);
         s.claim_ids(&[req("a", "mine", None)], ttl).await.unwrap();
         assert_eq!(s.mark_submitting(&[("a", "other"), ("nope", "mine")]).await.unwrap(), [false, false]);
-        assert_eq!(s.owns(&[("a", "mine"), ("a", "other")]).await.unwrap(), [true, false]);
+        assert_eq!(s.begin_finals(&[("a", "other", "{}")], t(30)).await.unwrap(), [false]);
         assert_eq!(s.mark_submitting(&[("a", "mine")]).await.unwrap(), [true]);
         let tracked = s.track_sent(&[(sent("a", &["1"]), t(100), "other".into())], ttl).await.unwrap();
         assert_eq!(tracked, [false]);
@@ -577,7 +588,7 @@ mod tests {
         let c = s.claim_due(t(10), 10, lease, ttl).await.unwrap();
         assert_eq!((c.len(), c[0].kind), (1, DueKind::Resumed));
         let token = c[0].token.clone().expect("resumed under a new token");
-        assert_eq!(s.owns(&[("a", "x/1/1"), ("a", &token)]).await.unwrap(), [false, true], "the parker is fenced off");
+        assert_eq!(s.mark_submitting(&[("a", "x/1/1")]).await.unwrap(), [false], "the parker is fenced off");
         assert!(s.claim_due(t(20), 10, lease, ttl).await.unwrap().is_empty(), "leased");
         // Lapsed, but its claimer (this process: alive) is still on it: leased again, not run.
         assert!(s.claim_due(t(41), 10, lease, ttl).await.unwrap().is_empty());
@@ -603,12 +614,8 @@ mod tests {
         assert!(matches!(s.settle_part("p", "3", PartOutcome::Undelivered, t(30)).await.unwrap(), Settled::Final { outcome: PartOutcome::Undelivered, .. }));
         // j2 is decided: its other part changes nothing.
         assert_eq!(s.settle_part("p", "4", PartOutcome::Delivered, t(30)).await.unwrap(), Settled::Pending);
-        // Nobody confirmed j1 and j2 by t(30): they come back with their decided outcomes.
-        let back = s.take_overdue(t(30), 10, t(60)).await.unwrap();
-        let mut outcomes: Vec<_> = back.iter().map(|(j, o)| (j.job_id.clone(), *o)).collect();
-        outcomes.sort_by(|a, b| a.0.cmp(&b.0));
-        assert_eq!(outcomes, [("j1".to_string(), Some(PartOutcome::Delivered)), ("j2".to_string(), Some(PartOutcome::Undelivered))]);
-        assert!(s.take_overdue(t(59), 10, t(90)).await.unwrap().is_empty(), "leased");
+        // Not confirmed by t(30): still this process's to publish (it is alive), not handed out.
+        assert!(s.take_overdue(t(30), 10, t(60)).await.unwrap().is_empty());
         s.finish_sent(&["j1".into(), "j2".into()]).await.unwrap();
         assert!(s.take_overdue(t(200), 10, t(300)).await.unwrap().is_empty());
         assert_eq!(s.awaiting_receipts(), Some(0));
@@ -636,9 +643,12 @@ mod tests {
         let s = MemoryStore::new();
         s.track_sent(&[(sent("j", &["1"]), t(100), "x".into())], Duration::from_secs(60)).await.unwrap();
         assert!(s.take_overdue(t(99), 10, t(130)).await.unwrap().is_empty());
-        assert_eq!(s.take_overdue(t(100), 10, t(130)).await.unwrap(), vec![(sent("j", &["1"]), None)]);
+        let due = s.take_overdue(t(100), 10, t(130)).await.unwrap();
+        assert_eq!(due, vec![Overdue { job_id: "j".into(), sent: Some(sent("j", &["1"])), outcome: None, report: None, decided_at: None }]);
+        // Decided `unknown` by that: a receipt now makes no second final.
+        assert_eq!(s.settle_part("p", "1", PartOutcome::Delivered, t(110)).await.unwrap(), Settled::Pending);
         assert!(s.take_overdue(t(129), 10, t(160)).await.unwrap().is_empty());
-        assert_eq!(s.take_overdue(t(130), 10, t(160)).await.unwrap().len(), 1, "not finished: back");
+        assert!(s.take_overdue(t(130), 10, t(160)).await.unwrap().is_empty(), "decided: its publisher is this process");
         s.finish_sent(&["j".into()]).await.unwrap();
         assert!(s.take_overdue(t(500), 10, t(600)).await.unwrap().is_empty());
         assert_eq!(s.settle_part("p", "1", PartOutcome::Delivered, t(600)).await.unwrap(), Settled::Unmatched);

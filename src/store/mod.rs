@@ -138,6 +138,21 @@ pub struct SentJob {
     pub segments: u32,
 }
 
+/// A job the deadline sweep hands out: its final to publish.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Overdue {
+    pub job_id: String,
+    /// The job as accepted (`None` for a final decided in the pipeline, which has `report`).
+    pub sent: Option<SentJob>,
+    /// The outcome a receipt decided; `None` with `sent`: no receipt came (`unknown`).
+    pub outcome: Option<PartOutcome>,
+    /// A pipeline final's report, as JSON.
+    pub report: Option<String>,
+    /// Set when the decision was made by an instance that died: when. It may have published
+    /// the final before it died, so the reports topic is read back first.
+    pub decided_at: Option<DateTime<Utc>>,
+}
+
 /// What a receipt said about one part.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PartOutcome {
@@ -217,9 +232,11 @@ pub trait Store: Send + Sync + 'static {
     /// submit may be out. `false` where the token no longer holds the job (fenced off).
     async fn mark_submitting(&self, jobs: &[Fenced<'_>]) -> Result<Vec<bool>, StoreError>;
 
-    /// Whether each token still holds its job, not final yet: checked right before a final
-    /// decided in the pipeline is published.
-    async fn owns(&self, jobs: &[Fenced<'_>]) -> Result<Vec<bool>, StoreError>;
+    /// Records finals decided in the pipeline before they are published: `(job id, token,
+    /// report JSON)`. `true` where the token still holds the job, which is now decided: due
+    /// on the deadline sweep ([`Store::take_overdue`]) until its final is recorded, so that
+    /// its publishing survives this instance. `false`: fenced off, publish nothing.
+    async fn begin_finals(&self, finals: &[(&str, &str, &str)], confirm_by: DateTime<Utc>) -> Result<Vec<bool>, StoreError>;
 
     /// Puts jobs in the scheduled set (replacing the entry of the same [`ScheduledJob::entry`],
     /// and its lease). An owner's entry is stored only under the token holding its claim, and
@@ -264,15 +281,26 @@ pub trait Store: Send + Sync + 'static {
         confirm_by: DateTime<Utc>,
     ) -> Result<Vec<Settled>, StoreError>;
 
-    /// Up to `limit` jobs due by `now`: past their receipt deadline (outcome `None`: end them
-    /// `unknown`), or decided but never confirmed (the decided outcome). Each is leased until
-    /// `lease_until` and comes back then unless [`Store::finish_sent`] forgets it first.
-    async fn take_overdue(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-        lease_until: DateTime<Utc>,
-    ) -> Result<Vec<(SentJob, Option<PartOutcome>)>, StoreError>;
+    /// Up to `limit` jobs due by `now`: past their receipt deadline (decided `unknown` here),
+    /// or decided but never confirmed by an instance that died (the decided final, flagged
+    /// [`Overdue::decided_at`]: it may be in the reports topic already). A decision whose
+    /// decider is alive stays its own. Each is leased until `lease_until` and comes back then
+    /// unless [`Store::finish_sent`] forgets it first.
+    async fn take_overdue(&self, now: DateTime<Utc>, limit: usize, lease_until: DateTime<Utc>) -> Result<Vec<Overdue>, StoreError>;
+
+    /// Checkpoints where the reports sink has written up to, `(partition, offset)` at `now`:
+    /// a read-back of a partition for a decision made at some time starts at the last
+    /// checkpoint before it.
+    async fn checkpoint_offsets(&self, offsets: &[(i32, i64)], now: DateTime<Utc>) -> Result<(), StoreError> {
+        let _ = (offsets, now);
+        Ok(())
+    }
+
+    /// The offset of `partition` checkpointed last at or before `at`, if any.
+    async fn offset_before(&self, partition: i32, at: DateTime<Utc>) -> Result<Option<i64>, StoreError> {
+        let _ = (partition, at);
+        Ok(None)
+    }
 
     /// Forgets jobs whose final report is out: mappings, deadline, and marks them final.
     async fn finish_sent(&self, job_ids: &[String]) -> Result<(), StoreError>;

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use super::keys::Keys;
 use super::{
-    campaign_field, Claim, ClaimReq, ClaimedJob, DueKind, Fenced, OptOutEntry, OptOutPage, PartOutcome, RateGrant, RateLease, ScheduledJob, SentJob, Settled, Store,
+    campaign_field, Claim, ClaimReq, ClaimedJob, DueKind, Fenced, OptOutEntry, Overdue, OptOutPage, PartOutcome, RateGrant, RateLease, ScheduledJob, SentJob, Settled, Store,
     StoreError,
 };
 use crate::config::RedisConfig;
@@ -33,7 +33,7 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 struct Scripts {
     claim: Script,
     mark_submitting: Script,
-    owns: Script,
+    begin_finals: Script,
     schedule: Script,
     claim_due: Script,
     finish_scheduled: Script,
@@ -59,7 +59,13 @@ impl Scripts {
                 include_str!("scripts/replay_close.lua")
             )),
             mark_submitting: Script::new(include_str!("scripts/mark_submitting.lua")),
-            owns: Script::new(include_str!("scripts/owns.lua")),
+            // Replay-guarded: run twice, the second run would find its own `finishing` and say
+            // fenced, and the finals would never be published.
+            begin_finals: Script::new(concat!(
+                include_str!("scripts/replay_open.lua"),
+                include_str!("scripts/begin_finals.lua"),
+                include_str!("scripts/replay_close.lua")
+            )),
             schedule: Script::new(include_str!("scripts/schedule.lua")),
             // Replay-guarded: a lost reply retried would lease the entries again under new
             // tokens and fence off the jobs the first run handed out.
@@ -82,6 +88,7 @@ impl Scripts {
             )),
             take_overdue: Script::new(concat!(
                 include_str!("scripts/replay_open.lua"),
+                include_str!("scripts/owner_alive.lua"),
                 include_str!("scripts/forget_sent.lua"),
                 include_str!("scripts/take_overdue.lua"),
                 include_str!("scripts/replay_close.lua")
@@ -324,6 +331,20 @@ fn corrupt(key: impl Into<String>, reason: impl ToString) -> StoreError {
     StoreError::Corrupt { key: key.into(), reason: reason.to_string() }
 }
 
+/// One row of take_overdue.lua's answer: SentJob JSON, outcome, report JSON, decided at (ms).
+fn overdue(key: &str, row: &[String]) -> Result<Overdue, StoreError> {
+    let [sent, outcome, report, at] = row else { return Err(corrupt(key, "a short overdue row")) };
+    let sent = (!sent.is_empty()).then(|| parse_sent(key, sent)).transpose()?;
+    let report = (!report.is_empty()).then(|| report.clone());
+    let job_id = match (&sent, &report) {
+        (Some(s), _) => s.job_id.clone(),
+        (None, Some(r)) => serde_json::from_str::<Report>(r).map_err(|e| corrupt(key, e))?.job_id,
+        (None, None) => return Err(corrupt(key, "an overdue job with neither a SentJob nor a report")),
+    };
+    let decided_at = at.parse::<i64>().ok().and_then(DateTime::<Utc>::from_timestamp_millis);
+    Ok(Overdue { job_id, sent, outcome: PartOutcome::parse(outcome), report, decided_at })
+}
+
 fn parse_sent(key: &str, json: &str) -> Result<SentJob, StoreError> {
     serde_json::from_str(json).map_err(|e| corrupt(key, e))
 }
@@ -367,8 +388,21 @@ impl Store for RedisStore {
         self.fenced(&self.scripts.mark_submitting, jobs, "mark_submitting").await
     }
 
-    async fn owns(&self, jobs: &[Fenced<'_>]) -> Result<Vec<bool>, StoreError> {
-        self.fenced(&self.scripts.owns, jobs, "owns").await
+    async fn begin_finals(&self, finals: &[(&str, &str, &str)], confirm_by: DateTime<Utc>) -> Result<Vec<bool>, StoreError> {
+        if finals.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut inv = self.scripts.begin_finals.key(self.keys.deadlines());
+        inv.arg(Utc::now().timestamp_millis()).arg(confirm_by.timestamp_millis()).arg(&self.owner);
+        for (id, token, report) in finals {
+            inv.key(self.keys.job(id));
+            inv.arg(*id).arg(*token).arg(*report);
+        }
+        let begun: Vec<i64> = self.invoke_replayable(&mut inv, "begin_finals").await?;
+        if begun.len() != finals.len() {
+            return Err(corrupt("begin_finals", format!("{} answers for {} jobs", begun.len(), finals.len())));
+        }
+        Ok(begun.into_iter().map(|v| v == 1).collect())
     }
 
     async fn schedule(&self, jobs: &[ScheduledJob], claim_ttl: Duration) -> Result<Vec<bool>, StoreError> {
@@ -463,6 +497,7 @@ impl Store for RedisStore {
         let key = self.keys.deadlines();
         let mut inv = self.scripts.settle_part.key(&key);
         inv.arg(self.keys.job_prefix()).arg(confirm_by.timestamp_millis()).arg(self.keys.msg_prefix());
+        inv.arg(Utc::now().timestamp_millis()).arg(&self.owner);
         for (provider, message_id, outcome) in receipts {
             inv.arg(*provider).arg(*message_id).arg(outcome.as_str());
         }
@@ -483,30 +518,57 @@ impl Store for RedisStore {
             .collect()
     }
 
-    async fn take_overdue(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-        lease_until: DateTime<Utc>,
-    ) -> Result<Vec<(SentJob, Option<PartOutcome>)>, StoreError> {
+    async fn take_overdue(&self, now: DateTime<Utc>, limit: usize, lease_until: DateTime<Utc>) -> Result<Vec<Overdue>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
         let key = self.keys.deadlines();
         let mut inv = self.scripts.take_overdue.key(&key);
         inv.arg(now.timestamp_millis()).arg(limit.min(i64::MAX as usize)).arg(self.keys.job_prefix()).arg(lease_until.timestamp_millis());
+        inv.arg(self.keys.alive_prefix()).arg(&self.owner);
         let rows: Vec<String> = self.invoke_replayable(&mut inv, &key).await?;
         // A bad entry is logged and skipped, not allowed to fail the batch around it.
         Ok(rows
-            .chunks(2)
-            .filter_map(|pair| match parse_sent(&key, &pair[0]) {
-                Ok(job) => Some((job, pair.get(1).and_then(|o| PartOutcome::parse(o)))),
+            .chunks(4)
+            .filter_map(|row| match overdue(&key, row) {
+                Ok(o) => Some(o),
                 Err(e) => {
                     tracing::error!(error = %e, "skipping an unreadable overdue job");
                     None
                 }
             })
             .collect())
+    }
+
+    async fn checkpoint_offsets(&self, offsets: &[(i32, i64)], now: DateTime<Utc>) -> Result<(), StoreError> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        // One pipeline: per partition the checkpoint, and those older than a day trimmed (a
+        // decision is read back within minutes of its decider's death).
+        let now_ms = now.timestamp_millis();
+        let mut pipe = redis::pipe();
+        for (p, offset) in offsets {
+            let key = self.keys.offsets(*p);
+            pipe.cmd("ZADD").arg(&key).arg(now_ms).arg(offset).ignore();
+            pipe.cmd("ZREMRANGEBYSCORE").arg(&key).arg("-inf").arg(now_ms - 86_400_000).ignore();
+        }
+        pipe.query_async::<()>(&mut self.conn()).await.map_err(|e| store_err(e, "checkpoint_offsets"))
+    }
+
+    async fn offset_before(&self, partition: i32, at: DateTime<Utc>) -> Result<Option<i64>, StoreError> {
+        let key = self.keys.offsets(partition);
+        let found: Vec<String> = redis::cmd("ZREVRANGEBYSCORE")
+            .arg(&key)
+            .arg(at.timestamp_millis())
+            .arg("-inf")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(1)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| store_err(e, &key))?;
+        found.first().map(|o| o.parse().map_err(|e| corrupt(&key, e))).transpose()
     }
 
     async fn finish_sent(&self, job_ids: &[String]) -> Result<(), StoreError> {

@@ -182,10 +182,16 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(config: &Path, log: PathBuf) -> Self {
+        Self::start_with(config, log, &[])
+    }
+
+    /// [`Daemon::start`] with extra environment (`SENDGATE_FAILPOINTS`, say).
+    pub fn start_with(config: &Path, log: PathBuf, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sendgate"))
             .args(["run", "--config"])
             .arg(config)
             .env("RUST_LOG", "info,rdkafka=warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -231,6 +237,15 @@ impl Daemon {
     pub fn kill9(mut self) {
         self.signal("-KILL");
         let _ = self.child.wait();
+    }
+
+    /// Waits for the process to end by itself (a failpoint killed it); panics after `limit`.
+    pub async fn wait_dead(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "still alive after {limit:?}; log:\n{}", self.log_text());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub fn log_text(&self) -> String {

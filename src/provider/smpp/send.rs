@@ -74,14 +74,14 @@ async fn submit_once(link: &Link, pdu: SubmitSm, timeout: Duration) -> Answer {
 struct Seat {
     slot: std::sync::Arc<BindSlot>,
     link: Link,
-    _permit: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
 }
 
 impl SmppProvider {
     async fn seat(&self) -> Result<Seat, SendError> {
         let (slot, link) = self.pick().await?;
         let permit = slot.window.clone().acquire_owned().await.map_err(|_| SendError::Unavailable("bind closed".into()))?;
-        Ok(Seat { slot, link, _permit: permit })
+        Ok(Seat { slot, link, permit })
     }
 
     /// Until when the provider may keep trying this job itself: its `expires_at`, read on the
@@ -178,6 +178,8 @@ impl SmppProvider {
                 }
             }
         }
+        // The window slot goes with the answer: freed once the pipeline recorded it.
+        wire.keep(Box::new(seat.permit));
         Ok(Accepted { message_ids, segments })
     }
 

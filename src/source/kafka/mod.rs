@@ -188,7 +188,7 @@ impl KafkaSource {
                 let (key, payload) = (m.key().unwrap_or_default().to_vec(), payload.to_vec());
                 tokio::spawn(async move {
                     let headers = [("sendgate-error", why), ("sendgate-source", source)];
-                    producer.send_all(&[Record { topic: &topic, key: &key, payload: &payload, headers: &headers }]).await;
+                    producer.send_all(&[Record { topic: &topic, partition: None, key: &key, payload: &payload, headers: &headers }]).await;
                     ack();
                 });
             }

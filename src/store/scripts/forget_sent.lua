@@ -3,6 +3,6 @@
 -- final report is recorded, which comes first. Mappings of parts whose receipt never came
 -- expire with their TTL (deleting them would mean decoding the SentJob).
 local function forget_sent(key, id, deadlines)
-  redis.call('HDEL', key, 'j', 'n', 'left', 'ok', 'fin')
+  redis.call('HDEL', key, 'j', 'n', 'left', 'ok', 'fin', 'fa', 'fo', 'fr', 'hold')
   redis.call('ZREM', deadlines, id)
 end

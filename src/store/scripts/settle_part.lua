@@ -1,16 +1,19 @@
 -- settle_part: many receipts in one call. KEYS[1] deadlines zset. ARGV[1] job key prefix,
 -- ARGV[2] when (ms) to re-emit a final nobody confirmed (finish_sent), ARGV[3] msg key prefix,
--- then per receipt: provider, message id, outcome ('delivered', 'undelivered', ...).
+-- ARGV[4] now (ms), ARGV[5] this owner (`instance/incarnation`), then per receipt: provider,
+-- message id, outcome ('delivered', 'undelivered', ...).
 -- Returns per receipt a pair: 'u','' unmatched; 'p','' other parts pending (or the final was
 -- decided already); 'f', SentJob JSON: final now; 'e','' it would be final, but the job's
 -- `accepted` is not recorded yet (track_sent.lua's hold): nothing changed, try it again.
 -- The job is not forgotten here: only finish_sent does that, after its final report is out,
 -- so a crash between this script and the report cannot lose the final.
-local job_prefix, confirm_by, msg_prefix = ARGV[1], ARGV[2], ARGV[3]
+local job_prefix, confirm_by, msg_prefix, now, me = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 
--- Marks the job decided and due for re-emitting until finish_sent confirms its final.
+-- Marks the job decided (when, by whom: take_overdue.lua hands it to another instance only
+-- once its decider is dead, and then with the time to read the reports topic back from) and
+-- due for re-emitting until finish_sent confirms its final.
 local function final(key, id, outcome, json)
-  redis.call('HSET', key, 'fin', outcome)
+  redis.call('HSET', key, 'fin', outcome, 'fa', now, 'fo', me)
   redis.call('ZADD', KEYS[1], confirm_by, id)
   return 'f', json
 end
@@ -46,7 +49,7 @@ local function settle_counted_up(key, id, outcome)
 end
 
 local out = {}
-for i = 4, #ARGV - 1, 3 do
+for i = 6, #ARGV - 1, 3 do
   local outcome = ARGV[i + 2]
   -- Each part's mapping is used once: a second receipt for it is unmatched.
   local msg_key = msg_prefix .. ARGV[i] .. ':' .. ARGV[i + 1]

@@ -1,26 +1,45 @@
 -- take_overdue: KEYS[1] deadlines zset. ARGV[1] now (ms), ARGV[2] limit, ARGV[3] job key
--- prefix, ARGV[4] lease end (ms). Returns SentJob JSON and decided outcome ('' for none: no
--- receipt came) pairs for every job due by now, and leases each until ARGV[4]: it comes back
--- if its final is not confirmed (finish_sent) by then.
--- A decided job whose final report is already recorded (st=final: the instance died between
--- recording and confirming) is forgotten instead of published twice.
-local job_prefix = ARGV[3]
+-- prefix, ARGV[4] lease end (ms), ARGV[5] alive-key prefix, ARGV[6] this owner. For every job
+-- due by now returns four strings: SentJob JSON ('' for a final decided in the pipeline),
+-- decided outcome ('' for none: no receipt came), the pipeline final's report JSON (''), and
+-- when its dead decider decided it (ms; '' if it was not decided, so never published). Each is
+-- leased until ARGV[4]: it comes back if its final is not confirmed (finish_sent) by then.
+-- A decided job whose decider is alive is its decider's to publish: leased again, not handed
+-- out (a slow broker must not make two instances publish one final). One whose final report
+-- is recorded already (st=final) is forgotten instead of published twice.
+local job_prefix, now, me = ARGV[3], ARGV[1], ARGV[6]
+alive_prefix = ARGV[5]
 local out = {}
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[2])
 for _, id in ipairs(due) do
   local key = job_prefix .. id
-  local h = redis.call('HMGET', key, 'j', 'fin', 'st')
-  if not h[1] then
+  local h = redis.call('HMGET', key, 'j', 'fin', 'st', 'fo', 'fa', 'fr')
+  local j, fin, st, fo, fa, fr = h[1], h[2], h[3], h[4], h[5], h[6]
+  if not j and not fr then
     redis.call('ZREM', KEYS[1], id)
-  elseif h[2] and h[3] == 'final' then
+  elseif fin and st == 'final' then
     forget_sent(key, id, KEYS[1])
-  else
-    -- Decided here when no receipt decided it: a receipt arriving while this `unknown` is
-    -- being published finds the job decided and makes no second final.
-    if not h[2] then redis.call('HSET', key, 'fin', 'unknown') end
+  elseif fin and fo and (fo == me or alive(fo .. '/0')) then
+    -- Its decider lives (a slow broker, a long outage): still its own to publish and confirm.
     redis.call('ZADD', KEYS[1], ARGV[4], id)
-    out[#out + 1] = h[1]
-    out[#out + 1] = h[2] or ''
+  elseif fin then
+    -- Decided by an instance that died (or by this instance id before a restart): it may be
+    -- in the topic already. Ours now; the caller reads the topic back before publishing.
+    redis.call('HSET', key, 'fo', me)
+    redis.call('ZADD', KEYS[1], ARGV[4], id)
+    out[#out + 1] = j or ''
+    out[#out + 1] = fin
+    out[#out + 1] = fr or ''
+    out[#out + 1] = fa or '0'
+  else
+    -- Decided here: a receipt arriving while this `unknown` is being published finds the job
+    -- decided and makes no second final.
+    redis.call('HSET', key, 'fin', 'unknown', 'fa', now, 'fo', me)
+    redis.call('ZADD', KEYS[1], ARGV[4], id)
+    out[#out + 1] = j
+    out[#out + 1] = ''
+    out[#out + 1] = ''
+    out[#out + 1] = ''
   end
 end
 return out

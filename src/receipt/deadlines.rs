@@ -1,0 +1,119 @@
+//! The deadline sweep: ends jobs whose receipt did not come in time with a final `unknown`,
+//! and publishes the finals whose decider died before it confirmed them — after reading the
+//! reports topic back, so that a final the broker already took is recorded, not sent twice.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::correlate::{event_for, publish_finals, report_for, FINAL_CONFIRM_GRACE};
+use crate::clock::Clock;
+use crate::pipeline::Reporter;
+use crate::report::{EventKind, Report};
+use crate::sink::ledger::Ledger;
+use crate::store::{Overdue, Store};
+
+/// Checkpoints of the sink's offsets may be this much behind a decision (instances' clocks
+/// differ; a checkpoint is written every few seconds): the read-back starts this much earlier.
+const CLOCK_SLACK: chrono::Duration = chrono::Duration::seconds(10);
+
+pub struct Sweep {
+    pub clock: Arc<dyn Clock>,
+    pub store: Arc<dyn Store>,
+    pub reporter: Arc<Reporter>,
+    /// Reads the reports topic back (Kafka); `None` where there is no topic to read (dev).
+    pub ledger: Option<Arc<Ledger>>,
+    pub every: Duration,
+}
+
+impl Sweep {
+    pub async fn run(self, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(self.every);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.cancelled() => return,
+            }
+            let now = self.clock.now();
+            match self.store.take_overdue(now, 1000, now + FINAL_CONFIRM_GRACE).await {
+                Ok(jobs) if !jobs.is_empty() => self.publish(jobs, now).await,
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, "cannot read receipt deadlines"),
+            }
+        }
+    }
+
+    async fn publish(&self, jobs: Vec<Overdue>, now: DateTime<Utc>) {
+        let (unsure, sure): (Vec<Overdue>, Vec<Overdue>) = jobs.into_iter().partition(|j| j.decided_at.is_some());
+        let mut reports: Vec<Report> = sure.iter().filter_map(|j| report_of(j, now)).collect();
+        reports.extend(self.not_yet_published(unsure, now).await);
+        publish_finals(self.store.as_ref(), &self.reporter, &reports).await;
+    }
+
+    /// Of finals decided by instances that died, those the reports topic does not hold yet.
+    /// Those it holds are recorded (history, claim final) and confirmed, not published again.
+    /// A partition that cannot be read back now leaves its jobs to come back after their lease.
+    async fn not_yet_published(&self, unsure: Vec<Overdue>, now: DateTime<Utc>) -> Vec<Report> {
+        let Some(ledger) = &self.ledger else {
+            // No topic to read back (dev): its decider was this process, which is gone.
+            return unsure.iter().filter_map(|j| report_of(j, now)).collect();
+        };
+        let mut by_partition: BTreeMap<i32, Vec<Overdue>> = BTreeMap::new();
+        for j in unsure {
+            by_partition.entry(ledger.partition_for(&j.job_id)).or_default().push(j);
+        }
+        let mut publish = Vec::new();
+        for (partition, jobs) in by_partition {
+            let earliest = jobs.iter().filter_map(|j| j.decided_at).min().unwrap_or(now) - CLOCK_SLACK;
+            let from = match self.store.offset_before(partition, earliest).await {
+                Ok(o) => o,
+                Err(e) => {
+                    warn!(partition, error = %e, "cannot read the offset checkpoint; reading back later");
+                    continue;
+                }
+            };
+            let ids: HashSet<String> = jobs.iter().map(|j| j.job_id.clone()).collect();
+            let found = match ledger.finals_in(partition, from, ids).await {
+                Ok(f) => f,
+                Err(e) => {
+                    warn!(error = %e, jobs = jobs.len(), "cannot read the reports topic back; these finals wait");
+                    continue;
+                }
+            };
+            let mut recorded = (Vec::new(), Vec::new());
+            for j in jobs {
+                match found.get(&j.job_id).and_then(|json| Some((serde_json::from_str::<Report>(json).ok()?, json.clone()))) {
+                    Some((r, json)) => {
+                        recorded.0.push(r);
+                        recorded.1.push(json);
+                    }
+                    None => publish.extend(report_of(&j, now)),
+                }
+            }
+            info!(partition, from = ?from, in_topic = recorded.0.len(), "read back finals of a dead instance");
+            if !recorded.0.is_empty() {
+                self.reporter.record(&recorded.0, &recorded.1).await;
+                let ids: Vec<String> = recorded.0.iter().map(|r| r.job_id.clone()).collect();
+                crate::retry::until_ok("finish_sent", ids.len(), || self.store.finish_sent(&ids)).await;
+            }
+        }
+        publish
+    }
+}
+
+/// The final an overdue job gets: its decided one, else `unknown`.
+fn report_of(j: &Overdue, now: DateTime<Utc>) -> Option<Report> {
+    if let Some(json) = &j.report {
+        return serde_json::from_str(json).map_err(|e| warn!(job_id = %j.job_id, error = %e, "unreadable decided final")).ok();
+    }
+    let sent = j.sent.as_ref()?;
+    Some(match j.outcome {
+        // Decided by a receipt on an instance that did not live to publish it.
+        Some(o) if o != crate::store::PartOutcome::Unknown => report_for(sent, event_for(o), now),
+        _ => report_for(sent, EventKind::Unknown, now).with_error(None, "no receipt within the provider's receipt timeout"),
+    })
+}

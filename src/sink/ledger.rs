@@ -1,0 +1,120 @@
+//! Reading the reports topic back: is a job's final already in it?
+//!
+//! A final is decided in the store, published, then recorded. An instance that dies between
+//! the broker's confirmation and the record leaves a decision nobody knows the fate of; the
+//! instance that takes it over (the deadline sweep, `receipt::correlate`) reads the job's
+//! partition back before it publishes anything: found, the final is only recorded; not found,
+//! it is published. The partition is the one the sink wrote the job's reports to
+//! ([`ReportsTopic::partition_for`]); the scan starts at an offset checkpointed in the store
+//! before the decision was made, so it reads seconds of the partition, not its whole history.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::kafka::ReportsTopic;
+use crate::config::KafkaConfig;
+
+pub struct Ledger {
+    client: ClientConfig,
+    topic: ReportsTopic,
+    /// A scan that cannot reach the partition's end by then gives up: the jobs stay undecided
+    /// (nothing is published) and are looked at again after their lease.
+    timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("reading back {topic}/{partition}: {reason}")]
+    Read { topic: String, partition: i32, reason: String },
+}
+
+impl Ledger {
+    pub fn new(cfg: &KafkaConfig, topic: ReportsTopic) -> Self {
+        let mut client = ClientConfig::new();
+        client
+            .set("bootstrap.servers", &cfg.brokers)
+            // Never joins a group or commits: assigned one partition per scan.
+            .set("group.id", format!("{}-ledger", cfg.group_id))
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", "50");
+        for (k, v) in &cfg.consumer {
+            client.set(k, v);
+        }
+        Self { client, topic, timeout: Duration::from_secs(60) }
+    }
+
+    pub fn partition_for(&self, job_id: &str) -> i32 {
+        self.topic.partition_for(job_id)
+    }
+
+    /// The final reports (JSON) of `ids` found in `partition` from offset `from` (`None`: its
+    /// start) to its end, by job id.
+    pub async fn finals_in(&self, partition: i32, from: Option<i64>, ids: HashSet<String>) -> Result<HashMap<String, String>, LedgerError> {
+        let (client, topic, timeout) = (self.client.clone(), self.topic.name.clone(), self.timeout);
+        let err = {
+            let topic = topic.clone();
+            move |reason: String| LedgerError::Read { topic: topic.clone(), partition, reason }
+        };
+        let e2 = err.clone();
+        tokio::task::spawn_blocking(move || scan(&client, &topic, partition, from, &ids, timeout).map_err(err))
+            .await
+            .map_err(|e| e2(e.to_string()))?
+    }
+}
+
+/// librdkafka reports reaching a partition's end as an error event too, which the default
+/// context logs at error level on every scan: it is the answer here, not a fault.
+struct Quiet;
+
+impl rdkafka::ClientContext for Quiet {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::error!(error = %error, reason, "reports read-back consumer");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for Quiet {}
+
+fn scan(
+    client: &ClientConfig,
+    topic: &str,
+    partition: i32,
+    from: Option<i64>,
+    ids: &HashSet<String>,
+    timeout: Duration,
+) -> Result<HashMap<String, String>, String> {
+    let consumer: BaseConsumer<Quiet> = client.create_with_context(Quiet).map_err(|e| e.to_string())?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, from.map_or(Offset::Beginning, Offset::Offset)).map_err(|e| e.to_string())?;
+    consumer.assign(&tpl).map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + timeout;
+    let mut found = HashMap::new();
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(_))) => return Ok(found),
+            Some(Err(e)) => return Err(e.to_string()),
+            Some(Ok(m)) => {
+                let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else { continue };
+                if !ids.contains(key) {
+                    continue;
+                }
+                let payload = m.payload().unwrap_or_default();
+                let is_final = serde_json::from_slice::<serde_json::Value>(payload).ok().and_then(|v| v.get("final")?.as_bool()) == Some(true);
+                if is_final {
+                    found.insert(key.to_owned(), String::from_utf8_lossy(payload).into_owned());
+                }
+            }
+        }
+    }
+    Err(format!("did not reach the end within {timeout:?}"))
+}
