@@ -83,7 +83,7 @@ impl<K> IntoIterator for Tally<K> {
     }
 }
 
-/// MO messages the broker did not take within `kafka.inbound_timeout` (logged instead).
+/// MO messages the broker did not take within `kafka.inbound_timeout` (dropped; logged masked).
 pub const INBOUND_UNPUBLISHED_TOTAL: &str = "sendgate_inbound_unpublished_total";
 /// Requests the Redis store sent (a script or a pipeline is one round trip).
 pub const REDIS_REQUESTS_TOTAL: &str = "sendgate_redis_requests_total";
@@ -124,7 +124,7 @@ fn describe() {
     describe_counter!(SUBMITS_AMBIGUOUS_TOTAL, "Submits with unknown outcome, never resent");
     describe_counter!(SMPP_SUBMITS_RESENT_TOTAL, "submit_sm resent after no answer (on_response_timeout = retry)");
     describe_counter!(OPT_OUTS_TOTAL, "Recipients newly put on an opt-out list");
-    describe_counter!(INBOUND_UNPUBLISHED_TOTAL, "MO messages not published in time and logged instead");
+    describe_counter!(INBOUND_UNPUBLISHED_TOTAL, "MO messages not published in time and dropped");
     describe_counter!(REDIS_REQUESTS_TOTAL, "Requests sent to Redis: one per script or pipeline");
     describe_gauge!(JOBS_IN_FLIGHT, "Jobs between source and a durable point");
     describe_counter!(SIM_SUBMIT_SM_TOTAL, "submit_sm PDUs received by the SMSC simulator");

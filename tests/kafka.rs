@@ -417,7 +417,7 @@ async fn a_missing_inbound_topic_does_not_hold_up_receipts() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for i in 0..5 {
-        assert!(w.sim.send_mo(&format!("+4915100{i:05}"), "4930123456", "hello"), "no bound session for MO {i}");
+        assert!(w.sim.send_mo(&format!("+4915100{i:05}"), "4930123456", "my secret reply"), "no bound session for MO {i}");
     }
     let ids = w.produce_jobs("nomo", 300, json!({})).await;
     let finals = w.reports.wait_finals(ids.len(), Duration::from_secs(120)).await;
@@ -428,6 +428,9 @@ async fn a_missing_inbound_topic_does_not_hold_up_receipts() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(d.metric("sendgate_inbound_unpublished_total").await, 5.0);
-    assert!(d.log_text().contains("inbound message not published in time"));
+    let log = d.log_text();
+    assert!(log.contains("inbound message not published in time"));
+    // Logged, but the senders masked and without the texts.
+    assert!(log.contains("+4915***0000") && !log.contains("+491510000000") && !log.contains("my secret reply"), "{log}");
     assert_eq!(d.terminate(), Some(0));
 }

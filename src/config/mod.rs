@@ -71,8 +71,9 @@ pub struct KafkaConfig {
     /// Where MO messages (replies from recipients) are published.
     #[serde(default = "default_inbound_topic")]
     pub inbound_topic: String,
-    /// How long MO messages are offered to the broker before they are logged instead: a
-    /// missing or forbidden inbound topic must not hold up the receipts behind them.
+    /// How long MO messages are offered to the broker before they are dropped (counted, and
+    /// logged without sender or text): a missing or forbidden inbound topic must not hold up
+    /// the receipts behind them.
     #[serde(default = "default_inbound_timeout", with = "humantime_serde")]
     pub inbound_timeout: Duration,
     /// A consumer silent for this long is dropped from the group and its partitions move.
