@@ -133,6 +133,7 @@ fn describe() {
     describe_counter!(QUIET_HOURS_ZONE_FALLBACK_TOTAL, "Quiet-hour decisions made in the tenant's zone because the prefix's zones share no allowed time");
     describe_whatsapp();
     describe_rate_limits();
+    describe_http();
 }
 
 /// Quiet-hour decisions made in the tenant's zone because the zones of the number's prefix
@@ -170,6 +171,20 @@ fn describe_rate_limits() {
     use metrics::{describe_counter, describe_histogram, Unit};
     describe_histogram!(RATE_LIMIT_WAIT_SECONDS, Unit::Seconds, "Time jobs waited in place for a rate-limit slot");
     describe_counter!(RATE_LIMITED_TOTAL, "Jobs deferred by a rate limit");
+}
+
+/// HTTP connections the server closed before their client did, by `reason`
+/// (`header_timeout`, `idle_timeout`, `over_capacity`: refused at `server.max_connections`).
+pub const HTTP_CONNECTIONS_CLOSED_TOTAL: &str = "sendgate_http_connections_closed_total";
+/// Failed `accept` calls on the HTTP listeners, by `kind`: `connection` (one client's, the
+/// next is accepted at once) or `resource` (the process is out of file descriptors or memory;
+/// accepting backs off).
+pub const HTTP_ACCEPT_ERRORS_TOTAL: &str = "sendgate_http_accept_errors_total";
+
+fn describe_http() {
+    use metrics::describe_counter;
+    describe_counter!(HTTP_CONNECTIONS_CLOSED_TOTAL, "HTTP connections closed by the server: timeouts and the connection cap");
+    describe_counter!(HTTP_ACCEPT_ERRORS_TOTAL, "Failed accepts on the HTTP listeners");
 }
 
 #[cfg(test)]
