@@ -46,6 +46,10 @@ pub struct Api {
 
 pub(super) type Resp = Response<Full<Bytes>>;
 
+/// How long `/readyz` waits for a Kafka broker's metadata: below the probe timeouts of
+/// load balancers and orchestrators (typically 1-5 s), above a healthy broker's answer.
+const KAFKA_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(900);
+
 pub(super) fn json_resp(status: StatusCode, v: Value) -> Resp {
     Response::builder()
         .status(status)
@@ -97,8 +101,20 @@ impl Api {
 
     async fn readyz(&self) -> Resp {
         let mut problems = Vec::new();
-        if let Err(e) = self.store.ping().await {
+        // With Kafka, its broker must answer too: the jobs topic's metadata, through the
+        // producer POST /v1/jobs publishes with (reports and DLQ records share it).
+        let kafka = async {
+            match &self.ingest {
+                Ingest::Kafka { producer, topic } => producer.reachable(topic, KAFKA_PROBE_TIMEOUT).await.err(),
+                Ingest::Embedded(_) => None,
+            }
+        };
+        let (store, kafka) = tokio::join!(self.store.ping(), kafka);
+        if let Err(e) = store {
             problems.push(format!("store: {e}"));
+        }
+        if let Some(e) = kafka {
+            problems.push(format!("kafka: {e}"));
         }
         for c in self.router.channels_down() {
             problems.push(format!("channel {c}: no provider connected"));
