@@ -9,8 +9,14 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, NaiveTime, Utc};
 use serde_json::{Map, Value};
 
+use crate::report;
+
 /// Largest serialized `meta` accepted (CONTRACT.md: "up to 4 KiB").
 pub const META_MAX_BYTES: usize = 4096;
+/// Largest JSON text of one job that `POST /v1/jobs` parses: room for the longest text with
+/// every character escaped (10,000 × 12 bytes) and a full meta escaped too; a larger item
+/// cannot be a valid job, so it is refused before its JSON tree is built.
+pub const JOB_MAX_BYTES: usize = 256 * 1024;
 /// Longest text accepted: far above any provider's concatenation limit, low enough that a
 /// single job cannot pin megabytes of memory.
 pub const TEXT_MAX_CHARS: usize = 10_000;
@@ -152,17 +158,29 @@ pub fn from_value(value: Value, now: DateTime<Utc>) -> Result<Job, JobError> {
         fields: Box::new(salvage(&obj)),
         id,
         field,
-        message,
+        message: report::bounded(&message, report::ERROR_MESSAGE_MAX_BYTES),
     })
 }
 
+/// What an invalid job's `rejected` report echoes, cut so the report always fits a broker
+/// record however large the job's fields were: `tenant`, `channel` and `to` to
+/// [`report::ECHO_MAX_BYTES`] each; of `meta`, its string entries in key order while their
+/// keys and values add up to at most [`report::META_ECHO_MAX_BYTES`] (a valid meta is whole).
 fn salvage(obj: &Map<String, Value>) -> InvalidJobFields {
-    let s = |k: &str| obj.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
-    let meta = obj
-        .get("meta")
-        .and_then(Value::as_object)
-        .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect())
-        .unwrap_or_default();
+    let s = |k: &str| report::bounded(obj.get(k).and_then(Value::as_str).unwrap_or_default(), report::ECHO_MAX_BYTES);
+    let mut meta = BTreeMap::new();
+    if let Some(m) = obj.get("meta").and_then(Value::as_object) {
+        let mut strings: Vec<(&String, &str)> = m.iter().filter_map(|(k, v)| Some((k, v.as_str()?))).collect();
+        strings.sort_unstable_by_key(|(k, _)| *k);
+        let mut size = 0;
+        for (k, v) in strings {
+            size += k.len() + v.len();
+            if size > report::META_ECHO_MAX_BYTES {
+                break;
+            }
+            meta.insert(k.clone(), v.to_owned());
+        }
+    }
     InvalidJobFields { tenant: s("tenant"), channel: s("channel"), to: s("to"), meta }
 }
 

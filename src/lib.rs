@@ -6,7 +6,8 @@
 //! ## Layout
 //! - [`job`], [`report`]: the wire contract's types; parsing validates once, here.
 //! - [`config`]: typed TOML config and validation that names every bad key.
-//! - [`source`]: where jobs come from (the `http` ingest API, the `kafka` consumer); the `admin` API.
+//! - [`source`]: where jobs come from (the `http` ingest API, the `kafka` consumer); the `admin` API;
+//!   the HTTP `listener` (connection cap, header/idle/body timeouts).
 //! - [`pipeline`]: intake (bounded), the decision worker, the completer, the reporter.
 //! - [`policy`]: the chain that decides whether and when a job may go (`dedup`, `expiry`, `opt_out`,
 //!   `schedule`, `quiet_hours`, `whatsapp_tier`).

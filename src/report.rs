@@ -7,6 +7,26 @@ use serde::{Deserialize, Serialize};
 
 use crate::job::{Channel, Job};
 
+/// Longest `tenant`, `channel` or `to` a report echoes from a job that did not parse: room
+/// for every valid value (a chat id is at most 128 bytes), so only garbage is cut.
+pub const ECHO_MAX_BYTES: usize = 128;
+/// Longest `error.message`: it may quote the value at fault, and that value may be huge.
+pub const ERROR_MESSAGE_MAX_BYTES: usize = 1024;
+/// Most `meta` bytes (keys plus values) a report echoes: the contract's limit on a job's meta.
+pub const META_ECHO_MAX_BYTES: usize = crate::job::META_MAX_BYTES;
+/// What a cut value ends with, so a reader can tell it was cut.
+const CUT_MARK: &str = "…";
+
+/// `s` if it fits in `max` bytes, else its longest prefix (on a character boundary) that
+/// does, followed by `…`. With the bounds above, a report stays under 64 KiB even when every
+/// echoed character needs a six-byte JSON escape: far below a Kafka record's 1 MiB default.
+pub fn bounded(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    format!("{}{CUT_MARK}", &s[..s.floor_char_boundary(max)])
+}
+
 /// What happened to a job. `final` is derived from the kind, never set by hand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -146,8 +166,13 @@ impl Report {
         self
     }
 
+    /// `message` is cut to [`ERROR_MESSAGE_MAX_BYTES`] (and `code` to [`ECHO_MAX_BYTES`]):
+    /// both may quote what a client or a provider sent.
     pub fn with_error(mut self, code: Option<String>, message: impl Into<String>) -> Self {
-        self.error = Some(ReportError { code, message: message.into() });
+        let message: String = message.into();
+        let message = if message.len() > ERROR_MESSAGE_MAX_BYTES { bounded(&message, ERROR_MESSAGE_MAX_BYTES) } else { message };
+        let code = code.map(|c| if c.len() > ECHO_MAX_BYTES { bounded(&c, ECHO_MAX_BYTES) } else { c });
+        self.error = Some(ReportError { code, message });
         self
     }
 }
@@ -157,5 +182,33 @@ impl Report {
 impl From<Channel> for String {
     fn from(c: Channel) -> Self {
         c.as_str().to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_cuts_on_a_character_boundary_and_marks_the_cut() {
+        for (s, max, want) in [
+            ("short", 10, "short"),
+            ("exactly10!", 10, "exactly10!"),
+            ("eleven char", 10, "eleven cha…"),
+            // "д" is two bytes: a cut inside it backs off to the character before.
+            ("ддддд", 5, "дд…"),
+            ("", 0, ""),
+        ] {
+            assert_eq!(bounded(s, max), want, "{s:?} at {max}");
+        }
+    }
+
+    #[test]
+    fn a_huge_error_message_and_code_are_cut() {
+        let r = Report::from_parts("j", "t", "sms", "+1", &BTreeMap::new(), EventKind::Rejected, Utc::now())
+            .with_error(Some("c".repeat(1000)), "m".repeat(1 << 20));
+        let e = r.error.unwrap();
+        assert_eq!(e.message.len(), ERROR_MESSAGE_MAX_BYTES + CUT_MARK.len());
+        assert_eq!(e.code.unwrap().len(), ECHO_MAX_BYTES + CUT_MARK.len());
     }
 }

@@ -83,7 +83,7 @@ impl<K> IntoIterator for Tally<K> {
     }
 }
 
-/// MO messages the broker did not take within `kafka.inbound_timeout` (logged instead).
+/// MO messages the broker did not take within `kafka.inbound_timeout` (dropped; logged masked).
 pub const INBOUND_UNPUBLISHED_TOTAL: &str = "sendgate_inbound_unpublished_total";
 /// Requests the Redis store sent (a script or a pipeline is one round trip).
 pub const REDIS_REQUESTS_TOTAL: &str = "sendgate_redis_requests_total";
@@ -131,7 +131,7 @@ fn describe() {
     describe_counter!(SUBMITS_AMBIGUOUS_TOTAL, "Submits with unknown outcome, never resent");
     describe_counter!(SMPP_SUBMITS_RESENT_TOTAL, "submit_sm resent after no answer (on_response_timeout = retry)");
     describe_counter!(OPT_OUTS_TOTAL, "Recipients newly put on an opt-out list");
-    describe_counter!(INBOUND_UNPUBLISHED_TOTAL, "MO messages not published in time and logged instead");
+    describe_counter!(INBOUND_UNPUBLISHED_TOTAL, "MO messages not published in time and dropped");
     describe_counter!(REDIS_REQUESTS_TOTAL, "Requests sent to Redis: one per script or pipeline");
     describe_gauge!(JOBS_IN_FLIGHT, "Jobs between source and a durable point");
     describe_counter!(SIM_SUBMIT_SM_TOTAL, "submit_sm PDUs received by the SMSC simulator");
@@ -140,6 +140,7 @@ fn describe() {
     describe_counter!(QUIET_HOURS_ZONE_FALLBACK_TOTAL, "Quiet-hour decisions made in the tenant's zone because the prefix's zones share no allowed time");
     describe_whatsapp();
     describe_rate_limits();
+    describe_http();
 }
 
 /// Quiet-hour decisions made in the tenant's zone because the zones of the number's prefix
@@ -177,6 +178,20 @@ fn describe_rate_limits() {
     use metrics::{describe_counter, describe_histogram, Unit};
     describe_histogram!(RATE_LIMIT_WAIT_SECONDS, Unit::Seconds, "Time jobs waited in place for a rate-limit slot");
     describe_counter!(RATE_LIMITED_TOTAL, "Jobs deferred by a rate limit");
+}
+
+/// HTTP connections the server closed before their client did, by `reason`
+/// (`header_timeout`, `idle_timeout`, `over_capacity`: refused at `server.max_connections`).
+pub const HTTP_CONNECTIONS_CLOSED_TOTAL: &str = "sendgate_http_connections_closed_total";
+/// Failed `accept` calls on the HTTP listeners, by `kind`: `connection` (one client's, the
+/// next is accepted at once) or `resource` (the process is out of file descriptors or memory;
+/// accepting backs off).
+pub const HTTP_ACCEPT_ERRORS_TOTAL: &str = "sendgate_http_accept_errors_total";
+
+fn describe_http() {
+    use metrics::describe_counter;
+    describe_counter!(HTTP_CONNECTIONS_CLOSED_TOTAL, "HTTP connections closed by the server: timeouts and the connection cap");
+    describe_counter!(HTTP_ACCEPT_ERRORS_TOTAL, "Failed accepts on the HTTP listeners");
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sendgate::smsc_sim::{SimConfig, SimHandle, SmscSim};
 use serde_json::{json, Value};
-use support::services::{env, produce, producer, run_config, unique, Collector, Daemon, Topics};
+use support::services::{brokers, env, produce, producer, run_config, unique, Collector, Daemon, Topics};
 
 struct World {
     dir: tempfile::TempDir,
@@ -417,7 +417,7 @@ async fn a_missing_inbound_topic_does_not_hold_up_receipts() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for i in 0..5 {
-        assert!(w.sim.send_mo(&format!("+4915100{i:05}"), "4930123456", "hello"), "no bound session for MO {i}");
+        assert!(w.sim.send_mo(&format!("+4915100{i:05}"), "4930123456", "my secret reply"), "no bound session for MO {i}");
     }
     let ids = w.produce_jobs("nomo", 300, json!({})).await;
     let finals = w.reports.wait_finals(ids.len(), Duration::from_secs(120)).await;
@@ -428,7 +428,29 @@ async fn a_missing_inbound_topic_does_not_hold_up_receipts() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(d.metric("sendgate_inbound_unpublished_total").await, 5.0);
-    assert!(d.log_text().contains("inbound message not published in time"));
+    let log = d.log_text();
+    assert!(log.contains("inbound message not published in time"));
+    // Logged, but the senders masked and without the texts.
+    assert!(log.contains("+4915***0000") && !log.contains("+491510000000") && !log.contains("my secret reply"), "{log}");
+    assert_eq!(d.terminate(), Some(0));
+}
+
+/// `/readyz` says so when no Kafka broker answers, though Redis and the SMSC are fine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_says_not_ready_while_no_broker_answers() {
+    let w = World::new(1).await;
+    let cfg = w.config("gw-nokafka", &env("SENDGATE_TEST_REDIS_URL"));
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(&brokers(), &closed.to_string());
+    assert!(text.contains(&closed.to_string()));
+    std::fs::write(&cfg, text).unwrap();
+    let d = Daemon::start(&cfg, w.dir.path().join("gw-nokafka.log"));
+    let started = std::time::Instant::now();
+    let (status, body) = support::request(d.api, "GET", "/readyz", None, bytes::Bytes::new()).await;
+    assert_eq!(status, 503, "{body}");
+    let problems = body["problems"].as_array().unwrap();
+    assert!(problems.iter().any(|p| p.as_str().unwrap().starts_with("kafka: ")), "{body}");
+    assert!(started.elapsed() < Duration::from_secs(3), "/readyz took {:?}", started.elapsed());
     assert_eq!(d.terminate(), Some(0));
 }
 

@@ -184,6 +184,47 @@ async fn bad_input_gets_per_item_errors_and_good_neighbours_finish() {
     h.app.shutdown().await;
 }
 
+/// `[0,0,...]` with `n` zeros.
+fn zeros(n: usize) -> Vec<u8> {
+    let mut body = Vec::with_capacity(2 * n + 1);
+    body.push(b'[');
+    for i in 0..n {
+        body.extend_from_slice(if i + 1 < n { b"0," } else { b"0" });
+    }
+    body.push(b']');
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_jobs_in_one_request_is_413_naming_the_limit_and_nothing_is_taken() {
+    let h = start(|_| {}).await;
+    // The default limit: 10,000 items pass (each rejected: not a job), one more does not.
+    let (status, body) = h.post("/v1/jobs", "application/json", zeros(10_000)).await;
+    assert_eq!(status, 202, "{}", &body.to_string()[..200]);
+    assert_eq!(body["rejected"].as_array().unwrap().len(), 10_000);
+    for many in [zeros(10_001), zeros(8 * 1024 * 1024 - 1)] {
+        let (status, body) = h.post("/v1/jobs", "application/json", many).await;
+        assert_eq!(status, 413, "{body}");
+        assert_eq!(body["max_jobs_per_request"], 10_000, "{body}");
+        assert_eq!(body["error"], "body: more than 10000 jobs in one request");
+    }
+    // NDJSON counts its lines the same way, and a request over the limit takes none of them.
+    let line = |i: usize| job(&format!("many-{i}"), "+4915100000001", "hi").to_string();
+    let lines: Vec<String> = (0..10_001).map(line).collect();
+    let (status, _) = h.post("/v1/jobs", "application/x-ndjson", lines.join("\n")).await;
+    assert_eq!(status, 413);
+    assert_eq!(h.get("/v1/jobs/many-0").await.0, 404);
+    // One item too large to be a job is refused unparsed; its neighbours are taken.
+    let huge = job("huge", "+4915100000002", &"x".repeat(300 * 1024));
+    let body = json!([job("small", "+4915100000003", "hi"), huge]).to_string();
+    let (status, body) = h.post("/v1/jobs", "application/json", body).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!((&body["accepted"], &body["rejected"][0]["index"]), (&json!(1), &json!(1)));
+    assert!(body["rejected"][0]["error"].as_str().unwrap().starts_with("job: larger than 262144 bytes"), "{body}");
+    h.wait_final(&["small".to_string()]).await;
+    h.app.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduled_and_expired_jobs_follow_the_clock() {
     let h = start(|_| {}).await;

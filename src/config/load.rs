@@ -81,6 +81,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
     validate_opt_out_and_admin(&config, &mut errors);
     validate_whatsapp(&config.whatsapp, &mut errors);
     validate_rate_limits(&config, &mut errors);
+    validate_minimums(&config, &mut errors);
     if errors.is_empty() {
         Ok(config)
     } else {
@@ -314,6 +315,48 @@ fn validate_rate_limits(c: &Config, errors: &mut Vec<String>) {
     }
 }
 
+/// Floors for the durations the exactly-one-final promise rests on, and for the API
+/// listener's limits: a value below one is almost always a typo (`"60s"` meant as `"60m"`),
+/// and it fails in production, under load, rather than at startup.
+fn validate_minimums(c: &Config, errors: &mut Vec<String>) {
+    use std::time::Duration;
+    let mut at_least = |key: &str, got: Duration, min: Duration| {
+        if got < min {
+            errors.push(format!("{key}: must be at least {}, got {}", humantime::format_duration(min), humantime::format_duration(got)));
+        }
+    };
+    // A job id must be remembered longer than any producer retries or a consumer re-reads a
+    // record (a rebalance, a restart after a crash); below an hour, a record re-read after an
+    // ordinary outage is sent a second time.
+    at_least("pipeline.dedup_ttl", c.pipeline.dedup_ttl, Duration::from_secs(3600));
+    // A claimed due job must stay claimed for longer than one send takes (window permits,
+    // throttle pauses, the provider's answer); a lease that lapses mid-send lets another
+    // instance send the job again.
+    at_least("pipeline.scheduler_lease", c.pipeline.scheduler_lease, Duration::from_secs(5));
+    if let Some(r) = &c.redis {
+        // The heartbeat is refreshed every quarter of this; below a second, one slow Redis
+        // round trip or a scheduling hiccup declares a live instance dead and its jobs are
+        // taken over while it still sends them.
+        at_least("redis.heartbeat_ttl", r.heartbeat_ttl, Duration::from_secs(1));
+    }
+    if let Some(k) = &c.kafka {
+        // Each commit is a broker round trip; more often than every 10 ms the consumer spends
+        // its time committing, and a commit never takes effect faster than the broker answers.
+        at_least("kafka.commit_interval", k.commit_interval, Duration::from_millis(10));
+    }
+    // The listener's limits: zero would refuse every request or close every connection.
+    let s = &c.server;
+    at_least("server.header_timeout", s.header_timeout, Duration::from_millis(100));
+    at_least("server.body_timeout", s.body_timeout, Duration::from_millis(100));
+    at_least("server.idle_timeout", s.idle_timeout, Duration::from_millis(100));
+    if s.max_jobs_per_request == 0 {
+        errors.push("server.max_jobs_per_request: must be > 0, got 0".into());
+    }
+    if s.max_connections == 0 {
+        errors.push("server.max_connections: must be > 0, got 0".into());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -543,6 +586,32 @@ quiet_hours = false
         ] {
             let errs = parse(&format!("{base}{extra}\n")).unwrap_err().0;
             assert!(errs.len() == 1 && errs[0].starts_with(want), "{extra}: {errs:?}");
+        }
+    }
+
+    #[test]
+    fn minimums_name_their_keys() {
+        let kafka = "[kafka]\nbrokers = \"127.0.0.1:9092\"\n";
+        let redis = "[redis]\nurl = \"redis://127.0.0.1/\"\n";
+        // Exactly at each floor is fine.
+        parse(&format!(
+            "[pipeline]\ndedup_ttl = \"1h\"\nscheduler_lease = \"5s\"\n{kafka}commit_interval = \"10ms\"\n{redis}heartbeat_ttl = \"1s\"\n\
+             [server]\nheader_timeout = \"100ms\"\nbody_timeout = \"100ms\"\nidle_timeout = \"100ms\"\nmax_jobs_per_request = 1\nmax_connections = 1\n"
+        ))
+        .unwrap();
+        for (text, want) in [
+            ("[pipeline]\ndedup_ttl = \"59m\"".to_owned(), "pipeline.dedup_ttl: must be at least 1h, got 59m"),
+            ("[pipeline]\nscheduler_lease = \"1s\"".to_owned(), "pipeline.scheduler_lease: must be at least 5s, got 1s"),
+            (format!("{redis}heartbeat_ttl = \"500ms\""), "redis.heartbeat_ttl: must be at least 1s, got 500ms"),
+            (format!("{kafka}commit_interval = \"1ms\""), "kafka.commit_interval: must be at least 10ms, got 1ms"),
+            ("[server]\nheader_timeout = \"0s\"".to_owned(), "server.header_timeout: must be at least 100ms, got 0s"),
+            ("[server]\nbody_timeout = \"10ms\"".to_owned(), "server.body_timeout: must be at least 100ms"),
+            ("[server]\nidle_timeout = \"0s\"".to_owned(), "server.idle_timeout: must be at least 100ms"),
+            ("[server]\nmax_jobs_per_request = 0".to_owned(), "server.max_jobs_per_request: must be > 0"),
+            ("[server]\nmax_connections = 0".to_owned(), "server.max_connections: must be > 0"),
+        ] {
+            let errs = parse(&text).unwrap_err().0;
+            assert!(errs.len() == 1 && errs[0].starts_with(want), "{text}: {errs:?}");
         }
     }
 

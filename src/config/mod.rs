@@ -71,8 +71,9 @@ pub struct KafkaConfig {
     /// Where MO messages (replies from recipients) are published.
     #[serde(default = "default_inbound_topic")]
     pub inbound_topic: String,
-    /// How long MO messages are offered to the broker before they are logged instead: a
-    /// missing or forbidden inbound topic must not hold up the receipts behind them.
+    /// How long MO messages are offered to the broker before they are dropped (counted, and
+    /// logged without sender or text): a missing or forbidden inbound topic must not hold up
+    /// the receipts behind them.
     #[serde(default = "default_inbound_timeout", with = "humantime_serde")]
     pub inbound_timeout: Duration,
     /// A consumer silent for this long is dropped from the group and its partitions move.
@@ -165,6 +166,23 @@ pub struct ServerConfig {
     /// How long shutdown waits for in-flight work before naming what is left and exiting.
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// Most jobs one `POST /v1/jobs` may carry; more get `413` before any of them is taken,
+    /// so one request's answer and memory stay bounded.
+    pub max_jobs_per_request: usize,
+    /// How long a client may take to send a request's head (request line and headers),
+    /// counted from its first byte, or from connecting for a connection's first request:
+    /// connections that trickle a head are closed instead of holding a file descriptor.
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// How long a request body may take to arrive in full; a slower one gets `408`.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// How long a keep-alive connection may sit between requests before it is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Most connections the API listener keeps open at once; one more is answered `503`
+    /// and closed, so a flood of clients cannot exhaust the process's file descriptors.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -175,6 +193,11 @@ impl Default for ServerConfig {
             max_body_bytes: 16 * 1024 * 1024,
             job_history_ttl: Duration::from_secs(24 * 3600),
             drain_timeout: Duration::from_secs(30),
+            max_jobs_per_request: 10_000,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 1024,
         }
     }
 }

@@ -112,3 +112,35 @@ fn masked_numbers_keep_only_their_ends() {
     assert_eq!(masked("+4915112345678"), "+4915***5678");
     assert_eq!(masked("12345"), "***");
 }
+
+#[test]
+fn a_rejected_report_of_a_huge_job_fits_a_broker_record() {
+    use crate::report::{self, EventKind, Report};
+    // Every echoed field far too long, control characters so each byte escapes to six in JSON.
+    let huge = "\u{1}".repeat(1 << 20);
+    let meta: Map<String, Value> = (0..100).map(|i| (format!("k{i:03}"), Value::from("\u{1}".repeat(100)))).collect();
+    let input = serde_json::json!({ "id": "j", "tenant": huge, "channel": huge, "to": huge, "text": "x", "meta": meta });
+    let err = from_value(input, now()).unwrap_err();
+    let JobError::Invalid { id, fields, .. } = &err else { panic!("{err}") };
+    for f in [&fields.tenant, &fields.channel, &fields.to] {
+        assert_eq!(f.len(), report::ECHO_MAX_BYTES + "…".len());
+    }
+    // Whole entries in key order, up to the bound: 39 of 104 bytes each fit in 4096.
+    assert_eq!(fields.meta.len(), 39);
+    assert!(fields.meta.contains_key("k000") && !fields.meta.contains_key("k099"));
+    let r = Report::from_parts(id, &fields.tenant, &fields.channel, &fields.to, &fields.meta, EventKind::Rejected, now())
+        .with_error(None, err.to_string());
+    let bytes = serde_json::to_vec(&r).unwrap().len();
+    assert!(bytes < 64 * 1024, "{bytes} bytes");
+}
+
+#[test]
+fn an_invalid_jobs_message_quotes_at_most_a_kilobyte() {
+    let to = "9".repeat(100_000);
+    let input = format!(r#"{{"id":"j","tenant":"a","channel":"sms","to":"{to}","text":"x"}}"#);
+    let err = parse(input.as_bytes(), now()).unwrap_err();
+    let JobError::Invalid { field, message, .. } = &err else { panic!() };
+    assert_eq!(*field, "to");
+    assert!(message.starts_with("not an E.164 number: \"999"), "{message}");
+    assert!(message.len() <= crate::report::ERROR_MESSAGE_MAX_BYTES + 3, "{}", message.len());
+}

@@ -1,5 +1,6 @@
 //! Recording MO messages (replies from recipients): published to Kafka's inbound topic in
-//! production, so the CRM that sent the job sees the answer; logged by `sendgate dev`.
+//! production, so the CRM that sent the job sees the answer; logged by `sendgate dev`, with the
+//! sender masked and without the text.
 //!
 //! The record, keyed by `from` so one sender's replies keep their order:
 //! `{"provider","from","to","text","tenant","received_at"}`; `tenant` is the one owning `to`
@@ -14,6 +15,7 @@ use tracing::{error, info};
 
 use super::opt_out::StopReplies;
 use super::InboundMessage;
+use crate::job::masked;
 use crate::sink::kafka::{KafkaProducer, Record};
 use crate::telemetry;
 
@@ -29,7 +31,8 @@ struct InboundRecord<'a> {
 
 /// Where MO messages go.
 pub enum InboundOut {
-    /// Offered to the broker for at most `timeout`, then logged instead (and counted).
+    /// Offered to the broker for at most `timeout`, then dropped: counted, and logged without
+    /// the sender's number or the text.
     Kafka { producer: Arc<KafkaProducer>, topic: String, timeout: Duration },
     /// `sendgate dev`: one log line each.
     Log,
@@ -37,9 +40,9 @@ pub enum InboundOut {
 
 impl InboundOut {
     /// Records a batch; resolves once the broker confirmed every record, or once `timeout`
-    /// passed and they were logged instead: MO messages share the correlator with receipts,
-    /// and a topic that does not exist must not stall every receipt behind them. Each
-    /// message's ack is left to the caller.
+    /// passed and they were dropped (counted, logged masked): MO messages share the
+    /// correlator with receipts, and a topic that does not exist must not stall every receipt
+    /// behind them. Each message's ack is left to the caller.
     pub async fn record(&self, messages: &[InboundMessage], owners: &StopReplies, received_at: DateTime<Utc>) {
         if messages.is_empty() {
             return;
@@ -58,14 +61,18 @@ impl InboundOut {
                     .collect();
                 if tokio::time::timeout(*timeout, producer.send_all(&out)).await.is_err() {
                     metrics::counter!(telemetry::INBOUND_UNPUBLISHED_TOTAL).increment(records.len() as u64);
+                    // Counted and described, never shown: a sender's number and what they wrote
+                    // are personal data, and logs travel further than the inbound topic does.
                     for r in &records {
-                        error!(topic = %topic, provider = %r.provider, from = %r.from, to = %r.to, tenant = ?r.tenant, text = %r.text, "inbound message not published in time; logged here instead");
+                        error!(topic = %topic, provider = %r.provider, from = %masked(r.from), to = %r.to, tenant = ?r.tenant, text_chars = r.text.chars().count(), "inbound message not published in time; dropped");
                     }
                 }
             }
             Self::Log => {
+                // The sender masked and the text's length only (STYLE.md): dev logs get pasted
+                // into tickets and chats.
                 for r in &records {
-                    info!(provider = %r.provider, from = %r.from, to = %r.to, tenant = ?r.tenant, text = %r.text, "inbound message");
+                    info!(provider = %r.provider, from = %masked(r.from), to = %r.to, tenant = ?r.tenant, text_chars = r.text.chars().count(), "inbound message");
                 }
             }
         }

@@ -5,7 +5,7 @@
 //! confirmed reports twice.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rdkafka::config::ClientConfig;
@@ -20,7 +20,13 @@ use crate::report::Report;
 /// The shared producer: reports, DLQ records, and `POST /v1/jobs` in Kafka mode.
 pub struct KafkaProducer {
     producer: FutureProducer,
+    /// The last broker probe ([`Self::reachable`]) and when it ran: `/readyz` polled by many
+    /// checkers costs the broker one metadata request a second, and concurrent asks share it.
+    probe: tokio::sync::Mutex<Option<(Instant, Result<(), String>)>>,
 }
+
+/// How long a broker probe's answer is reused.
+const PROBE_TTL: Duration = Duration::from_secs(1);
 
 impl KafkaProducer {
     pub fn new(cfg: &KafkaConfig) -> Result<Arc<Self>, SinkError> {
@@ -44,7 +50,32 @@ impl KafkaProducer {
             c.set(k, v);
         }
         let producer = c.create().map_err(|e| SinkError::Unavailable(format!("kafka producer: {e}")))?;
-        Ok(Arc::new(Self { producer }))
+        Ok(Arc::new(Self { producer, probe: tokio::sync::Mutex::new(None) }))
+    }
+
+    /// Whether a broker answers a metadata request for `topic` within `timeout` and knows the
+    /// topic: what `/readyz` says about Kafka. The answer is reused for a second.
+    pub async fn reachable(&self, topic: &str, timeout: Duration) -> Result<(), String> {
+        let mut last = self.probe.lock().await;
+        if let Some((_, r)) = last.as_ref().filter(|(at, _)| at.elapsed() < PROBE_TTL) {
+            return r.clone();
+        }
+        let (producer, topic) = (self.producer.clone(), topic.to_owned());
+        // librdkafka's metadata call blocks its thread for up to `timeout`.
+        let r = tokio::task::spawn_blocking(move || {
+            let md = producer
+                .client()
+                .fetch_metadata(Some(&topic), timeout)
+                .map_err(|e| format!("no broker answered within {}: {e}", humantime::format_duration(timeout)))?;
+            match md.topics().iter().find(|t| t.name() == topic).and_then(|t| t.error()) {
+                Some(e) => Err(format!("topic {topic}: {}", rdkafka::error::RDKafkaErrorCode::from(e))),
+                None => Ok(()),
+            }
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("metadata probe failed: {e}")));
+        *last = Some((Instant::now(), r.clone()));
+        r
     }
 
         /// Sends records and resolves when the broker confirmed every one; a record that fails

@@ -236,16 +236,10 @@ fn method_not_allowed(allow: &'static str) -> Resp {
     resp
 }
 
-/// A request body of at most `max` bytes, or the 413/400 that says why not.
+/// A request body of at most `max` bytes within `server.body_timeout`, or the 413/408/400
+/// that says why not.
 async fn read_body(req: Request<Incoming>, max: usize) -> Result<bytes::Bytes, Resp> {
-    use http_body_util::{BodyExt, LengthLimitError, Limited};
-    match Limited::new(req.into_body(), max).collect().await {
-        Ok(b) => Ok(b.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(json_resp(StatusCode::PAYLOAD_TOO_LARGE, json!({"error": format!("body: larger than {max} bytes")})))
-        }
-        Err(e) => Err(json_resp(StatusCode::BAD_REQUEST, json!({"error": format!("body: cannot be read: {e}")}))),
-    }
+    super::listener::read_body(req, max).await.map_err(|e| super::http::body_error(e, |_| {}))
 }
 
 fn store_unavailable(e: crate::store::StoreError) -> Resp {

@@ -1,23 +1,23 @@
 //! The HTTP API: `POST /v1/jobs` ingest, `GET /v1/jobs/{id}`, `/healthz`, `/readyz`, the
 //! admin API under `/v1/admin/` (in `admin.rs`); and the separate `/metrics` listener.
+//! Connections, timeouts and body reads are `listener.rs`'s; splitting a body into jobs is
+//! `items.rs`'s.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
-use hyper::service::service_fn;
+use hyper::header::CONTENT_TYPE;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
 
 use super::admin::Admin;
+use super::items::{self, SplitError};
+use super::listener::{self, BodyError, Limits};
 use crate::clock::Clock;
 use crate::pipeline::Intake;
 use crate::sink::kafka::{KafkaProducer, Record};
@@ -46,6 +46,10 @@ pub struct Api {
 
 pub(super) type Resp = Response<Full<Bytes>>;
 
+/// How long `/readyz` waits for a Kafka broker's metadata: below the probe timeouts of
+/// load balancers and orchestrators (typically 1-5 s), above a healthy broker's answer.
+const KAFKA_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(900);
+
 pub(super) fn json_resp(status: StatusCode, v: Value) -> Resp {
     Response::builder()
         .status(status)
@@ -54,42 +58,14 @@ pub(super) fn json_resp(status: StatusCode, v: Value) -> Resp {
         .expect("static response parts")
 }
 
-/// Serves `handler` on `listener` until `stop`; in-progress requests finish first.
+/// Serves `handler` on `listener` under the default `[server]` limits until `stop`; see
+/// [`listener::serve_with`] to give the configured ones.
 pub async fn serve<F, Fut>(listener: TcpListener, stop: CancellationToken, handler: F)
 where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = Resp> + Send + 'static,
 {
-    let conns = tokio_util::task::TaskTracker::new();
-    loop {
-        let (stream, _) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(s) => s,
-                Err(e) => { warn!(error = %e, "accept failed"); continue; }
-            },
-            _ = stop.cancelled() => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let h = handler.clone();
-        let stop = stop.clone();
-        conns.spawn(async move {
-            let svc = service_fn(move |req| {
-                let h = h.clone();
-                async move { Ok::<_, Infallible>(h(req).await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => if let Err(e) = r { debug!(error = %e, "connection ended with error") },
-                _ = stop.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
-        });
-    }
-    conns.close();
-    conns.wait().await;
+    listener::serve_with(listener, Limits::default(), stop, handler).await
 }
 
 pub async fn serve_metrics(listener: TcpListener, stop: CancellationToken) {
@@ -125,8 +101,20 @@ impl Api {
 
     async fn readyz(&self) -> Resp {
         let mut problems = Vec::new();
-        if let Err(e) = self.store.ping().await {
+        // With Kafka, its broker must answer too: the jobs topic's metadata, through the
+        // producer POST /v1/jobs publishes with (reports and DLQ records share it).
+        let kafka = async {
+            match &self.ingest {
+                Ingest::Kafka { producer, topic } => producer.reachable(topic, KAFKA_PROBE_TIMEOUT).await.err(),
+                Ingest::Embedded(_) => None,
+            }
+        };
+        let (store, kafka) = tokio::join!(self.store.ping(), kafka);
+        if let Err(e) = store {
             problems.push(format!("store: {e}"));
+        }
+        if let Some(e) = kafka {
+            problems.push(format!("kafka: {e}"));
         }
         for c in self.router.channels_down() {
             problems.push(format!("channel {c}: no provider connected"));
@@ -152,39 +140,39 @@ impl Api {
     }
 
     async fn post_jobs(&self, req: Request<Incoming>) -> Resp {
-        let too_big = || json_resp(StatusCode::PAYLOAD_TOO_LARGE, json!({"error": format!("body: larger than {} bytes", self.max_body_bytes)}));
-        let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
-        if declared.is_some_and(|n| n > self.max_body_bytes) {
-            metrics::counter!(telemetry::JOBS_REJECTED_AT_INGEST_TOTAL, "source" => "http", "reason" => "body_too_large").increment(1);
-            return too_big();
-        }
+        let refused = |reason: &'static str| {
+            metrics::counter!(telemetry::JOBS_REJECTED_AT_INGEST_TOTAL, "source" => "http", "reason" => reason).increment(1);
+        };
         let ndjson = req
             .headers()
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/x-ndjson") || v.starts_with("application/jsonl"));
-        let body = match Limited::new(req.into_body(), self.max_body_bytes).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-                metrics::counter!(telemetry::JOBS_REJECTED_AT_INGEST_TOTAL, "source" => "http", "reason" => "body_too_large").increment(1);
-                return too_big();
-            }
-            Err(e) => return json_resp(StatusCode::BAD_REQUEST, json!({"error": format!("body: cannot be read: {e}")})),
+        let max_jobs = Limits::of(&req).max_jobs_per_request;
+        // A declared length over the limit is refused before a byte of the body is read.
+        let body = match listener::read_body(req, self.max_body_bytes).await {
+            Ok(b) => b,
+            Err(e) => return body_error(e, refused),
         };
-        let items = match split_items(&body, ndjson) {
+        let items = match items::split(&body, ndjson, max_jobs) {
             Ok(items) => items,
-            Err(msg) => return json_resp(StatusCode::BAD_REQUEST, json!({"error": msg})),
+            Err(SplitError::TooMany { max }) => {
+                refused("too_many_jobs");
+                return json_resp(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    json!({"error": format!("body: more than {max} jobs in one request"), "max_jobs_per_request": max}),
+                );
+            }
+            Err(SplitError::Malformed(msg)) => return json_resp(StatusCode::BAD_REQUEST, json!({"error": msg})),
         };
         let now = self.clock.now();
         let mut accepted = 0usize;
         let mut rejected = Vec::new();
-        let mut to_publish: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut to_publish: Vec<(String, &[u8])> = Vec::new();
         for (index, item) in items.into_iter().enumerate() {
-            let parsed = item.map_err(|e| (None, e)).and_then(|v| {
-                // Only Kafka needs the job's bytes again; the embedded pipeline takes the job.
-                let raw = matches!(self.ingest, Ingest::Kafka { .. }).then(|| serde_json::to_vec(&v).expect("a parsed value serializes"));
-                crate::job::from_value(v, now).map(|j| (j, raw)).map_err(|e| (e.id().map(str::to_owned), e.to_string()))
-            });
+            let item = item.trim_ascii();
+            // Only Kafka needs the job's bytes again: the item as the client sent it.
+            let parsed = parse_item(item, now).map(|job| (job, item));
             match parsed {
                 Ok((job, raw)) => match &self.ingest {
                     Ingest::Embedded(intake) => {
@@ -194,10 +182,10 @@ impl Api {
                         accepted += 1;
                     }
                     // Keyed by recipient so one recipient's jobs keep their order (CONTRACT.md).
-                    Ingest::Kafka { .. } => to_publish.push((job.to, raw.unwrap_or_default())),
+                    Ingest::Kafka { .. } => to_publish.push((job.to, raw)),
                 },
                 Err((id, error)) => {
-                    metrics::counter!(telemetry::JOBS_REJECTED_AT_INGEST_TOTAL, "source" => "http", "reason" => "invalid").increment(1);
+                    refused("invalid");
                     rejected.push(json!({"index": index, "id": id, "error": error}));
                 }
             }
@@ -215,29 +203,32 @@ impl Api {
     }
 }
 
-/// One JSON job, a JSON array of jobs, or NDJSON (one per line; a bad line is one bad item).
-/// A body that is not one JSON value but has several lines is read as NDJSON, whatever its
-/// content type said.
-fn split_items(body: &[u8], ndjson: bool) -> Result<Vec<Result<Value, String>>, String> {
-    if !ndjson {
-        match serde_json::from_slice::<Value>(body) {
-            Ok(Value::Array(items)) => return Ok(items.into_iter().map(Ok).collect()),
-            Ok(v @ Value::Object(_)) => return Ok(vec![Ok(v)]),
-            Ok(other) => return Err(format!("body: must be a job object, an array of jobs, or NDJSON; got {}", short(&other))),
-            Err(e) if !body.contains(&b'\n') => return Err(format!("body: not JSON: {e}")),
-            Err(_) => {}
-        }
+/// One item of a body as a job, or the id (when it has one) and why not. An item too large
+/// to be a valid job is refused before its JSON tree is built: the tree of a few MiB of
+/// JSON takes ten times that in memory.
+fn parse_item(item: &[u8], now: chrono::DateTime<chrono::Utc>) -> Result<crate::job::Job, (Option<String>, String)> {
+    use crate::job::JOB_MAX_BYTES;
+    if item.len() > JOB_MAX_BYTES {
+        return Err((None, format!("job: larger than {JOB_MAX_BYTES} bytes ({})", item.len())));
     }
-    Ok(body
-        .split(|&b| b == b'\n')
-        .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
-        .map(|line| serde_json::from_slice::<Value>(line).map_err(|e| format!("not JSON: {e}")))
-        .collect())
+    let v: Value = serde_json::from_slice(item).map_err(|e| (None, format!("not JSON: {e}")))?;
+    crate::job::from_value(v, now).map_err(|e| (e.id().map(str::to_owned), e.to_string()))
 }
 
-fn short(v: &Value) -> String {
-    let s = v.to_string();
-    if s.len() > 40 { format!("{}...", &s[..s.floor_char_boundary(40)]) } else { s }
+/// The answer to a body that was not read: too large, too slow, or cut off.
+pub(super) fn body_error(e: BodyError, refused: impl Fn(&'static str)) -> Resp {
+    match e {
+        BodyError::TooLarge { max } => {
+            refused("body_too_large");
+            json_resp(StatusCode::PAYLOAD_TOO_LARGE, json!({"error": format!("body: larger than {max} bytes"), "max_body_bytes": max}))
+        }
+        BodyError::TooSlow { timeout } => {
+            refused("body_timeout");
+            let t = humantime::format_duration(timeout).to_string();
+            json_resp(StatusCode::REQUEST_TIMEOUT, json!({"error": format!("body: not received in full within {t}"), "body_timeout": t}))
+        }
+        BodyError::Broken(e) => json_resp(StatusCode::BAD_REQUEST, json!({"error": format!("body: cannot be read: {e}")})),
+    }
 }
 
 pub(super) fn percent_decode(s: &str) -> String {

@@ -4,4 +4,6 @@
 
 pub mod admin;
 pub mod http;
+mod items;
 pub mod kafka;
+pub mod listener;
