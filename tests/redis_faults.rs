@@ -345,5 +345,364 @@ async fn proxy_faults_as_the_daemons_redis_client_sees_them() {
     let e = redis::cmd("INCR").arg(&k).query_async::<i64>(&mut conn).await.unwrap_err();
     assert!(e.is_timeout(), "{e:?}");
     assert!(t.elapsed() >= Duration::from_millis(900), "{:?}", t.elapsed());
-    let _ = HashMap::<(), ()>::new();
+}
+
+// ------------------------------------------------------------------------------------------
+// The daemon through the proxy: `sendgate dev`'s pipeline in this process (HTTP ingest, the
+// embedded SMSC simulator recording every message, reports to a JSONL file) with the Redis
+// store, Redis reached through the proxy.
+
+use sendgate::clock::{Clock, ManualClock};
+use sendgate::config::RedisConfig;
+use std::sync::Arc;
+use support::audit::{self, Event};
+
+struct Gw {
+    h: support::Harness,
+    proxy: FaultProxy,
+    ticker: tokio::task::JoinHandle<()>,
+    /// Job ids and recipients of this gateway's jobs carry these, so that rules can pick this
+    /// test's requests out.
+    tag: String,
+    rcpt: String,
+    ids: Vec<String>,
+}
+
+impl Drop for Gw {
+    fn drop(&mut self) {
+        self.ticker.abort();
+    }
+}
+
+/// The harness's clock follows real time from t0 (so rechecks and leases come due as they
+/// would), and a test can jump it ahead (receipt deadlines, confirm grace).
+fn follow_real_time(clock: Arc<ManualClock>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut last = Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let now = Instant::now();
+            clock.advance(chrono::Duration::from_std(now - last).unwrap());
+            last = now;
+        }
+    })
+}
+
+impl Gw {
+    async fn start(receipt_delay: Duration) -> Self {
+        let proxy = FaultProxy::start(&redis_url()).await;
+        let n: u32 = rand::random::<u32>() % 10_000;
+        let tag = format!("rf{:08x}", rand::random::<u32>());
+        let rcpt = format!("4915{n:04}");
+        let url = proxy.url();
+        let h = support::start(|cfg| {
+            cfg.redis = Some(RedisConfig {
+                url,
+                // Nothing in the key names or the instance id may carry the tag: rules pick
+                // requests out by it.
+                prefix: format!("sgfault:{:08x}:", rand::random::<u32>()),
+                instance_id: Some(format!("gw-{:08x}", rand::random::<u32>())),
+                heartbeat_ttl: Duration::from_secs(3),
+            });
+            cfg.dev.smsc_sim.receipt_delay = receipt_delay;
+        })
+        .await;
+        let ticker = follow_real_time(h.clock.clone());
+        Self { h, proxy, ticker, tag, rcpt, ids: Vec::new() }
+    }
+
+    /// The patterns that pick this test's jobs out of requests: ids and recipients.
+    fn ours(&self) -> Match {
+        Match::request([self.tag.as_bytes(), self.rcpt.as_bytes()])
+    }
+
+    /// Posts `n` marketing jobs (the whole chain runs: dedup, expiry, opt-out, schedule,
+    /// quiet hours) in one request; their texts carry their ids.
+    async fn post_jobs(&mut self, n: usize) {
+        let mut body = String::new();
+        for i in 0..n {
+            let id = format!("{}-{i}", self.tag);
+            let job = serde_json::json!({
+                "id": id, "tenant": "acme", "channel": "sms", "to": format!("+{}{i:04}", self.rcpt),
+                "text": format!("fault test job {id}: hello"), "quiet_hours": false,
+            });
+            body += &job.to_string();
+            body.push('\n');
+            self.ids.push(id);
+        }
+        let (status, v) = self.h.post("/v1/jobs", "application/x-ndjson", body).await;
+        assert_eq!(status, 202, "{v}");
+        assert_eq!(v["accepted"], n, "{v}");
+    }
+
+    fn events(&self) -> Vec<Event> {
+        let text = std::fs::read_to_string(&self.h.reports_path).unwrap_or_default();
+        support::complete_lines(&text).filter_map(|l| serde_json::from_str(l).ok()).filter_map(|v| Event::from_json(&v)).collect()
+    }
+
+    fn count(&self, kind: &str) -> usize {
+        self.events().iter().filter(|e| e.event == kind && self.ids.contains(&e.job_id)).map(|e| e.job_id.clone()).collect::<std::collections::HashSet<_>>().len()
+    }
+
+    async fn wait_accepted(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.count("accepted") < self.ids.len() {
+            assert!(Instant::now() < deadline, "only {} of {} jobs accepted: {:?}", self.count("accepted"), self.ids.len(), self.proxy.stats());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until every job has a final, or nothing new was reported for `stall` (then the
+    /// audit says what is missing).
+    async fn wait_finals(&self, stall: Duration, limit: Duration) {
+        let start = Instant::now();
+        let (mut last_n, mut last_change) = (0, Instant::now());
+        loop {
+            let events = self.events();
+            let finals: std::collections::HashSet<&str> = events.iter().filter(|e| e.is_final).map(|e| e.job_id.as_str()).collect();
+            if self.ids.iter().all(|id| finals.contains(id.as_str())) {
+                return;
+            }
+            if events.len() != last_n {
+                (last_n, last_change) = (events.len(), Instant::now());
+            }
+            if last_change.elapsed() > stall || start.elapsed() > limit {
+                eprintln!("giving up waiting for finals after {:?} ({} events)", start.elapsed(), events.len());
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn audit(&self) -> audit::Audit {
+        let records: HashMap<String, u32> = self.ids.iter().map(|id| (id.clone(), 1)).collect();
+        let msgs = self.h.app.sim.as_ref().expect("embedded simulator").messages();
+        let smsc = audit::smsc_counts(msgs.iter().map(|m| m.text.as_str()), "fault test job ");
+        audit::audit(&self.events(), &records, &smsc)
+    }
+
+    /// Panics with the audit and what the proxy did, if the contract was broken.
+    fn assert_contract(&self, what: &str, fired: &[String]) {
+        let a = self.audit();
+        let problems = a.problems();
+        if !problems.is_empty() {
+            let mut msg = format!("{what}: the proxy lost the reply to {fired:?}\n{:?}\n", self.proxy.stats());
+            msg += &audit::table(&a.rows());
+            msg += &format!("  finals by kind: {:?}\n  events by kind: {:?}\n", a.finals_by_kind, a.events_by_kind);
+            for p in &problems {
+                msg += &format!("  - {p}\n");
+            }
+            panic!("{msg}");
+        }
+    }
+}
+
+/// How long the reports may stand still before a wait for finals gives up (the audit then
+/// names what is missing): generous, as a loaded 2-core CI machine can pause a debug build.
+const STALL: Duration = Duration::from_secs(20);
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// The reply to the `k`-th request (1-based) that names one of this batch's jobs or recipients
+/// is lost with its connection: the claim, the opt-out lookup, marking `submitting`, recording
+/// the mappings, the history... whichever comes `k`-th.
+async fn chain_reply_lost(k: usize) {
+    let mut gw = Gw::start(Duration::from_millis(20)).await;
+    let rule = gw.proxy.rule(gw.ours(), k - 1, 1, Action::Drop);
+    gw.post_jobs(40).await;
+    assert!(rule.wait_fired(1, Duration::from_secs(20)).await, "fewer than {k} requests named the jobs");
+    eprintln!("request #{k} naming the jobs lost its reply: {:?}", rule.log());
+    gw.wait_finals(STALL, LIMIT).await;
+    // Late second finals or resends would show up now.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    gw.assert_contract(&format!("reply lost for request #{k} naming the jobs"), &rule.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chain_reply_lost_for_request_1_naming_the_jobs() {
+    chain_reply_lost(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chain_reply_lost_for_request_2_naming_the_jobs() {
+    chain_reply_lost(2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chain_reply_lost_for_request_3_naming_the_jobs() {
+    chain_reply_lost(3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chain_reply_lost_for_request_4_naming_the_jobs() {
+    chain_reply_lost(4).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chain_reply_lost_for_request_5_naming_the_jobs() {
+    chain_reply_lost(5).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chain_reply_lost_for_request_6_naming_the_jobs() {
+    chain_reply_lost(6).await;
+}
+
+/// The same, but the reply never comes and the connection stays open: the client's response
+/// timeout (5 s) fires, not a connection error.
+async fn chain_blackholed(k: usize) {
+    let mut gw = Gw::start(Duration::from_millis(20)).await;
+    let rule = gw.proxy.rule(gw.ours(), k - 1, 1, Action::BlackholeFrom(Duration::from_secs(6)));
+    gw.post_jobs(40).await;
+    assert!(rule.wait_fired(1, Duration::from_secs(20)).await);
+    gw.wait_finals(STALL + Duration::from_secs(6), LIMIT).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    gw.assert_contract(&format!("replies black-holed for 6 s from request #{k} naming the jobs"), &rule.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chain_blackholed_from_the_claim() {
+    chain_blackholed(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chain_blackholed_from_the_step_after_the_claim() {
+    chain_blackholed(2).await;
+}
+
+/// Receipts: the first reply that carries one of the jobs after all of them were accepted is
+/// receipt settling's (it answers with the jobs it ended).
+async fn settle_fault(action: Action) -> Gw {
+    let mut gw = Gw::start(Duration::from_millis(1500)).await;
+    gw.post_jobs(40).await;
+    gw.wait_accepted(Duration::from_secs(30)).await;
+    assert_eq!(gw.count("delivered"), 0, "receipts came before the fault was armed: raise the receipt delay");
+    let rule = gw.proxy.rule(Match::reply([gw.tag.as_bytes()]), 0, 1, action);
+    assert!(rule.wait_fired(1, Duration::from_secs(20)).await, "no reply carried the jobs");
+    eprintln!("fault on: {:?}", rule.log());
+    gw
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settle_reply_lost() {
+    let gw = settle_fault(Action::Drop).await;
+    gw.wait_finals(STALL, LIMIT).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    gw.assert_contract("receipt settling's reply lost", &[]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settle_reply_blackholed() {
+    let gw = settle_fault(Action::BlackholeFrom(Duration::from_secs(6))).await;
+    gw.wait_finals(STALL + Duration::from_secs(6), LIMIT).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    gw.assert_contract("receipt settling's replies black-holed for 6 s", &[]);
+}
+
+/// Redis goes away right after settling answered, for longer than the store calls that
+/// confirm the published finals keep trying (~13 s today); then well past the 30 s grace
+/// after which an unconfirmed final is published again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settle_then_a_16s_outage_publishes_each_final_once() {
+    let gw = settle_fault(Action::PassThenOutage(Duration::from_secs(16))).await;
+    outage_then_grace(&gw).await;
+    gw.assert_contract("Redis gone 16 s right after receipt settling answered", &[]);
+}
+
+/// Waits out the outage the rule started, lets the daemon reconnect, then moves the clock past
+/// the confirm grace and gives the sweep (every 1 s) three turns.
+async fn outage_then_grace(gw: &Gw) {
+    gw.wait_finals(STALL, LIMIT).await;
+    // The outage: connections are refused until it ends.
+    let deadline = Instant::now() + Duration::from_secs(100);
+    loop {
+        if let Ok(mut c) = Raw::connect(gw.proxy.addr()).await {
+            if c.cmd(&["PING"]).await.is_ok() {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "the outage never ended");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = gw.proxy.stats().replies;
+    // The daemon is back on Redis (its heartbeat alone answers every 0.75 s).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while gw.proxy.stats().replies < before + 3 {
+        assert!(Instant::now() < deadline, "the daemon never reconnected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    gw.h.clock.advance(chrono::Duration::seconds(31));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+}
+
+/// The receipt-deadline sweep: no receipt comes (the simulator holds them an hour), the clock
+/// moves past the provider's receipt timeout (60 s), and the first reply carrying the jobs is
+/// the sweep's.
+async fn sweep_fault(action: Action) -> Gw {
+    let mut gw = Gw::start(Duration::from_secs(3600)).await;
+    gw.post_jobs(40).await;
+    gw.wait_accepted(Duration::from_secs(30)).await;
+    let rule = gw.proxy.rule(Match::reply([gw.tag.as_bytes()]), 0, 1, action);
+    gw.h.clock.advance(chrono::Duration::seconds(61));
+    assert!(rule.wait_fired(1, Duration::from_secs(20)).await, "no reply carried the jobs");
+    eprintln!("fault on: {:?}", rule.log());
+    gw
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweep_reply_lost() {
+    let gw = sweep_fault(Action::Drop).await;
+    gw.wait_finals(STALL, LIMIT).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    gw.assert_contract("the deadline sweep's reply lost", &[]);
+    assert_eq!(gw.audit().unknown.len(), gw.ids.len(), "every job ends unknown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweep_reply_blackholed() {
+    let gw = sweep_fault(Action::BlackholeFrom(Duration::from_secs(6))).await;
+    gw.wait_finals(STALL + Duration::from_secs(6), LIMIT).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    gw.assert_contract("the deadline sweep's replies black-holed for 6 s", &[]);
+}
+
+/// A long outage right after the sweep answered: every store call fails for 70 s, longer than
+/// the retries that confirm published finals keep going (10 calls; each waits out the
+/// client's reconnect attempts, ~5 s). Then the clock moves past the confirm grace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweep_then_a_70s_outage_publishes_each_final_once() {
+    let gw = sweep_fault(Action::PassThenOutage(Duration::from_secs(70))).await;
+    outage_then_grace(&gw).await;
+    gw.assert_contract("Redis gone 70 s right after the sweep answered", &[]);
+}
+
+/// Replies lost all through a run: every 15th request's reply, 40 times, while 400 jobs (a
+/// tenth of them scheduled 2-4 s ahead) are claimed, sent and settled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_lost_all_through_a_run() {
+    let mut gw = Gw::start(Duration::from_millis(300)).await;
+    let rule = gw.proxy.drop_every(15, 40);
+    let mut body = String::new();
+    let now = gw.h.clock.now();
+    for i in 0..400 {
+        let id = format!("{}-{i}", gw.tag);
+        let mut job = serde_json::json!({
+            "id": id, "tenant": "acme", "channel": "sms", "to": format!("+{}{i:04}", gw.rcpt),
+            "text": format!("fault test job {id}: hello"), "quiet_hours": false,
+        });
+        if i % 10 == 3 {
+            job["send_at"] = serde_json::json!((now + chrono::Duration::seconds(2 + (i % 3) as i64)).to_rfc3339());
+        }
+        body += &job.to_string();
+        body.push('\n');
+        gw.ids.push(id);
+        if i % 50 == 49 {
+            let (status, v) = gw.h.post("/v1/jobs", "application/x-ndjson", std::mem::take(&mut body)).await;
+            assert_eq!(status, 202, "{v}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    gw.wait_finals(STALL, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    eprintln!("{} replies dropped", rule.fired());
+    gw.assert_contract("every 15th reply lost, 40 times", &rule.log());
 }
