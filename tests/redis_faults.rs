@@ -572,7 +572,7 @@ async fn chain_blackholed_from_the_step_after_the_claim() {
 /// Receipts: the first reply that carries one of the jobs after all of them were accepted is
 /// receipt settling's (it answers with the jobs it ended).
 async fn settle_fault(action: Action) -> Gw {
-    let mut gw = Gw::start(Duration::from_millis(1500)).await;
+    let mut gw = Gw::start(Duration::from_secs(3)).await;
     gw.post_jobs(40).await;
     gw.wait_accepted(Duration::from_secs(30)).await;
     assert_eq!(gw.count("delivered"), 0, "receipts came before the fault was armed: raise the receipt delay");

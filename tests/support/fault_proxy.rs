@@ -22,7 +22,9 @@
 //! ends its connection: the client sees the request vanish with its connection, exactly as when
 //! a connection dies after Redis ran a command and before the reply arrived. A black hole
 //! keeps the connection open and silent (the client's response timeout fires), then cuts it
-//! when it ends. Push frames (RESP3 `>`) are forwarded without consuming a request.
+//! when it ends. Push frames (RESP3 `>`) are forwarded without consuming a request. A cut
+//! loses whatever replies a `delay` was still holding back on that connection, as a real one
+//! would.
 
 #![allow(dead_code)]
 
