@@ -580,7 +580,7 @@ pub async fn run(p: Params) -> Outcome {
                 first_t0.entry(i).or_insert(t0);
             }
             producer.flush(Duration::from_secs(120)).expect("every job acknowledged");
-            first_t0
+            (first_t0, Instant::now())
         })
     };
 
@@ -601,9 +601,9 @@ pub async fn run(p: Params) -> Outcome {
         say!(p, "kill {} at {:.1} s: {name} (pid {pid}) SIGKILLed, restarted as pid {}", n + 1, produce_start.elapsed().as_secs_f64(), procs[k].pid);
         kills.push(Kill { n: n + 1, at_s: (at_us - t_start_us) as f64 / 1e6, at_us, instance: name, pid, unknown: 0, unknown_never_sent: 0, assigned: 0 });
     }
-    let first_t0 = tokio::task::spawn_blocking(move || prod.join().expect("producer thread")).await.expect("join");
-    let produce_s = produce_start.elapsed().as_secs_f64();
-    say!(p, "{} records produced in {produce_s:.1} s", produced_records);
+    let (first_t0, produced_at) = tokio::task::spawn_blocking(move || prod.join().expect("producer thread")).await.expect("join");
+    let produce_s = produced_at.duration_since(produce_start).as_secs_f64();
+    say!(p, "{} records produced and acknowledged in {produce_s:.1} s", produced_records);
 
     // Every job's final, or give up.
     let wait_start = Instant::now();
