@@ -229,7 +229,7 @@ impl App {
             _ => Ingest::Embedded(intake),
         };
         let api = Arc::new(Api { ingest, store: store.clone(), router: router.clone(), clock, max_body_bytes: cfg.server.max_body_bytes, admin });
-        ingest_tasks.push(tokio::spawn(http::serve(api_listener, stop_intake.clone(), move |req| api.clone().handle(req))));
+        ingest_tasks.push(tokio::spawn(crate::source::listener::serve_with(api_listener, (&cfg.server).into(), stop_intake.clone(), move |req| api.clone().handle(req))));
         rest_tasks.push(tokio::spawn(http::serve_metrics(metrics_listener, stop_rest.clone())));
 
         Ok(Self {

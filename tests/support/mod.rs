@@ -173,3 +173,5 @@ pub fn finals(rs: &[Report]) -> Vec<&Report> {
     rs.iter().filter(|r| r.is_final).collect()
 }
 pub mod services;
+pub mod audit;
+pub mod fault_proxy;
