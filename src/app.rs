@@ -99,7 +99,7 @@ impl App {
         // Reports go to the partition their job id names, so a final can be looked for there
         // after its publisher died (sink::ledger).
         let reports_topic = match (&cfg.kafka, &producer) {
-            (Some(k), Some(p)) => Some(ReportsTopic::discover(p, &k.reports_topic).await),
+            (Some(k), Some(p)) => Some(ReportsTopic::new(p.clone(), &k.reports_topic)),
             _ => None,
         };
         let sink: Arc<dyn Sink> = match (&reports_topic, &producer) {

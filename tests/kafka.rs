@@ -456,6 +456,7 @@ async fn readyz_says_not_ready_while_no_broker_answers() {
 
 /// The job's events in order: `accepted` (if any) before its final, nothing after the final
 /// but `read`, and no `duplicate` for a record produced once.
+#[cfg(feature = "failpoints")]
 fn assert_event_order(reports: &[sendgate::report::Report]) {
     use sendgate::report::EventKind;
     let mut by_job: HashMap<&str, Vec<EventKind>> = HashMap::new();

@@ -154,8 +154,10 @@ async fn the_same_record_read_again_is_busy_while_its_owner_lives_and_a_replay_o
     let (_, ta) = claim_from(&a, &[("x", Some("jobs/0/7")), ("y", Some("jobs/0/8"))]).await;
     // b re-reads the same records after a rebalance while a is still on them.
     assert_eq!(claim_from(&b, &[("x", Some("jobs/0/7")), ("y", Some("jobs/0/8"))]).await.0, [Claim::Busy, Claim::Busy]);
-    // A second record with the same id is a duplicate at once, whoever holds the first.
+    // A second record with the same id is a duplicate at once, whoever holds the first; that
+    // second record read again is nothing.
     assert_eq!(claim_from(&b, &[("x", Some("jobs/3/1"))]).await.0, [Claim::Duplicate]);
+    assert_eq!(claim_from(&a, &[("x", Some("jobs/3/1"))]).await.0, [Claim::Replay]);
     // a parks x (durable): the same record again is nothing at all.
     let parked = ScheduledJob { id: "x".into(), token: ta[0].clone(), src: Some("jobs/0/7".into()), due: t(10), payload: "{}".into(), recheck: false };
     assert_eq!(a.schedule(&[parked], TTL).await.unwrap(), [true]);

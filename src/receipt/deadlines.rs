@@ -64,7 +64,7 @@ impl Sweep {
         };
         let mut by_partition: BTreeMap<i32, Vec<Overdue>> = BTreeMap::new();
         for j in unsure {
-            by_partition.entry(ledger.partition_for(&j.job_id)).or_default().push(j);
+            by_partition.entry(ledger.partition_for(&j.job_id).await).or_default().push(j);
         }
         let mut publish = Vec::new();
         for (partition, jobs) in by_partition {

@@ -152,35 +152,45 @@ pub struct Record<'a> {
 
 /// The reports topic as the sink writes it: each report goes to the partition its job id
 /// names ([`partition_for`]), so that whoever must find out whether a job's final is already
-/// in the topic (after its publisher died: `sink::ledger`) knows where to look.
-#[derive(Debug, Clone)]
+/// in the topic (after its publisher died: `sink::ledger`) knows where to look. The partition
+/// count is asked of the broker on first use, not at start: a daemon whose broker is down still
+/// starts (and says so on `/readyz`).
 pub struct ReportsTopic {
     pub name: String,
-    pub partitions: i32,
+    producer: Arc<KafkaProducer>,
+    partitions: tokio::sync::OnceCell<i32>,
 }
 
 impl ReportsTopic {
-    /// Looks the topic's partition count up, trying until the broker answers.
-    pub async fn discover(producer: &KafkaProducer, name: &str) -> Self {
-        let partitions = crate::retry::until_ok("reports_topic_metadata", 1, || async {
-            let (client, topic) = (producer.producer.clone(), name.to_owned());
-            tokio::task::spawn_blocking(move || {
-                let md = client.client().fetch_metadata(Some(&topic), Duration::from_secs(5)).map_err(|e| e.to_string())?;
-                let n = md.topics().iter().find(|t| t.name() == topic).map_or(0, |t| t.partitions().len());
-                if n == 0 {
-                    return Err(format!("topic {topic} has no partitions (does it exist?)"));
-                }
-                Ok(n as i32)
-            })
-            .await
-            .map_err(|e| e.to_string())?
-        })
-        .await;
-        Self { name: name.to_owned(), partitions }
+    pub fn new(producer: Arc<KafkaProducer>, name: &str) -> Arc<Self> {
+        Arc::new(Self { name: name.to_owned(), producer, partitions: tokio::sync::OnceCell::new() })
     }
 
-    pub fn partition_for(&self, job_id: &str) -> i32 {
-        partition_for(job_id.as_bytes(), self.partitions)
+    /// The topic's partition count, asked of the broker until it answers (once per process).
+    pub async fn partitions(&self) -> i32 {
+        *self
+            .partitions
+            .get_or_init(|| async {
+                crate::retry::until_ok("reports_topic_metadata", 1, || async {
+                    let (client, topic) = (self.producer.producer.clone(), self.name.clone());
+                    tokio::task::spawn_blocking(move || {
+                        let md = client.client().fetch_metadata(Some(&topic), Duration::from_secs(5)).map_err(|e| e.to_string())?;
+                        let n = md.topics().iter().find(|t| t.name() == topic).map_or(0, |t| t.partitions().len());
+                        if n == 0 {
+                            return Err(format!("topic {topic} has no partitions (does it exist?)"));
+                        }
+                        Ok(n as i32)
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?
+                })
+                .await
+            })
+            .await
+    }
+
+    pub async fn partition_for(&self, job_id: &str) -> i32 {
+        partition_for(job_id.as_bytes(), self.partitions().await)
     }
 }
 
@@ -224,28 +234,20 @@ fn murmur2(data: &[u8]) -> u32 {
 
 pub struct KafkaSink {
     producer: Arc<KafkaProducer>,
-    topic: ReportsTopic,
-    /// Per partition, the highest offset the broker confirmed to this sink (-1: none yet):
-    /// checkpointed to the store, so a read-back after a crash starts near, not at the start.
-    delivered: Vec<std::sync::atomic::AtomicI64>,
+    topic: Arc<ReportsTopic>,
+    /// Per partition, the highest offset the broker confirmed to this sink: checkpointed to
+    /// the store, so a read-back after a crash starts near, not at the start.
+    delivered: std::sync::Mutex<std::collections::BTreeMap<i32, i64>>,
 }
 
 impl KafkaSink {
-    pub fn new(producer: Arc<KafkaProducer>, topic: ReportsTopic) -> Self {
-        let delivered = (0..topic.partitions).map(|_| std::sync::atomic::AtomicI64::new(-1)).collect();
-        Self { producer, topic, delivered }
+    pub fn new(producer: Arc<KafkaProducer>, topic: Arc<ReportsTopic>) -> Self {
+        Self { producer, topic, delivered: Default::default() }
     }
 
     /// `(partition, highest offset confirmed)` for every partition written so far.
     pub fn delivered_offsets(&self) -> Vec<(i32, i64)> {
-        self.delivered
-            .iter()
-            .enumerate()
-            .filter_map(|(p, o)| {
-                let o = o.load(std::sync::atomic::Ordering::Relaxed);
-                (o >= 0).then_some((p as i32, o))
-            })
-            .collect()
+        self.delivered.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(p, o)| (*p, *o)).collect()
     }
 }
 
@@ -269,24 +271,30 @@ impl Sink for KafkaSink {
             // Zipping would drop reports: encode them here instead.
             return self.publish(reports).await;
         }
+        let partitions = self.topic.partitions().await;
         let records: Vec<Record> = reports
             .iter()
             .zip(json)
             .map(|(r, p)| Record {
                 topic: &self.topic.name,
-                partition: Some(self.topic.partition_for(&r.job_id)),
+                partition: Some(partition_for(r.job_id.as_bytes(), partitions)),
                 key: r.job_id.as_bytes(),
                 payload: p.as_bytes(),
                 headers: &[],
             })
             .collect();
+        let mut highest = std::collections::BTreeMap::new();
         self.producer
             .send_all_to(&records, |p, offset| {
-                if let Some(d) = self.delivered.get(p as usize) {
-                    d.fetch_max(offset, std::sync::atomic::Ordering::Relaxed);
-                }
+                let h = highest.entry(p).or_insert(offset);
+                *h = (*h).max(offset);
             })
             .await;
+        let mut delivered = self.delivered.lock().unwrap_or_else(|e| e.into_inner());
+        for (p, o) in highest {
+            let d = delivered.entry(p).or_insert(o);
+            *d = (*d).max(o);
+        }
         Ok(())
     }
 

@@ -22,7 +22,7 @@ use crate::config::KafkaConfig;
 
 pub struct Ledger {
     client: ClientConfig,
-    topic: ReportsTopic,
+    topic: std::sync::Arc<ReportsTopic>,
     /// A scan that cannot reach the partition's end by then gives up: the jobs stay undecided
     /// (nothing is published) and are looked at again after their lease.
     timeout: Duration,
@@ -35,7 +35,7 @@ pub enum LedgerError {
 }
 
 impl Ledger {
-    pub fn new(cfg: &KafkaConfig, topic: ReportsTopic) -> Self {
+    pub fn new(cfg: &KafkaConfig, topic: std::sync::Arc<ReportsTopic>) -> Self {
         let mut client = ClientConfig::new();
         client
             .set("bootstrap.servers", &cfg.brokers)
@@ -51,8 +51,8 @@ impl Ledger {
         Self { client, topic, timeout: Duration::from_secs(60) }
     }
 
-    pub fn partition_for(&self, job_id: &str) -> i32 {
-        self.topic.partition_for(job_id)
+    pub async fn partition_for(&self, job_id: &str) -> i32 {
+        self.topic.partition_for(job_id).await
     }
 
     /// The final reports (JSON) of `ids` found in `partition` from offset `from` (`None`: its

@@ -52,6 +52,8 @@ struct ClaimState {
     st: St,
     own: String,
     src: Option<String>,
+    /// Second records of this id seen so far (their sources).
+    duplicates: Vec<String>,
 }
 
 #[derive(Default)]
@@ -179,9 +181,9 @@ impl Store for MemoryStore {
         let now = Instant::now();
         Ok(reqs
             .iter()
-            .map(|r| match g.claims.get(r.id).filter(|c| c.expires > now) {
+            .map(|r| match g.claims.get_mut(r.id).filter(|c| c.expires > now) {
                 None => {
-                    let c = ClaimState { expires: now + ttl, st: St::Claimed, own: r.token.to_owned(), src: r.src.map(str::to_owned) };
+                    let c = ClaimState { expires: now + ttl, st: St::Claimed, own: r.token.to_owned(), src: r.src.map(str::to_owned), duplicates: Vec::new() };
                     g.claims.insert(r.id.to_owned(), c);
                     Claim::New
                 }
@@ -189,7 +191,17 @@ impl Store for MemoryStore {
                     St::Claimed => Claim::New,
                     _ => Claim::Replay,
                 },
-                Some(c) if r.src.is_none() || c.src.as_deref() != r.src => Claim::Duplicate,
+                Some(_) if r.src.is_none() => Claim::Duplicate,
+                // A second record; read again, it is nothing (see claim.lua).
+                Some(c) if c.src.as_deref() != r.src => {
+                    let src = r.src.unwrap_or_default();
+                    if c.duplicates.iter().any(|d| d == src) {
+                        Claim::Replay
+                    } else {
+                        c.duplicates.push(src.to_owned());
+                        Claim::Duplicate
+                    }
+                }
                 Some(c) if matches!(c.st, St::Claimed | St::Submitting) => Claim::Busy,
                 Some(_) => Claim::Replay,
             })
@@ -242,7 +254,7 @@ impl Store for MemoryStore {
                         continue;
                     }
                     None => {
-                        let c = ClaimState { expires: keep, st: St::Deferred, own: j.token.clone(), src: j.src.clone() };
+                        let c = ClaimState { expires: keep, st: St::Deferred, own: j.token.clone(), src: j.src.clone(), duplicates: Vec::new() };
                         g.claims.insert(j.id.clone(), c);
                     }
                 }
@@ -281,7 +293,7 @@ impl Store for MemoryStore {
                     None | Some(St::Deferred) => {
                         let expires = Instant::now() + claim_ttl;
                         let src = e.src.clone();
-                        let c = g.claims.entry(id.clone()).or_insert(ClaimState { expires, st: St::Claimed, own: String::new(), src });
+                        let c = g.claims.entry(id.clone()).or_insert(ClaimState { expires, st: St::Claimed, own: String::new(), src, duplicates: Vec::new() });
                         c.st = St::Claimed;
                         c.own = tok.clone();
                         token = Some(tok);

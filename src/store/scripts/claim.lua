@@ -18,10 +18,14 @@ for i, key in ipairs(KEYS) do
   elseif own == tok then
     -- Our own claim asked again (a chain step retried after a store error): same answer.
     if st == 'claimed' then out[i] = 0 elseif st == 'orphaned' then out[i] = 3 else out[i] = 4 end
-  elseif src == '' or osrc ~= src then
+  elseif src == '' then
+    out[i] = 1
+  elseif osrc ~= src then
     -- A second record with a seen id: a duplicate, whatever became of the first (if its
     -- owner died, the first record is read again and taken over through the branch below).
-    out[i] = 1
+    -- Each such record is remembered, so that reading it again (a crash before its offset was
+    -- committed) is nothing rather than a second `duplicate`.
+    if redis.call('HSETNX', key, 'd:' .. src, 1) == 1 then out[i] = 1 else out[i] = 4 end
   elseif st ~= 'claimed' and st ~= 'submitting' and st ~= 'orphaned' then
     -- The same record read again (crash, rebalance) after it reached a durable point: nothing.
     out[i] = 4
