@@ -208,14 +208,14 @@ impl App {
         let metrics_addr = metrics_listener.local_addr()?;
         let drain = intake.drain_handle();
         let kafka_source = match (&cfg.kafka, &producer) {
-            (Some(k), Some(p)) => {
+            (Some(k), Some(_)) => {
                 let source = Arc::new(KafkaSource::new(k).context("kafka consumer")?);
                 let deps = SourceDeps {
                     intake: intake.clone(),
                     clock: clock.clone(),
                     store: store.clone(),
                     reporter: reporter.clone(),
-                    producer: p.clone(),
+                    dlq: KafkaProducer::with_message_timeout(k, Some(k.inbound_timeout)).context("kafka (dlq)")?,
                     dedup_ttl: cfg.pipeline.dedup_ttl,
                 };
                 let (s, stop) = (source.clone(), stop_intake.clone());

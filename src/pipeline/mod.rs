@@ -107,6 +107,12 @@ impl Intake {
         self.tx.send(Envelope { job, token, src, claimed, orphaned, ack }).await.map_err(|_| Closed)
     }
 
+    /// One permit of the in-flight budget for work that does not go through the pipeline
+    /// (a record for the DLQ, an invalid job's `rejected`): held until that work is done.
+    pub async fn reserve(&self) -> Result<OwnedSemaphorePermit, Closed> {
+        self.permits.clone().acquire_owned().await.map_err(|_| Closed)
+    }
+
     /// The in-flight budget.
     pub fn capacity(&self) -> usize {
         self.capacity

@@ -95,11 +95,14 @@ pub fn parse_deliver_sm(pdu: &DeliverSm) -> Result<Inbound, ReceiptError> {
         Some((_, state, err)) => (Some(state), err),
         None => (None, None),
     };
-    Ok(Inbound::Receipt(Receipt {
-        message_id,
-        state: tlv_state.or(text_state).unwrap_or(ReceiptState::Unknown),
-        error_code: tlv_err.or(text_err),
-    }))
+    // An intermediate notification is never final, whatever state it quotes (SMPP 3.4
+    // 5.2.12): a final receipt for the message is still to come.
+    let state = if message_type == ESM_INTERMEDIATE_NOTIFICATION {
+        ReceiptState::Accepted
+    } else {
+        tlv_state.or(text_state).unwrap_or(ReceiptState::Unknown)
+    };
+    Ok(Inbound::Receipt(Receipt { message_id, state, error_code: tlv_err.or(text_err) }))
 }
 
 fn state_from_tlv(s: MessageState) -> ReceiptState {
@@ -122,7 +125,7 @@ fn state_from_stat(stat: &str) -> ReceiptState {
         "UNDELIV" | "UNDELIVERABLE" | "DELETED" | "SKIPPED" => ReceiptState::Undelivered,
         "EXPIRED" => ReceiptState::Expired,
         "REJECTD" | "REJECTED" => ReceiptState::Rejected,
-        "ACCEPTD" | "ACCEPTED" | "ENROUTE" | "SCHEDULED" => ReceiptState::Accepted,
+        "ACCEPTD" | "ACCEPTED" | "ENROUTE" | "SCHEDULED" | "BUFFRED" | "BUFFERED" => ReceiptState::Accepted,
         _ => ReceiptState::Unknown,
     }
 }
@@ -186,6 +189,7 @@ mod tests {
             ("id:1 stat:DELETED", Some(("1", Undelivered, None))),
             ("id:1 stat:ACCEPTD", Some(("1", Accepted, None))),
             ("id:1 stat:ENROUTE", Some(("1", Accepted, None))),
+            ("id:1 stat:BUFFRED", Some(("1", Accepted, None))),
             ("id:1 stat:UNKNOWN", Some(("1", Unknown, None))),
             ("id:1 stat:WHATEVER", Some(("1", Unknown, None))),
             ("id:1", Some(("1", Unknown, None))),
@@ -237,6 +241,9 @@ mod tests {
             // receipted_message_id alone marks a receipt even with esm_class 0.
             (deliver(0x00, 0, b"", vec![rid("z"), Tlv::MessageState(MessageState::Expired)]), receipt("z", Expired, None)),
             (deliver(0x20, 0, b"id:i1 stat:ENROUTE", vec![]), receipt("i1", Accepted, None)),
+            // An intermediate notification is not final even when it quotes a final-looking state.
+            (deliver(0x20, 0, b"id:i2 stat:UNKNOWN", vec![]), receipt("i2", Accepted, None)),
+            (deliver(0x20, 0, b"id:i3 stat:DELIVRD", vec![]), receipt("i3", Accepted, None)),
             (deliver(0x44, 0, b"id:u_d stat:DELIVRD", vec![]), receipt("u_d", Delivered, None)),
             (deliver(0x04, 8, &ucs2, vec![]), receipt("u1", Delivered, None)),
             (deliver(0x04, 0, b"", vec![payload(b"id:p stat:REJECTD err:9")]), receipt("p", Rejected, Some("9"))),

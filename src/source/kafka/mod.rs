@@ -83,7 +83,9 @@ pub struct SourceDeps {
     pub clock: Arc<dyn Clock>,
     pub store: Arc<dyn Store>,
     pub reporter: Arc<Reporter>,
-    pub producer: Arc<KafkaProducer>,
+    /// The DLQ's own producer, whose records expire (and are offered again): a DLQ topic the
+    /// broker does not take holds up only the bad records' partitions, never the reports.
+    pub dlq: Arc<KafkaProducer>,
     pub dedup_ttl: Duration,
 }
 
@@ -180,24 +182,30 @@ impl KafkaSource {
                 consumed.increment(1);
                 deps.intake.submit(job, Origin::Record { src: Some(src) }, Some(Box::new(ack))).await?;
             }
+            // Bad records hold an in-flight permit like jobs until their DLQ record or their
+            // `rejected` is out: a flood of them is bounded by the budget, not by memory.
             Err(JobError::NotAJob(why)) => {
+                let permit = deps.intake.reserve().await?;
                 metrics::counter!(telemetry::JOBS_REJECTED_AT_INGEST_TOTAL, "source" => "kafka", "reason" => "dlq").increment(1);
                 let source = src;
                 warn!(source = %source, error = %why, "record is not a job; sent to the DLQ");
-                let (producer, topic) = (deps.producer.clone(), self.cfg.dlq_topic.clone());
+                let (producer, topic) = (deps.dlq.clone(), self.cfg.dlq_topic.clone());
                 let (key, payload) = (m.key().unwrap_or_default().to_vec(), payload.to_vec());
                 tokio::spawn(async move {
                     let headers = [("sendgate-error", why), ("sendgate-source", source)];
                     producer.send_all(&[Record { topic: &topic, partition: None, key: &key, payload: &payload, headers: &headers }]).await;
                     ack();
+                    drop(permit);
                 });
             }
             Err(e @ JobError::Invalid { .. }) => {
+                let permit = deps.intake.reserve().await?;
                 metrics::counter!(telemetry::JOBS_REJECTED_AT_INGEST_TOTAL, "source" => "kafka", "reason" => "invalid").increment(1);
                 let (store, reporter, ttl) = (deps.store.clone(), deps.reporter.clone(), deps.dedup_ttl);
                 tokio::spawn(async move {
                     reject(store.as_ref(), &reporter, e, ttl, now, &src).await;
                     ack();
+                    drop(permit);
                 });
             }
         }
