@@ -133,6 +133,8 @@ impl App {
                 }
             }
         }
+        // The deadline sweep feeds early receipts kept in the store back to the correlator.
+        let early_tx = events_tx.clone();
         drop(events_tx);
         let router = Arc::new(Router::new(providers));
 
@@ -183,7 +185,8 @@ impl App {
         rest_tasks.push(tokio::spawn(
             Correlator { clock: clock.clone(), store: store.clone(), reporter: reporter.clone(), stop_replies, inbound }.run(events_rx),
         ));
-        let sweep = Sweep { clock: clock.clone(), store: store.clone(), reporter: reporter.clone(), ledger, every: Duration::from_secs(1) };
+        let sweep =
+            Sweep { clock: clock.clone(), store: store.clone(), reporter: reporter.clone(), ledger, every: Duration::from_secs(1), receipts: early_tx };
         rest_tasks.push(tokio::spawn(sweep.run(stop_rest.clone())));
         if reports_topic.is_some() {
             rest_tasks.push(tokio::spawn(checkpoint_offsets(clock.clone(), store.clone(), reporter.clone(), stop_rest.clone())));

@@ -635,3 +635,25 @@ async fn campaign_speeds_are_per_tenant_then_for_every_tenant() {
     assert_eq!(b.campaign_rates(&[("acme", "bf"), ("acme", "x")]).await.unwrap(), [Some(4.0), None], "a bad value is ignored");
     s.cleanup().await;
 }
+
+#[tokio::test]
+async fn early_receipts_are_kept_taken_back_after_a_while_and_dropped_once_matched() {
+    use sendgate::store::EarlyReceipt;
+    let s = Space::new().await;
+    let (a, b) = s.two().await;
+    let early = |id: &str| EarlyReceipt { provider: "p".into(), message_id: id.into(), outcome: PartOutcome::Delivered, error_code: None };
+    let failed = EarlyReceipt { provider: "p".into(), message_id: "m:3".into(), outcome: PartOutcome::Undelivered, error_code: Some("0x0b".into()) };
+    a.keep_early(&[early("m1"), early("m2"), failed.clone()], t(0)).await.unwrap();
+    assert!(b.take_early(t(-1), t(20), 10).await.unwrap().is_empty(), "tried too recently");
+    let mut got = b.take_early(t(15), t(20), 10).await.unwrap();
+    got.sort_by(|x, y| x.message_id.cmp(&y.message_id));
+    assert_eq!(got, [early("m1"), early("m2"), failed], "message ids may hold ':'");
+    assert!(a.take_early(t(15), t(21), 10).await.unwrap().is_empty(), "marked tried at t(20)");
+    a.drop_early(&[("p", "m1")]).await.unwrap();
+    let later: Vec<String> = a.take_early(t(40), t(41), 10).await.unwrap().into_iter().map(|e| e.message_id).collect();
+    assert_eq!(later.len(), 2, "{later:?}");
+    assert!(!later.contains(&"m1".to_string()));
+    let pttl = s.pttl("early:p:m2").await;
+    assert!(pttl > 100_000 && pttl <= 120_000, "kept two minutes, got {pttl}");
+    s.cleanup().await;
+}

@@ -15,7 +15,7 @@ use super::{InboundReceipt, ProviderEvent};
 use crate::clock::Clock;
 use crate::pipeline::{BatchTasks, Reporter};
 use crate::report::{EventKind, Report};
-use crate::store::{PartOutcome, SentJob, Settled, Store};
+use crate::store::{EarlyReceipt, PartOutcome, SentJob, Settled, Store};
 use crate::telemetry;
 
 /// A receipt can beat its mapping (the SMSC answers the submit and sends the receipt before
@@ -128,11 +128,10 @@ impl Correlator {
         let mut reports = Vec::with_capacity(receipts.len());
         // (provider, outcome) → receipts: counted once per batch, not looked up per receipt.
         let mut counts: Vec<(&str, &'static str, u64)> = Vec::new();
-        for ((first_seen, r, _), settled) in receipts.iter().zip(settled) {
-            // Stored (or, for an early one below, held here for a retry): the SMSC may have
-            // its deliver_sm_resp. An early receipt lost in a crash during its grace leaves
-            // its job to end `unknown` at the receipt deadline.
-            r.ack.done();
+        // Early receipts to keep in the store before they are acknowledged, and kept ones that
+        // have matched now.
+        let (mut keep, mut matched_kept) = (Vec::new(), Vec::new());
+        for ((first_seen, r, outcome), settled) in receipts.iter().zip(settled) {
             let label = match settled {
                 Settled::Final { job, outcome } => {
                     let mut rep = report_for(&job, event_for(outcome), now);
@@ -143,9 +142,20 @@ impl Correlator {
                     "matched"
                 }
                 Settled::Pending => "matched",
-                // Its job's `accepted` is not out yet, or its mapping not stored yet: again soon.
+                // Its job's `accepted` is not out yet, or its mapping not stored yet: again soon,
+                // here; and kept in the store first, so that acknowledging it cannot lose it.
                 Settled::Held | Settled::Unmatched if first_seen.elapsed() < EARLY_RECEIPT_GRACE => {
-                    early.push_back((*first_seen, Instant::now() + EARLY_RECEIPT_RETRY, r.clone()));
+                    let mut r = r.clone();
+                    if !r.stored {
+                        keep.push(EarlyReceipt {
+                            provider: r.provider.to_string(),
+                            message_id: r.message_id.clone(),
+                            outcome: *outcome,
+                            error_code: r.error_code.clone(),
+                        });
+                        r.stored = true;
+                    }
+                    early.push_back((*first_seen, Instant::now() + EARLY_RECEIPT_RETRY, r));
                     continue;
                 }
                 Settled::Held | Settled::Unmatched => {
@@ -153,10 +163,23 @@ impl Correlator {
                     "unmatched"
                 }
             };
+            if r.stored && label == "matched" {
+                matched_kept.push((&*r.provider, r.message_id.as_str()));
+            }
             match counts.iter_mut().find(|(p, l, _)| *p == &*r.provider && *l == label) {
                 Some((_, _, n)) => *n += 1,
                 None => counts.push((&r.provider, label, 1)),
             }
+        }
+        if !keep.is_empty() {
+            crate::retry::until_ok("keep_early", keep.len(), || self.store.keep_early(&keep, now)).await;
+        }
+        if !matched_kept.is_empty() {
+            crate::retry::until_ok("drop_early", matched_kept.len(), || self.store.drop_early(&matched_kept)).await;
+        }
+        // Stored (settled, or kept as early): the SMSC may have its deliver_sm_resp now.
+        for (_, r, _) in &receipts {
+            r.ack.done();
         }
         for (provider, label, n) in counts {
             metrics::counter!(telemetry::RECEIPTS_TOTAL, "provider" => provider.to_string(), "outcome" => label).increment(n);

@@ -7,10 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::correlate::{event_for, publish_finals, report_for, FINAL_CONFIRM_GRACE};
+use super::{InboundReceipt, ProviderEvent};
 use crate::clock::Clock;
 use crate::pipeline::Reporter;
 use crate::report::{EventKind, Report};
@@ -28,7 +30,14 @@ pub struct Sweep {
     /// Reads the reports topic back (Kafka); `None` where there is no topic to read (dev).
     pub ledger: Option<Arc<Ledger>>,
     pub every: Duration,
+    /// Where early receipts kept in the store go back in (the correlator), once the instance
+    /// that held them gave up on them or died.
+    pub receipts: mpsc::Sender<ProviderEvent>,
 }
+
+/// An early receipt is taken back from the store once it was last tried this long ago: its
+/// holder's own retries (10 s) are over, or its holder is gone.
+const EARLY_TAKEN_AFTER: chrono::Duration = chrono::Duration::seconds(15);
 
 impl Sweep {
     pub async fn run(self, stop: CancellationToken) {
@@ -43,6 +52,24 @@ impl Sweep {
                 Ok(jobs) if !jobs.is_empty() => self.publish(jobs, now).await,
                 Ok(_) => {}
                 Err(e) => warn!(error = %e, "cannot read receipt deadlines"),
+            }
+            match self.store.take_early(now - EARLY_TAKEN_AFTER, now, 1000).await {
+                Ok(early) => {
+                    for e in early {
+                        let r = InboundReceipt {
+                            provider: e.provider.into(),
+                            message_id: e.message_id,
+                            outcome: Some(e.outcome),
+                            error_code: e.error_code,
+                            stored: true,
+                            ack: Default::default(),
+                        };
+                        if self.receipts.send(ProviderEvent::Receipt(r)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(e) => warn!(error = %e, "cannot read early receipts"),
             }
         }
     }

@@ -19,6 +19,9 @@ pub struct InboundReceipt {
     /// `None` for an intermediate state (enroute, accepted): nothing to report yet.
     pub outcome: Option<PartOutcome>,
     pub error_code: Option<String>,
+    /// Kept in the store as an early receipt ([`crate::store::Store::keep_early`]): to be
+    /// forgotten there once it matches.
+    pub stored: bool,
     /// Told once the store has what this receipt says; the provider acknowledges it to the
     /// SMSC only then, so a crash before that makes the SMSC deliver it again.
     pub ack: ReceiptAck,

@@ -74,6 +74,18 @@ impl Keys {
         format!("{}offsets:{partition}", self.prefix)
     }
 
+    /// String `outcome\nerror code` of one early receipt (see `Store::keep_early`), with a TTL.
+    pub fn early(&self, provider: &str, message_id: &str) -> String {
+        format!("{}early:{provider}:{message_id}", self.prefix)
+    }
+    pub fn early_prefix(&self) -> String {
+        format!("{}early:", self.prefix)
+    }
+    /// ZSET `provider:message id` → when it was last tried (unix ms): the early receipts kept.
+    pub fn early_index(&self) -> String {
+        format!("{}early_index", self.prefix)
+    }
+
     /// ZSET job id → receipt deadline (unix ms).
     pub fn deadlines(&self) -> String {
         format!("{}deadlines", self.prefix)
@@ -137,6 +149,7 @@ mod tests {
         assert_eq!(k.job("j1"), format!("{}{}", k.job_prefix(), "j1"));
         assert_eq!(k.hist("j1"), format!("{}{}", k.hist_prefix(), "j1"));
         assert_eq!(k.msg("acme", "0a1"), format!("{}{}:{}", k.msg_prefix(), "acme", "0a1"));
+        assert_eq!(k.early("acme", "0a1"), format!("{}{}:{}", k.early_prefix(), "acme", "0a1"));
     }
 
     #[test]
@@ -152,6 +165,8 @@ mod tests {
             k.msg("p", "m"),
             k.deadlines(),
             k.offsets(0),
+            k.early("p", "m"),
+            k.early_index(),
             k.hist("j"),
             k.opt_out("t", "sms"),
             k.wa_window("p"),

@@ -153,6 +153,16 @@ pub struct Overdue {
     pub decided_at: Option<DateTime<Utc>>,
 }
 
+/// A receipt that matched no job yet (its job's answer, or its `accepted`, is not recorded),
+/// kept in the store so that acknowledging it to the provider cannot lose it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EarlyReceipt {
+    pub provider: String,
+    pub message_id: String,
+    pub outcome: PartOutcome,
+    pub error_code: Option<String>,
+}
+
 /// What a receipt said about one part.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PartOutcome {
@@ -382,7 +392,31 @@ pub trait Store: Send + Sync + 'static {
     /// The speeds set for `(tenant, campaign)` pairs, one answer per pair: the tenant's own,
     /// else the every-tenant one, else `None`.
     async fn campaign_rates(&self, campaigns: &[(&str, &str)]) -> Result<Vec<Option<f64>>, StoreError>;
+
+    /// Keeps early receipts (for [`EARLY_RECEIPT_KEEP`]) before they are acknowledged: the
+    /// instance that holds them for a retry may die, and then another picks them up
+    /// ([`Store::take_early`]). The memory store keeps nothing: its process is the only one.
+    async fn keep_early(&self, receipts: &[EarlyReceipt], now: DateTime<Utc>) -> Result<(), StoreError> {
+        let _ = (receipts, now);
+        Ok(())
+    }
+
+    /// Up to `limit` kept early receipts last tried before `older_than` (their instance gave up
+    /// on them or died), each marked tried at `now`.
+    async fn take_early(&self, older_than: DateTime<Utc>, now: DateTime<Utc>, limit: usize) -> Result<Vec<EarlyReceipt>, StoreError> {
+        let _ = (older_than, now, limit);
+        Ok(Vec::new())
+    }
+
+    /// Forgets kept early receipts that have now matched their job: `(provider, message id)`.
+    async fn drop_early(&self, receipts: &[(&str, &str)]) -> Result<(), StoreError> {
+        let _ = receipts;
+        Ok(())
+    }
 }
+
+/// How long an early receipt is kept for another try before it counts as matching nothing.
+pub const EARLY_RECEIPT_KEEP: Duration = Duration::from_secs(120);
 
 /// How a campaign speed is filed: `tenant/campaign`, `*/campaign` for every tenant (neither
 /// `/` nor `*` can be in a tenant or campaign name).

@@ -15,12 +15,13 @@ use tokio::task::JoinHandle;
 
 use super::keys::Keys;
 use super::{
-    campaign_field, Claim, ClaimReq, ClaimedJob, DueKind, Fenced, OptOutEntry, Overdue, OptOutPage, PartOutcome, RateGrant, RateLease, ScheduledJob, SentJob, Settled, Store,
+    campaign_field, Claim, ClaimReq, ClaimedJob, DueKind, EarlyReceipt, Fenced, OptOutEntry, Overdue, OptOutPage, PartOutcome, RateGrant, RateLease, ScheduledJob, SentJob, Settled, Store,
     StoreError,
 };
 use crate::config::RedisConfig;
 use crate::report::Report;
 
+mod early;
 mod opt_out;
 mod whatsapp;
 
@@ -46,6 +47,7 @@ struct Scripts {
     whatsapp_admit: Script,
     record_inbound: Script,
     rate_lease: Script,
+    take_early: Script,
 }
 
 impl Scripts {
@@ -99,6 +101,7 @@ impl Scripts {
             whatsapp_admit: Script::new(include_str!("scripts/whatsapp_admit.lua")),
             record_inbound: Script::new(include_str!("scripts/record_inbound.lua")),
             rate_lease: Script::new(include_str!("scripts/rate_lease.lua")),
+            take_early: Script::new(include_str!("scripts/take_early.lua")),
         }
     }
 }
@@ -713,5 +716,17 @@ impl Store for RedisStore {
             })
         };
         Ok((0..campaigns.len()).map(|i| parse(2 * i).or_else(|| parse(2 * i + 1))).collect())
+    }
+
+    async fn keep_early(&self, receipts: &[EarlyReceipt], now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.early_keep(receipts, now).await
+    }
+
+    async fn take_early(&self, older_than: DateTime<Utc>, now: DateTime<Utc>, limit: usize) -> Result<Vec<EarlyReceipt>, StoreError> {
+        self.early_take(older_than, now, limit).await
+    }
+
+    async fn drop_early(&self, receipts: &[(&str, &str)]) -> Result<(), StoreError> {
+        self.early_drop(receipts).await
     }
 }

@@ -74,6 +74,7 @@ pub(super) fn event(provider: &Arc<str>, id_format: SmppReceiptIdFormat, pdu: &r
             message_id: ids::from_receipt(id_format, &r.message_id),
             outcome: outcome(&r.state),
             error_code: r.error_code,
+            stored: false,
             ack: ReceiptAck::default(),
         })),
         Ok(Inbound::Mo { source, destination, text }) => {
