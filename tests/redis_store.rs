@@ -11,7 +11,8 @@ use redis::aio::MultiplexedConnection;
 use sendgate::config::RedisConfig;
 use sendgate::report::{EventKind, Report};
 use sendgate::store::{
-    mint_token, Claim, ClaimReq, DueKind, PartOutcome, RateLease, RedisStore, ScheduledJob, SentJob, Settled, Store, StoreError,
+    mint_token, Claim, ClaimReq, Claims, DueKind, History, OptOuts, PartOutcome, RateLease, Rates, Receipts, RedisStore, Schedule, ScheduledJob,
+    SentJob, Settled, Store, StoreError, Whatsapp,
 };
 
 const TTL: Duration = Duration::from_secs(60);
