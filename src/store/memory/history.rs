@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::{MemoryStore, St};
+use super::{ClaimState, MemoryStore, St};
 use crate::report::Report;
 use crate::store::{History, StoreError};
 
@@ -17,9 +17,17 @@ impl History for MemoryStore {
         let exp = Instant::now() + ttl;
         for r in reports {
             if r.is_final {
-                if let Some(c) = g.claims.get_mut(r.job_id.as_str()) {
-                    c.st = St::Final;
-                    c.expires = c.expires.max(exp);
+                match g.claims.get_mut(r.job_id.as_str()) {
+                    Some(c) => {
+                        c.st = St::Final;
+                        c.expires = c.expires.max(exp);
+                    }
+                    // A final for an id whose claim lapsed still marks it, as record_events.lua
+                    // does: without it a second record of the id was taken for a new job.
+                    None => {
+                        let c = ClaimState { expires: exp, st: St::Final, own: String::new(), src: None, duplicates: Vec::new() };
+                        g.claims.insert(r.job_id.clone(), c);
+                    }
                 }
             } else if r.event == crate::report::EventKind::Accepted {
                 if let Some(t) = g.sent.get_mut(r.job_id.as_str()) {

@@ -2,12 +2,12 @@
 //! `scripts/track_sent.lua`, `settle_part.lua` and `take_overdue.lua` keep them in Redis.
 //! Read-back checkpoints are not kept: nothing outlives this process to read back for.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{FastMap, Inner, MemoryStore, St, Tracked};
+use super::{ClaimState, FastMap, Inner, MemoryStore, St, Tracked};
 use crate::store::{Overdue, PartOutcome, Receipts, SentJob, Settled, StoreError};
 
 impl Inner {
@@ -54,14 +54,25 @@ impl Inner {
 
 #[async_trait]
 impl Receipts for MemoryStore {
-    async fn track_sent(&self, jobs: &[(SentJob, DateTime<Utc>, String)], _ttl: Duration) -> Result<Vec<bool>, StoreError> {
+    async fn track_sent(&self, jobs: &[(SentJob, DateTime<Utc>, String)], ttl: Duration) -> Result<Vec<bool>, StoreError> {
         let mut g = self.lock();
         let mut out = Vec::with_capacity(jobs.len());
         for (job, deadline, token) in jobs {
+            // The claim is kept `ttl` past the receipt deadline, as track_sent.lua keeps it: a
+            // claim that lapsed while the receipt was still due (a dedup TTL shorter than the
+            // receipt timeout) let a second record of the id be sent again, with a second final.
+            let keep = Instant::now() + (*deadline - Utc::now()).to_std().unwrap_or_default() + ttl;
             match g.claims.get_mut(&job.job_id) {
-                Some(c) if c.own == *token && matches!(c.st, St::Claimed | St::Submitting) => c.st = St::Sent,
-                // No claim at all (it expired): nobody else can hold it.
-                None => {}
+                Some(c) if c.own == *token && matches!(c.st, St::Claimed | St::Submitting) => {
+                    c.st = St::Sent;
+                    c.expires = c.expires.max(keep);
+                }
+                // No claim at all (it expired): nobody else can hold it. Claimed again here, as
+                // in Redis, so that the id stays seen.
+                None => {
+                    let c = ClaimState { expires: keep, st: St::Sent, own: token.clone(), src: None, duplicates: Vec::new() };
+                    g.claims.insert(job.job_id.clone(), c);
+                }
                 Some(_) => {
                     out.push(false);
                     continue;
