@@ -560,6 +560,8 @@ async fn opt_out_lists_are_shared_sets_per_tenant_and_channel() {
     s.cleanup().await;
 }
 
+#[path = "redis_store/conformance.rs"]
+mod conformance;
 #[path = "redis_store/round_trips.rs"]
 mod round_trips;
 #[path = "redis_store/whatsapp.rs"]
