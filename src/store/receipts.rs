@@ -118,7 +118,8 @@ pub trait Receipts: Send + Sync {
     /// unless [`Receipts::finish_sent`] forgets it first.
     async fn take_overdue(&self, now: DateTime<Utc>, limit: usize, lease_until: DateTime<Utc>) -> Result<Vec<Overdue>, StoreError>;
 
-    /// Forgets jobs whose final report is out: mappings, deadline, and marks them final.
+    /// Forgets jobs whose final report is out (recorded first, which marked their claims
+    /// final): their mappings and deadline.
     async fn finish_sent(&self, job_ids: &[String]) -> Result<(), StoreError>;
 
     /// Jobs still waiting for a receipt, where the store can count them cheaply (shutdown
