@@ -138,6 +138,8 @@ async fn claims_the_first_record_is_new_and_a_second_record_a_duplicate(st: Arc<
     // Over HTTP there is no record to tell a re-read by: a seen id is a duplicate.
     assert_eq!(claim(st, &[("y", None), ("z", Some("jobs/0/3"))]).await.0, [Claim::Duplicate, Claim::New]);
     assert_eq!(claim(st, &[("x", Some("jobs/1/1"))]).await.0, [Claim::Duplicate], "a second record, from anywhere");
+    // A second record read again (a crash before its offset was committed) is nothing.
+    assert_eq!(claim(st, &[("x", Some("jobs/1/1")), ("x", Some("jobs/0/2"))]).await.0, [Claim::Replay, Claim::Replay]);
     // The same token asked again (a chain step retried after a store error): still New.
     assert_eq!(claim_as(st, &[("x", &tokens[0], Some("jobs/0/1")), ("y", &tokens[1], None)]).await, [Claim::New, Claim::New]);
     // The same record read again while its claimer (alive) is short of a durable point: wait.
