@@ -51,7 +51,7 @@ impl Policy for OptOut {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::MemoryStore;
+    use crate::store::{MemoryStore, OptOuts};
     use chrono::TimeZone;
 
     fn job(id: &str, to: &str, extra: &str) -> crate::job::Job {

@@ -113,7 +113,7 @@ impl StopReplies {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::MemoryStore;
+    use crate::store::{MemoryStore, OptOuts};
 
     fn replies(cfg: &str) -> (StopReplies, Arc<MemoryStore>) {
         let cfg = crate::config::parse(cfg).unwrap().opt_out;

@@ -7,7 +7,7 @@
 //! as long as they start no later than `now + horizon`. Slots are never handed out twice, so
 //! however many instances lease from one limit, no two of its tokens are closer than `interval`.
 
-/// One lease request as the store sees it (see `Store::rate_lease`).
+/// One lease request as the store sees it (see `Rates::rate_lease`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateLease {
     /// The limit's id (`provider:smsc-a`, `campaign:acme/promo`); the store keys its TAT by it.

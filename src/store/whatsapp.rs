@@ -1,4 +1,5 @@
-//! What the store keeps for WhatsApp messaging limits, and the types of its batch call.
+//! WhatsApp: what the store keeps for WhatsApp messaging limits, the [`Whatsapp`] calls, and
+//! the types of its batch call.
 //!
 //! Per portfolio: the recipients counted in its moving window, each with the time it was last
 //! counted. Per (phone number id, recipient): the last inbound contact (the customer-service
@@ -7,7 +8,10 @@
 
 use std::time::Duration;
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+
+use super::StoreError;
 
 /// Meta's customer-service window: a recipient who wrote to a number in the last 24 h can be
 /// sent anything from that number, and is not counted against the tier.
@@ -64,6 +68,26 @@ pub struct Usage {
     /// When the least recently counted of them was counted: it leaves the window (and a slot
     /// frees) one `window` later.
     pub oldest: Option<DateTime<Utc>>,
+}
+
+#[async_trait]
+pub trait Whatsapp: Send + Sync {
+    /// WhatsApp messaging limits for a batch of jobs, in order, in one atomic step (one script
+    /// in Redis, so instances sharing a portfolio never exceed its tier together). For each
+    /// attempt: a recipient inside a customer-service window with that number is not counted;
+    /// one already counted in the window is counted again at `now` (free); a new one is
+    /// counted while the portfolio is under its tier, else the attempt is `TierCap` until a
+    /// counted recipient leaves the window; then the pair limit; only an allowed attempt
+    /// changes anything.
+    async fn whatsapp_admit(&self, portfolios: &[Portfolio<'_>], attempts: &[Attempt<'_>], now: DateTime<Utc>) -> Result<Admission, StoreError>;
+
+    /// Records that recipients wrote to phone numbers: `(number, recipient, at)`; each opens a
+    /// customer-service window of [`SERVICE_WINDOW`] from `at` (a later contact extends it, an
+    /// earlier one arriving late changes nothing).
+    async fn record_inbound_contacts(&self, contacts: &[(&str, &str, DateTime<Utc>)]) -> Result<(), StoreError>;
+
+    /// A portfolio's window at `now`, read only (the admin API).
+    async fn whatsapp_usage(&self, portfolio: &str, window: Duration, now: DateTime<Utc>) -> Result<Usage, StoreError>;
 }
 
 /// Milliseconds since the epoch, the unit every WhatsApp time is stored in.

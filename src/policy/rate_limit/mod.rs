@@ -1,7 +1,7 @@
 //! `rate_limit`: speeds in SMS segments per second that hold across every instance: per
 //! provider, per sender (`from`), per tenant and per campaign.
 //!
-//! Each limit is a GCRA timeline in the store (`Store::rate_lease`; Redis: one script on
+//! Each limit is a GCRA timeline in the store (`Rates::rate_lease`; Redis: one script on
 //! Redis's clock). An instance leases the next slots of a limit, at least `rate × lease` of
 //! them per store call and as many as its batch needs within `max_wait`, and spends them here
 //! ([`local`]): a job goes at its slot, so a limit's tokens are never closer than `1 / rate`

@@ -2,10 +2,30 @@
 //! plain maps (see `store::whatsapp` for what is kept).
 
 use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::store::whatsapp::{dur_ms, from_ms, ms, Admission, Attempt, Decision, Portfolio, Usage, SERVICE_WINDOW};
+use super::MemoryStore;
+use crate::store::whatsapp::{dur_ms, from_ms, ms, Admission, Attempt, Decision, Portfolio, Usage, Whatsapp, SERVICE_WINDOW};
+use crate::store::StoreError;
+
+#[async_trait]
+impl Whatsapp for MemoryStore {
+    async fn whatsapp_admit(&self, portfolios: &[Portfolio<'_>], attempts: &[Attempt<'_>], now: DateTime<Utc>) -> Result<Admission, StoreError> {
+        Ok(self.lock().whatsapp.admit(portfolios, attempts, now))
+    }
+
+    async fn record_inbound_contacts(&self, contacts: &[(&str, &str, DateTime<Utc>)]) -> Result<(), StoreError> {
+        self.lock().whatsapp.record_inbound(contacts);
+        Ok(())
+    }
+
+    async fn whatsapp_usage(&self, portfolio: &str, window: Duration, now: DateTime<Utc>) -> Result<Usage, StoreError> {
+        Ok(self.lock().whatsapp.usage(portfolio, window, now))
+    }
+}
 
 #[derive(Default)]
 pub(super) struct WhatsappState {
@@ -61,7 +81,7 @@ impl Window {
 }
 
 impl WhatsappState {
-    pub(super) fn admit(&mut self, portfolios: &[Portfolio<'_>], attempts: &[Attempt<'_>], now: DateTime<Utc>) -> Admission {
+    fn admit(&mut self, portfolios: &[Portfolio<'_>], attempts: &[Attempt<'_>], now: DateTime<Utc>) -> Admission {
         let now_ms = ms(now);
         self.sweep(now_ms);
         for p in portfolios.iter().filter(|p| p.tier.is_some()) {
@@ -107,14 +127,14 @@ impl WhatsappState {
         Admission { decisions, used }
     }
 
-    pub(super) fn record_inbound(&mut self, contacts: &[(&str, &str, DateTime<Utc>)]) {
+    fn record_inbound(&mut self, contacts: &[(&str, &str, DateTime<Utc>)]) {
         for (number, recipient, at) in contacts {
             let e = self.inbound.entry(((*number).to_owned(), (*recipient).to_owned())).or_insert(i64::MIN);
             *e = (*e).max(ms(*at));
         }
     }
 
-    pub(super) fn usage(&self, portfolio: &str, window: std::time::Duration, now: DateTime<Utc>) -> Usage {
+    fn usage(&self, portfolio: &str, window: Duration, now: DateTime<Utc>) -> Usage {
         let cutoff = ms(now).saturating_sub(dur_ms(window));
         let Some(w) = self.windows.get(portfolio) else { return Usage { used: 0, oldest: None } };
         let live = w.by_time.iter().filter(|(at, _)| *at > cutoff);

@@ -4,20 +4,22 @@
 
 use std::time::Duration;
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{corrupt, store_err, RedisStore};
-use crate::store::whatsapp::{dur_ms, from_ms, ms, Admission, Attempt, Decision, Portfolio, Usage, SERVICE_WINDOW};
+use crate::store::whatsapp::{dur_ms, from_ms, ms, Admission, Attempt, Decision, Portfolio, Usage, Whatsapp, SERVICE_WINDOW};
 use crate::store::StoreError;
 
 /// Kept past the window's end so that instances whose clocks run a little behind still see
 /// an inbound contact; the stored time, not the TTL, decides.
 const INBOUND_KEY_SLACK: Duration = Duration::from_secs(3600);
 
-impl RedisStore {
+#[async_trait]
+impl Whatsapp for RedisStore {
     /// A retry after a lost reply decides the same: the recipients it counted are counted
     /// already (free), and the pair keys it set name the same jobs (not held back).
-    pub(super) async fn wa_admit(&self, portfolios: &[Portfolio<'_>], attempts: &[Attempt<'_>], now: DateTime<Utc>) -> Result<Admission, StoreError> {
+    async fn whatsapp_admit(&self, portfolios: &[Portfolio<'_>], attempts: &[Attempt<'_>], now: DateTime<Utc>) -> Result<Admission, StoreError> {
         if attempts.is_empty() {
             return Ok(Admission { decisions: Vec::new(), used: vec![0; portfolios.len()] });
         }
@@ -53,7 +55,7 @@ impl RedisStore {
         Ok(Admission { decisions, used: used.iter().map(|&n| n.max(0) as u64).collect() })
     }
 
-    pub(super) async fn wa_record_inbound(&self, contacts: &[(&str, &str, DateTime<Utc>)]) -> Result<(), StoreError> {
+    async fn record_inbound_contacts(&self, contacts: &[(&str, &str, DateTime<Utc>)]) -> Result<(), StoreError> {
         if contacts.is_empty() {
             return Ok(());
         }
@@ -66,7 +68,7 @@ impl RedisStore {
     }
 
     /// Read only: counts what is in the window at `now` without trimming what is not.
-    pub(super) async fn wa_usage(&self, portfolio: &str, window: Duration, now: DateTime<Utc>) -> Result<Usage, StoreError> {
+    async fn whatsapp_usage(&self, portfolio: &str, window: Duration, now: DateTime<Utc>) -> Result<Usage, StoreError> {
         let key = self.keys.wa_window(portfolio);
         let after = format!("({}", ms(now).saturating_sub(dur_ms(window)));
         let (used, oldest): (u64, Vec<String>) = redis::pipe()

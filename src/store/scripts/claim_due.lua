@@ -29,7 +29,11 @@ for _, member in ipairs(due) do
       tok = me .. '/s' .. lease
       if not st or st == 'deferred' or (st == 'claimed' and not alive(own)) then
         redis.call('HSET', key, 'st', 'claimed', 'own', tok)
-        if not st then redis.call('PEXPIRE', key, ARGV[7]) end
+        if not st then
+          -- No claim left (it expired): made again, with the record the entry carries.
+          redis.call('HSET', key, 'src', string.match(payload, '^.([^\n]*)\n') or '')
+          redis.call('PEXPIRE', key, ARGV[7])
+        end
         run, kind = true, 'r'
       elseif (st == 'submitting' or st == 'orphaned') and not alive(own) then
         redis.call('HSET', key, 'st', 'orphaned', 'own', tok)

@@ -15,7 +15,8 @@ for i = 3, #ARGV, 5 do
     local key = job_prefix .. id
     local h = redis.call('HMGET', key, 'st', 'own')
     if not h[1] then
-      redis.call('HSET', key, 'st', 'deferred', 'own', tok)
+      -- No claim left (it expired): made again, with the record the entry carries.
+      redis.call('HSET', key, 'st', 'deferred', 'own', tok, 'src', string.match(payload, '^.([^\n]*)\n') or '')
     elseif h[2] == tok and (h[1] == 'claimed' or h[1] == 'submitting') then
       redis.call('HSET', key, 'st', 'deferred')
     else

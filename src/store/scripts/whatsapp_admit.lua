@@ -1,4 +1,4 @@
--- whatsapp_admit: WhatsApp messaging limits for one batch, in order (Store::whatsapp_admit).
+-- whatsapp_admit: WhatsApp messaging limits for one batch, in order (Whatsapp::whatsapp_admit).
 -- KEYS: one window zset per portfolio (P of them), then per attempt its inbound key and pair key.
 -- ARGV[1] now (ms), ARGV[2] customer-service window (ms), ARGV[3] P; then per portfolio:
 -- tier (-1: unlimited, nothing counted), window (ms), pair interval (ms, 0: off); then per

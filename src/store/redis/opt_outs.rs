@@ -7,11 +7,14 @@
 
 use std::collections::HashMap;
 
-use super::{corrupt, store_err, RedisStore};
-use crate::store::{OptOutEntry, OptOutPage, StoreError};
+use async_trait::async_trait;
 
-impl RedisStore {
-    pub(super) async fn opt_outs_contain(&self, entries: &[OptOutEntry<'_>]) -> Result<Vec<bool>, StoreError> {
+use super::{corrupt, store_err, RedisStore};
+use crate::store::{OptOutEntry, OptOutPage, OptOuts, StoreError};
+
+#[async_trait]
+impl OptOuts for RedisStore {
+    async fn opted_out(&self, entries: &[OptOutEntry<'_>]) -> Result<Vec<bool>, StoreError> {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
@@ -45,26 +48,15 @@ impl RedisStore {
         Ok(out)
     }
 
-    /// `ZADD key 0 member` or `ZREM key member` per entry, as one MULTI/EXEC: a batch lands
-    /// whole or not at all, and each answer says whether that entry changed its list.
-    pub(super) async fn opt_outs_change(&self, command: &'static str, entries: &[OptOutEntry<'_>]) -> Result<Vec<bool>, StoreError> {
-        if entries.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for (tenant, channel, recipient) in entries {
-            pipe.cmd(command).arg(self.keys.opt_out(tenant, channel));
-            if command == "ZADD" {
-                pipe.arg(0);
-            }
-            pipe.arg(*recipient);
-        }
-        let changed: Vec<i64> = pipe.query_async(&mut self.conn()).await.map_err(|e| store_err(e, "opt-out change"))?;
-        Ok(changed.into_iter().map(|n| n > 0).collect())
+    async fn add_opt_outs(&self, entries: &[OptOutEntry<'_>]) -> Result<Vec<bool>, StoreError> {
+        self.opt_outs_change("ZADD", entries).await
     }
 
-    pub(super) async fn opt_outs_page(&self, tenant: &str, channel: &str, after: Option<&str>, limit: usize) -> Result<OptOutPage, StoreError> {
+    async fn remove_opt_outs(&self, entries: &[OptOutEntry<'_>]) -> Result<Vec<bool>, StoreError> {
+        self.opt_outs_change("ZREM", entries).await
+    }
+
+    async fn list_opt_outs(&self, tenant: &str, channel: &str, after: Option<&str>, limit: usize) -> Result<OptOutPage, StoreError> {
         let key = self.keys.opt_out(tenant, channel);
         if limit == 0 {
             return Ok(OptOutPage::default());
@@ -83,5 +75,26 @@ impl RedisStore {
             .await
             .map_err(|e| store_err(e, &key))?;
         Ok(OptOutPage::from_overfetch(recipients, limit))
+    }
+}
+
+impl RedisStore {
+    /// `ZADD key 0 member` or `ZREM key member` per entry, as one MULTI/EXEC: a batch lands
+    /// whole or not at all, and each answer says whether that entry changed its list.
+    async fn opt_outs_change(&self, command: &'static str, entries: &[OptOutEntry<'_>]) -> Result<Vec<bool>, StoreError> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for (tenant, channel, recipient) in entries {
+            pipe.cmd(command).arg(self.keys.opt_out(tenant, channel));
+            if command == "ZADD" {
+                pipe.arg(0);
+            }
+            pipe.arg(*recipient);
+        }
+        let changed: Vec<i64> = pipe.query_async(&mut self.conn()).await.map_err(|e| store_err(e, "opt-out change"))?;
+        Ok(changed.into_iter().map(|n| n > 0).collect())
     }
 }

@@ -1,0 +1,53 @@
+//! Histories in Redis: one list of report JSON per job (`Keys::hist`), appended by
+//! `record_events.lua` together with the claim's final mark and the lifted receipt hold.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{corrupt, millis, store_err, RedisStore};
+use crate::report::Report;
+use crate::store::{History, StoreError};
+
+#[async_trait]
+impl History for RedisStore {
+    async fn record_events(&self, reports: &[Report], ttl: Duration) -> Result<(), StoreError> {
+        let json = reports
+            .iter()
+            .map(|r| serde_json::to_string(r).map_err(|e| corrupt(self.keys.hist(&r.job_id), e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.record_events_json(reports, &json, ttl).await
+    }
+
+    fn takes_report_json(&self) -> bool {
+        true
+    }
+
+    async fn record_events_json(&self, reports: &[Report], json: &[String], ttl: Duration) -> Result<(), StoreError> {
+        if reports.is_empty() {
+            return Ok(());
+        }
+        if json.len() != reports.len() {
+            return Err(corrupt("record_events", format!("{} encodings for {} reports", json.len(), reports.len())));
+        }
+        // One script: each history and its final mark land together even if Redis dies mid-batch.
+        let mut inv = self.scripts.record_events.prepare_invoke();
+        inv.arg(self.keys.hist_prefix()).arg(self.keys.job_prefix()).arg(millis(ttl));
+        for (r, json) in reports.iter().zip(json) {
+            let kind = match r.event {
+                _ if r.is_final => "1",
+                crate::report::EventKind::Accepted => "a",
+                _ => "0",
+            };
+            inv.arg(&r.job_id).arg(kind).arg(json);
+        }
+        inv.invoke_async::<()>(&mut self.conn()).await.map_err(|e| store_err(e, "record_events"))
+    }
+
+    async fn events(&self, job_id: &str) -> Result<Vec<Report>, StoreError> {
+        let key = self.keys.hist(job_id);
+        let rows: Vec<String> =
+            redis::cmd("LRANGE").arg(&key).arg(0).arg(-1).query_async(&mut self.conn()).await.map_err(|e| store_err(e, &key))?;
+        rows.iter().map(|json| serde_json::from_str(json).map_err(|e| corrupt(&key, e))).collect()
+    }
+}
