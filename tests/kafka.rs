@@ -111,7 +111,11 @@ async fn fifty_thousand_jobs_get_exactly_fifty_thousand_finals() {
     let ids = w.produce_jobs("fifty", 50_000, json!({})).await;
     let finals = w.reports.wait_finals(ids.len(), Duration::from_secs(300)).await;
     w.assert_exactly_once(&ids, &finals);
-    assert_eq!(w.sim.stats().messages, 50_000, "logical submits at the simulator");
+    let mut kinds: HashMap<String, usize> = HashMap::new();
+    for r in w.reports.reports().into_iter().filter(|r| r.is_final && r.event != sendgate::report::EventKind::Delivered) {
+        *kinds.entry(format!("{:?}: {}", r.event, r.error.map(|e| e.message).unwrap_or_default())).or_default() += 1;
+    }
+    assert_eq!(w.sim.stats().messages, 50_000, "logical submits at the simulator; finals other than delivered: {kinds:?}; {}", d.log_text().lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).take(20).collect::<Vec<_>>().join("\n"));
     assert_eq!(finals.len(), 50_000);
     assert_eq!(d.terminate(), Some(0));
 }
