@@ -22,8 +22,9 @@ use crate::report::{EventKind, Report};
 use crate::store::{ScheduledJob, Store};
 use crate::telemetry;
 
-/// Jobs whose rate-limit slots fall within one tick of each other wake together (one store
-/// round to mark them submitting); each goes at the tick's end, so never before its slot.
+/// Jobs whose rate-limit slots fall within one tick of each other wake together (their
+/// submitting marks then share store rounds); each goes at the tick's end, so never before its
+/// slot.
 const WAKE_TICK: Duration = Duration::from_millis(2);
 
 /// A wave that wakes later than this after its slots (the process stalled) does not go: its
