@@ -231,14 +231,18 @@ pub(super) fn body_error(e: BodyError, refused: impl Fn(&'static str)) -> Resp {
     }
 }
 
-pub(super) fn percent_decode(s: &str) -> String {
+/// `%XX` to the byte it names; a `%` not followed by two hex digits stays as it is. Bytes,
+/// not `&s[..]` slices: the two after a `%` may be half of a multi-byte character (fuzzing
+/// found `%aé` panicking), and `from_str_radix` would also take `%+1`.
+pub(crate) fn percent_decode(s: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16);
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
+        if let [b'%', hi, lo, ..] = b[i..] {
+            if let (Some(hi), Some(lo)) = (hex(hi), hex(lo)) {
+                out.push((hi * 16 + lo) as u8);
                 i += 3;
                 continue;
             }
