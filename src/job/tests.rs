@@ -79,6 +79,34 @@ fn every_bad_input_names_its_field() {
     }
 }
 
+/// Fuzzing found errors quoting a bad value whole, a DEL character as 6 bytes: a 4 KiB tenant
+/// made a 24 KiB error. The error goes into the `rejected` report, so it quotes only the start.
+#[test]
+fn errors_quote_only_the_start_of_a_long_value() {
+    let long = "\u{7f}".repeat(4096);
+    let valid = r#""id":"j","tenant":"a","channel":"sms","to":"+79161234567","text":"x""#;
+    let cases = [
+        ("tenant", format!(r#"{{"id":"j","tenant":"{long}","channel":"sms","to":"+79161234567","text":"x"}}"#)),
+        ("channel", format!(r#"{{"id":"j","tenant":"a","channel":"{long}","to":"+79161234567","text":"x"}}"#)),
+        ("to", format!(r#"{{"id":"j","tenant":"a","channel":"sms","to":"{long}","text":"x"}}"#)),
+        ("from", format!(r#"{{{valid},"from":"{long}"}}"#)),
+        ("priority", format!(r#"{{{valid},"priority":"{long}"}}"#)),
+        ("send_at", format!(r#"{{{valid},"send_at":"{long}"}}"#)),
+        ("tz", format!(r#"{{{valid},"tz":"{long}"}}"#)),
+        ("route", format!(r#"{{{valid},"route":"{long}"}}"#)),
+        ("quiet_hours", format!(r#"{{{valid},"quiet_hours":{{"start":"{long}","end":"09:00"}}}}"#)),
+        ("ttl_s", format!(r#"{{{valid},"ttl_s":["{long}"]}}"#)),
+        ("meta", format!(r#"{{{valid},"meta":{{"{long}":1}}}}"#)),
+    ];
+    for (field, input) in cases {
+        let err = parse(input.as_bytes(), now()).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with(&format!("{field}: ")), "{msg}");
+        assert!(msg.len() < 1024, "{field}: {} bytes", msg.len());
+        assert!(msg.contains("bytes)"), "{field}: says how long it was: {msg}");
+    }
+}
+
 #[test]
 fn oversized_meta_is_rejected_but_salvaged_fields_stay() {
     let big = "v".repeat(META_MAX_BYTES);
