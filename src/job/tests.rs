@@ -48,6 +48,9 @@ const BAD: &[(&str, &str, &str)] = &[
     (r#"{"id":"j","tenant":"a","channel":"sms","to":"+79161234567"}"#, "text", "one of text or template"),
     (r#"{"id":"j","tenant":"a","channel":"sms","to":"+79161234567","text":"x","send_at":"tomorrow"}"#, "send_at", "RFC 3339"),
     (r#"{"id":"j","tenant":"a","channel":"sms","to":"+79161234567","text":"x","expires_at":"2026-13-01T00:00:00Z"}"#, "expires_at", "RFC 3339"),
+    // Fuzzing: in UTC these are years 10000 and -1, which to_json cannot write back.
+    (r#"{"id":"j","tenant":"a","channel":"sms","to":"+79161234567","text":"x","send_at":"9999-12-31T23:59:59-23:59"}"#, "send_at", "out of range"),
+    (r#"{"id":"j","tenant":"a","channel":"sms","to":"+79161234567","text":"x","expires_at":"0000-01-01T00:00:00+00:01"}"#, "expires_at", "out of range"),
     (r#"{"id":"j","tenant":"a","channel":"fax machine","to":"+79161234567","text":"x"}"#, "channel", "not a channel name"),
     (r#"{"id":"j","tenant":"a","channel":"sms","to":"+79161234567","text":"x","priority":"urgent"}"#, "priority", "marketing"),
     (r#"{"id":"j","tenant":"a","channel":"sms","to":"+79161234567","text":"x","meta":{"k":1}}"#, "meta", "values must be strings"),
