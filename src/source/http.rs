@@ -206,7 +206,7 @@ impl Api {
 /// One item of a body as a job, or the id (when it has one) and why not. An item too large
 /// to be a valid job is refused before its JSON tree is built: the tree of a few MiB of
 /// JSON takes ten times that in memory.
-fn parse_item(item: &[u8], now: chrono::DateTime<chrono::Utc>) -> Result<crate::job::Job, (Option<String>, String)> {
+pub(crate) fn parse_item(item: &[u8], now: chrono::DateTime<chrono::Utc>) -> Result<crate::job::Job, (Option<String>, String)> {
     use crate::job::JOB_MAX_BYTES;
     if item.len() > JOB_MAX_BYTES {
         return Err((None, format!("job: larger than {JOB_MAX_BYTES} bytes ({})", item.len())));
