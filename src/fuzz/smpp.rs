@@ -50,7 +50,8 @@ fn check_command(cmd: &Command) {
         match incoming::event(&provider, format, pdu) {
             Some(ProviderEvent::Receipt(r)) => {
                 // Latin-1 and UCS-2 decoding at most double the bytes; a number becomes ≤ 32 hex digits.
-                assert!(!r.message_id.is_empty(), "deliver_sm: a receipt without a message id");
+                let read = crate::provider::smpp::receipt::parse_deliver_sm(pdu);
+                assert!(!r.message_id.is_empty(), "deliver_sm: {format:?} made an empty message id of {read:?}");
                 assert!(r.message_id.len() <= 2 * frame_len + 32, "deliver_sm: message id of {} bytes", r.message_id.len());
                 assert!(r.error_code.as_ref().is_none_or(|e| e.len() <= 2 * frame_len), "deliver_sm: error code");
             }

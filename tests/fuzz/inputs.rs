@@ -266,7 +266,7 @@ fn tlv(tag: u16, value: &[u8]) -> Vec<u8> {
 /// The TLVs a receipt carries, plus one we do not read and one whose length lies.
 fn tlvs() -> impl Strategy<Value = Vec<u8>> {
     let one = prop_oneof![
-        3 => "[0-9A-Za-z]{0,70}".prop_map(|id| tlv(0x001E, &cstr(id.as_bytes()))),
+        3 => prop_oneof!["[0-9A-Za-z]{0,70}", "[ \t0-9a-f]{0,4}"].prop_map(|id| tlv(0x001E, &cstr(id.as_bytes()))),
         2 => any::<u8>().prop_map(|s| tlv(0x0427, &[s])),
         2 => (any::<u8>(), any::<u16>()).prop_map(|(t, c)| { let mut v = vec![t]; v.extend(c.to_be_bytes()); tlv(0x0423, &v) }),
         2 => proptest::collection::vec(any::<u8>(), 0..300).prop_map(|p| tlv(0x0424, &p)),
