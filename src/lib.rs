@@ -23,11 +23,14 @@
 //! - [`telemetry`]: metric names, `/metrics`.
 //! - [`smsc_sim`]: the SMPP server behind `sendgate smsc-sim`.
 //! - [`app`]: builds everything from `Config`, spawns tasks, shuts down in order.
+//! - `fuzz`: the fuzz targets (`tests/fuzz.rs`, `fuzz/`); not used by the daemon.
 
 pub mod app;
 pub mod clock;
 pub mod config;
 pub mod failpoint;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod job;
 pub mod pipeline;
 pub mod policy;

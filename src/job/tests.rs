@@ -48,6 +48,9 @@ const BAD: &[(&str, &str, &str)] = &[
     (r#"{"id":"j","tenant":"a","channel":"sms","to":"+79161234567"}"#, "text", "one of text or template"),
     (r#"{"id":"j","tenant":"a","channel":"sms","to":"+79161234567","text":"x","send_at":"tomorrow"}"#, "send_at", "RFC 3339"),
     (r#"{"id":"j","tenant":"a","channel":"sms","to":"+79161234567","text":"x","expires_at":"2026-13-01T00:00:00Z"}"#, "expires_at", "RFC 3339"),
+    // Fuzzing: in UTC these are years 10000 and -1, which to_json cannot write back.
+    (r#"{"id":"j","tenant":"a","channel":"sms","to":"+79161234567","text":"x","send_at":"9999-12-31T23:59:59-23:59"}"#, "send_at", "out of range"),
+    (r#"{"id":"j","tenant":"a","channel":"sms","to":"+79161234567","text":"x","expires_at":"0000-01-01T00:00:00+00:01"}"#, "expires_at", "out of range"),
     (r#"{"id":"j","tenant":"a","channel":"fax machine","to":"+79161234567","text":"x"}"#, "channel", "not a channel name"),
     (r#"{"id":"j","tenant":"a","channel":"sms","to":"+79161234567","text":"x","priority":"urgent"}"#, "priority", "marketing"),
     (r#"{"id":"j","tenant":"a","channel":"sms","to":"+79161234567","text":"x","meta":{"k":1}}"#, "meta", "values must be strings"),
@@ -76,6 +79,34 @@ fn every_bad_input_names_its_field() {
             _ => panic!("{input}: wrong error class: {msg}"),
         }
         assert!(msg.contains(fragment), "{input}: {msg:?} lacks {fragment:?}");
+    }
+}
+
+/// Fuzzing found errors quoting a bad value whole, a DEL character as 6 bytes: a 4 KiB tenant
+/// made a 24 KiB error. The error goes into the `rejected` report, so it quotes only the start.
+#[test]
+fn errors_quote_only_the_start_of_a_long_value() {
+    let long = "\u{7f}".repeat(4096);
+    let valid = r#""id":"j","tenant":"a","channel":"sms","to":"+79161234567","text":"x""#;
+    let cases = [
+        ("tenant", format!(r#"{{"id":"j","tenant":"{long}","channel":"sms","to":"+79161234567","text":"x"}}"#)),
+        ("channel", format!(r#"{{"id":"j","tenant":"a","channel":"{long}","to":"+79161234567","text":"x"}}"#)),
+        ("to", format!(r#"{{"id":"j","tenant":"a","channel":"sms","to":"{long}","text":"x"}}"#)),
+        ("from", format!(r#"{{{valid},"from":"{long}"}}"#)),
+        ("priority", format!(r#"{{{valid},"priority":"{long}"}}"#)),
+        ("send_at", format!(r#"{{{valid},"send_at":"{long}"}}"#)),
+        ("tz", format!(r#"{{{valid},"tz":"{long}"}}"#)),
+        ("route", format!(r#"{{{valid},"route":"{long}"}}"#)),
+        ("quiet_hours", format!(r#"{{{valid},"quiet_hours":{{"start":"{long}","end":"09:00"}}}}"#)),
+        ("ttl_s", format!(r#"{{{valid},"ttl_s":["{long}"]}}"#)),
+        ("meta", format!(r#"{{{valid},"meta":{{"{long}":1}}}}"#)),
+    ];
+    for (field, input) in cases {
+        let err = parse(input.as_bytes(), now()).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with(&format!("{field}: ")), "{msg}");
+        assert!(msg.len() < 1024, "{field}: {} bytes", msg.len());
+        assert!(msg.contains("bytes)"), "{field}: says how long it was: {msg}");
     }
 }
 

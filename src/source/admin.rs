@@ -81,7 +81,7 @@ impl Admin {
             return refused;
         }
         let path = req.uri().path();
-        let segments: Vec<String> = path["/v1/admin/".len()..].split('/').map(percent_decode).collect();
+        let segments = path_segments(path);
         let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
         let method = req.method().clone();
         match segments.as_slice() {
@@ -203,9 +203,15 @@ fn bad_path(tenant: &str, channel: &str, recipient: Option<&str>) -> Option<Resp
     })
 }
 
+/// The segments of an admin path after `/v1/admin/`, each percent-decoded on its own, so that
+/// a `%2F` inside a segment stays inside it.
+pub(crate) fn path_segments(path: &str) -> Vec<String> {
+    path.strip_prefix("/v1/admin/").unwrap_or_default().split('/').map(percent_decode).collect()
+}
+
 /// `cursor` (the `next_cursor` of the previous page) and `limit` (1-1000, default 100). A `+`
 /// in a query is taken literally, not as a space: cursors are E.164 numbers.
-fn page_query(query: &str) -> Result<(Option<String>, usize), String> {
+pub(crate) fn page_query(query: &str) -> Result<(Option<String>, usize), String> {
     let (mut cursor, mut limit) = (None, DEFAULT_PAGE);
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -282,5 +288,16 @@ mod tests {
         assert!(page_query("limit=lots").unwrap_err().starts_with("limit: must be"));
         assert!(page_query("limit=1001").unwrap_err().starts_with("limit: must be"));
         assert!(page_query("page=2").unwrap_err().starts_with("query: unknown parameter \"page\""));
+    }
+
+    /// Fuzzing found a `%` followed by half of a multi-byte character panicking (a `str` slice
+    /// inside the character); `from_str_radix` also read `%+1` as an escape.
+    #[test]
+    fn escapes_are_two_hex_digits_and_never_split_a_character() {
+        assert_eq!(path_segments("/v1/admin/opt-outs/%aé/%é/%2B7916%2f1"), ["opt-outs", "%aé", "%é", "+7916/1"]);
+        assert_eq!(page_query("cursor=%a\u{e9}1"), Ok((Some("%aé1".into()), DEFAULT_PAGE)));
+        assert_eq!(page_query("cursor=%+1%-1"), Ok((Some("%+1%-1".into()), DEFAULT_PAGE)));
+        assert_eq!(percent_decode("%C3%A9%"), "é%");
+        assert_eq!(percent_decode("%FF"), "\u{fffd}");
     }
 }

@@ -206,7 +206,7 @@ impl Api {
 /// One item of a body as a job, or the id (when it has one) and why not. An item too large
 /// to be a valid job is refused before its JSON tree is built: the tree of a few MiB of
 /// JSON takes ten times that in memory.
-fn parse_item(item: &[u8], now: chrono::DateTime<chrono::Utc>) -> Result<crate::job::Job, (Option<String>, String)> {
+pub(crate) fn parse_item(item: &[u8], now: chrono::DateTime<chrono::Utc>) -> Result<crate::job::Job, (Option<String>, String)> {
     use crate::job::JOB_MAX_BYTES;
     if item.len() > JOB_MAX_BYTES {
         return Err((None, format!("job: larger than {JOB_MAX_BYTES} bytes ({})", item.len())));
@@ -231,14 +231,18 @@ pub(super) fn body_error(e: BodyError, refused: impl Fn(&'static str)) -> Resp {
     }
 }
 
-pub(super) fn percent_decode(s: &str) -> String {
+/// `%XX` to the byte it names; a `%` not followed by two hex digits stays as it is. Bytes,
+/// not `&s[..]` slices: the two after a `%` may be half of a multi-byte character (fuzzing
+/// found `%aé` panicking), and `from_str_radix` would also take `%+1`.
+pub(crate) fn percent_decode(s: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16);
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
+        if let [b'%', hi, lo, ..] = b[i..] {
+            if let (Some(hi), Some(lo)) = (hex(hi), hex(lo)) {
+                out.push((hi * 16 + lo) as u8);
                 i += 3;
                 continue;
             }

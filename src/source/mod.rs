@@ -4,6 +4,6 @@
 
 pub mod admin;
 pub mod http;
-mod items;
+pub(crate) mod items;
 pub mod kafka;
 pub mod listener;

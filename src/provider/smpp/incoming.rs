@@ -67,7 +67,7 @@ pub(super) async fn handle(
 ///
 /// MO messages go to the correlator as [`ProviderEvent::Inbound`], which records them and
 /// acts on stop words; the bind acknowledges them once they are recorded.
-pub(super) fn event(provider: &Arc<str>, id_format: SmppReceiptIdFormat, pdu: &rusmpp::pdus::DeliverSm) -> Option<ProviderEvent> {
+pub(crate) fn event(provider: &Arc<str>, id_format: SmppReceiptIdFormat, pdu: &rusmpp::pdus::DeliverSm) -> Option<ProviderEvent> {
     match receipt::parse_deliver_sm(pdu) {
         Ok(Inbound::Receipt(r)) => Some(ProviderEvent::Receipt(InboundReceipt {
             provider: provider.clone(),

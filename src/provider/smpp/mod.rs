@@ -9,7 +9,7 @@ mod coalesce;
 pub mod encoding;
 mod health;
 pub mod ids;
-mod incoming;
+pub(crate) mod incoming;
 mod inflight;
 mod killswitch;
 #[cfg(test)]

@@ -86,10 +86,14 @@ pub fn parse_deliver_sm(pdu: &DeliverSm) -> Result<Inbound, ReceiptError> {
         _ => decode_latin1(body),
     };
     let from_text = parse_receipt_text(&text);
+    // A blank id is none, and a blank TLV gives way to the text: `ids` trims, so an id of
+    // spaces became "" there, one key for every such receipt (fuzzing found a `\t` TLV).
+    let blank = |id: &str| id.trim().is_empty();
     let message_id = tlv_id
+        .filter(|id| !blank(id))
         .map(str::to_owned)
         .or_else(|| from_text.as_ref().map(|(id, _, _)| id.clone()))
-        .filter(|id| !id.is_empty())
+        .filter(|id| !blank(id))
         .ok_or(ReceiptError::MissingMessageId)?;
     let (text_state, text_err) = match from_text {
         Some((_, state, err)) => (Some(state), err),
@@ -248,6 +252,9 @@ mod tests {
             (deliver(0x04, 8, &ucs2, vec![]), receipt("u1", Delivered, None)),
             (deliver(0x04, 0, b"", vec![payload(b"id:p stat:REJECTD err:9")]), receipt("p", Rejected, Some("9"))),
             (deliver(0x04, 0, b"stat:DELIVRD", vec![]), Err(ReceiptError::MissingMessageId)),
+            // A blank receipted_message_id is none: the text's id, or no id at all.
+            (deliver(0x04, 0, b"", vec![rid("\t")]), Err(ReceiptError::MissingMessageId)),
+            (deliver(0x04, 0, b"id:t1 stat:DELIVRD", vec![rid(" ")]), receipt("t1", Delivered, None)),
             (deliver(0x04, 0, b"id:q", vec![Tlv::MessageState(MessageState::Other(42))]), receipt("q", Unknown, None)),
             (
                 deliver(0x00, 0, &[b'H', b'i', 0x1B, 0x65], vec![]),
