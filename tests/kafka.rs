@@ -558,7 +558,10 @@ mod failpoints {
     async fn killed_after_receipts_are_stored_and_before_they_are_acknowledged() {
         let w = World::new(3).await;
         let (ids, b) = crash_at(&w, "frcpt", 3_000, "receipt-stored=kill-after(5)").await;
-        wait_read_back(&b).await;
+        // Whether the killed batch decided any final depends on timing (its receipts may all
+        // have been early or pending), so no read-back is awaited: instead the confirmation
+        // grace (30 s) is let pass, by when a final published twice would be in the topic.
+        tokio::time::sleep(Duration::from_secs(40)).await;
         w.assert_exactly_once(&ids, &w.reports.finals());
         assert_event_order(&w.reports.reports());
         assert_eq!(b.terminate(), Some(0));
