@@ -296,8 +296,6 @@ impl App {
                         })
                         .collect();
                     self.reporter.emit(&reports).await;
-                    let ids: Vec<String> = reports.iter().map(|r| r.job_id.clone()).collect();
-                    let _ = self.store.finish_sent(&ids).await;
                 }
                 break;
             }

@@ -94,6 +94,7 @@ fn sent(id: &str, parts: &[&str]) -> SentJob {
         provider: "p".into(),
         message_ids: parts.iter().map(|s| s.to_string()).collect(),
         segments: parts.len() as u32,
+        claim_until: None,
     }
 }
 
@@ -282,6 +283,30 @@ async fn a_due_job_whose_claimer_died_mid_submit_comes_back_orphaned_and_a_sent_
     assert_eq!(back.iter().map(|j| (j.entry.as_str(), j.kind)).collect::<Vec<_>>(), [("m", DueKind::Orphaned)], "n was sent: dropped");
     assert_eq!(s.job_state("m").await.as_deref(), Some("orphaned"));
     assert_eq!(s.cmd::<i64>(&["HLEN", &s.key("sched:payload")]).await, 1);
+    s.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_claim_known_to_outlive_the_receipt_deadline_is_not_extended_and_a_rerun_tracks_once() {
+    let s = Space::new().await;
+    let (a, _b) = s.two().await;
+    let deadline = Utc::now() + chrono::Duration::seconds(100);
+    let (_, tokens) = claim_from(&a, &[("long", None), ("short", None)]).await;
+    // `long`: the caller knows its claim lasts past the mapping's life; `short`: it does not.
+    let mut long = sent("long", &["l1"]);
+    long.claim_until = Some(Utc::now() + chrono::Duration::days(7));
+    let mut short = sent("short", &["s1"]);
+    short.claim_until = Some(Utc::now() + chrono::Duration::seconds(10));
+    let jobs = [(long, deadline, tokens[0].clone()), (short, deadline, tokens[1].clone())];
+    assert_eq!(a.track_sent(&jobs, TTL).await.unwrap(), [true, true]);
+    let pttl = s.pttl("job:long").await;
+    assert!(pttl > 50_000 && pttl <= 60_000, "left at the claim's TTL (the caller said it outlives the deadline), got {pttl}");
+    let pttl = s.pttl("job:short").await;
+    assert!(pttl > 150_000 && pttl <= 160_000, "extended to the mapping's life, got {pttl}");
+    // Run again (a reply lost): the same answer, and the parts are not counted again.
+    assert_eq!(a.settle_part("p", "l1", PartOutcome::Delivered, Utc::now()).await.unwrap(), Settled::HandedOff);
+    assert_eq!(a.track_sent(&jobs, TTL).await.unwrap(), [true, true]);
+    assert_eq!(s.cmd::<Option<String>>(&["HGET", &s.key("job:long"), "left"]).await.as_deref(), Some("0"));
     s.cleanup().await;
 }
 

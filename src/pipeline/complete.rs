@@ -99,6 +99,7 @@ async fn settle(ctx: Arc<CompleterCtx>, batch: Vec<Completion>) {
                         provider,
                         message_ids: acc.message_ids,
                         segments: acc.segments,
+                        claim_until: env.claim_until,
                     },
                     deadline,
                     env.token.clone(),

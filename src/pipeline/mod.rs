@@ -13,6 +13,8 @@ mod worker;
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use crate::job::Job;
@@ -71,6 +73,8 @@ pub struct Envelope {
     pub claimed: bool,
     /// Claimed to end `unknown`: its claimer died mid-submit.
     pub orphaned: bool,
+    /// Until when its claim is kept at least, where known (claimed new in this process).
+    pub claim_until: Option<DateTime<Utc>>,
     pub ack: Ack,
 }
 
@@ -104,7 +108,7 @@ impl Intake {
             Origin::Resumed { token, src } => (token, src, true, false),
             Origin::Orphaned { token, src } => (token, src, true, true),
         };
-        self.tx.send(Envelope { job, token, src, claimed, orphaned, ack }).await.map_err(|_| Closed)
+        self.tx.send(Envelope { job, token, src, claimed, orphaned, claim_until: None, ack }).await.map_err(|_| Closed)
     }
 
     /// One permit of the in-flight budget for work that does not go through the pipeline

@@ -7,7 +7,7 @@ use tracing::error;
 
 use crate::report::Report;
 use crate::sink::Sink;
-use crate::store::Store;
+use crate::store::{HandedFinal, Store};
 use crate::telemetry;
 
 pub struct Reporter {
@@ -25,11 +25,22 @@ impl Reporter {
         Self { sink, store, history_ttl, encode }
     }
 
-    /// Resolves once the sink has the reports. A sink that is down is retried, not skipped:
-    /// a report that was never published would break the one-final-per-job promise.
+    /// Resolves once the sink has the reports (and the finals receipts decided while their
+    /// jobs' `accepted` among them was not recorded: handed over by the store, published right
+    /// after). A sink that is down is retried, not skipped: a report that was never published
+    /// would break the one-final-per-job promise.
     pub async fn emit(&self, reports: &[Report]) {
+        let handed = self.emit_once(reports).await;
+        if !handed.is_empty() {
+            let finals: Vec<Report> = handed.iter().map(|h| h.report()).collect();
+            // Recording finals hands nothing over: no third round.
+            self.emit_once(&finals).await;
+        }
+    }
+
+    async fn emit_once(&self, reports: &[Report]) -> Vec<HandedFinal> {
         if reports.is_empty() {
-            return;
+            return Vec::new();
         }
         let json: Option<Vec<String>> =
             self.encode.then(|| reports.iter().map(|r| serde_json::to_string(r).expect("reports serialize")).collect());
@@ -50,7 +61,7 @@ impl Reporter {
         // Not only history: recording a final marks its claim final, and recording `accepted`
         // lets its job's receipts end it. Retried until the store answers (appending a report
         // twice to a history is the worst a lost reply can do).
-        crate::retry::until_ok("record_events", reports.len(), || async {
+        let handed = crate::retry::until_ok("record_events", reports.len(), || async {
             match &json {
                 Some(json) => self.store.record_events_json(reports, json, self.history_ttl).await,
                 None => self.store.record_events(reports, self.history_ttl).await,
@@ -64,11 +75,13 @@ impl Reporter {
         for (event, n) in by_event {
             metrics::counter!(telemetry::REPORTS_TOTAL, "event" => event).increment(n);
         }
+        handed
     }
 
     /// Records reports that are already in the sink (found there by a read-back) without
     /// publishing them again: history, and a final's claim marked final.
     pub async fn record(&self, reports: &[Report], json: &[String]) {
+        // Finals only (read back from the topic): they hand nothing over.
         crate::retry::until_ok("record_events", reports.len(), || self.store.record_events_json(reports, json, self.history_ttl)).await;
     }
 

@@ -73,7 +73,13 @@ async fn decide(ctx: &WorkerCtx, dispatch: &Arc<Dispatch>, mut batch: Vec<Envelo
 
     let mut out = Decided::default();
     let mut routed = Vec::new();
-    for (env, verdict) in batch.into_iter().zip(verdicts) {
+    // A record let through was claimed by this chain pass (not before `now`, though a step
+    // retried under the same token may have claimed it a little earlier: the margin).
+    let claim_until = now + chrono::Duration::from_std(ctx.claim_ttl).unwrap_or(chrono::Duration::hours(1)) - chrono::Duration::minutes(10);
+    for (mut env, verdict) in batch.into_iter().zip(verdicts) {
+        if !env.claimed && matches!(verdict, Verdict::Allow) {
+            env.claim_until = Some(claim_until);
+        }
         match verdict {
             Verdict::Allow => match ctx.router.route(&env.job) {
                 Ok(provider) => routed.push((env, provider)),

@@ -15,7 +15,7 @@ use super::{InboundReceipt, ProviderEvent};
 use crate::clock::Clock;
 use crate::pipeline::{BatchTasks, Reporter};
 use crate::report::{EventKind, Report};
-use crate::store::{EarlyReceipt, PartOutcome, SentJob, Settled, Store};
+use crate::store::{EarlyReceipt, PartOutcome, PartReceipt, SentJob, Settled, Store};
 use crate::telemetry;
 
 /// A receipt can beat its mapping (the SMSC answers the submit and sends the receipt before
@@ -30,20 +30,11 @@ pub(crate) const FINAL_CONFIRM_GRACE: chrono::Duration = chrono::Duration::secon
 const PUBLISHES_IN_FLIGHT: usize = 8;
 
 pub fn event_for(outcome: PartOutcome) -> EventKind {
-    match outcome {
-        PartOutcome::Delivered => EventKind::Delivered,
-        PartOutcome::Undelivered => EventKind::Undelivered,
-        PartOutcome::Expired => EventKind::Expired,
-        PartOutcome::Rejected => EventKind::Rejected,
-        PartOutcome::Unknown => EventKind::Unknown,
-    }
+    outcome.event()
 }
 
 pub fn report_for(job: &SentJob, event: EventKind, at: chrono::DateTime<chrono::Utc>) -> Report {
-    let mut r = Report::from_parts(&job.job_id, &job.tenant, &job.channel, &job.to, &job.meta, event, at).with_provider(&job.provider);
-    r.provider_message_id = job.message_ids.first().cloned();
-    r.segments = Some(job.segments);
-    r
+    job.report(event, at)
 }
 
 pub struct Correlator {
@@ -121,7 +112,8 @@ impl Correlator {
         }
         // One store round trip for the whole batch, not one per receipt; replay-guarded in the
         // store, so a retry after a lost reply gets the first run's answer.
-        let keys: Vec<(&str, &str, PartOutcome)> = receipts.iter().map(|(_, r, o)| (&*r.provider, r.message_id.as_str(), *o)).collect();
+        let keys: Vec<PartReceipt> =
+            receipts.iter().map(|(_, r, o)| (&*r.provider, r.message_id.as_str(), *o, r.error_code.as_deref())).collect();
         let settled = crate::retry::until_ok("settle_parts", keys.len(), || self.store.settle_parts(&keys, now + FINAL_CONFIRM_GRACE)).await;
         drop(keys);
         crate::failpoint::hit("receipt-stored");
@@ -141,10 +133,11 @@ impl Correlator {
                     reports.push(rep);
                     "matched"
                 }
-                Settled::Pending => "matched",
-                // Its job's `accepted` is not out yet, or its mapping not stored yet: again soon,
-                // here; and kept in the store first, so that acknowledging it cannot lose it.
-                Settled::Held | Settled::Unmatched if first_seen.elapsed() < EARLY_RECEIPT_GRACE => {
+                // Handed off: the recorder of its job's `accepted` publishes the final after it.
+                Settled::Pending | Settled::HandedOff => "matched",
+                // Its job's mapping is not stored yet: again soon, here; and kept in the store
+                // first, so that acknowledging it cannot lose it.
+                Settled::Unmatched if first_seen.elapsed() < EARLY_RECEIPT_GRACE => {
                     let mut r = r.clone();
                     if !r.stored {
                         keep.push(EarlyReceipt {
@@ -158,7 +151,7 @@ impl Correlator {
                     early.push_back((*first_seen, Instant::now() + EARLY_RECEIPT_RETRY, r));
                     continue;
                 }
-                Settled::Held | Settled::Unmatched => {
+                Settled::Unmatched => {
                     debug!(provider = %r.provider, "receipt matches no job");
                     "unmatched"
                 }
@@ -185,20 +178,15 @@ impl Correlator {
             metrics::counter!(telemetry::RECEIPTS_TOTAL, "provider" => provider.to_string(), "outcome" => label).increment(n);
         }
         if !reports.is_empty() {
-            let (store, reporter) = (self.store.clone(), self.reporter.clone());
-            publishing.spawn(async move { publish_finals(store.as_ref(), &reporter, &reports).await }).await;
+            let reporter = self.reporter.clone();
+            publishing.spawn(async move { publish_finals(&reporter, &reports).await }).await;
         }
     }
 }
 
-/// Publishes final reports, then lets the store forget their jobs. Until the store hears it,
-/// a job stays due for re-publishing (by the deadline sweep of any instance, after the
-/// grace): so the confirmation is retried until the store takes it, never given up.
-pub(super) async fn publish_finals(store: &dyn Store, reporter: &Reporter, reports: &[Report]) {
-    if reports.is_empty() {
-        return;
-    }
+/// Publishes final reports; recording them (retried until the store takes it, never given
+/// up) lets the store forget their jobs. Until then a job stays due for re-publishing (by the
+/// deadline sweep of any instance, after the grace).
+pub(super) async fn publish_finals(reporter: &Reporter, reports: &[Report]) {
     reporter.emit(reports).await;
-    let ids: Vec<String> = reports.iter().map(|r| r.job_id.clone()).collect();
-    crate::retry::until_ok("finish_sent", ids.len(), || store.finish_sent(&ids)).await;
 }

@@ -78,7 +78,7 @@ impl Sweep {
         let (unsure, sure): (Vec<Overdue>, Vec<Overdue>) = jobs.into_iter().partition(|j| j.decided_at.is_some());
         let mut reports: Vec<Report> = sure.iter().filter_map(|j| report_of(j, now)).collect();
         reports.extend(self.not_yet_published(unsure, now).await);
-        publish_finals(self.store.as_ref(), &self.reporter, &reports).await;
+        publish_finals(&self.reporter, &reports).await;
     }
 
     /// Of finals decided by instances that died, those the reports topic does not hold yet.
@@ -123,9 +123,8 @@ impl Sweep {
             }
             info!(partition, from = ?from, in_topic = recorded.0.len(), "read back finals of a dead instance");
             if !recorded.0.is_empty() {
+                // Recording a final forgets its job's receipt state too.
                 self.reporter.record(&recorded.0, &recorded.1).await;
-                let ids: Vec<String> = recorded.0.iter().map(|r| r.job_id.clone()).collect();
-                crate::retry::until_ok("finish_sent", ids.len(), || self.store.finish_sent(&ids)).await;
             }
         }
         publish

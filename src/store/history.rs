@@ -5,13 +5,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::StoreError;
+use super::{HandedFinal, StoreError};
 use crate::report::Report;
 
 #[async_trait]
 pub trait History: Send + Sync {
-    /// Appends report events to their jobs' histories (and marks jobs with a final one done).
-    async fn record_events(&self, reports: &[Report], ttl: Duration) -> Result<(), StoreError>;
+    /// Appends report events to their jobs' histories; marks jobs with a final one done (and
+    /// forgets their receipt state, as [`super::Receipts::finish_sent`]); lifts the hold on the
+    /// receipts of jobs with an `accepted` one. Returns the finals receipts decided while that
+    /// `accepted` was not recorded ([`super::Settled::HandedOff`]): the caller publishes them
+    /// now, after it. A call run again after a lost reply returns them again.
+    async fn record_events(&self, reports: &[Report], ttl: Duration) -> Result<Vec<HandedFinal>, StoreError>;
 
     /// Whether this store keeps histories as report JSON, so that
     /// [`History::record_events_json`] saves it encoding each report again.
@@ -22,7 +26,7 @@ pub trait History: Send + Sync {
     /// [`History::record_events`] with each report already encoded (`json[i]` is
     /// `serde_json::to_string(&reports[i])`): the reporter encodes a report once for the sink
     /// and the history.
-    async fn record_events_json(&self, reports: &[Report], json: &[String], ttl: Duration) -> Result<(), StoreError> {
+    async fn record_events_json(&self, reports: &[Report], json: &[String], ttl: Duration) -> Result<Vec<HandedFinal>, StoreError> {
         let _ = json;
         self.record_events(reports, ttl).await
     }

@@ -104,8 +104,11 @@ struct Tracked {
     delivered_parts: usize,
     /// Decided by a receipt, waiting for `finish_sent`.
     decided: Option<PartOutcome>,
-    /// Its `accepted` report is not recorded yet: a receipt that would end it waits.
+    /// Its `accepted` report is not recorded yet: a receipt that ends it hands its final to
+    /// the recorder of `accepted` (`handed`).
     held: bool,
+    /// Decided while held: the receipt's error code and when, for the recorder of `accepted`.
+    handed: Option<(Option<String>, DateTime<Utc>)>,
 }
 
 impl MemoryStore {

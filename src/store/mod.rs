@@ -35,7 +35,7 @@ pub use history::History;
 pub use memory::MemoryStore;
 pub use opt_outs::{OptOutEntry, OptOutPage, OptOuts};
 pub use rates::{campaign_field, Rates};
-pub use receipts::{EarlyReceipt, Overdue, PartOutcome, Receipts, SentJob, Settled, EARLY_RECEIPT_KEEP};
+pub use receipts::{EarlyReceipt, HandedFinal, Overdue, PartOutcome, PartReceipt, Receipts, SentJob, Settled, EARLY_RECEIPT_KEEP};
 pub use redis::RedisStore;
 pub use schedule::{ClaimedJob, DueKind, Schedule, ScheduledJob};
 pub use whatsapp::Whatsapp;

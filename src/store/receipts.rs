@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::StoreError;
+use crate::report::{EventKind, Report};
 
 /// A job a provider accepted, as the store keeps it until its final receipt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,6 +24,11 @@ pub struct SentJob {
     /// One per submitted part, in part order.
     pub message_ids: Vec<String>,
     pub segments: u32,
+    /// Not stored: until when, at least, the job's claim is kept (its dedup TTL from the
+    /// claim), where the caller knows it. The store then need not extend it to the receipt
+    /// deadline (`None`: it does).
+    #[serde(skip)]
+    pub claim_until: Option<DateTime<Utc>>,
 }
 
 /// A receipt that matched no job yet (its job's answer, or its `accepted`, is not recorded),
@@ -79,6 +85,34 @@ impl PartOutcome {
     }
 }
 
+impl PartOutcome {
+    /// The report event of a job this outcome ends.
+    pub fn event(self) -> EventKind {
+        match self {
+            Self::Delivered => EventKind::Delivered,
+            Self::Undelivered => EventKind::Undelivered,
+            Self::Expired => EventKind::Expired,
+            Self::Rejected => EventKind::Rejected,
+            Self::Unknown => EventKind::Unknown,
+        }
+    }
+}
+
+impl SentJob {
+    /// A report about this job (`event` at `at`), with its provider, first message id and
+    /// segments.
+    pub fn report(&self, event: EventKind, at: DateTime<Utc>) -> Report {
+        let mut r = Report::from_parts(&self.job_id, &self.tenant, &self.channel, &self.to, &self.meta, event, at).with_provider(&self.provider);
+        r.provider_message_id = self.message_ids.first().cloned();
+        r.segments = Some(self.segments);
+        r
+    }
+}
+
+/// One receipt for [`Receipts::settle_parts`]: provider, message id, outcome, and the
+/// provider's error code (kept for a final handed to the recorder of `accepted`).
+pub type PartReceipt<'a> = (&'a str, &'a str, PartOutcome, Option<&'a str>);
+
 /// What recording a part's receipt did to its job.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Settled {
@@ -86,19 +120,43 @@ pub enum Settled {
     Final { job: SentJob, outcome: PartOutcome },
     /// Other parts are still out.
     Pending,
-    /// It would be final, but the job's `accepted` report is not recorded yet: nothing was
-    /// changed; try the receipt again shortly.
-    Held,
+    /// The job is final now, but its `accepted` report is not recorded yet: the final goes
+    /// out right after it, from whoever records it ([`super::History::record_events`] hands
+    /// it over), so that `accepted` always comes first. Nothing for this receipt's caller to do.
+    HandedOff,
     /// No job holds this message id (yet, or any more).
     Unmatched,
+}
+
+/// A final decided by a receipt before its job's `accepted` was recorded
+/// ([`Settled::HandedOff`]), handed to the recorder of that `accepted` to publish.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HandedFinal {
+    pub job: SentJob,
+    pub outcome: PartOutcome,
+    pub error_code: Option<String>,
+    /// When the receipt decided it.
+    pub decided_at: DateTime<Utc>,
+}
+
+impl HandedFinal {
+    /// Its final report, as the receipt's own caller would have made it.
+    pub fn report(&self) -> Report {
+        let r = self.job.report(self.outcome.event(), self.decided_at);
+        if self.outcome == PartOutcome::Delivered {
+            return r;
+        }
+        let first = self.job.message_ids.first().map(String::as_str).unwrap_or_default();
+        r.with_error(self.error_code.clone(), format!("receipt for message {first}"))
+    }
 }
 
 #[async_trait]
 pub trait Receipts: Send + Sync {
     /// Records accepted jobs, each under its token: every part's message id maps to its job,
-    /// and the job's receipt deadline is set, together. A receipt that would make a job final
-    /// waits ([`Settled::Held`]) until its `accepted` report is recorded
-    /// ([`History::record_events`](super::History::record_events)).
+    /// and the job's receipt deadline is set, together. A receipt that makes a job final
+    /// before its `accepted` report is recorded hands the final to whoever records it
+    /// ([`Settled::HandedOff`], [`History::record_events`](super::History::record_events)).
     /// `false` where the token no longer holds the job.
     async fn track_sent(&self, jobs: &[(SentJob, DateTime<Utc>, String)], ttl: Duration) -> Result<Vec<bool>, StoreError>;
 
@@ -113,16 +171,12 @@ pub trait Receipts: Send + Sync {
         outcome: PartOutcome,
         confirm_by: DateTime<Utc>,
     ) -> Result<Settled, StoreError> {
-        let mut s = self.settle_parts(&[(provider, message_id, outcome)], confirm_by).await?;
+        let mut s = self.settle_parts(&[(provider, message_id, outcome, None)], confirm_by).await?;
         Ok(s.pop().unwrap_or(Settled::Unmatched))
     }
 
     /// [`Receipts::settle_part`] for many receipts, in order, in one round trip.
-    async fn settle_parts(
-        &self,
-        receipts: &[(&str, &str, PartOutcome)],
-        confirm_by: DateTime<Utc>,
-    ) -> Result<Vec<Settled>, StoreError>;
+    async fn settle_parts(&self, receipts: &[PartReceipt<'_>], confirm_by: DateTime<Utc>) -> Result<Vec<Settled>, StoreError>;
 
     /// Up to `limit` jobs due by `now`: past their receipt deadline (decided `unknown` here),
     /// or decided but never confirmed by an instance that died (the decided final, flagged
@@ -131,8 +185,8 @@ pub trait Receipts: Send + Sync {
     /// unless [`Receipts::finish_sent`] forgets it first.
     async fn take_overdue(&self, now: DateTime<Utc>, limit: usize, lease_until: DateTime<Utc>) -> Result<Vec<Overdue>, StoreError>;
 
-    /// Forgets jobs whose final report is out (recorded first, which marked their claims
-    /// final): their mappings and deadline.
+    /// Forgets jobs whose final report is out: their mappings and deadline. Recording a final
+    /// ([`super::History::record_events`]) does this too, in the same step.
     async fn finish_sent(&self, job_ids: &[String]) -> Result<(), StoreError>;
 
     /// Jobs still waiting for a receipt, where the store can count them cheaply (shutdown

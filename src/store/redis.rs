@@ -81,11 +81,7 @@ impl Scripts {
                 include_str!("scripts/replay_close.lua")
             )),
             finish_scheduled: Script::new(include_str!("scripts/finish_scheduled.lua")),
-            track_sent: Script::new(concat!(
-                include_str!("scripts/replay_open.lua"),
-                include_str!("scripts/track_sent.lua"),
-                include_str!("scripts/replay_close.lua")
-            )),
+            track_sent: Script::new(include_str!("scripts/track_sent.lua")),
             settle_part: Script::new(concat!(
                 include_str!("scripts/replay_open.lua"),
                 include_str!("scripts/settle_part.lua"),
@@ -99,7 +95,7 @@ impl Scripts {
                 include_str!("scripts/replay_close.lua")
             )),
             finish_sent: Script::new(concat!(include_str!("scripts/forget_sent.lua"), include_str!("scripts/finish_sent.lua"))),
-            record_events: Script::new(include_str!("scripts/record_events.lua")),
+            record_events: Script::new(concat!(include_str!("scripts/forget_sent.lua"), include_str!("scripts/record_events.lua"))),
             release: Script::new(include_str!("scripts/release.lua")),
             whatsapp_admit: Script::new(include_str!("scripts/whatsapp_admit.lua")),
             record_inbound: Script::new(include_str!("scripts/record_inbound.lua")),

@@ -59,7 +59,7 @@ conformance! {
     schedule_a_recheck_never_replaces_the_owners_entry,
     schedule_a_resumed_job_moves_its_claim_to_the_new_token,
     receipts_parts_count_down_and_the_first_failure_decides,
-    receipts_a_final_waits_until_its_accepted_is_recorded,
+    receipts_a_final_before_accepted_is_handed_to_its_recorder,
     receipts_the_deadline_sweep_decides_unknown_once,
     history_events_come_back_in_order_and_round_trip,
     opt_outs_are_sets_per_tenant_and_channel_and_page_in_order,
@@ -295,7 +295,13 @@ async fn receipts_parts_count_down_and_the_first_failure_decides(st: Arc<dyn Sto
     assert_eq!(st.settle_part("p", "31", PartOutcome::Delivered, t(30)).await.unwrap(), Settled::Pending);
     assert_eq!(st.settle_part("p", "32", PartOutcome::Delivered, t(30)).await.unwrap(), Settled::Final { job: three, outcome: PartOutcome::Delivered });
     // The first part that fails decides; the others then change nothing. One call, in order.
-    let batch = [("p", "21", PartOutcome::Undelivered), ("p", "22", PartOutcome::Delivered), ("p", "11", PartOutcome::Expired), ("p", "nope", PartOutcome::Delivered), ("other", "11", PartOutcome::Delivered)];
+    let batch = [
+        ("p", "21", PartOutcome::Undelivered, Some("0x0b")),
+        ("p", "22", PartOutcome::Delivered, None),
+        ("p", "11", PartOutcome::Expired, None),
+        ("p", "nope", PartOutcome::Delivered, None),
+        ("other", "11", PartOutcome::Delivered, None),
+    ];
     let got = st.settle_parts(&batch, t(30)).await.unwrap();
     assert!(is_final(&got[0], PartOutcome::Undelivered), "{got:?}");
     assert_eq!(got[1], Settled::Pending);
@@ -311,19 +317,35 @@ async fn receipts_parts_count_down_and_the_first_failure_decides(st: Arc<dyn Sto
     assert_eq!(claim(st, &[("three", None), ("one", None)]).await.0, [Claim::Duplicate, Claim::Duplicate]);
 }
 
-async fn receipts_a_final_waits_until_its_accepted_is_recorded(st: Arc<dyn Store>) {
+async fn receipts_a_final_before_accepted_is_handed_to_its_recorder(st: Arc<dyn Store>) {
     let st = st.as_ref();
-    send(st, &[(sent("held", &["h1", "h2"]), t(100)), (sent("failed", &["f1"]), t(100))], false).await;
+    let (held, failed) = (sent("held", &["h1", "h2"]), sent("failed", &["f1"]));
+    send(st, &[(held.clone(), t(100)), (failed.clone(), t(100)), (sent("plain", &["p1"]), t(100))], false).await;
     // A part that does not end the job counts as ever.
     assert_eq!(st.settle_part("p", "h1", PartOutcome::Delivered, t(30)).await.unwrap(), Settled::Pending);
-    // One that would end it waits, changing nothing, however often it comes.
-    for _ in 0..2 {
-        assert_eq!(st.settle_part("p", "h2", PartOutcome::Delivered, t(30)).await.unwrap(), Settled::Held);
-        assert_eq!(st.settle_part("p", "f1", PartOutcome::Undelivered, t(30)).await.unwrap(), Settled::Held);
-    }
-    st.record_events(&[report("held", EventKind::Accepted), report("failed", EventKind::Accepted)], TTL).await.unwrap();
-    assert!(is_final(&st.settle_part("p", "h2", PartOutcome::Delivered, t(30)).await.unwrap(), PartOutcome::Delivered));
-    assert!(is_final(&st.settle_part("p", "f1", PartOutcome::Undelivered, t(30)).await.unwrap(), PartOutcome::Undelivered));
+    // One that ends it decides it, but its caller publishes nothing: `accepted` is not out.
+    let got = st.settle_parts(&[("p", "h2", PartOutcome::Delivered, None), ("p", "f1", PartOutcome::Undelivered, Some("0x0b"))], t(30)).await.unwrap();
+    assert_eq!(got, [Settled::HandedOff, Settled::HandedOff]);
+    // Decided once: the same receipts again match nothing.
+    assert_eq!(st.settle_part("p", "h2", PartOutcome::Delivered, t(30)).await.unwrap(), Settled::Unmatched);
+    // Its decider (this owner) lives: the sweep leaves it to the recorder of `accepted`.
+    assert!(st.take_overdue(t(31), 10, t(61)).await.unwrap().is_empty());
+    // Recording `accepted` hands the finals over, with the receipt's error code, in order.
+    let accepted = [report("held", EventKind::Accepted), report("failed", EventKind::Accepted), report("plain", EventKind::Accepted)];
+    let handed = st.record_events(&accepted, TTL).await.unwrap();
+    let got: Vec<(&str, PartOutcome, Option<&str>)> = handed.iter().map(|h| (h.job.job_id.as_str(), h.outcome, h.error_code.as_deref())).collect();
+    assert_eq!(got, [("held", PartOutcome::Delivered, None), ("failed", PartOutcome::Undelivered, Some("0x0b"))]);
+    assert_eq!((&handed[0].job, &handed[1].job), (&held, &failed));
+    let finals: Vec<Report> = handed.iter().map(|h| h.report()).collect();
+    assert_eq!(finals[1].event, EventKind::Undelivered);
+    assert_eq!(finals[1].error.as_ref().and_then(|e| e.code.as_deref()), Some("0x0b"));
+    // Once the finals are recorded, nothing is handed over again; the plain job's receipt
+    // (after its `accepted`) ends it as ever.
+    st.record_events(&finals, TTL).await.unwrap();
+    assert!(st.record_events(&accepted[..2], TTL).await.unwrap().is_empty());
+    assert!(is_final(&st.settle_part("p", "p1", PartOutcome::Delivered, t(30)).await.unwrap(), PartOutcome::Delivered));
+    // Every final decided by a live owner (this one): nothing for the sweep.
+    assert!(st.take_overdue(t(1000), 10, t(1030)).await.unwrap().is_empty());
 }
 
 async fn receipts_the_deadline_sweep_decides_unknown_once(st: Arc<dyn Store>) {

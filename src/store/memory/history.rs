@@ -1,5 +1,6 @@
 //! Histories in memory: each job's reports, oldest first, with a TTL; recording one marks
-//! the claim final or lifts the hold on its receipts, as `scripts/record_events.lua` does.
+//! the claim final (forgetting its receipt state) or lifts the hold on its receipts (handing
+//! back a final decided meanwhile), as `scripts/record_events.lua` does.
 
 use std::time::{Duration, Instant};
 
@@ -7,16 +8,19 @@ use async_trait::async_trait;
 
 use super::{ClaimState, MemoryStore, St};
 use crate::report::Report;
-use crate::store::{History, StoreError};
+use crate::store::{HandedFinal, History, StoreError};
 
 #[async_trait]
 impl History for MemoryStore {
-    async fn record_events(&self, reports: &[Report], ttl: Duration) -> Result<(), StoreError> {
+    async fn record_events(&self, reports: &[Report], ttl: Duration) -> Result<Vec<HandedFinal>, StoreError> {
         let mut g = self.lock();
+        let mut handed = Vec::new();
         g.sweep();
         let exp = Instant::now() + ttl;
         for r in reports {
             if r.is_final {
+                // Its receipt state is forgotten in the same step, as record_events.lua does.
+                g.forget_sent(&r.job_id);
                 match g.claims.get_mut(r.job_id.as_str()) {
                     Some(c) => {
                         c.st = St::Final;
@@ -32,6 +36,10 @@ impl History for MemoryStore {
             } else if r.event == crate::report::EventKind::Accepted {
                 if let Some(t) = g.sent.get_mut(r.job_id.as_str()) {
                     t.held = false;
+                    // A receipt decided it meanwhile: its final goes out now, after `accepted`.
+                    if let (Some((error_code, decided_at)), Some(outcome)) = (t.handed.clone(), t.decided) {
+                        handed.push(HandedFinal { job: t.job.clone(), outcome, error_code, decided_at });
+                    }
                 }
             }
             // Looked up by &str first: most reports belong to a job already in the history.
@@ -48,7 +56,7 @@ impl History for MemoryStore {
                 }
             }
         }
-        Ok(())
+        Ok(handed)
     }
 
     async fn events(&self, job_id: &str) -> Result<Vec<Report>, StoreError> {

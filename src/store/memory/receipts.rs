@@ -8,17 +8,15 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{ClaimState, FastMap, Inner, MemoryStore, St, Tracked};
-use crate::store::{Overdue, PartOutcome, Receipts, SentJob, Settled, StoreError};
+use crate::store::{Overdue, PartOutcome, PartReceipt, Receipts, SentJob, Settled, StoreError};
 
 impl Inner {
     /// One receipt: see [`Receipts::settle_part`].
-    fn settle(&mut self, provider: &str, message_id: &str, outcome: PartOutcome, confirm_by: DateTime<Utc>) -> Settled {
+    fn settle(&mut self, receipt: &PartReceipt<'_>, confirm_by: DateTime<Utc>) -> Settled {
+        let (provider, message_id, outcome, code) = *receipt;
         let Some(job_id) = self.messages.get(provider).and_then(|m| m.get(message_id)).cloned() else { return Settled::Unmatched };
-        let Some(t) = self.sent.get_mut(&job_id) else { return Settled::Unmatched };
-        let last = outcome != PartOutcome::Delivered || t.delivered_parts + 1 >= t.job.message_ids.len();
-        if t.decided.is_none() && last && t.held {
-            // Left as it was (the mapping too): the receipt comes again once `accepted` is out.
-            return Settled::Held;
+        if !self.sent.contains_key(&job_id) {
+            return Settled::Unmatched;
         }
         self.messages.get_mut(provider).map(|m| m.remove(message_id));
         let t = self.sent.get_mut(&job_id).expect("looked up above");
@@ -33,14 +31,22 @@ impl Inner {
             }
         }
         t.decided = Some(outcome);
-        let (old, job) = (t.deadline, t.job.clone());
+        let (old, job, held) = (t.deadline, t.job.clone(), t.held);
+        if held {
+            // Its `accepted` is not recorded yet: published after it, by its recorder.
+            t.held = false;
+            t.handed = Some((code.map(str::to_owned), Utc::now()));
+        }
         t.deadline = confirm_by;
         self.deadlines.remove(&(old, job_id.clone()));
         self.deadlines.insert((confirm_by, job_id));
+        if held {
+            return Settled::HandedOff;
+        }
         Settled::Final { job, outcome }
     }
 
-    fn forget_sent(&mut self, job_id: &str) -> Option<Tracked> {
+    pub(super) fn forget_sent(&mut self, job_id: &str) -> Option<Tracked> {
         let t = self.sent.remove(job_id)?;
         if let Some(m) = self.messages.get_mut(&t.job.provider) {
             for id in &t.job.message_ids {
@@ -86,20 +92,16 @@ impl Receipts for MemoryStore {
                 m.insert(id.clone(), job.job_id.clone());
             }
             g.deadlines.insert((*deadline, job.job_id.clone()));
-            let t = Tracked { job: job.clone(), deadline: *deadline, delivered_parts: 0, decided: None, held: true };
+            let t = Tracked { job: job.clone(), deadline: *deadline, delivered_parts: 0, decided: None, held: true, handed: None };
             g.sent.insert(job.job_id.clone(), t);
             out.push(true);
         }
         Ok(out)
     }
 
-    async fn settle_parts(
-        &self,
-        receipts: &[(&str, &str, PartOutcome)],
-        confirm_by: DateTime<Utc>,
-    ) -> Result<Vec<Settled>, StoreError> {
+    async fn settle_parts(&self, receipts: &[PartReceipt<'_>], confirm_by: DateTime<Utc>) -> Result<Vec<Settled>, StoreError> {
         let mut g = self.lock();
-        Ok(receipts.iter().map(|(p, m, o)| g.settle(p, m, *o, confirm_by)).collect())
+        Ok(receipts.iter().map(|r| g.settle(r, confirm_by)).collect())
     }
 
     /// One process: a final decided here is being published here (the reporter retries until

@@ -1,5 +1,6 @@
 //! Histories in Redis: one list of report JSON per job (`Keys::hist`), appended by
-//! `record_events.lua` together with the claim's final mark and the lifted receipt hold.
+//! `record_events.lua` together with the claim's final mark (which forgets its receipt state)
+//! and the lifted receipt hold.
 
 use std::time::Duration;
 
@@ -7,11 +8,13 @@ use async_trait::async_trait;
 
 use super::{corrupt, millis, store_err, RedisStore};
 use crate::report::Report;
-use crate::store::{History, StoreError};
+use chrono::{DateTime, Utc};
+
+use crate::store::{HandedFinal, History, PartOutcome, SentJob, StoreError};
 
 #[async_trait]
 impl History for RedisStore {
-    async fn record_events(&self, reports: &[Report], ttl: Duration) -> Result<(), StoreError> {
+    async fn record_events(&self, reports: &[Report], ttl: Duration) -> Result<Vec<HandedFinal>, StoreError> {
         let json = reports
             .iter()
             .map(|r| serde_json::to_string(r).map_err(|e| corrupt(self.keys.hist(&r.job_id), e)))
@@ -23,16 +26,16 @@ impl History for RedisStore {
         true
     }
 
-    async fn record_events_json(&self, reports: &[Report], json: &[String], ttl: Duration) -> Result<(), StoreError> {
+    async fn record_events_json(&self, reports: &[Report], json: &[String], ttl: Duration) -> Result<Vec<HandedFinal>, StoreError> {
         if reports.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         if json.len() != reports.len() {
             return Err(corrupt("record_events", format!("{} encodings for {} reports", json.len(), reports.len())));
         }
         // One script: each history and its final mark land together even if Redis dies mid-batch.
-        let mut inv = self.scripts.record_events.prepare_invoke();
-        inv.arg(self.keys.hist_prefix()).arg(self.keys.job_prefix()).arg(millis(ttl));
+        let mut inv = self.scripts.record_events.key(self.keys.deadlines());
+        inv.arg(self.keys.hist_prefix()).arg(self.keys.job_prefix()).arg(millis(ttl)).arg(&self.owner);
         for (r, json) in reports.iter().zip(json) {
             let kind = match r.event {
                 _ if r.is_final => "1",
@@ -41,7 +44,17 @@ impl History for RedisStore {
             };
             inv.arg(&r.job_id).arg(kind).arg(json);
         }
-        inv.invoke_async::<()>(&mut self.conn()).await.map_err(|e| store_err(e, "record_events"))
+        let handed: Vec<(String, String, String, i64)> =
+            inv.invoke_async(&mut self.conn()).await.map_err(|e| store_err(e, "record_events"))?;
+        handed
+            .into_iter()
+            .map(|(sent, outcome, code, at)| {
+                let job: SentJob = serde_json::from_str(&sent).map_err(|e| corrupt("record_events", e))?;
+                let outcome = PartOutcome::parse(&outcome).ok_or_else(|| corrupt(self.keys.job(&job.job_id), format!("outcome {outcome:?}")))?;
+                let decided_at = DateTime::<Utc>::from_timestamp_millis(at).unwrap_or_else(Utc::now);
+                Ok(HandedFinal { job, outcome, error_code: (!code.is_empty()).then_some(code), decided_at })
+            })
+            .collect()
     }
 
     async fn events(&self, job_id: &str) -> Result<Vec<Report>, StoreError> {

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::{corrupt, millis, store_err, RedisStore};
 use crate::report::Report;
-use crate::store::{EarlyReceipt, Overdue, PartOutcome, Receipts, SentJob, Settled, StoreError};
+use crate::store::{EarlyReceipt, Overdue, PartOutcome, PartReceipt, Receipts, SentJob, Settled, StoreError};
 
 /// One row of take_overdue.lua's answer: SentJob JSON, outcome, report JSON, decided at (ms).
 fn overdue(key: &str, row: &[String]) -> Result<Overdue, StoreError> {
@@ -43,24 +43,23 @@ impl Receipts for RedisStore {
             let deadline_ms = deadline.timestamp_millis();
             // Kept `ttl` past the deadline, so late receipts still match until then.
             let px = millis(ttl) + deadline_ms.saturating_sub(now_ms).max(0) as u64;
-            inv.arg(&job.job_id).arg(token).arg(deadline_ms).arg(px).arg(json).arg(&job.provider).arg(job.message_ids.len());
+            // The claim's own TTL (the dedup TTL, days) mostly outlives that already.
+            let extend = job.claim_until.is_none_or(|until| until.timestamp_millis() < now_ms.saturating_add(px as i64));
+            inv.arg(&job.job_id).arg(token).arg(deadline_ms).arg(px).arg(if extend { "1" } else { "0" });
+            inv.arg(json).arg(&job.provider).arg(job.message_ids.len());
             for id in &job.message_ids {
                 inv.arg(id);
             }
         }
-        // Replay-guarded: run twice, the second run would find the job `sent` and say fenced.
-        let tracked: Vec<i64> = self.invoke_replayable(&mut inv, "track_sent").await?;
+        // Run again after a lost reply, it answers the same (a job `sent` under its token).
+        let tracked: Vec<i64> = inv.invoke_async(&mut self.conn()).await.map_err(|e| store_err(e, "track_sent"))?;
         if tracked.len() != jobs.len() {
             return Err(corrupt(self.keys.deadlines(), format!("{} answers for {} jobs", tracked.len(), jobs.len())));
         }
         Ok(tracked.into_iter().map(|v| v == 1).collect())
     }
 
-    async fn settle_parts(
-        &self,
-        receipts: &[(&str, &str, PartOutcome)],
-        confirm_by: DateTime<Utc>,
-    ) -> Result<Vec<Settled>, StoreError> {
+    async fn settle_parts(&self, receipts: &[PartReceipt<'_>], confirm_by: DateTime<Utc>) -> Result<Vec<Settled>, StoreError> {
         if receipts.is_empty() {
             return Ok(Vec::new());
         }
@@ -68,8 +67,8 @@ impl Receipts for RedisStore {
         let mut inv = self.scripts.settle_part.key(&key);
         inv.arg(self.keys.job_prefix()).arg(confirm_by.timestamp_millis()).arg(self.keys.msg_prefix());
         inv.arg(Utc::now().timestamp_millis()).arg(&self.owner);
-        for (provider, message_id, outcome) in receipts {
-            inv.arg(*provider).arg(*message_id).arg(outcome.as_str());
+        for (provider, message_id, outcome, code) in receipts {
+            inv.arg(*provider).arg(*message_id).arg(outcome.as_str()).arg(code.unwrap_or_default());
         }
         let reply: Vec<String> = self.invoke_replayable(&mut inv, &key).await?;
         if reply.len() != receipts.len() * 2 {
@@ -78,10 +77,10 @@ impl Receipts for RedisStore {
         reply
             .chunks(2)
             .zip(receipts)
-            .map(|(pair, (_, _, outcome))| match pair[0].as_str() {
+            .map(|(pair, (_, _, outcome, _))| match pair[0].as_str() {
                 "u" => Ok(Settled::Unmatched),
                 "p" => Ok(Settled::Pending),
-                "e" => Ok(Settled::Held),
+                "h" => Ok(Settled::HandedOff),
                 "f" => Ok(Settled::Final { job: parse_sent(&key, &pair[1])?, outcome: *outcome }),
                 other => Err(corrupt(&key, format!("unexpected settle answer {other:?}"))),
             })

@@ -1,23 +1,34 @@
--- record_events: ARGV[1..2] history/job key prefixes, ARGV[3] TTL (ms), then per report:
--- job id, '1' if final, 'a' if `accepted`, else '0', report JSON. Appends to the job's
--- history, marks a job with a final report final, and lifts the hold track_sent.lua put on a
--- job until its `accepted` was out. TTLs are set only where a key was created here: an RPUSH that
--- returns 1 made the list; an HSET that adds `st` found no claim (it expired).
-local hist_prefix, job_prefix, ttl = ARGV[1], ARGV[2], ARGV[3]
-for i = 4, #ARGV, 3 do
+-- record_events: KEYS[1] deadlines zset. ARGV[1..2] history/job key prefixes, ARGV[3] TTL
+-- (ms), ARGV[4] this owner (`instance/incarnation`), then per report: job id, '1' if final,
+-- 'a' if `accepted`, else '0', report JSON.
+-- Appends to the job's history. A final report marks its claim final and forgets what
+-- track_sent.lua / begin_finals.lua wrote for its job (forget_sent, what finish_sent does, in
+-- the same step). `accepted` lifts the hold track_sent.lua put on its job's receipts; if a
+-- receipt decided the job meanwhile (settle_part.lua handed the final over: `ho`, decided
+-- by this owner), returns that final, {SentJob JSON, outcome, error code, decided at (ms)},
+-- for the caller to publish now, after its `accepted`. Run again after a lost reply it returns
+-- it again (until the final is recorded). TTLs are set only where a key was created here: an
+-- RPUSH that returns 1 made the list; an HSET that adds `st` found no claim (it expired).
+local hist_prefix, job_prefix, ttl, me = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local out = {}
+for i = 5, #ARGV, 3 do
   local id = ARGV[i]
   local hist = hist_prefix .. id
   if redis.call('RPUSH', hist, ARGV[i + 2]) == 1 then
     redis.call('PEXPIRE', hist, ttl)
   end
   local kind = ARGV[i + 1]
+  local key = job_prefix .. id
   if kind == '1' then
-    local key = job_prefix .. id
     if redis.call('HSET', key, 'st', 'final') == 1 then
       redis.call('PEXPIRE', key, ttl)
     end
-  elseif kind == 'a' then
-    redis.call('HDEL', job_prefix .. id, 'hold')
+    forget_sent(key, id, KEYS[1])
+  elseif kind == 'a' and redis.call('HDEL', key, 'hold') == 0 then
+    local h = redis.call('HMGET', key, 'ho', 'fo', 'st', 'j', 'fin', 'fc', 'fa')
+    if h[1] and h[2] == me and h[3] ~= 'final' and h[4] then
+      out[#out + 1] = { h[4], h[5], h[6] or '', h[7] or '0' }
+    end
   end
 end
-return 0
+return out

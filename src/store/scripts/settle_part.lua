@@ -1,11 +1,11 @@
 -- settle_part: many receipts in one call. KEYS[1] deadlines zset. ARGV[1] job key prefix,
 -- ARGV[2] when (ms) to re-emit a final nobody confirmed (finish_sent), ARGV[3] msg key prefix,
 -- ARGV[4] now (ms), ARGV[5] this owner (`instance/incarnation`), then per receipt: provider,
--- message id, outcome ('delivered', 'undelivered', ...).
+-- message id, outcome ('delivered', 'undelivered', ...), the provider's error code ('').
 -- Returns per receipt a pair: 'u','' unmatched; 'p','' other parts pending (or the final was
--- decided already); 'f', SentJob JSON: final now; 'e','' it would be final, but the job's
--- `accepted` is not recorded yet (track_sent.lua's hold): nothing changed, try it again.
--- The job is not forgotten here: only finish_sent does that, after its final report is out,
+-- decided already); 'f', SentJob JSON: final now; 'h','' final now, handed to the recorder of
+-- the job's `accepted` (see decide).
+-- The job is not forgotten here: only recording its final report does (record_events.lua),
 -- so a crash between this script and the report cannot lose the final.
 local job_prefix, confirm_by, msg_prefix, now, me = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 
@@ -19,16 +19,22 @@ local function final(key, id, outcome, json)
 end
 
 -- The job's state once its last part is in (or one failed): final now, pending, unmatched,
--- or held (then the part's mapping is put back and its count undone: `undo`).
-local function decide(key, id, outcome, undo)
-  local h = redis.call('HMGET', key, 'j', 'fin', 'hold')
+-- or handed off: its `accepted` is not recorded yet (track_sent.lua's hold), so the final is
+-- decided here but published after that `accepted` by whoever records it (record_events.lua
+-- returns it to the tracker: the owner of the claim, `fo`, which the deadline sweep waits for
+-- while it lives and reads the reports topic back for if it dies).
+local function decide(key, id, outcome, code)
+  local h = redis.call('HMGET', key, 'j', 'fin', 'hold', 'own')
   if not h[1] then
     return 'u', ''
   elseif h[2] then
     return 'p', ''
   elseif h[3] then
-    undo()
-    return 'e', ''
+    local tracker = string.match(h[4] or '', '^(.*)/[^/]*$') or me
+    redis.call('HSET', key, 'fin', outcome, 'fa', now, 'fo', tracker, 'ho', 1, 'fc', code)
+    redis.call('HDEL', key, 'hold')
+    redis.call('ZADD', KEYS[1], confirm_by, id)
+    return 'h', ''
   end
   return final(key, id, outcome, h[1])
 end
@@ -49,41 +55,33 @@ local function settle_counted_up(key, id, outcome)
 end
 
 local out = {}
-for i = 6, #ARGV - 1, 3 do
-  local outcome = ARGV[i + 2]
+for i = 6, #ARGV - 1, 4 do
+  local outcome, code = ARGV[i + 2], ARGV[i + 3]
   -- Each part's mapping is used once: a second receipt for it is unmatched.
-  local msg_key = msg_prefix .. ARGV[i] .. ':' .. ARGV[i + 1]
-  local id = redis.call('GETDEL', msg_key)
-  local code, json = 'u', ''
+  local id = redis.call('GETDEL', msg_prefix .. ARGV[i] .. ':' .. ARGV[i + 1])
+  local res, json = 'u', ''
   if id then
     local key = job_prefix .. id
-    local function put_back(counted)
-      return function()
-        if counted then redis.call('HINCRBY', key, 'left', 1) end
-        local ttl = redis.call('PTTL', key)
-        redis.call('SET', msg_key, id, 'PX', ttl > 0 and ttl or 60000)
-      end
-    end
     if outcome ~= 'delivered' then
       -- The first part that failed decides the job.
-      code, json = decide(key, id, outcome, put_back(false))
+      res, json = decide(key, id, outcome, code)
     else
       -- `left` counts the parts not yet delivered (track_sent.lua): while some are, this
       -- receipt needs no other lookup. Delivered only once every part is.
       local left = redis.call('HINCRBY', key, 'left', -1)
       if left > 0 then
-        code = 'p'
+        res = 'p'
       elseif left == 0 then
-        code, json = decide(key, id, outcome, put_back(true))
+        res, json = decide(key, id, outcome, code)
       else
         -- No `left`: the job is finished (forget_sent dropped it) or was tracked by an
         -- older version. Undo the field HINCRBY made, so no hash is left without its TTL.
         redis.call('HDEL', key, 'left')
-        code, json = settle_counted_up(key, id, outcome)
+        res, json = settle_counted_up(key, id, outcome)
       end
     end
   end
-  out[#out + 1] = code
+  out[#out + 1] = res
   out[#out + 1] = json
 end
 return out
