@@ -28,8 +28,8 @@ use crate::sink::ledger::Ledger;
 use crate::sink::Sink;
 use crate::source::kafka::{KafkaSource, SourceDeps};
 use crate::smsc_sim::{SimHandle, SmscSim};
-use crate::source::admin::{Admin, WhatsappAdmin};
-use crate::source::http::{self, Api, Ingest};
+use crate::api::admin::{Admin, WhatsappAdmin};
+use crate::api::{self as http, Api, Ingest};
 use crate::store::{MemoryStore, RedisStore, Store};
 
 /// How the daemon gets its outside world.
@@ -232,7 +232,7 @@ impl App {
             _ => Ingest::Embedded(intake),
         };
         let api = Arc::new(Api { ingest, store: store.clone(), router: router.clone(), clock, max_body_bytes: cfg.server.max_body_bytes, admin });
-        ingest_tasks.push(tokio::spawn(crate::source::listener::serve_with(api_listener, (&cfg.server).into(), stop_intake.clone(), move |req| api.clone().handle(req))));
+        ingest_tasks.push(tokio::spawn(crate::api::listener::serve_with(api_listener, (&cfg.server).into(), stop_intake.clone(), move |req| api.clone().handle(req))));
         rest_tasks.push(tokio::spawn(http::serve_metrics(metrics_listener, stop_rest.clone())));
 
         Ok(Self {

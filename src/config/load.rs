@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use toml::{Table, Value};
 
 use super::{Config, ProviderConfig, QuietHoursConfig, EMBEDDED_SIM};
-use crate::smsc_sim::decode::Alphabet;
+use crate::sms::decode::Alphabet;
 
 /// All that is wrong with a config, one `key.path: reason` per line.
 #[derive(Debug, thiserror::Error)]
