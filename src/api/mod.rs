@@ -5,6 +5,7 @@
 //! - `jobs`: `POST /v1/jobs` ingest and `GET /v1/jobs/{id}`; `items` splits a body into jobs.
 //! - `health`: `/healthz`, `/readyz`.
 //! - [`admin`]: `/v1/admin/...` behind the bearer token.
+//! - [`webhooks`]: `/v1/webhooks/{provider}` for every provider with a webhook.
 //!
 //! Nothing below the API imports it: the pipeline, sources and providers never see HTTP routes.
 
@@ -13,6 +14,7 @@ mod health;
 pub(crate) mod items;
 pub(crate) mod jobs;
 pub mod listener;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,6 +54,8 @@ pub struct Api {
     pub max_body_bytes: usize,
     /// `None` without `[admin]` in config: `/v1/admin/...` answers 404.
     pub admin: Option<Admin>,
+    /// Where `/v1/webhooks/{provider}` hands receipts and inbound messages; `None`: `503`.
+    pub webhook_events: Option<webhooks::WebhookEvents>,
 }
 
 pub(crate) type Resp = Response<Full<Bytes>>;
@@ -100,6 +104,7 @@ impl Api {
                 Some(admin) => admin.handle(req).await,
                 None => admin::disabled(),
             },
+            (_, p) if p.starts_with("/v1/webhooks/") => self.webhook(req, &p["/v1/webhooks/".len()..]).await,
             (_, "/v1/jobs") => json_resp(StatusCode::METHOD_NOT_ALLOWED, json!({"error": "use POST"})),
             _ => json_resp(StatusCode::NOT_FOUND, json!({"error": format!("no route for {path}")})),
         }

@@ -27,8 +27,11 @@ use crate::api::{self as http, admin};
 
 pub use smpp::deliver_sm;
 
+/// A fuzz target: its name and the function fed each input.
+pub type Target = (&'static str, fn(&[u8]));
+
 /// Every target by name: the name is its `fuzz/fuzz_targets/<name>.rs` and its corpus folder.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[Target] = &[
     ("job", job),
     ("ndjson", ndjson),
     ("admin_path", admin_path),

@@ -3,7 +3,7 @@
 
 use rusmpp::extra::encoding::gsm7bit::{Gsm7BitEncodeError, Gsm7BitUnpacked};
 
-use crate::config::SmppEncoding;
+use super::config::SmppEncoding;
 use crate::sms::decode::Alphabet;
 
 pub const DATA_CODING_LATIN1: u8 = 0x03;

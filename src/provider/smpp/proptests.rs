@@ -12,7 +12,7 @@ use rusmpp::values::{DataCoding, EsmClass, MessagePayload};
 
 use super::receipt::{parse_deliver_sm, parse_receipt_text};
 use super::submit::{build, Options, Submission};
-use crate::config::{SmppConcatenation, SmppEncoding};
+use super::config::{SmppConcatenation, SmppEncoding};
 use crate::provider::SendError;
 use crate::sms::decode::{decode_text, Alphabet};
 use crate::sms::reassembly::{split_user_data, submit_user_data, Part, Reassembler};
