@@ -142,7 +142,7 @@ numbers = ["106540352242922"]
 }
 
 fn candidates(jobs: &[Job]) -> Vec<Candidate<'_>> {
-    jobs.iter().map(|job| Candidate::new(job)).collect()
+    jobs.iter().map(Candidate::new).collect()
 }
 
 fn bench_policy_chain(c: &mut Criterion) {

@@ -11,11 +11,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, ProviderConfig, EMBEDDED_SIM};
+use crate::config::Config;
 use crate::pipeline::{completer, worker, CompleterCtx, DrainHandle, Intake, Reporter, WorkerCtx};
 use crate::policy::{Chain, RateLimit, WhatsappTier};
-use crate::provider::smpp::SmppProvider;
-use crate::provider::Provider;
+use crate::provider::{self, BuildDeps};
 use crate::receipt::correlate::Correlator;
 use crate::receipt::deadlines::Sweep;
 use crate::receipt::inbound::InboundOut;
@@ -28,8 +27,9 @@ use crate::sink::ledger::Ledger;
 use crate::sink::Sink;
 use crate::source::kafka::{KafkaSource, SourceDeps};
 use crate::smsc_sim::{SimHandle, SmscSim};
-use crate::source::admin::{Admin, WhatsappAdmin};
-use crate::source::http::{self, Api, Ingest};
+use crate::api::admin::{Admin, WhatsappAdmin};
+use crate::api::webhooks::WebhookEvents;
+use crate::api::{self as http, Api, Ingest};
 use crate::store::{MemoryStore, RedisStore, Store};
 
 /// How the daemon gets its outside world.
@@ -119,30 +119,19 @@ impl App {
         };
 
         let (events_tx, events_rx) = mpsc::channel(65_536);
-        let mut providers: Vec<Arc<dyn Provider>> = Vec::new();
-        for (name, p) in &cfg.providers {
-            match p {
-                ProviderConfig::Smpp(c) => {
-                    let address = if c.address == EMBEDDED_SIM {
-                        let sim = sim.as_ref().with_context(|| format!("providers.{name}.address: \"{EMBEDDED_SIM}\" works only in `sendgate dev`"))?;
-                        sim.local_addr().to_string()
-                    } else {
-                        c.address.clone()
-                    };
-                    providers.push(SmppProvider::start(name, c.clone(), address, events_tx.clone(), clock.clone()));
-                }
-            }
-        }
+        let deps = BuildDeps { events: events_tx.clone(), clock: clock.clone(), embedded_sim: sim.as_ref().map(SimHandle::local_addr) };
+        let providers = provider::build_all(&cfg.providers, &deps)?;
+        drop(deps);
         // The deadline sweep feeds early receipts kept in the store back to the correlator.
         let early_tx = events_tx.clone();
         drop(events_tx);
+        let webhook_events = WebhookEvents(early_tx.downgrade());
         let router = Arc::new(Router::new(providers));
 
         let (intake, intake_rx) = Intake::new(cfg.pipeline.max_in_flight);
         let chain = Chain::from_config(&cfg, store.clone(), busy_recheck);
         let (completions_tx, completions_rx) = mpsc::channel(cfg.pipeline.max_in_flight.max(1));
-        let mut pipeline_tasks = Vec::new();
-        pipeline_tasks.push(tokio::spawn(worker(
+        let worker_task = tokio::spawn(worker(
             WorkerCtx {
                 clock: clock.clone(),
                 chain,
@@ -156,8 +145,8 @@ impl App {
                 claim_ttl: cfg.pipeline.dedup_ttl,
             },
             intake_rx,
-        )));
-        pipeline_tasks.push(tokio::spawn(completer(
+        ));
+        let completer_task = tokio::spawn(completer(
             CompleterCtx {
                 clock: clock.clone(),
                 store: store.clone(),
@@ -168,7 +157,8 @@ impl App {
                 claim_ttl: cfg.pipeline.dedup_ttl,
             },
             completions_rx,
-        )));
+        ));
+        let pipeline_tasks = vec![worker_task, completer_task];
 
         let stop_intake = CancellationToken::new();
         let stop_rest = CancellationToken::new();
@@ -231,8 +221,8 @@ impl App {
             (Some(k), Some(p)) => Ingest::Kafka { producer: p.clone(), topic: k.jobs_topic.clone() },
             _ => Ingest::Embedded(intake),
         };
-        let api = Arc::new(Api { ingest, store: store.clone(), router: router.clone(), clock, max_body_bytes: cfg.server.max_body_bytes, admin });
-        ingest_tasks.push(tokio::spawn(crate::source::listener::serve_with(api_listener, (&cfg.server).into(), stop_intake.clone(), move |req| api.clone().handle(req))));
+        let api = Arc::new(Api { ingest, store: store.clone(), router: router.clone(), clock, max_body_bytes: cfg.server.max_body_bytes, admin, webhook_events: Some(webhook_events) });
+        ingest_tasks.push(tokio::spawn(crate::api::listener::serve_with(api_listener, (&cfg.server).into(), stop_intake.clone(), move |req| api.clone().handle(req))));
         rest_tasks.push(tokio::spawn(http::serve_metrics(metrics_listener, stop_rest.clone())));
 
         Ok(Self {
@@ -338,7 +328,7 @@ impl App {
 }
 
 fn needs_sim(cfg: &Config) -> bool {
-    cfg.providers.values().any(|p| matches!(p, ProviderConfig::Smpp(c) if c.address == EMBEDDED_SIM))
+    cfg.providers.values().any(|p| p.kind().wants_embedded_sim())
 }
 
 /// Every few seconds, where the reports sink has written up to: a read-back of a dead

@@ -6,8 +6,9 @@
 //! ## Layout
 //! - [`job`], [`report`]: the wire contract's types; parsing validates once, here.
 //! - [`config`]: typed TOML config and validation that names every bad key.
-//! - [`source`]: where jobs come from (the `http` ingest API, the `kafka` consumer); the `admin` API;
-//!   the HTTP `listener` (connection cap, header/idle/body timeouts).
+//! - [`api`]: the HTTP API: `POST /v1/jobs` ingest, job history, health, the `admin` API, provider
+//!   webhooks; the `listener` (connection cap, header/idle/body timeouts); `/metrics`.
+//! - [`source`]: the Kafka consumer, the other way jobs come in.
 //! - [`pipeline`]: intake (bounded), the decision worker, the completer, the reporter.
 //! - [`policy`]: the chain that decides whether and when a job may go (`dedup`, `expiry`, `opt_out`,
 //!   `schedule`, `quiet_hours`, `whatsapp_tier`).
@@ -21,10 +22,13 @@
 //! - [`failpoint`]: named crash and error points for tests (cargo feature `failpoints`).
 //! - [`retry`]: the one retry-with-backoff helper, for calls that guard a decision.
 //! - [`telemetry`]: metric names, `/metrics`.
+//! - [`sms`]: GSM-7/UCS-2/Latin-1 decoding and UDH/SAR concatenation, shared by the SMPP
+//!   provider and the simulator.
 //! - [`smsc_sim`]: the SMPP server behind `sendgate smsc-sim`.
 //! - [`app`]: builds everything from `Config`, spawns tasks, shuts down in order.
 //! - `fuzz`: the fuzz targets (`tests/fuzz.rs`, `fuzz/`); not used by the daemon.
 
+pub mod api;
 pub mod app;
 pub mod clock;
 pub mod config;
@@ -41,6 +45,7 @@ pub mod retry;
 pub mod route;
 pub mod scheduler;
 pub mod sink;
+pub mod sms;
 pub mod smsc_sim;
 pub mod source;
 pub mod store;

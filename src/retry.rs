@@ -5,7 +5,10 @@
 //!
 //! Which errors are worth retrying is the caller's business (a store call retried here is
 //! either read-only, a compare-and-set that answers the same when run again, or replay-guarded
-//! in the store); how long to wait between tries is decided here, once.
+//! in the store); how long to wait between tries is decided here, once. Every store, sink and
+//! producer retry goes through here; the waits that are not retries of a failed call (SMPP
+//! reconnects paced by `reconnect_min`/`reconnect_max`, the listener's accept backoff, an SMPP
+//! submit resent in place by `retry_delay`) keep their own, configured, stop-aware pacing.
 
 use std::fmt::Display;
 use std::future::Future;
@@ -25,13 +28,23 @@ impl Attempts {
     /// `op` names the call in logs and in the retry counter; `items` is how many jobs or
     /// records ride on it (for the log).
     pub fn new(op: &'static str, items: usize) -> Self {
-        let waits = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(50))
-            .with_max_delay(Duration::from_secs(5))
+        Self { op, items, waits: Self::waits(Duration::from_secs(5)) }
+    }
+
+    /// The same, with the waits capped at `max` instead of 5 s: for a peer that is known to
+    /// come back quickly (a restarted Redis), where five seconds would be time lost.
+    pub fn max_wait(mut self, max: Duration) -> Self {
+        self.waits = Self::waits(max);
+        self
+    }
+
+    fn waits(max: Duration) -> ExponentialBackoff {
+        ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(50).min(max))
+            .with_max_delay(max)
             .with_jitter()
             .without_max_times()
-            .build();
-        Self { op, items, waits }
+            .build()
     }
 
     /// Logs and counts a failed try, then waits before the next. For calls that borrow what

@@ -29,6 +29,10 @@ pub const SMPP_THROTTLED_TOTAL: &str = "sendgate_smpp_throttled_total";
 pub const SMPP_LINK_PAUSE_SECONDS: &str = "sendgate_smpp_link_pause_seconds";
 /// Delivery receipts received, by `provider` and `outcome` (`matched`, `unmatched`, `mo`).
 pub const RECEIPTS_TOTAL: &str = "sendgate_receipts_total";
+/// `/v1/webhooks/{provider}` requests, by `provider` (`(unknown)` for a name no provider with a
+/// webhook has) and `outcome` (`accepted`, `verified`, `unauthorized`, `malformed`, `too_large`,
+/// `body_timeout`, `broken_body`, `unknown_provider`, `method_not_allowed`, `unavailable`).
+pub const WEBHOOK_REQUESTS_TOTAL: &str = "sendgate_webhook_requests_total";
 /// Report events produced, by `event`.
 pub const REPORTS_TOTAL: &str = "sendgate_reports_total";
 /// Submits whose outcome is unknown and that are never resent, by `cause`
@@ -122,6 +126,7 @@ fn describe() {
     describe_counter!(POLICY_VERDICTS_TOTAL, "Policy decisions");
     describe_counter!(PROVIDER_REQUESTS_TOTAL, "Requests handed to providers");
     describe_histogram!(PROVIDER_REQUEST_DURATION_SECONDS, Unit::Seconds, "Provider answer latency");
+    describe_counter!(WEBHOOK_REQUESTS_TOTAL, "Provider webhook requests, by how they were answered");
     describe_gauge!(SMPP_BINDS_BOUND, "SMPP binds currently bound");
     describe_gauge!(SMPP_BINDS_DOWN, "SMPP binds configured but not bound");
     describe_counter!(SMPP_THROTTLED_TOTAL, "submit_sm answered ESME_RTHROTTLED or ESME_RMSGQFUL");

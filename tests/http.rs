@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response};
-use sendgate::source::listener::{read_body, serve_with, Limits};
+use sendgate::api::listener::{read_body, serve_with, Limits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -23,7 +23,7 @@ async fn server(limits: Limits) -> (SocketAddr, CancellationToken) {
     tokio::spawn(serve_with(listener, limits, stop.clone(), |req: Request<hyper::body::Incoming>| async move {
         let status = match read_body(req, 1024).await {
             Ok(b) => return Response::new(Full::new(Bytes::from(format!("read {}", b.len())))),
-            Err(sendgate::source::listener::BodyError::TooSlow { .. }) => 408,
+            Err(sendgate::api::listener::BodyError::TooSlow { .. }) => 408,
             Err(_) => 400,
         };
         Response::builder().status(status).body(Full::new(Bytes::new())).unwrap()

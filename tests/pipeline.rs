@@ -119,7 +119,7 @@ async fn bad_input_gets_per_item_errors_and_good_neighbours_finish() {
     let base = r#""tenant":"acme","channel":"sms","to":"+79161234567""#;
     let bad: Vec<(String, &str)> = vec![
         (r#"{"tenant":"acme","channel":"sms","to":"+79161234567","text":"x"}"#.into(), "id: missing"),
-        (format!(r#"{{"id":"b1","tenant":"acme","channel":"sms","to":"+7 916","text":"x"}}"#), "to: not an E.164 number"),
+        (r#"{"id":"b1","tenant":"acme","channel":"sms","to":"+7 916","text":"x"}"#.to_owned(), "to: not an E.164 number"),
         (format!(r#"{{"id":"b2",{base},"text":"x","template":{{"name":"t","language":"en"}}}}"#), "text: give either text or template"),
         (format!(r#"{{"id":"b3",{base}}}"#), "text: one of text or template"),
         (format!(r#"{{"id":"b4",{base},"text":"x","send_at":"21/11/2026"}}"#), "send_at: not an RFC 3339 time"),
@@ -245,7 +245,7 @@ async fn scheduled_and_expired_jobs_follow_the_clock() {
 
     let by = h.wait_final(&["exp-1".to_string()]).await;
     assert_eq!(finals(&by["exp-1"])[0].event, EventKind::Expired);
-    h.wait_until("deferral", || h.reports_by_job().get("sched-1").is_some()).await;
+    h.wait_until("deferral", || h.reports_by_job().contains_key("sched-1")).await;
     let d = &h.reports_by_job()["sched-1"][0];
     assert_eq!((d.event, d.reason), (EventKind::Deferred, Some(Reason::Scheduled)));
     assert_eq!(d.retry_at, Some(t0 + chrono::Duration::seconds(90)));
@@ -266,7 +266,7 @@ async fn a_job_without_a_receipt_ends_unknown_at_the_receipt_timeout() {
     // The simulator holds receipts for an hour of real time: only the deadline can end the job.
     let h = start(|c| c.dev.smsc_sim.receipt_delay = Duration::from_secs(3600)).await;
     h.post("/v1/jobs", "application/json", job("silent-1", "+4915100000009", "anyone there?").to_string()).await;
-    h.wait_until("accepted", || h.reports_by_job().get("silent-1").is_some()).await;
+    h.wait_until("accepted", || h.reports_by_job().contains_key("silent-1")).await;
     assert_eq!(h.reports_by_job()["silent-1"][0].event, EventKind::Accepted);
     // dev.toml's receipt_timeout is 60 s.
     h.clock.advance(chrono::Duration::seconds(61));

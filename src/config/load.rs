@@ -10,8 +10,7 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 use toml::{Table, Value};
 
-use super::{Config, ProviderConfig, QuietHoursConfig, EMBEDDED_SIM};
-use crate::smsc_sim::decode::Alphabet;
+use super::{Config, ProviderConfig, QuietHoursConfig};
 
 /// All that is wrong with a config, one `key.path: reason` per line.
 #[derive(Debug, thiserror::Error)]
@@ -96,14 +95,21 @@ fn provider(path: &str, value: Value, errors: &mut Vec<String>) -> Option<Provid
         errors.push(format!("{path}: must be a table"));
         return None;
     };
+    let kinds = || ProviderConfig::KINDS.iter().map(|k| format!("{k:?}")).collect::<Vec<_>>().join(", ");
     match t.remove("kind") {
-        Some(Value::String(k)) if k == "smpp" => typed(path, Value::Table(t), errors).map(ProviderConfig::Smpp),
+        Some(Value::String(k)) => match ProviderConfig::parse(&k, path, Value::Table(t), errors) {
+            Some(parsed) => parsed,
+            None => {
+                errors.push(format!("{path}.kind: unknown provider kind {:?} (expected {})", k, kinds()));
+                None
+            }
+        },
         Some(other) => {
-            errors.push(format!("{path}.kind: unknown provider kind {other} (expected \"smpp\")"));
+            errors.push(format!("{path}.kind: unknown provider kind {other} (expected {})", kinds()));
             None
         }
         None => {
-            errors.push(format!("{path}.kind: required (\"smpp\")"));
+            errors.push(format!("{path}.kind: required ({})", kinds()));
             None
         }
     }
@@ -115,7 +121,7 @@ fn section<T: DeserializeOwned>(key: &str, value: Value, errors: &mut Vec<String
     }
 }
 
-fn typed<T: DeserializeOwned>(prefix: &str, value: Value, errors: &mut Vec<String>) -> Option<T> {
+pub(super) fn typed<T: DeserializeOwned>(prefix: &str, value: Value, errors: &mut Vec<String>) -> Option<T> {
     match serde_path_to_error::deserialize::<_, T>(value) {
         Ok(v) => Some(v),
         Err(e) => {
@@ -156,46 +162,16 @@ fn validate(c: &Config, errors: &mut Vec<String>) {
             check(false, format!("tenants.{name}.quiet_hours"), e.into());
         }
     }
+    // The checks every kind gets; then the kind's own (`provider/<kind>/config.rs`).
     for (name, p) in &c.providers {
-        let key = |k: &str| format!("providers.{name}.{k}");
-        check(
-            name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)),
-            format!("providers.{name}"),
-            "provider names may hold only [A-Za-z0-9_.-]".into(),
-        );
-        check(!p.channels().is_empty(), key("channels"), "must name at least one channel".into());
-        match p {
-            ProviderConfig::Smpp(s) => {
-                check(s.binds > 0, key("binds"), format!("must be > 0, got {}", s.binds));
-                check(s.window > 0, key("window"), format!("must be > 0, got {}", s.window));
-                check(s.weight > 0, key("weight"), format!("must be > 0, got {}", s.weight));
-                check(
-                    s.address == EMBEDDED_SIM || s.address.parse::<std::net::SocketAddr>().is_ok() || s.address.contains(':'),
-                    key("address"),
-                    format!("must be host:port or \"{EMBEDDED_SIM}\", got {:?}", s.address),
-                );
-                check(s.system_id.len() <= 15, key("system_id"), "at most 15 characters (SMPP limit)".into());
-                check(s.password.len() <= 8, key("password"), "at most 8 characters (SMPP limit)".into());
-                check(s.reconnect_min <= s.reconnect_max, key("reconnect_min"), "must not exceed reconnect_max".into());
-                check(s.max_segments > 0, key("max_segments"), "must be > 0, got 0".into());
-                check(!s.throttle_backoff.is_zero(), key("throttle_backoff"), "must be > 0".into());
-                check(!s.queue_full_backoff.is_zero(), key("queue_full_backoff"), "must be > 0".into());
-                check(s.max_retries <= 100, key("max_retries"), format!("must be <= 100, got {}", s.max_retries));
-                check(
-                    !s.tls || cfg!(feature = "tls"),
-                    key("tls"),
-                    "this build has no TLS support (build with the cargo feature `tls`)".into(),
-                );
-                if let Some(ca) = &s.tls_ca_file {
-                    check(ca.is_file(), key("tls_ca_file"), format!("not a readable file: {}", ca.display()));
-                }
-                check(
-                    Alphabet::of(s.data_coding_gsm7) == Alphabet::Gsm7,
-                    key("data_coding_gsm7"),
-                    format!("must select the GSM 7-bit alphabet (e.g. 0x00 or 0x01), got {:#04x}", s.data_coding_gsm7),
-                );
-            }
+        let path = format!("providers.{name}");
+        if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)) {
+            errors.push(format!("{path}: provider names may hold only [A-Za-z0-9_.-]"));
         }
+        if p.channels().is_empty() {
+            errors.push(format!("{path}.channels: must name at least one channel"));
+        }
+        p.kind().validate(&path, errors);
     }
 }
 
@@ -390,63 +366,6 @@ windw = 10
         assert!(errs.iter().any(|e| e.starts_with("server.drain_timeout: not a duration")), "{errs:?}");
         assert!(errs.iter().any(|e| e.starts_with("pipeline.max_in_flight: must be > 0")), "{errs:?}");
         assert!(errs.iter().any(|e| e.starts_with("providers.a") && e.contains("windw")), "{errs:?}");
-    }
-
-    #[test]
-    fn smpp_text_keys_are_checked() {
-        let base = "[providers.c]\nkind = \"smpp\"\naddress = \"127.0.0.1:2775\"\nsystem_id = \"x\"\npassword = \"y\"\n";
-        let ok = parse(&format!("{base}encoding = \"latin1\"\nconcatenation = \"sar\"\ndata_coding_gsm7 = 0x01\nmax_segments = 4\n")).unwrap();
-        let ProviderConfig::Smpp(c) = &ok.providers["c"];
-        assert_eq!(
-            (c.encoding, c.concatenation, c.data_coding_gsm7, c.max_segments),
-            (super::super::SmppEncoding::Latin1, super::super::SmppConcatenation::Sar, 1, 4)
-        );
-        for (extra, want) in [
-            ("encoding = \"utf8\"", "providers.c.encoding: unknown variant `utf8`"),
-            ("concatenation = \"udh\"", "providers.c.concatenation: unknown variant `udh`"),
-            ("data_coding_gsm7 = 0x08", "providers.c.data_coding_gsm7: must select the GSM 7-bit alphabet"),
-            ("data_coding_gsm7 = 300", "providers.c.data_coding_gsm7: invalid value"),
-            ("max_segments = 0", "providers.c.max_segments: must be > 0"),
-        ] {
-            let errs = parse(&format!("{base}{extra}\n")).unwrap_err().0;
-            assert!(errs.len() == 1 && errs[0].starts_with(want), "{extra}: {errs:?}");
-        }
-    }
-
-    #[test]
-    fn smpp_link_keys_are_checked() {
-        use super::super::{SmppBindMode, SmppOnTimeout, SmppReceiptIdFormat};
-        let base = "[providers.c]\nkind = \"smpp\"\naddress = \"127.0.0.1:2775\"\nsystem_id = \"x\"\npassword = \"y\"\n";
-        let ProviderConfig::Smpp(d) = parse(base).unwrap().providers["c"].clone();
-        assert_eq!(
-            (d.bind_mode, d.on_response_timeout, d.receipt_id_format, d.tps, d.bind_tps, d.max_retries),
-            (SmppBindMode::Transceiver, SmppOnTimeout::Fail, SmppReceiptIdFormat::Auto, 0, 0, 3)
-        );
-        let set = "bind_mode = \"transmitter_receiver\"\non_response_timeout = \"retry\"\nreceipt_id_format = \"hex_to_decimal\"\n\
-                   tps = 250\nbind_tps = 100\nmax_retries = 0\nthrottle_backoff = \"250ms\"\n";
-        let ProviderConfig::Smpp(c) = parse(&format!("{base}{set}")).unwrap().providers["c"].clone();
-        assert_eq!(
-            (c.bind_mode, c.on_response_timeout, c.receipt_id_format, c.tps, c.bind_tps, c.max_retries),
-            (SmppBindMode::TransmitterReceiver, SmppOnTimeout::Retry, SmppReceiptIdFormat::HexToDecimal, 250, 100, 0)
-        );
-        assert_eq!(c.throttle_backoff, std::time::Duration::from_millis(250));
-        // TLS only in builds that have it, and the error says how to get it.
-        match parse(&format!("{base}tls = true\n")) {
-            Ok(_) => assert!(cfg!(feature = "tls")),
-            Err(e) => assert!(!cfg!(feature = "tls") && e.0[0].starts_with("providers.c.tls: this build has no TLS"), "{e}"),
-        }
-        for (extra, want) in [
-            ("bind_mode = \"receiver\"", "providers.c.bind_mode: unknown variant `receiver`"),
-            ("on_response_timeout = \"resend\"", "providers.c.on_response_timeout: unknown variant `resend`"),
-            ("receipt_id_format = \"hex\"", "providers.c.receipt_id_format: unknown variant `hex`"),
-            ("tps = -1", "providers.c.tps: invalid value"),
-            ("max_retries = 1000", "providers.c.max_retries: must be <= 100"),
-            ("throttle_backoff = \"0s\"", "providers.c.throttle_backoff: must be > 0"),
-            ("tls_ca_file = \"/nonexistent/ca.pem\"", "providers.c.tls_ca_file: not a readable file"),
-        ] {
-            let errs = parse(&format!("{base}{extra}\n")).unwrap_err().0;
-            assert!(errs.len() == 1 && errs[0].starts_with(want), "{extra}: {errs:?}");
-        }
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Typed configuration: every section, key and default, with units in the values.
 //!
-//! Loading and validation live in [`load`]; this file only says what the keys are.
+//! Loading and validation live in [`load`]; this file only says what the keys are. A provider
+//! kind's section is its own (`provider/<kind>/config.rs`): here is only [`ProviderConfig`],
+//! the list of kinds.
 
 mod load;
 
@@ -12,6 +14,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use load::{load_file, parse, ConfigErrors};
+
+use crate::provider::smpp::SmppConfig;
+use crate::provider::KindConfig;
 
 /// The configuration `sendgate dev` runs on when given no `--config`.
 pub const DEV_TOML: &str = include_str!("../../config/dev.toml");
@@ -252,6 +257,10 @@ impl Default for ReportsConfig {
     }
 }
 
+/// `[providers.NAME]`: the provider kinds, by their `kind` key. Each kind's keys, defaults,
+/// checks and construction live in its folder, `provider/<kind>/config.rs`; adding a kind is a
+/// variant here, its arm in [`ProviderConfig::KINDS`], [`ProviderConfig::parse`] and
+/// [`ProviderConfig::kind`], and the folder.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ProviderConfig {
@@ -259,224 +268,28 @@ pub enum ProviderConfig {
 }
 
 impl ProviderConfig {
-    pub fn channels(&self) -> &[String] {
-        match self {
-            Self::Smpp(c) => &c.channels,
+    /// Every `kind` value, for error messages.
+    pub const KINDS: &'static [&'static str] = &["smpp"];
+
+    /// The section of `kind` from the rest of its table; `None` when `kind` is not one of
+    /// [`Self::KINDS`]. Errors name the key under `path`.
+    pub(crate) fn parse(kind: &str, path: &str, table: toml::Value, errors: &mut Vec<String>) -> Option<Option<Self>> {
+        match kind {
+            "smpp" => Some(load::typed(path, table, errors).map(Self::Smpp)),
+            _ => None,
         }
     }
-}
 
-/// The address value that means "the simulator `sendgate dev` starts in-process".
-pub const EMBEDDED_SIM: &str = "embedded-sim";
+    /// What every kind offers: channels, checks, construction.
+    pub fn kind(&self) -> &dyn KindConfig {
+        match self {
+            Self::Smpp(c) => c,
+        }
+    }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SmppConfig {
-    /// `host:port` of the SMSC, or `embedded-sim` in `sendgate dev`.
-    pub address: String,
-    pub system_id: String,
-    pub password: String,
-    #[serde(default)]
-    pub system_type: String,
-    /// Channels this provider serves.
-    #[serde(default = "default_sms")]
-    pub channels: Vec<String>,
-    /// Share of a channel's traffic when several providers serve it.
-    #[serde(default = "default_weight")]
-    pub weight: u32,
-    /// Parallel binds (TCP connections) to the SMSC.
-    #[serde(default = "default_binds")]
-    pub binds: usize,
-    /// What each bind is; see [`SmppBindMode`].
-    #[serde(default)]
-    pub bind_mode: SmppBindMode,
-    /// In-flight `submit_sm` per bind awaiting their `submit_sm_resp`.
-    #[serde(default = "default_window")]
-    pub window: usize,
-    /// Default sender when a job has no `from`.
-    #[serde(default)]
-    pub default_from: Option<String>,
-    #[serde(default = "default_response_timeout", with = "humantime_serde")]
-    pub response_timeout: Duration,
-    #[serde(default = "default_enquire_link", with = "humantime_serde")]
-    pub enquire_link_interval: Duration,
-    /// A job whose receipt has not come by then ends `unknown`.
-    #[serde(default = "default_receipt_timeout", with = "humantime_serde")]
-    pub receipt_timeout: Duration,
-    /// First reconnect delay; doubles up to `reconnect_max`, with jitter.
-    #[serde(default = "default_reconnect_min", with = "humantime_serde")]
-    pub reconnect_min: Duration,
-    #[serde(default = "default_reconnect_max", with = "humantime_serde")]
-    pub reconnect_max: Duration,
-    /// Alphabet for message text; see [`SmppEncoding`].
-    #[serde(default)]
-    pub encoding: SmppEncoding,
-    /// `data_coding` sent with GSM-7 text: 0x00 ("SMSC default alphabet") suits most SMSCs;
-    /// some want 0x01 before they read the octets as GSM 03.38.
-    #[serde(default)]
-    pub data_coding_gsm7: u8,
-    /// How a text longer than one SMS travels; see [`SmppConcatenation`].
-    #[serde(default)]
-    pub concatenation: SmppConcatenation,
-    /// A text needing more segments is rejected rather than billed as a small book; every
-    /// segment costs as much as a whole SMS.
-    #[serde(default = "default_max_segments")]
-    pub max_segments: u8,
-    /// After ESME_RTHROTTLED the bind sends nothing for this long, then the same PDU again.
-    #[serde(default = "default_throttle_backoff", with = "humantime_serde")]
-    pub throttle_backoff: Duration,
-    /// After ESME_RMSGQFUL (the SMSC's queue is full) the bind pauses this long.
-    #[serde(default = "default_queue_full_backoff", with = "humantime_serde")]
-    pub queue_full_backoff: Duration,
-    /// Times a submit answered with a passing error (ESME_RSYSERR, ...) is sent again in place
-    /// before the job goes back to the pipeline to be retried later.
-    #[serde(default = "default_max_retries")]
-    pub max_retries: u32,
-    /// Wait before the first such resend; doubles with each further one.
-    #[serde(default = "default_retry_delay", with = "humantime_serde")]
-    pub retry_delay: Duration,
-    /// Most SMS segments per second this instance sends over all binds of this provider;
-    /// 0 = no cap. A multipart job costs one per part, a `message_payload` one per segment.
-    #[serde(default)]
-    pub tps: u32,
-    /// Most segments per second on each bind; 0 = no cap.
-    #[serde(default)]
-    pub bind_tps: u32,
-    /// How this SMSC writes message ids in `submit_sm_resp` and in receipts; see
-    /// [`SmppReceiptIdFormat`].
-    #[serde(default)]
-    pub receipt_id_format: SmppReceiptIdFormat,
-    /// TLS to the SMSC (needs a build with the cargo feature `tls`).
-    #[serde(default)]
-    pub tls: bool,
-    /// PEM file of the CAs the SMSC's certificate must chain to; default: Mozilla's roots.
-    #[serde(default)]
-    pub tls_ca_file: Option<PathBuf>,
-    /// The name the SMSC's certificate must carry; default: the host part of `address`.
-    #[serde(default)]
-    pub tls_server_name: Option<String>,
-    /// What a `submit_sm` with no answer in `response_timeout` leads to; see [`SmppOnTimeout`].
-    #[serde(default)]
-    pub on_response_timeout: SmppOnTimeout,
-}
-
-/// How an SMSC's receipt names a message relative to the id its `submit_sm_resp` gave. Both ids
-/// are put in one canonical form before they are stored or looked up.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SmppReceiptIdFormat {
-    /// Ids of hex digits only are numbers (decimal when all decimal digits and 9 or more long,
-    /// else hex), so hex and decimal spellings of one id meet; other ids are compared
-    /// lowercased, leading zeros dropped.
-    #[default]
-    Auto,
-    /// Byte for byte, for SMSCs whose ids are case-sensitive.
-    AsIs,
-    /// Hex in `submit_sm_resp`, decimal in the receipt, whatever their length.
-    HexToDecimal,
-    /// Decimal in `submit_sm_resp`, hex in the receipt, whatever their length.
-    DecimalToHex,
-}
-
-/// How a provider's binds are made.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SmppBindMode {
-    /// `binds` transceivers: submits and receipts share each connection.
-    #[default]
-    Transceiver,
-    /// `binds` transmitters for submits plus `binds` receivers for receipts and MO messages,
-    /// for SMSCs that offer no transceiver binds.
-    TransmitterReceiver,
-}
-
-/// A submit that got no answer may or may not have been taken by the SMSC.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SmppOnTimeout {
-    /// Never resend: the job ends `unknown` (`sendgate_submits_ambiguous_total`).
-    #[default]
-    Fail,
-    /// Resend it once, on another bind or the same one rebound: the operator accepts that the
-    /// recipient may get it twice (`sendgate_smpp_submits_resent_total`).
-    Retry,
-}
-
-/// Which alphabet a provider sends text in.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SmppEncoding {
-    /// GSM-7 when every character is in the GSM 03.38 alphabet, else UCS-2 (UTF-16BE).
-    #[default]
-    Auto,
-    /// GSM-7 only; a text with any other character is rejected.
-    Gsm7,
-    /// UCS-2 (UTF-16BE) always: 70 characters per SMS even for plain Latin text.
-    Ucs2,
-    /// ISO-8859-1 (`data_coding` 0x03) when every character fits, else UCS-2.
-    Latin1,
-}
-
-/// How a multi-part text is tied together for the handset.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SmppConcatenation {
-    /// A User Data Header with an 8-bit reference in each part (153 GSM-7 septets per part).
-    #[default]
-    Udh8,
-    /// A User Data Header with a 16-bit reference: fewer reference clashes, 152 septets per part.
-    Udh16,
-    /// SAR TLVs (`sar_msg_ref_num`, …) and no UDH: the SMSC builds the header itself.
-    Sar,
-    /// One `submit_sm` with the whole text in `message_payload`; the SMSC splits it.
-    Payload,
-}
-
-fn default_sms() -> Vec<String> {
-    vec!["sms".into()]
-}
-fn default_weight() -> u32 {
-    1
-}
-fn default_binds() -> usize {
-    1
-}
-fn default_window() -> usize {
-    64
-}
-fn default_response_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-/// As Kannel and Jasmin: an idle link is probed twice a minute. (It was 200 ms while rusmppc's
-/// connection task could sit on queued submits until its enquire_link timer fired;
-/// `coalesce::Repoll` wakes it instead.)
-fn default_enquire_link() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_receipt_timeout() -> Duration {
-    Duration::from_secs(48 * 3600)
-}
-fn default_reconnect_min() -> Duration {
-    Duration::from_millis(500)
-}
-fn default_reconnect_max() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_throttle_backoff() -> Duration {
-    Duration::from_secs(1)
-}
-fn default_queue_full_backoff() -> Duration {
-    Duration::from_secs(5)
-}
-fn default_max_retries() -> u32 {
-    3
-}
-fn default_retry_delay() -> Duration {
-    Duration::from_millis(500)
-}
-/// Twilio's limit too (1,600 GSM-7 characters): beyond it, handsets and costs both suffer.
-fn default_max_segments() -> u8 {
-    10
+    pub fn channels(&self) -> &[String] {
+        self.kind().channels()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -488,8 +301,8 @@ pub struct DevConfig {
     pub smsc_sim: crate::smsc_sim::SimConfig,
 }
 
-/// `"30s"`-style durations (humantime) for serde.
-mod humantime_serde {
+/// `"30s"`-style durations (humantime) for serde; provider kinds' configs use it too.
+pub(crate) mod humantime_serde {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer};

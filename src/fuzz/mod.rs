@@ -21,14 +21,17 @@ use chrono::{DateTime, TimeZone, Utc};
 
 use crate::job::{self, Job, JobError};
 use crate::provider::smpp::receipt::{parse_receipt_text, ReceiptState};
-use crate::smsc_sim::decode::{decode_latin1, decode_ucs2};
-use crate::source::items::{self, SplitError};
-use crate::source::{admin, http};
+use crate::sms::decode::{decode_latin1, decode_ucs2};
+use crate::api::items::{self, SplitError};
+use crate::api::{self as http, admin};
 
 pub use smpp::deliver_sm;
 
+/// A fuzz target: its name and the function fed each input.
+pub type Target = (&'static str, fn(&[u8]));
+
 /// Every target by name: the name is its `fuzz/fuzz_targets/<name>.rs` and its corpus folder.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[Target] = &[
     ("job", job),
     ("ndjson", ndjson),
     ("admin_path", admin_path),
@@ -124,7 +127,7 @@ pub fn ndjson(data: &[u8]) {
     let split = bounded("ndjson", body.len(), || {
         let split = items::split(body, ndjson, max);
         for item in split.iter().flatten() {
-            let _ = http::parse_item(item.trim_ascii(), now());
+            let _ = crate::api::jobs::parse_item(item.trim_ascii(), now());
         }
         split
     });

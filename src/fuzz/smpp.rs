@@ -8,7 +8,7 @@ use rusmpp::tokio_codec::CommandCodec;
 use rusmpp::{Command, Pdu};
 use tokio_util::codec::{Decoder, Encoder};
 
-use crate::config::SmppReceiptIdFormat;
+use crate::provider::smpp::SmppReceiptIdFormat;
 use crate::provider::smpp::incoming;
 use crate::receipt::ProviderEvent;
 

@@ -44,17 +44,13 @@ impl Reporter {
         }
         let json: Option<Vec<String>> =
             self.encode.then(|| reports.iter().map(|r| serde_json::to_string(r).expect("reports serialize")).collect());
-        let mut wait = Duration::from_millis(100);
-        loop {
-            let published = match &json {
+        crate::retry::until_ok("publish_reports", reports.len(), || async {
+            match &json {
                 Some(json) => self.sink.publish_json(reports, json).await,
                 None => self.sink.publish(reports).await,
-            };
-            let Err(e) = published else { break };
-            error!(error = %e, reports = reports.len(), "report sink refused reports; retrying");
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(5));
-        }
+            }
+        })
+        .await;
         if reports.iter().any(|r| r.is_final) {
             crate::failpoint::hit("finals-published");
         }

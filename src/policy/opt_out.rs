@@ -70,7 +70,7 @@ mod tests {
             job("m-other-tenant", "+4915100000002", r#","priority":"marketing""#),
             job("m-clear", "+4915100000003", ""),
         ];
-        let mut batch: Vec<Candidate> = jobs.iter().map(|j| Candidate::new(j)).collect();
+        let mut batch: Vec<Candidate> = jobs.iter().map(Candidate::new).collect();
         let now = Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
         OptOut::new(store).evaluate(&mut batch, now).await.unwrap();
         let Verdict::Stop { event, reason, message } = &batch[0].verdict else { panic!("{:?}", batch[0].verdict) };

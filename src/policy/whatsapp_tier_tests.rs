@@ -51,7 +51,7 @@ fn to(i: usize) -> String {
 }
 
 async fn run(p: &WhatsappTier, jobs: &[Job], now: DateTime<Utc>) -> Vec<Verdict> {
-    let mut batch: Vec<Candidate> = jobs.iter().map(|j| Candidate::new(j)).collect();
+    let mut batch: Vec<Candidate> = jobs.iter().map(Candidate::new).collect();
     p.evaluate(&mut batch, now).await.unwrap();
     batch.into_iter().map(|c| c.verdict).collect()
 }
@@ -159,7 +159,7 @@ async fn jobs_outside_any_portfolio_and_other_channels_pass_untouched() {
 async fn jobs_another_policy_stopped_are_not_counted() {
     let (p, _) = policy(Tier::Recipients(1), Duration::ZERO);
     let jobs = [wa("a", &to(0)), wa("b", &to(1))];
-    let mut batch: Vec<Candidate> = jobs.iter().map(|j| Candidate::new(j)).collect();
+    let mut batch: Vec<Candidate> = jobs.iter().map(Candidate::new).collect();
     batch[0].verdict = Verdict::Defer { until: t0() + hours(1), reason: Reason::Scheduled };
     p.evaluate(&mut batch, t0()).await.unwrap();
     assert_eq!(batch[1].verdict, Verdict::Allow);

@@ -1,9 +1,25 @@
 //! Providers: what hands a message to the outside world, and what each answer means.
 //!
 //! A provider returns `Accepted` or a [`SendError`] that says whose fault it was and whether
-//! to try again; receipts come back separately, on the channel given at construction.
+//! to try again; receipts come back separately, on the channel given at construction, or
+//! through its [`Webhook`].
+//!
+//! - this file: the [`Provider`] trait and the provider-neutral answers: [`SendError`] with
+//!   its retry classification ([`SendError::is_retryable`]) and the `outcome` table
+//!   ([`SendError::outcome_label`]).
+//! - `build`: [`KindConfig`], what each kind's config offers, and [`build_all`].
+//! - `metered`: the request metrics, once around every provider.
+//! - [`webhook`]: the [`Webhook`] a provider may expose under `/v1/webhooks/{provider}`.
+//! - one folder per kind: [`smpp`].
 
+mod build;
+mod metered;
 pub mod smpp;
+pub mod webhook;
+
+pub use build::{build_all, BuildDeps, BuildError, KindConfig};
+pub use metered::Metered;
+pub use webhook::Webhook;
 
 use std::time::Duration;
 
@@ -143,5 +159,10 @@ pub trait Provider: Send + Sync {
     /// The sender id `job` goes out with: its `from`, else this provider's default.
     fn sender<'a>(&'a self, job: &'a Job) -> Option<&'a str> {
         job.from.as_deref()
+    }
+    /// The webhook mounted at `/v1/webhooks/{name}`, for providers that push receipts or
+    /// inbound messages over HTTP; `None` (no route) by default.
+    fn webhook(&self) -> Option<&dyn Webhook> {
+        None
     }
 }

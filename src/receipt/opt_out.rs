@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tracing::{debug, info, warn};
 
@@ -90,17 +89,7 @@ impl StopReplies {
             return;
         }
         let keys: Vec<OptOutEntry> = entries.iter().map(|(t, from, _)| (t.as_str(), MO_CHANNEL, from.as_str())).collect();
-        let mut wait = Duration::from_millis(100);
-        let added = loop {
-            match self.store.add_opt_outs(&keys).await {
-                Ok(a) => break a,
-                Err(e) => {
-                    warn!(error = %e, replies = keys.len(), retry_in = ?wait, "cannot record STOP replies; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(5));
-                }
-            }
-        };
+        let added = crate::retry::until_ok("add_opt_outs", keys.len(), || self.store.add_opt_outs(&keys)).await;
         for ((tenant, from, m), new) in entries.iter().zip(added) {
             if new {
                 metrics::counter!(telemetry::OPT_OUTS_TOTAL, "source" => "mo").increment(1);

@@ -87,7 +87,7 @@ impl KafkaProducer {
     /// [`KafkaProducer::send_all`], telling `delivered` each record's partition and offset.
     pub async fn send_all_to(&self, records: &[Record<'_>], mut delivered: impl FnMut(i32, i64)) {
         let mut pending: Vec<usize> = (0..records.len()).collect();
-        let mut wait = Duration::from_millis(50);
+        let mut attempts = crate::retry::Attempts::new("produce", records.len());
         while !pending.is_empty() {
             let mut inflight = Vec::with_capacity(pending.len());
             for &i in &pending {
@@ -129,8 +129,8 @@ impl KafkaProducer {
             }
             pending = failed;
             if !pending.is_empty() {
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(5));
+                let wait = attempts.failed(&format_args!("{} records not confirmed by the broker", pending.len()));
+                wait.await;
             }
         }
     }

@@ -6,8 +6,7 @@
 //! - `codec`: framing that turns an undecodable PDU into a generic_nack, not a dropped link.
 //! - `session`: one connection's reader, answering PDUs.
 //! - `writer`: one connection's writer task, batching responses and receipts onto the socket.
-//! - [`decode`]: `data_coding` → text; also used by the gateway for MO messages.
-//! - `reassembly`: UDH / SAR parsing and joining parts.
+//! - decoding text and joining concatenated parts: [`crate::sms`], shared with the gateway.
 //! - `receipts`: outcome mix, receipt text and `deliver_sm`, the due-time queue.
 //! - `message_id`: the ids handed out, and how receipts spell them.
 //! - `faults`: simulator-wide fault decisions (throttling, dropped and half-dead links).
@@ -15,10 +14,8 @@
 
 mod codec;
 pub mod config;
-pub mod decode;
 mod faults;
 mod message_id;
-pub(crate) mod reassembly;
 mod receipts;
 mod session;
 mod stats;
@@ -44,13 +41,13 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 pub use config::SimConfig;
-pub use decode::decode_text;
+pub use crate::sms::decode::decode_text;
 pub use message_id::ReceiptIdFormat;
 pub use receipts::ReceiptOrder;
 pub use stats::SimStats;
 
 use faults::Faults;
-use reassembly::Reassembler;
+use crate::sms::reassembly::Reassembler;
 use receipts::{lock, Outcome, OutcomeMix, PendingReceipt, ReceiptQueue};
 use session::{BindKind, Route};
 use stats::Counters;

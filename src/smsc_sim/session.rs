@@ -15,9 +15,9 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::codec::Framed;
 
 use super::codec::{Frame, SimCodec};
-use super::decode::decode_text;
+use crate::sms::decode::decode_text;
 use super::faults::AfterAccept;
-use super::reassembly::{split_user_data, submit_user_data, Part};
+use crate::sms::reassembly::{split_user_data, submit_user_data, Part};
 use super::receipts::{lock, PendingReceipt};
 use super::writer::{write_loop, Outbound, Unacked};
 use super::{LogCmd, Shared, SimMessage};

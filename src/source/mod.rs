@@ -1,9 +1,4 @@
-//! Sources: where jobs come from. Each parses once, at its edge, and hands jobs to the
-//! pipeline's [`Intake`](crate::pipeline::Intake). The admin API is served by the same
-//! listener as ingest, so it lives here too.
+//! Sources: where jobs come from besides the HTTP API (`crate::api`, which feeds the same
+//! [`Intake`](crate::pipeline::Intake)). Each parses once, at its edge.
 
-pub mod admin;
-pub mod http;
-pub(crate) mod items;
 pub mod kafka;
-pub mod listener;

@@ -266,14 +266,14 @@ impl RedisStore {
         what: &str,
     ) -> Result<T, StoreError> {
         inv.arg(self.keys.reply(rand::random::<u64>()));
-        let mut wait = Duration::from_millis(50);
+        // Redis is back within a second of a restart: look again at least that often.
+        let mut attempts = crate::retry::Attempts::new("redis_replayable", 1).max_wait(Duration::from_secs(1));
         loop {
             match inv.invoke_async(&mut self.conn()).await {
                 Ok(v) => return Ok(v),
                 Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() || e.is_unrecoverable_error() => {
-                    tracing::warn!(error = %e, what, retry_in = ?wait, "redis unreachable; retrying the same call");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(1));
+                    let wait = attempts.failed(&format_args!("{what}: redis unreachable: {e}"));
+                    wait.await;
                 }
                 Err(e) => return Err(store_err(e, what)),
             }

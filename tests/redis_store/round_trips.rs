@@ -74,7 +74,7 @@ async fn requests_for(store: &Arc<RedisStore>, tag: &str, n: usize) -> (u64, usi
     store.add_opt_outs(&entries).await.unwrap();
 
     let before = store.requests();
-    let mut batch: Vec<Candidate> = jobs.iter().map(|job| Candidate::new(job)).collect();
+    let mut batch: Vec<Candidate> = jobs.iter().map(Candidate::new).collect();
     chain.evaluate(&mut batch, now).await;
     let allowed: Vec<Outgoing> = batch
         .iter()

@@ -523,7 +523,7 @@ pub async fn run(p: Params) -> Outcome {
     // The plan: job i at i / rate; its second record (if any) `duplicate_lag` later.
     let step_us = 1e6 / p.rate;
     let mut plan: Vec<Planned> = (0..p.jobs).map(|i| Planned { due_us: (i as f64 * step_us) as i64, idx: i, dup: false }).collect();
-    let dup_every = if p.duplicates == 0 { usize::MAX } else { (p.jobs / p.duplicates).max(1) };
+    let dup_every = p.jobs.checked_div(p.duplicates).map_or(usize::MAX, |n| n.max(1));
     for i in (dup_every / 2..p.jobs).step_by(dup_every.max(1)).take(p.duplicates) {
         plan.push(Planned { due_us: (i as f64 * step_us) as i64 + p.duplicate_lag.as_micros() as i64, idx: i, dup: true });
     }

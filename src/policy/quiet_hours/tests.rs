@@ -241,7 +241,7 @@ async fn verdicts_in_the_chain() {
         job("+74951234567", r#","expires_at":"2026-11-22T05:00:00Z""#),
         job("+74951234567", r#","tz":"America/New_York""#), // 14:00 there
     ];
-    let mut batch: Vec<Candidate> = jobs.iter().map(|j| Candidate::new(j)).collect();
+    let mut batch: Vec<Candidate> = jobs.iter().map(Candidate::new).collect();
     Chain::new(vec![Box::new(p)]).evaluate(&mut batch, now).await;
     assert_eq!(batch[0].verdict, Verdict::Defer { until: at("2026-11-22T06:00:00Z"), reason: Reason::QuietHours });
     assert_eq!(batch[1].verdict, Verdict::Allow);

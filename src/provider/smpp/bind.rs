@@ -24,7 +24,7 @@ use super::killswitch::KillSwitch;
 use super::rate::Rate;
 use super::status;
 use super::tls;
-use crate::config::SmppConfig;
+use super::config::SmppConfig;
 use crate::receipt::ProviderEvent;
 
 pub(super) struct BindSlot {

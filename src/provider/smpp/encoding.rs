@@ -3,8 +3,8 @@
 
 use rusmpp::extra::encoding::gsm7bit::{Gsm7BitEncodeError, Gsm7BitUnpacked};
 
-use crate::config::SmppEncoding;
-use crate::smsc_sim::decode::Alphabet;
+use super::config::SmppEncoding;
+use crate::sms::decode::Alphabet;
 
 pub const DATA_CODING_LATIN1: u8 = 0x03;
 pub const DATA_CODING_UCS2: u8 = 0x08;

@@ -6,7 +6,7 @@
 //! The canonical form of a numeric id is its number in lowercase hex: the ids of the many SMSCs
 //! that hand out hex ids stay as they were, lowercased.
 
-use crate::config::SmppReceiptIdFormat;
+use super::config::SmppReceiptIdFormat;
 
 /// Under `auto`, an id of only decimal digits is read as decimal from this many digits on
 /// (leading zeros counted, as SMSCs pad decimal ids), as hex below: a 32-bit id is at most 8

@@ -11,7 +11,7 @@ use tracing::{debug, warn};
 
 use super::ids;
 use super::receipt::{self, Inbound, ReceiptState};
-use crate::config::SmppReceiptIdFormat;
+use super::config::SmppReceiptIdFormat;
 use crate::receipt::{InboundMessage, InboundReceipt, ProviderEvent, ReceiptAck};
 use crate::store::PartOutcome;
 

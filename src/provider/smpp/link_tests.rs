@@ -9,7 +9,8 @@ use tokio::sync::mpsc;
 
 use super::SmppProvider;
 use crate::clock::SystemClock;
-use crate::config::{ProviderConfig, SmppConfig};
+use super::config::SmppConfig;
+use crate::config::ProviderConfig;
 use crate::job::Job;
 use crate::provider::{Provider, SendError};
 use crate::receipt::ProviderEvent;

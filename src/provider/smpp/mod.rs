@@ -1,11 +1,13 @@
 //! The SMPP provider: N binds to one SMSC, each with its own window of in-flight `submit_sm`.
 //!
-//! `SmppConfig → SmppProvider`; binds live in [`bind`] (PDUs they receive in `incoming`), a
+//! `SmppConfig → SmppProvider`: the `[providers.NAME] kind = "smpp"` keys, their checks and
+//! construction are [`config`]'s; binds live in [`bind`] (PDUs they receive in `incoming`), a
 //! job's PDUs are built in [`submit`] from text encoded and cut in [`encoding`] and sent in
 //! `send`, SMSC statuses are translated in [`status`], receipts are parsed in [`receipt`].
 
 mod bind;
 mod coalesce;
+pub mod config;
 pub mod encoding;
 mod health;
 pub mod ids;
@@ -27,7 +29,7 @@ mod tls;
 
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::{mpsc, watch};
@@ -35,12 +37,13 @@ use tokio_util::sync::CancellationToken;
 
 use self::bind::{BindCtx, BindSlot, Link, Role};
 use self::health::Health;
+pub use self::config::{
+    SmppBindMode, SmppConcatenation, SmppConfig, SmppEncoding, SmppOnTimeout, SmppReceiptIdFormat, EMBEDDED_SIM,
+};
 use crate::clock::Clock;
-use crate::config::{SmppBindMode, SmppConfig};
 use crate::job::Job;
 use crate::provider::{Accepted, Provider, ProviderStatus, SendError};
 use crate::receipt::ProviderEvent;
-use crate::telemetry;
 
 /// How long a send waits for some bind to come up before answering `Unavailable`: covers the
 /// first bind at start-up and a quick rebind, without parking jobs behind a dead SMSC.
@@ -66,23 +69,6 @@ pub struct SmppProvider {
     clock: Arc<dyn Clock>,
     stop: CancellationToken,
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    metrics: SendMetrics,
-}
-
-/// The per-submit series, looked up once: `metrics::counter!` with labels finds its series in
-/// the registry on every call, which showed in profiles at tens of thousands of submits a second.
-struct SendMetrics {
-    duration: metrics::Histogram,
-    accepted: metrics::Counter,
-}
-
-impl SendMetrics {
-    fn new(provider: &str) -> Self {
-        Self {
-            duration: metrics::histogram!(telemetry::PROVIDER_REQUEST_DURATION_SECONDS, "provider" => provider.to_string()),
-            accepted: metrics::counter!(telemetry::PROVIDER_REQUESTS_TOTAL, "provider" => provider.to_string(), "outcome" => "accepted"),
-        }
-    }
 }
 
 impl SmppProvider {
@@ -116,7 +102,6 @@ impl SmppProvider {
             .chain(receivers.iter().map(|slot| tokio::spawn(bind::run(binds.clone(), slot.clone(), Role::Receiver, events.clone()))))
             .collect();
         Arc::new(Self {
-            metrics: SendMetrics::new(&name),
             name,
             rate: rate::Rate::per_second(cfg.tps),
             cfg,
@@ -184,16 +169,9 @@ impl Provider for SmppProvider {
         self.binds.health.status(self.is_ready())
     }
 
+    /// Request metrics are counted around every provider (`provider::metered`), not here.
     async fn send(&self, job: &Job, wire: &dyn crate::provider::OnWire) -> Result<Accepted, SendError> {
-        let started = Instant::now();
-        let result = self.submit(job, wire).await;
-        self.metrics.duration.record(started.elapsed().as_secs_f64());
-        match &result {
-            Ok(_) => self.metrics.accepted.increment(1),
-            Err(e) => metrics::counter!(telemetry::PROVIDER_REQUESTS_TOTAL, "provider" => self.name.to_string(), "outcome" => e.outcome_label())
-                .increment(1),
-        }
-        result
+        self.submit(job, wire).await
     }
 
     async fn shutdown(&self) {

@@ -12,10 +12,10 @@ use rusmpp::values::{DataCoding, EsmClass, MessagePayload};
 
 use super::receipt::{parse_deliver_sm, parse_receipt_text};
 use super::submit::{build, Options, Submission};
-use crate::config::{SmppConcatenation, SmppEncoding};
+use super::config::{SmppConcatenation, SmppEncoding};
 use crate::provider::SendError;
-use crate::smsc_sim::decode::{decode_text, Alphabet};
-use crate::smsc_sim::reassembly::{split_user_data, submit_user_data, Part, Reassembler};
+use crate::sms::decode::{decode_text, Alphabet};
+use crate::sms::reassembly::{split_user_data, submit_user_data, Part, Reassembler};
 
 /// GSM 03.38 default alphabet but the escape, transcribed here apart from both rusmpp's encoder
 /// and the simulator's decoder so that a slip in either table shows.
@@ -259,6 +259,6 @@ proptest! {
 #[test]
 fn gsm_basic_transcription_matches_the_simulator_septet_by_septet() {
     let septets = (0u8..0x80).filter(|&b| b != 0x1B);
-    let decoded: String = septets.map(|b| crate::smsc_sim::decode::decode_gsm7(&[b])).collect();
+    let decoded: String = septets.map(|b| crate::sms::decode::decode_gsm7(&[b])).collect();
     assert_eq!(decoded, GSM_BASIC);
 }

@@ -5,8 +5,8 @@ use rusmpp::pdus::DeliverSm;
 use rusmpp::tlvs::TlvValue;
 use rusmpp::values::MessageState;
 
-use crate::smsc_sim::decode::{decode_latin1, decode_text, decode_ucs2, Alphabet};
-use crate::smsc_sim::reassembly::{split_user_data, Sar};
+use crate::sms::decode::{decode_latin1, decode_text, decode_ucs2, Alphabet};
+use crate::sms::reassembly::{split_user_data, Sar};
 
 /// Where a message stands according to a receipt.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use tracing::{debug, warn};
 use super::bind::{BindSlot, Link};
 use super::status::{self, Action};
 use super::{ids, rate, submit, SmppProvider};
-use crate::config::SmppOnTimeout;
+use super::config::SmppOnTimeout;
 use crate::job::Job;
 use crate::provider::{Accepted, OnWire, SendError};
 use crate::telemetry;

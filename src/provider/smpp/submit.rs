@@ -8,7 +8,7 @@ use rusmpp::udhs::concatenation::ConcatenatedShortMessageType;
 use rusmpp::values::{DataCoding, EsmClass, MessagePayload, Npi, RegisteredDelivery, Ton};
 
 use super::encoding;
-use crate::config::{SmppConcatenation, SmppConfig, SmppEncoding};
+use super::config::{SmppConcatenation, SmppConfig, SmppEncoding};
 use crate::job::Job;
 use crate::provider::SendError;
 

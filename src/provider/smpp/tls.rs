@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::config::SmppConfig;
+use super::config::SmppConfig;
 
 pub(super) enum Io {
     Plain(TcpStream),

@@ -31,7 +31,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::http::Resp;
+use super::Resp;
 use crate::config::ServerConfig;
 use crate::telemetry;
 

@@ -1,7 +1,7 @@
 //! The admin API under `/v1/admin/`: opt-out lists and WhatsApp tiers (`whatsapp.rs`), behind
 //! the configured bearer token.
 //!
-//! Without `[admin]` in config the whole prefix answers 404 (see `http.rs`). Every request is
+//! Without `[admin]` in config the whole prefix answers 404 (see `mod.rs`). Every request is
 //! authorized before its path is even looked at, so without the token nothing here, not even
 //! which routes exist, can be learned. Every change is logged with the configured `actor`.
 
@@ -14,7 +14,7 @@ use hyper::{Method, Request, StatusCode};
 use serde_json::json;
 use tracing::{info, warn};
 
-use super::http::{json_resp, percent_decode, Resp};
+use super::{json_resp, percent_decode, Resp};
 use crate::config::AdminConfig;
 use crate::job::{check_recipient, masked};
 use crate::store::Store;
@@ -245,7 +245,7 @@ fn method_not_allowed(allow: &'static str) -> Resp {
 /// A request body of at most `max` bytes within `server.body_timeout`, or the 413/408/400
 /// that says why not.
 async fn read_body(req: Request<Incoming>, max: usize) -> Result<bytes::Bytes, Resp> {
-    super::listener::read_body(req, max).await.map_err(|e| super::http::body_error(e, |_| {}))
+    super::listener::read_body(req, max).await.map_err(|e| super::body_error(e, |_| {}))
 }
 
 fn store_unavailable(e: crate::store::StoreError) -> Resp {

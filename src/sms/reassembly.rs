@@ -2,7 +2,8 @@
 //! message_payload), finding a part's (ref, total, seq) in its UDH or SAR TLVs, and joining
 //! parts into one logical message once all of them have arrived, in any order.
 //!
-//! Pure logic, no I/O: the session feeds parts in and gets whole messages out.
+//! Pure logic, no I/O: the simulator's session feeds parts in and gets whole messages out; the
+//! SMPP provider reads MO parts with [`split_user_data`].
 
 use std::collections::{HashMap, VecDeque};
 
@@ -346,7 +347,7 @@ mod tests {
         let mut r = Reassembler::<()>::new(16);
         assert!(r.push(part(c(2), "x2", p2), || ()).1.is_none());
         let whole = r.push(part(c(1), "x1", p1), || ()).1.unwrap();
-        assert_eq!(crate::smsc_sim::decode::decode_text(whole.data_coding, &whole.payload), "a😀b");
+        assert_eq!(crate::sms::decode::decode_text(whole.data_coding, &whole.payload), "a😀b");
     }
 
     #[test]

@@ -1,0 +1,60 @@
+//! What every provider kind's config section offers the rest of the daemon, and building all
+//! configured providers in one call.
+//!
+//! A kind's section (`[providers.NAME] kind = "..."`) is a type in `provider/<kind>/config.rs`
+//! implementing [`KindConfig`]: its channels, its checks, its construction. `config` only
+//! names the kinds (`ProviderConfig`); `app.rs` calls [`build_all`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::metered::Metered;
+use super::Provider;
+use crate::clock::Clock;
+use crate::config::ProviderConfig;
+use crate::receipt::ProviderEvent;
+
+/// The kind-specific half of a `[providers.NAME]` section.
+pub trait KindConfig: Send + Sync {
+    /// Channels the provider serves (the neutral checks want at least one).
+    fn channels(&self) -> &[String];
+
+    /// Checks beyond what the types say, each pushed as `{path}.{key}: reason`, where `path`
+    /// is `providers.NAME`. Collects every error; never stops at the first.
+    fn validate(&self, path: &str, errors: &mut Vec<String>);
+
+    /// Whether `sendgate dev` must start its embedded SMSC simulator for this provider.
+    fn wants_embedded_sim(&self) -> bool {
+        false
+    }
+
+    /// Starts the provider (its connections come up in the background).
+    fn build(&self, name: &str, deps: &BuildDeps) -> Result<Arc<dyn Provider>, BuildError>;
+}
+
+/// What a provider may need from the daemon to start.
+#[derive(Clone)]
+pub struct BuildDeps {
+    /// Where receipts and inbound messages go: the correlator, the one receipt path.
+    pub events: mpsc::Sender<ProviderEvent>,
+    /// The pipeline's clock.
+    pub clock: Arc<dyn Clock>,
+    /// Where `sendgate dev`'s embedded SMSC simulator listens; `None` outside dev mode.
+    pub embedded_sim: Option<SocketAddr>,
+}
+
+/// A provider that cannot be started from its (valid) config, naming the key at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {reason}")]
+pub struct BuildError {
+    pub key: String,
+    pub reason: String,
+}
+
+/// Starts every configured provider, each wrapped in the provider-neutral request metrics.
+pub fn build_all(providers: &BTreeMap<String, ProviderConfig>, deps: &BuildDeps) -> Result<Vec<Arc<dyn Provider>>, BuildError> {
+    providers.iter().map(|(name, cfg)| Ok(Metered::wrap(cfg.kind().build(name, deps)?))).collect()
+}
