@@ -479,6 +479,8 @@ async fn a_final_already_published_is_not_handed_out_again() {
 
 #[path = "redis_store/conformance.rs"]
 mod conformance;
+#[path = "redis_store/model.rs"]
+mod model;
 #[path = "redis_store/round_trips.rs"]
 mod round_trips;
 #[path = "redis_store/whatsapp.rs"]
