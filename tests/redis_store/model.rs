@@ -35,7 +35,8 @@
 //!    `submitting` again under another token while a write may be out;
 //! 3. at most one final per job id in the topic; `accepted` before a receipt's final, and
 //!    nothing but `duplicate` after a final; `unknown` only for a job that was written;
-//! 4. a second record of a claimed id is `Duplicate`; the same record never is;
+//! 4. a second record of a claimed id is `Duplicate` when it is first read and nothing
+//!    (`Replay`) when read again; the same record is never `Duplicate`;
 //!
 //! and after the case, once every instance is up and the model has run the pipeline, the
 //! receipts, redeliveries of every record read, the scheduler and the sweep to quiescence:
@@ -189,8 +190,10 @@ impl St {
 /// provider saw of it.
 #[derive(Clone, Debug)]
 struct JobM {
-    /// The record that claimed it first.
+    /// The record that claimed it first, and the second records read so far (`d:<record>`:
+    /// each is a `duplicate` once, nothing when read again).
     src: String,
+    dups: BTreeSet<String>,
     st: St,
     /// The token holding it.
     own: String,
@@ -515,6 +518,7 @@ impl World {
                 St::Orphaned => Claim::Orphaned,
                 _ => Claim::Replay,
             },
+            Some(m) if m.src != src && m.dups.contains(&src) => Claim::Replay,
             Some(m) if m.src != src => Claim::Duplicate,
             Some(m) if !matches!(m.st, St::Claimed | St::Submitting | St::Orphaned) => Claim::Replay,
             Some(m) if self.alive(owner_of(&m.own)) => Claim::Busy,
@@ -531,15 +535,18 @@ impl World {
         ensure!(self, got.len() == 1, "claim_ids answered {} claims for one", got.len());
         let got = got[0];
         bump(&mut self.stats.claims, format!("{got:?}"));
-        // Rule 4, stated apart from the model: a second record is a duplicate, the same never.
-        if let Some(first) = self.jobs.get(&id).map(|m| m.src.clone()) {
-            ensure!(self, (got == Claim::Duplicate) == (first != src), "DUPLICATE RULE: record {src} of {id} (first claimed by {first}) got {got:?}");
+        // Rule 4, stated apart from the model: a second record is a duplicate when it is first
+        // read and nothing when read again; the same record never is.
+        if let Some((first, seen)) = self.jobs.get(&id).map(|m| (m.src.clone(), m.dups.contains(&src))) {
+            let second = first != src;
+            ensure!(self, (got == Claim::Duplicate) == (second && !seen), "DUPLICATE RULE: record {src} of {id} (first claimed by {first}, read before: {seen}) got {got:?}");
         }
         ensure!(self, got == want, "claim of {id} by record {src} under {token}: store {got:?}, model {want:?} ({:?})", self.jobs.get(&id));
         match (got, self.jobs.get_mut(&id)) {
             (Claim::New, None) => {
                 let m = JobM {
                     src: src.clone(),
+                    dups: BTreeSet::new(),
                     st: St::Claimed,
                     own: token.clone(),
                     j: false,
@@ -563,6 +570,9 @@ impl World {
             (Claim::Orphaned, Some(m)) => {
                 m.st = St::Orphaned;
                 m.own = token.clone();
+            }
+            (Claim::Duplicate, Some(m)) => {
+                m.dups.insert(src.clone());
             }
             _ => {}
         }
@@ -1267,6 +1277,7 @@ impl World {
                 h.get("fin").cloned(),
                 h.get("fo").cloned(),
                 h.contains_key("fr"),
+                h.keys().filter_map(|k| k.strip_prefix("d:")).map(str::to_owned).collect::<BTreeSet<String>>(),
             );
             let want = (
                 Some(m.st.as_str().to_owned()),
@@ -1278,8 +1289,9 @@ impl World {
                 m.fin.clone(),
                 m.fo.clone(),
                 m.fr.is_some(),
+                m.dups.clone(),
             );
-            ensure!(self, have == want, "job:{id} in Redis {have:?}\nmodel (st, own, src, j, left, hold, fin, fo, fr) {want:?}");
+            ensure!(self, have == want, "job:{id} in Redis {have:?}\nmodel (st, own, src, j, left, hold, fin, fo, fr, d:*) {want:?}");
         }
         let sched: Vec<(String, f64)> = next(&mut vals);
         let leases: BTreeMap<String, u64> = next(&mut vals);
