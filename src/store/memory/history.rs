@@ -1,5 +1,6 @@
 //! Histories in memory: each job's reports, oldest first, with a TTL; recording one marks
-//! the claim final or lifts the hold on its receipts, as `scripts/record_events.lua` does.
+//! the claim final or lifts the hold on its receipts (`accepted`) or on its resumption
+//! (`deferred`), as `scripts/record_events.lua` does.
 
 use std::time::{Duration, Instant};
 
@@ -25,13 +26,17 @@ impl History for MemoryStore {
                     // A final for an id whose claim lapsed still marks it, as record_events.lua
                     // does: without it a second record of the id was taken for a new job.
                     None => {
-                        let c = ClaimState { expires: exp, st: St::Final, own: String::new(), src: None, duplicates: Vec::new() };
+                        let c = ClaimState { expires: exp, st: St::Final, own: String::new(), src: None, duplicates: Vec::new(), held: false };
                         g.claims.insert(r.job_id.clone(), c);
                     }
                 }
             } else if r.event == crate::report::EventKind::Accepted {
                 if let Some(t) = g.sent.get_mut(r.job_id.as_str()) {
                     t.held = false;
+                }
+            } else if r.event == crate::report::EventKind::Deferred {
+                if let Some(c) = g.claims.get_mut(r.job_id.as_str()) {
+                    c.held = false;
                 }
             }
             // Looked up by &str first: most reports belong to a job already in the history.
