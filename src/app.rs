@@ -276,7 +276,9 @@ impl App {
                 let now = chrono::Utc::now();
                 let max = chrono::DateTime::<chrono::Utc>::MAX_UTC;
                 if let Ok(jobs) = self.store.take_overdue(max, usize::MAX, max).await {
-                    // Only the undecided come back: a decided final is being published already.
+                    // Only the undecided come back: a decided final is being published already,
+                    // and a job whose `accepted` is still being published stays (its `unknown`
+                    // could go out first; counted in `awaiting_receipts`).
                     let reports: Vec<_> = jobs
                         .iter()
                         .filter_map(|j| j.sent.as_ref())

@@ -567,6 +567,31 @@ mod failpoints {
         assert_eq!(b.terminate(), Some(0));
     }
 
+    /// Invalid jobs with ids: the instance dies after the broker took a `rejected` and before
+    /// the store recorded it, so its record is read again. The `rejected` was decided in the
+    /// store first (`begin_finals`): the record read again is nothing, and the dead instance's
+    /// decision is read back from the topic rather than published a second time.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn killed_after_the_broker_took_a_rejected_and_before_the_store_recorded_it() {
+        let w = World::new(3).await;
+        let cfg = w.config("gw-a", &env("SENDGATE_TEST_REDIS_URL"));
+        let mut a = Daemon::start_with(&cfg, w.dir.path().join("gw-a.first.log"), &[("SENDGATE_FAILPOINTS", "finals-published=kill-after(20)")]);
+        let ids: Vec<String> = (0..300).map(|i| format!("frej-{i}")).collect();
+        let records: Vec<(String, Vec<u8>)> = ids
+            .iter()
+            .map(|id| (id.clone(), serde_json::to_vec(&json!({"id": id, "tenant": "acme", "channel": "sms", "to": "+7 916", "text": "x"})).unwrap()))
+            .collect();
+        produce(&producer(), &w.topics.jobs, &records).await;
+        a.wait_dead(Duration::from_secs(120)).await;
+        let b = w.daemon("gw-a");
+        let finals = w.reports.wait_finals(ids.len(), Duration::from_secs(180)).await;
+        w.assert_exactly_once(&ids, &finals);
+        wait_read_back(&b).await;
+        w.assert_exactly_once(&ids, &w.reports.finals());
+        assert!(w.reports.reports().iter().filter(|r| r.job_id.starts_with("frej-")).all(|r| r.event == EventKind::Rejected));
+        assert_eq!(b.terminate(), Some(0));
+    }
+
     /// A store call failing mid-chain is retried by itself: the claims made before it stay
     /// ours (not answered `duplicate` for our own claim), and every job still ends once.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

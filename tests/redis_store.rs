@@ -13,8 +13,8 @@ use redis::aio::MultiplexedConnection;
 use sendgate::config::RedisConfig;
 use sendgate::report::{EventKind, Report};
 use sendgate::store::{
-    mint_token, Claim, ClaimReq, Claims, DueKind, History, OptOuts, PartOutcome, RateLease, Rates, Receipts, RedisStore, Schedule, ScheduledJob,
-    SentJob, Settled, Store, StoreError, Whatsapp,
+    mint_token, Claim, ClaimReq, Claims, DueKind, History, OptOuts, PartOutcome, RateLease, Rates, Receipts, RedisStore, Schedule, ScheduledJob, SentJob,
+    Settled, Store, StoreError, Whatsapp, HELD_RETRY,
 };
 
 const TTL: Duration = Duration::from_secs(60);
@@ -242,6 +242,7 @@ async fn a_due_job_moves_its_claim_to_the_claimer_and_a_lapsed_lease_fences_the_
     let (_, ta) = claim_from(&a, &[("j", Some("jobs/0/j"))]).await;
     assert_eq!(a.schedule(&[parked("j", &ta[0], t(10))], TTL).await.unwrap(), [true]);
     assert_eq!(s.job_state("j").await.as_deref(), Some("deferred"));
+    a.record_events(&[report("j", EventKind::Deferred)], TTL).await.unwrap();
     assert_eq!(a.schedule(&[parked("j", "someone/else/1", t(10))], TTL).await.unwrap(), [false], "not its claim to park");
     assert!(b.claim_due(t(9), 10, LEASE, TTL).await.unwrap().is_empty(), "not due");
     let c = b.claim_due(t(10), 10, LEASE, TTL).await.unwrap();
@@ -273,6 +274,7 @@ async fn a_due_job_whose_claimer_died_mid_submit_comes_back_orphaned_and_a_sent_
     let (a, b) = s.two().await;
     let (_, t0) = claim_from(&a, &[("m", Some("jobs/0/m")), ("n", Some("jobs/0/n"))]).await;
     a.schedule(&[parked("m", &t0[0], t(0)), parked("n", &t0[1], t(0))], TTL).await.unwrap();
+    a.record_events(&[report("m", EventKind::Deferred), report("n", EventKind::Deferred)], TTL).await.unwrap();
     let c = a.claim_due(t(0), 10, LEASE, TTL).await.unwrap();
     let tok = |id: &str| c.iter().find(|j| j.entry == id).unwrap().token.clone().unwrap();
     assert_eq!(a.mark_submitting(&[("m", &tok("m")), ("n", &tok("n"))]).await.unwrap(), [true, true]);
@@ -421,6 +423,85 @@ async fn overdue_jobs_are_leased_until_finished() {
     s.cleanup().await;
 }
 
+/// The model test's first finding: the sweep decided `unknown` at the receipt deadline while
+/// the job's `accepted` was still on its way to the broker, so `accepted` could follow the final.
+/// A job whose `accepted` is not recorded is its live tracker's: the sweep leases it again.
+#[tokio::test]
+async fn the_sweep_leaves_a_job_whose_accepted_is_not_recorded_to_its_live_tracker() {
+    let s = Space::new().await;
+    let (a, b) = s.two().await;
+    let (_, tok) = claim_from(&a, &[("j", None), ("k", None)]).await;
+    let with = [(sent("j", &["1"]), t(100), tok[0].clone()), (sent("k", &["2"]), t(100), tok[1].clone())];
+    assert_eq!(a.track_sent(&with, TTL).await.unwrap(), [true, true]);
+    // k's `accepted` is out and recorded; j's is still on its way to the broker.
+    a.record_events(&[report("k", EventKind::Accepted)], TTL).await.unwrap();
+    let due = b.take_overdue(t(150), 10, t(180)).await.unwrap();
+    assert_eq!(due.iter().map(shape).collect::<Vec<_>>(), [("k".to_string(), None, false)], "j is held by its live tracker");
+    assert_eq!(s.cmd::<Option<String>>(&["HGET", &s.key("job:j"), "fin"]).await, None, "j is not decided");
+    assert_eq!(s.cmd::<i64>(&["ZSCORE", &s.key("deadlines"), "j"]).await, t(180).timestamp_millis(), "leased again");
+    // Its tracker's own sweep leaves it too.
+    assert!(a.take_overdue(t(180), 10, t(210)).await.unwrap().is_empty());
+    // Once `accepted` is recorded, the sweep decides it.
+    a.record_events(&[report("j", EventKind::Accepted)], TTL).await.unwrap();
+    let due = b.take_overdue(t(210), 10, t(240)).await.unwrap();
+    assert_eq!(due.iter().map(shape).collect::<Vec<_>>(), [("j".to_string(), None, false)]);
+    s.cleanup().await;
+}
+
+/// A tracker that died before recording `accepted` never publishes it: its job ends `unknown`.
+#[tokio::test]
+async fn the_sweep_ends_a_job_whose_tracker_died_before_recording_its_accepted() {
+    let s = Space::new().await;
+    let (a, b) = s.two().await;
+    let (_, tok) = claim_from(&a, &[("j", None)]).await;
+    assert_eq!(a.track_sent(&[(sent("j", &["1"]), t(100), tok[0].clone())], TTL).await.unwrap(), [true]);
+    a.shutdown().await;
+    let due = b.take_overdue(t(150), 10, t(180)).await.unwrap();
+    assert_eq!(due.iter().map(shape).collect::<Vec<_>>(), [("j".to_string(), None, false)]);
+    s.cleanup().await;
+}
+
+/// The model test's second finding: the scheduler resumed a parked job when it fell due while
+/// the `deferred` of its parking was still on its way to the broker, so `deferred` could follow
+/// the resumed job's final. A parking whose `deferred` is not recorded is held while its parker
+/// lives: the entry comes back shortly (`HELD_RETRY`), unleased.
+#[tokio::test]
+async fn a_parked_job_is_not_resumed_before_its_deferred_is_recorded_while_its_parker_lives() {
+    let s = Space::new().await;
+    let (a, b) = s.two().await;
+    let (_, ta) = claim_from(&a, &[("j", Some("jobs/0/j")), ("k", Some("jobs/0/k"))]).await;
+    assert_eq!(a.schedule(&[parked("j", &ta[0], t(10)), parked("k", &ta[1], t(10))], TTL).await.unwrap(), [true, true]);
+    a.record_events(&[report("k", EventKind::Deferred)], TTL).await.unwrap();
+    let c = b.claim_due(t(10), 10, LEASE, TTL).await.unwrap();
+    assert_eq!(c.iter().map(|c| (c.entry.as_str(), c.kind)).collect::<Vec<_>>(), [("k", DueKind::Resumed)], "j is held by its live parker");
+    assert_eq!(s.job_state("j").await.as_deref(), Some("deferred"));
+    let retry = t(10) + chrono::Duration::from_std(HELD_RETRY).unwrap();
+    assert_eq!(s.cmd::<i64>(&["ZSCORE", &s.key("sched"), "j"]).await, retry.timestamp_millis(), "due again shortly");
+    assert_eq!(s.cmd::<Option<String>>(&["HGET", &s.key("sched:lease"), "j"]).await, None, "not leased");
+    // Its parker's own scheduler leaves it too.
+    assert!(a.claim_due(retry, 10, LEASE, TTL).await.unwrap().is_empty());
+    a.record_events(&[report("j", EventKind::Deferred)], TTL).await.unwrap();
+    let later = retry + chrono::Duration::from_std(HELD_RETRY).unwrap();
+    let c = b.claim_due(later, 10, LEASE, TTL).await.unwrap();
+    assert_eq!(c.iter().map(|c| (c.entry.as_str(), c.kind)).collect::<Vec<_>>(), [("j", DueKind::Resumed)]);
+    assert_eq!(s.cmd::<i64>(&["HEXISTS", &s.key("job:j"), "dhold"]).await, 0);
+    s.cleanup().await;
+}
+
+/// A parker that died before recording `deferred` never publishes it: its job is resumed.
+#[tokio::test]
+async fn a_parked_job_whose_parker_died_before_recording_its_deferred_is_resumed() {
+    let s = Space::new().await;
+    let (a, b) = s.two().await;
+    let (_, ta) = claim_from(&a, &[("j", Some("jobs/0/j"))]).await;
+    assert_eq!(a.schedule(&[parked("j", &ta[0], t(10))], TTL).await.unwrap(), [true]);
+    a.shutdown().await;
+    let c = b.claim_due(t(10), 10, LEASE, TTL).await.unwrap();
+    assert_eq!(c.iter().map(|c| (c.entry.as_str(), c.kind)).collect::<Vec<_>>(), [("j", DueKind::Resumed)]);
+    assert_eq!(s.cmd::<i64>(&["HEXISTS", &s.key("job:j"), "dhold"]).await, 0, "the hold goes with the parking");
+    s.cleanup().await;
+}
+
 #[tokio::test]
 async fn a_history_and_the_claim_a_final_makes_carry_the_ttl() {
     let s = Space::new().await;
@@ -504,6 +585,8 @@ async fn a_final_already_published_is_not_handed_out_again() {
 
 #[path = "redis_store/conformance.rs"]
 mod conformance;
+#[path = "redis_store/model.rs"]
+mod model;
 #[path = "redis_store/round_trips.rs"]
 mod round_trips;
 #[path = "redis_store/whatsapp.rs"]

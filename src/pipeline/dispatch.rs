@@ -208,8 +208,12 @@ impl Decided {
 }
 
 /// Records finals decided in the pipeline before they are published (each under its claim's
-/// token; a fenced one is dropped and counted): the reports to publish.
-pub(super) async fn begin_finals(store: &dyn Store, finals: Vec<(Report, String)>) -> Vec<Report> {
+/// token; a fenced one is dropped and counted): the reports to publish. Every final decided
+/// outside the receipt path goes through here (the Kafka source's `rejected` too): from here
+/// on the claim is `finishing`, so the record read again is nothing, and if this instance
+/// dies the deadline sweep reads the reports topic back and publishes it only if it is not
+/// there.
+pub async fn begin_finals(store: &dyn Store, finals: Vec<(Report, String)>) -> Vec<Report> {
     if finals.is_empty() {
         return Vec::new();
     }

@@ -21,6 +21,7 @@ use crate::job::Job;
 
 pub use batch_tasks::BatchTasks;
 pub use complete::{completer, CompleterCtx, Completion};
+pub use dispatch::begin_finals;
 pub use gate::{SubmitGate, Ticket};
 pub use reporter::Reporter;
 pub use worker::{worker, WorkerCtx};

@@ -1,5 +1,6 @@
 //! History: every report event of a job, oldest first (`GET /v1/jobs/{id}/events`). Recording
-//! a job's `accepted` lets its receipts end it; recording its final marks its claim final.
+//! a job's `accepted` lets its receipts (and the deadline sweep) end it; recording a parked
+//! job's `deferred` lets the scheduler resume it; recording its final marks its claim final.
 
 use std::time::Duration;
 

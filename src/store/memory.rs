@@ -63,6 +63,8 @@ struct ClaimState {
     src: Option<String>,
     /// Second records of this id seen so far (their sources).
     duplicates: Vec<String>,
+    /// Parked, and the `deferred` report of that is not recorded yet: not resumed meanwhile.
+    held: bool,
 }
 
 #[derive(Default)]

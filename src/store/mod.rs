@@ -37,7 +37,7 @@ pub use opt_outs::{OptOutEntry, OptOutPage, OptOuts};
 pub use rates::{campaign_field, Rates};
 pub use receipts::{EarlyReceipt, HandedFinal, Overdue, PartOutcome, PartReceipt, Receipts, SentJob, Settled, EARLY_RECEIPT_KEEP};
 pub use redis::RedisStore;
-pub use schedule::{ClaimedJob, DueKind, Schedule, ScheduledJob};
+pub use schedule::{ClaimedJob, DueKind, Schedule, ScheduledJob, HELD_RETRY};
 pub use whatsapp::Whatsapp;
 
 #[derive(Debug, thiserror::Error)]

@@ -181,8 +181,10 @@ pub trait Receipts: Send + Sync {
     /// Up to `limit` jobs due by `now`: past their receipt deadline (decided `unknown` here),
     /// or decided but never confirmed by an instance that died (the decided final, flagged
     /// [`Overdue::decided_at`]: it may be in the reports topic already). A decision whose
-    /// decider is alive stays its own. Each is leased until `lease_until` and comes back then
-    /// unless [`Receipts::finish_sent`] forgets it first.
+    /// decider is alive stays its own, and so does an undecided job whose `accepted` is not
+    /// recorded yet while its tracker is alive (an `unknown` decided now could be published
+    /// before that `accepted`). Each is leased until `lease_until` and comes back then unless
+    /// [`Receipts::finish_sent`] forgets it first.
     async fn take_overdue(&self, now: DateTime<Utc>, limit: usize, lease_until: DateTime<Utc>) -> Result<Vec<Overdue>, StoreError>;
 
     /// Forgets jobs whose final report is out: their mappings and deadline. Recording a final

@@ -9,6 +9,10 @@ use chrono::{DateTime, Utc};
 
 use super::StoreError;
 
+/// How soon a due entry whose parking is still held (its `deferred` report not recorded yet,
+/// its parker alive) is looked at again: the report is normally recorded within milliseconds.
+pub const HELD_RETRY: Duration = Duration::from_secs(1);
+
 /// A deferred job as the scheduled set holds it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScheduledJob {
@@ -65,6 +69,8 @@ pub trait Schedule: Send + Sync {
     /// Puts jobs in the scheduled set (replacing the entry of the same [`ScheduledJob::entry`],
     /// and its lease). An owner's entry is stored only under the token holding its claim, and
     /// makes the claim `deferred`; `false` where it was fenced off (and nothing was stored).
+    /// An owner's parking is held until its `deferred` report is recorded
+    /// ([`History::record_events`](super::History::record_events)): see [`Schedule::claim_due`].
     /// `claim_ttl`: how long the claim outlives the entry's due time.
     async fn schedule(&self, jobs: &[ScheduledJob], claim_ttl: Duration) -> Result<Vec<bool>, StoreError>;
 
@@ -72,6 +78,9 @@ pub trait Schedule: Send + Sync {
     /// finished by then is due again (its instance died). An owner's entry moves its job's
     /// claim to a new token in the same step; entries of jobs already sent or final are
     /// dropped; entries whose job a live instance is still on wait for their lease to lapse.
+    /// A parking still held (its `deferred` report not recorded) while its parker lives is not
+    /// resumed but due again [`HELD_RETRY`] after `now`, unleased: that report must never follow
+    /// the resumed job's final. A dead parker's hold is void (it never publishes it now).
     async fn claim_due(&self, now: DateTime<Utc>, limit: usize, lease: Duration, claim_ttl: Duration) -> Result<Vec<ClaimedJob>, StoreError>;
 
     /// Removes claimed entries whose lease still matches (a re-scheduled entry stays).

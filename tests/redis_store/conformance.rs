@@ -58,9 +58,11 @@ conformance! {
     schedule_due_entries_come_back_in_due_order_under_a_lease,
     schedule_a_recheck_never_replaces_the_owners_entry,
     schedule_a_resumed_job_moves_its_claim_to_the_new_token,
+    schedule_a_parking_is_not_resumed_before_its_deferred_is_recorded,
     receipts_parts_count_down_and_the_first_failure_decides,
     receipts_a_final_before_accepted_is_handed_to_its_recorder,
     receipts_the_deadline_sweep_decides_unknown_once,
+    receipts_the_deadline_sweep_waits_until_accepted_is_recorded,
     history_events_come_back_in_order_and_round_trip,
     opt_outs_are_sets_per_tenant_and_channel_and_page_in_order,
     whatsapp_a_tier_counts_unique_recipients_in_its_window,
@@ -85,6 +87,13 @@ async fn claim_as(st: &dyn Store, reqs: &[(&str, &str, Option<&str>)]) -> Vec<Cl
 
 fn park(id: &str, token: &str, due: DateTime<Utc>) -> ScheduledJob {
     ScheduledJob { id: id.into(), token: token.into(), src: Some(format!("jobs/0/{id}")), due, payload: format!(r#"{{"id":"{id}"}}"#), recheck: false }
+}
+
+/// Records the `deferred` report of each parking (what the pipeline does after parking a job),
+/// which lets the scheduler resume it.
+async fn deferred(st: &dyn Store, ids: &[&str]) {
+    let reports: Vec<Report> = ids.iter().map(|id| report(id, EventKind::Deferred)).collect();
+    st.record_events(&reports, TTL).await.unwrap();
 }
 
 fn final_json(id: &str, event: EventKind) -> String {
@@ -227,6 +236,7 @@ async fn schedule_due_entries_come_back_in_due_order_under_a_lease(st: Arc<dyn S
     let recheck = ScheduledJob { recheck: true, ..park("busy", &again[0], t(15)) };
     let stored = st.schedule(&[park("late", &tok[0], t(20)), park("early", &tok[1], t(10)), recheck.clone()], TTL).await.unwrap();
     assert_eq!(stored, [true, true, true]);
+    deferred(st, &["late", "early"]).await;
     assert!(st.claim_due(t(9), 10, LEASE, TTL).await.unwrap().is_empty(), "none due");
     let first = st.claim_due(t(30), 2, LEASE, TTL).await.unwrap();
     assert_eq!(first.iter().map(|c| (c.entry.as_str(), c.kind)).collect::<Vec<_>>(), [("early", DueKind::Resumed), (recheck.entry().as_str(), DueKind::Recheck)]);
@@ -252,6 +262,7 @@ async fn schedule_a_recheck_never_replaces_the_owners_entry(st: Arc<dyn Store>) 
     // The recheck changed nothing of the claim: its owner still acts on it, then parks it.
     assert_eq!(st.mark_submitting(&[("theirs", &owner[0])]).await.unwrap(), [true]);
     assert_eq!(st.schedule(&[park("theirs", &owner[0], t(5))], TTL).await.unwrap(), [true]);
+    deferred(st, &["theirs"]).await;
     let due = st.claim_due(t(10), 10, LEASE, TTL).await.unwrap();
     assert_eq!(due.iter().map(|c| c.kind).collect::<Vec<_>>(), [DueKind::Recheck, DueKind::Resumed], "due order, each entry its own");
     assert_eq!(due[1].entry, "theirs");
@@ -262,6 +273,7 @@ async fn schedule_a_resumed_job_moves_its_claim_to_the_new_token(st: Arc<dyn Sto
     let (_, tok) = claim(st, &[("j", Some("jobs/0/j"))]).await;
     assert_eq!(st.schedule(&[park("j", &tok[0], t(10))], TTL).await.unwrap(), [true]);
     assert_eq!(st.schedule(&[park("j", &tok[0], t(10))], TTL).await.unwrap(), [false], "parked already: no longer claimed");
+    deferred(st, &["j"]).await;
     let c = st.claim_due(t(10), 10, LEASE, TTL).await.unwrap();
     assert_eq!((c.len(), c[0].kind), (1, DueKind::Resumed));
     let resumed = c[0].token.clone().unwrap();
@@ -274,6 +286,7 @@ async fn schedule_a_resumed_job_moves_its_claim_to_the_new_token(st: Arc<dyn Sto
     // The claimer parks it again (a retry): the new entry runs when due, and the stale lease
     // cannot remove it.
     assert_eq!(st.schedule(&[park("j", &resumed, t(50))], TTL).await.unwrap(), [true]);
+    deferred(st, &["j"]).await;
     st.finish_scheduled(&[("j".into(), c[0].lease)]).await.unwrap();
     let again = st.claim_due(t(50), 10, LEASE, TTL).await.unwrap();
     assert_eq!(again.len(), 1);
@@ -284,6 +297,29 @@ async fn schedule_a_resumed_job_moves_its_claim_to_the_new_token(st: Arc<dyn Sto
     assert_eq!(st.track_sent(&[(sent("j", &["j1"]), t(1000), last)], TTL).await.unwrap(), [true]);
     assert!(st.claim_due(t(100), 10, LEASE, TTL).await.unwrap().is_empty());
     assert!(st.claim_due(t(500), 10, LEASE, TTL).await.unwrap().is_empty());
+}
+
+async fn schedule_a_parking_is_not_resumed_before_its_deferred_is_recorded(st: Arc<dyn Store>) {
+    let st = st.as_ref();
+    let (_, tok) = claim(st, &[("held", Some("jobs/0/held")), ("out", Some("jobs/0/out"))]).await;
+    assert_eq!(st.schedule(&[park("held", &tok[0], t(10)), park("out", &tok[1], t(10))], TTL).await.unwrap(), [true, true]);
+    deferred(st, &["out"]).await;
+    // Its parker (alive) is still publishing its `deferred`: not resumed, not leased.
+    let due = st.claim_due(t(10), 10, LEASE, TTL).await.unwrap();
+    assert_eq!(due.iter().map(|c| (c.entry.as_str(), c.kind)).collect::<Vec<_>>(), [("out", DueKind::Resumed)]);
+    let retry = t(10) + chrono::Duration::from_std(HELD_RETRY).unwrap();
+    assert!(st.claim_due(retry - chrono::Duration::milliseconds(1), 10, LEASE, TTL).await.unwrap().is_empty(), "looked at again after HELD_RETRY");
+    assert!(st.claim_due(retry, 10, LEASE, TTL).await.unwrap().is_empty(), "still held");
+    assert_eq!(claim(st, &[("held", Some("jobs/0/held"))]).await.0, [Claim::Replay], "parked: a durable point");
+    deferred(st, &["held"]).await;
+    let due = st.claim_due(retry + chrono::Duration::from_std(HELD_RETRY).unwrap(), 10, LEASE, TTL).await.unwrap();
+    assert_eq!(due.iter().map(|c| (c.entry.as_str(), c.kind)).collect::<Vec<_>>(), [("held", DueKind::Resumed)]);
+    // Parked again by its new claim: held again until that `deferred` is recorded.
+    let resumed = due[0].token.clone().unwrap();
+    assert_eq!(st.schedule(&[park("held", &resumed, t(100))], TTL).await.unwrap(), [true]);
+    assert!(st.claim_due(t(100), 10, LEASE, TTL).await.unwrap().is_empty());
+    deferred(st, &["held"]).await;
+    assert_eq!(st.claim_due(t(200), 10, LEASE, TTL).await.unwrap().len(), 1);
 }
 
 async fn receipts_parts_count_down_and_the_first_failure_decides(st: Arc<dyn Store>) {
@@ -370,6 +406,21 @@ async fn receipts_the_deadline_sweep_decides_unknown_once(st: Arc<dyn Store>) {
     st.finish_sent(&["j".into(), "k".into(), "piped".into()]).await.unwrap();
     assert_eq!(st.settle_part("p", "3", PartOutcome::Delivered, t(400)).await.unwrap(), Settled::Unmatched);
     assert!(st.take_overdue(t(5000), 10, t(5030)).await.unwrap().is_empty());
+}
+
+async fn receipts_the_deadline_sweep_waits_until_accepted_is_recorded(st: Arc<dyn Store>) {
+    let st = st.as_ref();
+    send(st, &[(sent("held", &["1"]), t(100))], false).await;
+    send(st, &[(sent("out", &["2"]), t(100))], true).await;
+    // Its tracker (alive) is still publishing its `accepted`: not decided, leased again.
+    let due = st.take_overdue(t(150), 10, t(180)).await.unwrap();
+    assert_eq!(due.iter().map(|o| (o.job_id.as_str(), o.outcome)).collect::<Vec<_>>(), [("out", None)]);
+    assert!(st.take_overdue(t(179), 10, t(209)).await.unwrap().is_empty(), "leased");
+    assert!(st.take_overdue(t(180), 10, t(210)).await.unwrap().is_empty(), "still held");
+    st.record_events(&[report("held", EventKind::Accepted)], TTL).await.unwrap();
+    let due = st.take_overdue(t(210), 10, t(240)).await.unwrap();
+    assert_eq!(due.iter().map(|o| (o.job_id.as_str(), o.outcome)).collect::<Vec<_>>(), [("held", None)], "decided `unknown` now");
+    assert_eq!(st.settle_part("p", "1", PartOutcome::Delivered, t(250)).await.unwrap(), Settled::Pending, "decided already");
 }
 
 async fn history_events_come_back_in_order_and_round_trip(st: Arc<dyn Store>) {

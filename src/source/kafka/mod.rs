@@ -19,7 +19,7 @@ pub use self::offsets::{Offsets, Tp};
 use crate::clock::Clock;
 use crate::config::KafkaConfig;
 use crate::job::JobError;
-use crate::pipeline::{Intake, Reporter};
+use crate::pipeline::{begin_finals, Intake, Reporter};
 use crate::report::{EventKind, Reason, Report};
 use crate::sink::kafka::{KafkaProducer, Record};
 use crate::pipeline::Origin;
@@ -230,6 +230,12 @@ fn commit(consumer: &StreamConsumer<Ctx>, offsets: &Offsets, mode: CommitMode) {
 }
 
 /// An invalid job with an id: its final `rejected`, once per id like any other final.
+///
+/// The `rejected` is decided in the store before it is published ([`begin_finals`]), as every
+/// pipeline final is. Published straight from a `claimed` claim, it could be published twice:
+/// an instance that died after the broker took it and before the store recorded it left the
+/// claim `claimed` under a dead owner and the record uncommitted, and whoever read the record
+/// again took the claim over (`New`) and published a second `rejected`.
 async fn reject(store: &dyn Store, reporter: &Reporter, e: JobError, ttl: Duration, now: chrono::DateTime<chrono::Utc>, src: &str) {
     let JobError::Invalid { id, fields, .. } = &e else { return };
     let token = crate::store::mint_token(store.owner());
@@ -249,9 +255,13 @@ async fn reject(store: &dyn Store, reporter: &Reporter, e: JobError, ttl: Durati
         Claim::Duplicate => EventKind::Duplicate,
         Claim::Replay | Claim::Busy => return,
     };
-    let mut r = Report::from_parts(id, &fields.tenant, &fields.channel, &fields.to, &fields.meta, event, now);
-    if event == EventKind::Rejected {
-        r = r.with_reason(Reason::InvalidJob).with_error(None, e.to_string());
-    }
-    reporter.emit(&[r]).await;
+    let r = Report::from_parts(id, &fields.tenant, &fields.channel, &fields.to, &fields.meta, event, now);
+    let reports = if event == EventKind::Rejected {
+        let r = r.with_reason(Reason::InvalidJob).with_error(None, e.to_string());
+        // Fenced off (empty) only if another claim took the id meanwhile: it reports it.
+        begin_finals(store, vec![(r, token)]).await
+    } else {
+        vec![r]
+    };
+    reporter.emit(&reports).await;
 }

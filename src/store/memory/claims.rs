@@ -28,7 +28,14 @@ impl Claims for MemoryStore {
             .iter()
             .map(|r| match g.claims.get_mut(r.id).filter(|c| c.expires > now) {
                 None => {
-                    let c = ClaimState { expires: now + ttl, st: St::Claimed, own: r.token.to_owned(), src: r.src.map(str::to_owned), duplicates: Vec::new() };
+                    let c = ClaimState {
+                        expires: now + ttl,
+                        st: St::Claimed,
+                        own: r.token.to_owned(),
+                        src: r.src.map(str::to_owned),
+                        duplicates: Vec::new(),
+                        held: false,
+                    };
                     g.claims.insert(r.id.to_owned(), c);
                     Claim::New
                 }

@@ -1,6 +1,7 @@
 //! Histories in memory: each job's reports, oldest first, with a TTL; recording one marks
-//! the claim final (forgetting its receipt state) or lifts the hold on its receipts (handing
-//! back a final decided meanwhile), as `scripts/record_events.lua` does.
+//! the claim final (forgetting its receipt state) or lifts the hold on its receipts (`accepted`,
+//! handing back a final decided meanwhile) or on its resumption (`deferred`), as
+//! `scripts/record_events.lua` does.
 
 use std::time::{Duration, Instant};
 
@@ -29,7 +30,7 @@ impl History for MemoryStore {
                     // A final for an id whose claim lapsed still marks it, as record_events.lua
                     // does: without it a second record of the id was taken for a new job.
                     None => {
-                        let c = ClaimState { expires: exp, st: St::Final, own: String::new(), src: None, duplicates: Vec::new() };
+                        let c = ClaimState { expires: exp, st: St::Final, own: String::new(), src: None, duplicates: Vec::new(), held: false };
                         g.claims.insert(r.job_id.clone(), c);
                     }
                 }
@@ -40,6 +41,10 @@ impl History for MemoryStore {
                     if let (Some((error_code, decided_at)), Some(outcome)) = (t.handed.clone(), t.decided) {
                         handed.push(HandedFinal { job: t.job.clone(), outcome, error_code, decided_at });
                     }
+                }
+            } else if r.event == crate::report::EventKind::Deferred {
+                if let Some(c) = g.claims.get_mut(r.job_id.as_str()) {
+                    c.held = false;
                 }
             }
             // Looked up by &str first: most reports belong to a job already in the history.

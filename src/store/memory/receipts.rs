@@ -76,7 +76,7 @@ impl Receipts for MemoryStore {
                 // No claim at all (it expired): nobody else can hold it. Claimed again here, as
                 // in Redis, so that the id stays seen.
                 None => {
-                    let c = ClaimState { expires: keep, st: St::Sent, own: token.clone(), src: None, duplicates: Vec::new() };
+                    let c = ClaimState { expires: keep, st: St::Sent, own: token.clone(), src: None, duplicates: Vec::new(), held: false };
                     g.claims.insert(job.job_id.clone(), c);
                 }
                 Some(_) => {
@@ -105,7 +105,9 @@ impl Receipts for MemoryStore {
     }
 
     /// One process: a final decided here is being published here (the reporter retries until
-    /// it is), so a decided job is leased again rather than handed out a second time.
+    /// it is), so a decided job is leased again rather than handed out a second time; so is an
+    /// undecided one whose `accepted` is not recorded yet (its tracker, this process, is still
+    /// publishing it: an `unknown` decided now could be published before it).
     async fn take_overdue(&self, now: DateTime<Utc>, limit: usize, lease_until: DateTime<Utc>) -> Result<Vec<Overdue>, StoreError> {
         let mut g = self.lock();
         let due: Vec<(DateTime<Utc>, String)> = g.deadlines.iter().take_while(|(d, _)| *d <= now).take(limit).cloned().collect();
@@ -114,7 +116,7 @@ impl Receipts for MemoryStore {
             g.deadlines.remove(&key);
             if let Some(t) = g.sent.get_mut(&key.1) {
                 t.deadline = lease_until;
-                if t.decided.is_none() {
+                if t.decided.is_none() && !t.held {
                     // Decided here: a receipt arriving while the `unknown` is out makes no second final.
                     t.decided = Some(PartOutcome::Unknown);
                     out.push(Overdue { job_id: key.1.clone(), sent: Some(t.job.clone()), outcome: None, report: None, decided_at: None });

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{ClaimState, Entry, MemoryStore, St};
-use crate::store::{ClaimedJob, DueKind, Schedule, ScheduledJob, StoreError};
+use crate::store::{ClaimedJob, DueKind, Schedule, ScheduledJob, StoreError, HELD_RETRY};
 
 #[async_trait]
 impl Schedule for MemoryStore {
@@ -20,6 +20,7 @@ impl Schedule for MemoryStore {
                 match g.claims.get_mut(&j.id) {
                     Some(c) if c.own == j.token && matches!(c.st, St::Claimed | St::Submitting) => {
                         c.st = St::Deferred;
+                        c.held = true;
                         c.expires = c.expires.max(keep);
                     }
                     Some(_) => {
@@ -27,7 +28,7 @@ impl Schedule for MemoryStore {
                         continue;
                     }
                     None => {
-                        let c = ClaimState { expires: keep, st: St::Deferred, own: j.token.clone(), src: j.src.clone(), duplicates: Vec::new() };
+                        let c = ClaimState { expires: keep, st: St::Deferred, own: j.token.clone(), src: j.src.clone(), duplicates: Vec::new(), held: true };
                         g.claims.insert(j.id.clone(), c);
                     }
                 }
@@ -61,26 +62,43 @@ impl Schedule for MemoryStore {
                 DueKind::Recheck
             } else {
                 let tok = format!("{}/s{lease}", self.owner);
-                let st = g.claims.get(&id).map(|c| c.st);
+                let st = g.claims.get(&id).map(|c| (c.st, c.held));
                 match st {
-                    None | Some(St::Deferred) => {
+                    // Its `deferred` is still being published by its parker (this process, alive):
+                    // looked at again shortly, unleased (see schedule.lua / claim_due.lua).
+                    Some((St::Deferred, true)) => {
+                        let again = now + chrono::Duration::from_std(HELD_RETRY).unwrap_or(chrono::Duration::seconds(1));
+                        let e = g.scheduled.get_mut(&entry).expect("looked up above");
+                        e.due = again;
+                        g.due.insert((again, entry));
+                        continue;
+                    }
+                    None | Some((St::Deferred, false)) => {
                         let expires = Instant::now() + claim_ttl;
                         let src = e.src.clone();
-                        let c = g.claims.entry(id.clone()).or_insert(ClaimState { expires, st: St::Claimed, own: String::new(), src, duplicates: Vec::new() });
+                        let c = g.claims.entry(id.clone()).or_insert(ClaimState {
+                            expires,
+                            st: St::Claimed,
+                            own: String::new(),
+                            src,
+                            duplicates: Vec::new(),
+                            held: false,
+                        });
                         c.st = St::Claimed;
+                        c.held = false;
                         c.own = tok.clone();
                         token = Some(tok);
                         DueKind::Resumed
                     }
                     // A claimer (alive: this process) is on it: back when this lease lapses.
-                    Some(St::Claimed | St::Submitting) => {
+                    Some((St::Claimed | St::Submitting, _)) => {
                         let e = g.scheduled.get_mut(&entry).expect("looked up above");
                         e.lease = Some(lease);
                         e.due = lease_until;
                         g.due.insert((lease_until, entry));
                         continue;
                     }
-                    Some(St::Sent | St::Final | St::Finishing) => {
+                    Some((St::Sent | St::Final | St::Finishing, _)) => {
                         g.scheduled.remove(&entry);
                         continue;
                     }

@@ -64,6 +64,7 @@ async fn a_lapsed_entry_of_a_final_job_is_dropped_not_kept() {
     let token = claimed(&s, "j").await;
     let parked = ScheduledJob { id: "j".into(), token, src: None, due: t(10), payload: "{}".into(), recheck: false };
     assert_eq!(s.schedule(&[parked], TTL).await.unwrap(), [true]);
+    s.record_events(&[report("j", EventKind::Deferred)], TTL).await.unwrap();
     let c = s.claim_due(t(10), 10, Duration::from_secs(30), TTL).await.unwrap();
     assert_eq!(c.len(), 1);
     // Ended without finishing its entry (a failed finish_scheduled): the lapsed lease drops it.

@@ -1,6 +1,7 @@
 //! Histories in Redis: one list of report JSON per job (`Keys::hist`), appended by
 //! `record_events.lua` together with the claim's final mark (which forgets its receipt state)
-//! and the lifted receipt hold.
+//! and the lifted holds (a receipt's final waits for `accepted`, a parked job's resumption for
+//! `deferred`).
 
 use std::time::Duration;
 
@@ -40,6 +41,7 @@ impl History for RedisStore {
             let kind = match r.event {
                 _ if r.is_final => "1",
                 crate::report::EventKind::Accepted => "a",
+                crate::report::EventKind::Deferred => "d",
                 _ => "0",
             };
             inv.arg(&r.job_id).arg(kind).arg(json);

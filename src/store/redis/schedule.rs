@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{corrupt, millis, store_err, RedisStore};
-use crate::store::{ClaimedJob, DueKind, Schedule, ScheduledJob, StoreError};
+use crate::store::{ClaimedJob, DueKind, Schedule, ScheduledJob, StoreError, HELD_RETRY};
 
 /// A scheduled entry's value: its recheck flag byte, its source record, a newline, then the
 /// job's JSON (which holds no raw newline, nor does a topic name): one HGET brings back all.
@@ -55,6 +55,7 @@ impl Schedule for RedisStore {
         inv.key(self.keys.sched_payload()).key(self.keys.sched_lease()).key(self.keys.sched_seq());
         inv.arg(now_ms).arg(limit).arg(now_ms.saturating_add(millis(lease) as i64));
         inv.arg(self.keys.job_prefix()).arg(self.keys.alive_prefix()).arg(&self.owner).arg(millis(claim_ttl));
+        inv.arg(now_ms.saturating_add(millis(HELD_RETRY) as i64));
         let rows: Vec<(String, String, u64, String, String)> = self.invoke_replayable(&mut inv, "claim_due").await?;
         let payload_key = self.keys.sched_payload();
         rows.into_iter()

@@ -3,6 +3,6 @@
 -- is recorded (its claim is marked final by record_events.lua). Mappings of parts whose
 -- receipt never came expire with their TTL (deleting them would mean decoding the SentJob).
 local function forget_sent(key, id, deadlines)
-  redis.call('HDEL', key, 'j', 'n', 'left', 'ok', 'fin', 'fa', 'fo', 'fr', 'hold', 'ho', 'fc')
+  redis.call('HDEL', key, 'j', 'n', 'left', 'ok', 'fin', 'fa', 'fo', 'fr', 'hold', 'ho', 'fc', 'dhold')
   redis.call('ZREM', deadlines, id)
 end

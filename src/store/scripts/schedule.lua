@@ -3,7 +3,10 @@
 -- ARGV[1] job-key prefix, ARGV[2] claim TTL (ms), then per entry: member,
 -- job id, fencing token, due (ms), flag byte .. source .. '\n' .. payload.
 -- Flag '0': the owner parks its job: only under the token that holds its claim (a claim
--- taken over meanwhile is not ours to park), and the claim becomes `deferred`. Flag '1'
+-- taken over meanwhile is not ours to park), and the claim becomes `deferred`, held (`dhold`)
+-- until the parking's `deferred` report is recorded (record_events.lua): claim_due.lua does not
+-- resume it before that while its parker lives, so that report never follows the resumed
+-- job's final. Flag '1'
 -- (recheck): another record of an id someone else holds, parked under a member of its own so
 -- that it can never replace the owner's entry.
 local job_prefix, ttl = ARGV[1], ARGV[2]
@@ -16,9 +19,9 @@ for i = 3, #ARGV, 5 do
     local h = redis.call('HMGET', key, 'st', 'own')
     if not h[1] then
       -- No claim left (it expired): made again, with the record the entry carries.
-      redis.call('HSET', key, 'st', 'deferred', 'own', tok, 'src', string.match(payload, '^.([^\n]*)\n') or '')
+      redis.call('HSET', key, 'st', 'deferred', 'dhold', 1, 'own', tok, 'src', string.match(payload, '^.([^\n]*)\n') or '')
     elseif h[2] == tok and (h[1] == 'claimed' or h[1] == 'submitting') then
-      redis.call('HSET', key, 'st', 'deferred')
+      redis.call('HSET', key, 'st', 'deferred', 'dhold', 1)
     else
       ok = false
     end

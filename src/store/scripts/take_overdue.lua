@@ -6,15 +6,22 @@
 -- leased until ARGV[4]: it comes back if its final is not confirmed (finish_sent) by then.
 -- A decided job whose decider is alive is its decider's to publish: leased again, not handed
 -- out (a slow broker must not make two instances publish one final). One whose final report
--- is recorded already (st=final) is forgotten instead of published twice.
+-- is recorded already (st=final) is forgotten instead of published twice. An undecided job
+-- whose `accepted` is not recorded yet (track_sent.lua's `hold`) is its tracker's while the
+-- tracker lives: leased again, not decided, so that the `unknown` can never be published
+-- before that `accepted`. A dead tracker's unrecorded `accepted` is never published (or was
+-- published before it died): then the job is decided here as any other. A receipt's final
+-- handed to a tracker that died before recording its `accepted` (`ho` = 1, settle_part.lua)
+-- becomes `unknown`: the `accepted` may never have been published, and a `delivered` must
+-- not come without it.
 local job_prefix, now, me = ARGV[3], ARGV[1], ARGV[6]
 alive_prefix = ARGV[5]
 local out = {}
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[2])
 for _, id in ipairs(due) do
   local key = job_prefix .. id
-  local h = redis.call('HMGET', key, 'j', 'fin', 'st', 'fo', 'fa', 'fr')
-  local j, fin, st, fo, fa, fr = h[1], h[2], h[3], h[4], h[5], h[6]
+  local h = redis.call('HMGET', key, 'j', 'fin', 'st', 'fo', 'fa', 'fr', 'hold', 'own', 'ho')
+  local j, fin, st, fo, fa, fr, hold, own, ho = h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9]
   if not j and not fr then
     redis.call('ZREM', KEYS[1], id)
   elseif fin and st == 'final' then
@@ -25,12 +32,16 @@ for _, id in ipairs(due) do
   elseif fin then
     -- Decided by an instance that died (or by this instance id before a restart): it may be
     -- in the topic already. Ours now; the caller reads the topic back before publishing.
-    redis.call('HSET', key, 'fo', me)
+    if ho == '1' then fin = 'unknown' end
+    redis.call('HSET', key, 'fo', me, 'fin', fin)
     redis.call('ZADD', KEYS[1], ARGV[4], id)
     out[#out + 1] = j or ''
     out[#out + 1] = fin
     out[#out + 1] = fr or ''
     out[#out + 1] = fa or '0'
+  elseif hold and (string.match(own or '', '^(.*)/[^/]*$') == me or alive(own)) then
+    -- Its `accepted` is still on its way to the broker, in its tracker's hands: back later.
+    redis.call('ZADD', KEYS[1], ARGV[4], id)
   else
     -- Decided here: a receipt arriving while this `unknown` is being published finds the job
     -- decided and makes no second final.
