@@ -139,8 +139,8 @@ async fn sigterm_to_one_of_two_instances_hands_its_partitions_over() {
 async fn kill_9_mid_run_then_restart_keeps_the_invariant() {
     // Killed while submits, claims and offset commits are in full flow. Receipts are held
     // 30 s so none is being settled at the kill: the instant between publishing a receipt's
-    // final and recording it is a known gap (README, "Known gaps") that this test does not
-    // pretend to cover.
+    // final and recording it has tests of its own (the failpoints below, docs/exactly-once.md);
+    // this test does not pretend to cover it.
     let w = World::with_receipt_delay(6, Duration::from_secs(30)).await;
     let a = w.daemon("gw-a");
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -317,8 +317,8 @@ async fn redis_restart_mid_run_loses_nothing_and_readyz_says_so() {
 async fn receipts_reaching_another_instance_are_correlated_through_redis() {
     // Receipts come 60 s after the submit (ample for a loaded CI machine to get every job accepted). Instance A is killed once every job is accepted,
     // before any receipt is due; the simulator then delivers A's receipts to B's binds (same
-    // SMSC account), and B must find A's jobs in Redis. (A receipt that A had acknowledged but
-    // not yet recorded when it died would end `unknown` at the receipt timeout: README, gaps.)
+    // SMSC account), and B must find A's jobs in Redis. (Receipts are stored before they are
+    // acknowledged: docs/exactly-once.md.)
     let w = World::with_receipt_delay(4, Duration::from_secs(60)).await;
     let a = w.daemon("gw-a");
     let b = w.daemon("gw-b");

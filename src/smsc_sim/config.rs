@@ -43,7 +43,7 @@ pub struct SimConfig {
     #[arg(long)]
     pub log: Option<PathBuf>,
 
-    // Faults, all off by default. README.md ("Simulating a bad SMSC") says what each does to a
+    // Faults, all off by default. docs/smpp.md ("Simulating a bad SMSC") says what each does to a
     // gateway.
     /// Delay every submit_sm_resp by this much, e.g. `200ms`; responses on a connection keep
     /// their order.

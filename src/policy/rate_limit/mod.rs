@@ -242,7 +242,7 @@ impl RateLimit {
         let mut fits = fit_from(now);
         // Under several limits: one start that all of them have slots for, so that each limit
         // spends its slots when the job really goes. Where a limit's leased slots do not reach
-        // that far, its earliest slot is spent instead (see the README: a faster limit can then
+        // that far, its earliest slot is spent instead (see docs/policies.md: a faster limit can then
         // see this job up to `max_wait` after the slot it spent).
         if mine.len() > 1 && fits.iter().all(Option::is_some) {
             let mut from = now;
