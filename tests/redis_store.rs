@@ -313,6 +313,22 @@ async fn a_claim_known_to_outlive_the_receipt_deadline_is_not_extended_and_a_rer
 }
 
 #[tokio::test]
+async fn a_batch_larger_than_one_zadd_chunk_sets_every_deadline_and_its_finals_clear_them() {
+    let s = Space::new().await;
+    let (a, _b) = s.two().await;
+    let deadline = Utc::now() + chrono::Duration::seconds(100);
+    // 600 jobs: 1,200 ZADD arguments, more than the scripts put in one command (1,000).
+    let ids: Vec<String> = (0..600).map(|i| format!("z{i}")).collect();
+    let jobs: Vec<(SentJob, DateTime<Utc>)> = ids.iter().map(|id| (sent(id, &[&format!("m{id}")]), deadline)).collect();
+    track(&a, &jobs).await;
+    assert_eq!(s.cmd::<usize>(&["ZCARD", &s.key("deadlines")]).await, 600);
+    let finals: Vec<Report> = ids.iter().map(|id| report(id, EventKind::Delivered)).collect();
+    a.record_events(&finals, TTL).await.unwrap();
+    assert_eq!(s.cmd::<usize>(&["ZCARD", &s.key("deadlines")]).await, 0, "recording the finals forgets every deadline");
+    s.cleanup().await;
+}
+
+#[tokio::test]
 async fn multipart_is_final_once_every_part_is_delivered_or_one_fails() {
     let s = Space::new().await;
     let (a, b) = s.two().await;

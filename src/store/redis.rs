@@ -67,6 +67,7 @@ impl Scripts {
             // Replay-guarded: run twice, the second run would find its own `finishing` and say
             // fenced, and the finals would never be published.
             begin_finals: Script::new(concat!(
+                include_str!("scripts/zbatch.lua"),
                 include_str!("scripts/replay_open.lua"),
                 include_str!("scripts/begin_finals.lua"),
                 include_str!("scripts/replay_close.lua")
@@ -81,8 +82,9 @@ impl Scripts {
                 include_str!("scripts/replay_close.lua")
             )),
             finish_scheduled: Script::new(include_str!("scripts/finish_scheduled.lua")),
-            track_sent: Script::new(include_str!("scripts/track_sent.lua")),
+            track_sent: Script::new(concat!(include_str!("scripts/zbatch.lua"), include_str!("scripts/track_sent.lua"))),
             settle_part: Script::new(concat!(
+                include_str!("scripts/zbatch.lua"),
                 include_str!("scripts/replay_open.lua"),
                 include_str!("scripts/settle_part.lua"),
                 include_str!("scripts/replay_close.lua")
@@ -94,8 +96,16 @@ impl Scripts {
                 include_str!("scripts/take_overdue.lua"),
                 include_str!("scripts/replay_close.lua")
             )),
-            finish_sent: Script::new(concat!(include_str!("scripts/forget_sent.lua"), include_str!("scripts/finish_sent.lua"))),
-            record_events: Script::new(concat!(include_str!("scripts/forget_sent.lua"), include_str!("scripts/record_events.lua"))),
+            finish_sent: Script::new(concat!(
+                include_str!("scripts/zbatch.lua"),
+                include_str!("scripts/forget_sent.lua"),
+                include_str!("scripts/finish_sent.lua")
+            )),
+            record_events: Script::new(concat!(
+                include_str!("scripts/zbatch.lua"),
+                include_str!("scripts/forget_sent.lua"),
+                include_str!("scripts/record_events.lua")
+            )),
             release: Script::new(include_str!("scripts/release.lua")),
             whatsapp_admit: Script::new(include_str!("scripts/whatsapp_admit.lua")),
             record_inbound: Script::new(include_str!("scripts/record_inbound.lua")),

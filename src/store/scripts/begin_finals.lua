@@ -15,10 +15,11 @@ for i = 2, #KEYS do
   local h = redis.call('HMGET', key, 'st', 'own')
   if h[2] == tok and h[1] ~= 'final' and h[1] ~= 'finishing' then
     redis.call('HSET', key, 'st', 'finishing', 'fin', 'pipeline', 'fa', now, 'fo', me, 'fr', report)
-    redis.call('ZADD', KEYS[1], confirm_by, id)
+    zadd_later(confirm_by, id)
     out[#out + 1] = 1
   else
     out[#out + 1] = 0
   end
 end
+zflush(KEYS[1])
 return out

@@ -2,6 +2,8 @@
 -- report is out: forget what track_sent wrote and mark the claim final.
 local job_prefix = ARGV[1]
 for i = 2, #ARGV do
-  forget_sent(job_prefix .. ARGV[i], ARGV[i], KEYS[1])
+  forget_fields(job_prefix .. ARGV[i])
+  zrem_later(ARGV[i])
 end
+zflush(KEYS[1])
 return 0

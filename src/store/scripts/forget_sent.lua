@@ -2,7 +2,10 @@
 -- drops what track_sent.lua, settle_part.lua and begin_finals.lua wrote for one job whose final
 -- is recorded (its claim is marked final by record_events.lua). Mappings of parts whose
 -- receipt never came expire with their TTL (deleting them would mean decoding the SentJob).
-local function forget_sent(key, id, deadlines)
+local function forget_fields(key)
   redis.call('HDEL', key, 'j', 'n', 'left', 'ok', 'fin', 'fa', 'fo', 'fr', 'hold', 'ho', 'fc', 'dhold')
+end
+local function forget_sent(key, id, deadlines)
+  forget_fields(key)
   redis.call('ZREM', deadlines, id)
 end

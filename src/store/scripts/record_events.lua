@@ -24,7 +24,8 @@ for i = 5, #ARGV, 3 do
     if redis.call('HSET', key, 'st', 'final') == 1 then
       redis.call('PEXPIRE', key, ttl)
     end
-    forget_sent(key, id, KEYS[1])
+    forget_fields(key)
+    zrem_later(id)
   elseif kind == 'a' and redis.call('HDEL', key, 'hold') == 0 then
     local h = redis.call('HMGET', key, 'ho', 'fo', 'st', 'j', 'fin', 'fc', 'fa')
     if h[1] and h[2] == me and h[3] ~= 'final' and h[4] then
@@ -37,4 +38,5 @@ for i = 5, #ARGV, 3 do
     redis.call('HDEL', key, 'dhold')
   end
 end
+zflush(KEYS[1])
 return out

@@ -14,7 +14,7 @@ local job_prefix, confirm_by, msg_prefix, now, me = ARGV[1], ARGV[2], ARGV[3], A
 -- due for re-emitting until finish_sent confirms its final.
 local function final(key, id, outcome, json)
   redis.call('HSET', key, 'fin', outcome, 'fa', now, 'fo', me)
-  redis.call('ZADD', KEYS[1], confirm_by, id)
+  zadd_later(confirm_by, id)
   return 'f', json
 end
 
@@ -33,7 +33,7 @@ local function decide(key, id, outcome, code)
     local tracker = string.match(h[4] or '', '^(.*)/[^/]*$') or me
     redis.call('HSET', key, 'fin', outcome, 'fa', now, 'fo', tracker, 'ho', 1, 'fc', code)
     redis.call('HDEL', key, 'hold')
-    redis.call('ZADD', KEYS[1], confirm_by, id)
+    zadd_later(confirm_by, id)
     return 'h', ''
   end
   return final(key, id, outcome, h[1])
@@ -84,4 +84,5 @@ for i = 6, #ARGV - 1, 4 do
   out[#out + 1] = res
   out[#out + 1] = json
 end
+zflush(KEYS[1])
 return out

@@ -36,11 +36,12 @@ while i <= #ARGV do
       -- Kept at least until the receipt deadline plus slack; a longer dedup TTL stays (GT).
       if extend == '1' then redis.call('PEXPIRE', key, px, 'GT') end
     end
-    redis.call('ZADD', KEYS[1], deadline, id)
+    zadd_later(deadline, id)
     out[#out + 1] = 1
   else
     out[#out + 1] = 0
   end
   i = i + 8 + n
 end
+zflush(KEYS[1])
 return out
