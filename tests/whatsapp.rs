@@ -427,3 +427,23 @@ async fn a_refused_token_marks_the_provider_down_with_the_reason() {
     assert!(why.contains("190") && why.contains("Session has expired"), "{why}");
     assert!(!why.contains(TOKEN), "the token is never shown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tier_counts_recipients_outside_their_service_window_through_the_provider() {
+    let portfolio = config::parse(&format!("[whatsapp.portfolios.acme]\ntier = 1\nnumbers = [\"{NUMBER}\"]\n")).unwrap().whatsapp;
+    let w = world(move |cfg| cfg.whatsapp = portfolio).await;
+    let (ann, bob, cat) = ("+4915100000401", "+4915100000402", "+4915100000403");
+    // Cat wrote: inside her service window she costs no tier slot, and text may go.
+    let (status, _) = w.webhook(&inbound(cat, "hello?"), None).await;
+    assert_eq!(status, 200);
+    let from = |mut j: Value| {
+        j["from"] = json!(NUMBER);
+        j
+    };
+    w.submit(&[from(template_job("tier-ann", ann)), from(text_job("tier-cat", cat, "hi Cat")), from(template_job("tier-bob", bob))]).await;
+    w.wait_event("tier-ann", EventKind::Accepted).await;
+    w.wait_event("tier-cat", EventKind::Accepted).await;
+    let rs = w.wait_event("tier-bob", EventKind::Deferred).await;
+    assert_eq!(rs.iter().find(|r| r.event == EventKind::Deferred).and_then(|r| r.reason), Some(sendgate::report::Reason::TierCap), "{rs:?}");
+    assert!(w.api.seen_for(bob).is_empty(), "held back before any request");
+}
