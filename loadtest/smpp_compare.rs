@@ -245,7 +245,7 @@ async fn sendgate_run(a: &Args, sim: SocketAddr, out: &std::path::Path) -> Resul
     cfg.reports.file = Some(out.join("reports.jsonl"));
     cfg.pipeline.max_in_flight = (a.binds * a.window * 4).max(5000);
     for p in cfg.providers.values_mut() {
-        let ProviderConfig::Smpp(s) = p;
+        let ProviderConfig::Smpp(s) = p else { unreachable!("an smpp section") };
         s.address = sim.to_string();
         s.binds = a.binds;
         s.window = a.window;

@@ -119,7 +119,7 @@ impl App {
         };
 
         let (events_tx, events_rx) = mpsc::channel(65_536);
-        let deps = BuildDeps { events: events_tx.clone(), clock: clock.clone(), embedded_sim: sim.as_ref().map(SimHandle::local_addr) };
+        let deps = BuildDeps { events: events_tx.clone(), clock: clock.clone(), store: store.clone(), embedded_sim: sim.as_ref().map(SimHandle::local_addr) };
         let providers = provider::build_all(&cfg.providers, &deps)?;
         drop(deps);
         // The deadline sweep feeds early receipts kept in the store back to the correlator.

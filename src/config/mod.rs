@@ -16,6 +16,7 @@ use serde::Deserialize;
 pub use load::{load_file, parse, ConfigErrors};
 
 use crate::provider::smpp::SmppConfig;
+use crate::provider::whatsapp_cloud::WhatsappCloudConfig;
 use crate::provider::KindConfig;
 
 /// The configuration `sendgate dev` runs on when given no `--config`.
@@ -265,17 +266,19 @@ impl Default for ReportsConfig {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ProviderConfig {
     Smpp(SmppConfig),
+    WhatsappCloud(WhatsappCloudConfig),
 }
 
 impl ProviderConfig {
     /// Every `kind` value, for error messages.
-    pub const KINDS: &'static [&'static str] = &["smpp"];
+    pub const KINDS: &'static [&'static str] = &["smpp", "whatsapp_cloud"];
 
     /// The section of `kind` from the rest of its table; `None` when `kind` is not one of
     /// [`Self::KINDS`]. Errors name the key under `path`.
     pub(crate) fn parse(kind: &str, path: &str, table: toml::Value, errors: &mut Vec<String>) -> Option<Option<Self>> {
         match kind {
             "smpp" => Some(load::typed(path, table, errors).map(Self::Smpp)),
+            "whatsapp_cloud" => Some(load::typed(path, table, errors).map(Self::WhatsappCloud)),
             _ => None,
         }
     }
@@ -284,6 +287,7 @@ impl ProviderConfig {
     pub fn kind(&self) -> &dyn KindConfig {
         match self {
             Self::Smpp(c) => c,
+            Self::WhatsappCloud(c) => c,
         }
     }
 

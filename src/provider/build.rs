@@ -16,6 +16,7 @@ use super::Provider;
 use crate::clock::Clock;
 use crate::config::ProviderConfig;
 use crate::receipt::ProviderEvent;
+use crate::store::Store;
 
 /// The kind-specific half of a `[providers.NAME]` section.
 pub trait KindConfig: Send + Sync {
@@ -42,6 +43,8 @@ pub struct BuildDeps {
     pub events: mpsc::Sender<ProviderEvent>,
     /// The pipeline's clock.
     pub clock: Arc<dyn Clock>,
+    /// The shared state (WhatsApp's customer-service windows).
+    pub store: Arc<dyn Store>,
     /// Where `sendgate dev`'s embedded SMSC simulator listens; `None` outside dev mode.
     pub embedded_sim: Option<SocketAddr>,
 }

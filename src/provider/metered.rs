@@ -94,6 +94,10 @@ impl Provider for Metered {
         self.inner.sender(job)
     }
 
+    fn sender_rate(&self) -> Option<f64> {
+        self.inner.sender_rate()
+    }
+
     fn webhook(&self) -> Option<&dyn Webhook> {
         self.inner.webhook()
     }

@@ -10,12 +10,13 @@
 //! - `build`: [`KindConfig`], what each kind's config offers, and [`build_all`].
 //! - `metered`: the request metrics, once around every provider.
 //! - [`webhook`]: the [`Webhook`] a provider may expose under `/v1/webhooks/{provider}`.
-//! - one folder per kind: [`smpp`].
+//! - one folder per kind: [`smpp`], [`whatsapp_cloud`].
 
 mod build;
 mod metered;
 pub mod smpp;
 pub mod webhook;
+pub mod whatsapp_cloud;
 
 pub use build::{build_all, BuildDeps, BuildError, KindConfig};
 pub use metered::Metered;
@@ -159,6 +160,12 @@ pub trait Provider: Send + Sync {
     /// The sender id `job` goes out with: its `from`, else this provider's default.
     fn sender<'a>(&'a self, job: &'a Job) -> Option<&'a str> {
         job.from.as_deref()
+    }
+    /// Segments per second each of this provider's senders may send across instances when
+    /// `[rate_limits.senders]` names none (WhatsApp's per-number throughput); `None`: no
+    /// such default.
+    fn sender_rate(&self) -> Option<f64> {
+        None
     }
     /// The webhook mounted at `/v1/webhooks/{name}`, for providers that push receipts or
     /// inbound messages over HTTP; `None` (no route) by default.

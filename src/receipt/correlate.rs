@@ -69,6 +69,7 @@ impl Correlator {
                         }
                     }).map(|r| (Instant::now(), r)).collect();
                     self.stop_replies.handle(&inbound).await;
+                    super::inbound::open_service_windows(self.store.as_ref(), &inbound, self.clock.now()).await;
                     self.inbound.record(&inbound, &self.stop_replies, self.clock.now()).await;
                     for m in &inbound {
                         m.ack.done();
@@ -131,6 +132,11 @@ impl Correlator {
                         rep = rep.with_error(r.error_code.clone(), format!("receipt for message {}", r.message_id));
                     }
                     reports.push(rep);
+                    // A chat's `read` settled it (its `delivered` skipped or late): `delivered`
+                    // first, then the non-final `read`, in one publish.
+                    if r.read && outcome == PartOutcome::Delivered {
+                        reports.push(report_for(&job, EventKind::Read, now));
+                    }
                     "matched"
                 }
                 // Handed off: the recorder of its job's `accepted` publishes the final after it.

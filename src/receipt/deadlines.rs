@@ -61,6 +61,7 @@ impl Sweep {
                             message_id: e.message_id,
                             outcome: Some(e.outcome),
                             error_code: e.error_code,
+                            read: false,
                             stored: true,
                             ack: Default::default(),
                         };

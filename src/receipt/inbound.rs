@@ -3,7 +3,7 @@
 //! sender masked and without the text.
 //!
 //! The record, keyed by `from` so one sender's replies keep their order:
-//! `{"provider","from","to","text","tenant","received_at"}`; `tenant` is the one owning `to`
+//! `{"provider","channel","from","to","text","tenant","received_at"}`; `tenant` is the one owning `to`
 //! (`opt_out.senders`, else `opt_out.default_tenant`), or null.
 
 use std::sync::Arc;
@@ -15,18 +15,35 @@ use tracing::{error, info};
 
 use super::opt_out::StopReplies;
 use super::InboundMessage;
-use crate::job::masked;
+use crate::job::{is_e164, masked};
 use crate::sink::kafka::{KafkaProducer, Record};
+use crate::store::Store;
 use crate::telemetry;
 
 #[derive(Debug, Serialize)]
 struct InboundRecord<'a> {
     provider: &'a str,
+    channel: &'a str,
     from: &'a str,
     to: &'a str,
     text: &'a str,
     tenant: Option<&'a str>,
     received_at: DateTime<Utc>,
+}
+
+/// WhatsApp messages open their sender's customer-service window with the number they were
+/// sent to (`to`, the phone number id), from when they were sent: free-form text may go back
+/// for 24 h, and replies there do not count against the tier. Retried until the store takes
+/// it: the webhook is answered only after.
+pub async fn open_service_windows(store: &dyn Store, messages: &[InboundMessage], now: DateTime<Utc>) {
+    let contacts: Vec<(&str, &str, DateTime<Utc>)> = messages
+        .iter()
+        .filter(|m| m.channel == "whatsapp" && !m.to.is_empty() && is_e164(&m.from))
+        .map(|m| (m.to.as_str(), m.from.as_str(), m.at.map_or(now, |at| at.min(now))))
+        .collect();
+    if !contacts.is_empty() {
+        crate::retry::until_ok("record_inbound_contacts", contacts.len(), || store.record_inbound_contacts(&contacts)).await;
+    }
 }
 
 /// Where MO messages go.
@@ -49,7 +66,7 @@ impl InboundOut {
         }
         let records: Vec<InboundRecord> = messages
             .iter()
-            .map(|m| InboundRecord { provider: &m.provider, from: &m.from, to: &m.to, text: &m.text, tenant: owners.tenant_for(&m.to), received_at })
+            .map(|m| InboundRecord { provider: &m.provider, channel: &m.channel, from: &m.from, to: &m.to, text: &m.text, tenant: owners.tenant_for(&m.to), received_at })
             .collect();
         match self {
             Self::Kafka { producer, topic, timeout } => {

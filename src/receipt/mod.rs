@@ -19,6 +19,10 @@ pub struct InboundReceipt {
     /// `None` for an intermediate state (enroute, accepted): nothing to report yet.
     pub outcome: Option<PartOutcome>,
     pub error_code: Option<String>,
+    /// A chat channel's "read": `outcome` is `Delivered` (a read message was delivered, even
+    /// when its `delivered` status is skipped or late), and the job's final is followed by a
+    /// non-final `read` report.
+    pub read: bool,
     /// Kept in the store as an early receipt ([`crate::store::Store::keep_early`]): to be
     /// forgotten there once it matches.
     pub stored: bool,
@@ -66,9 +70,16 @@ impl Eq for ReceiptAck {}
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboundMessage {
     pub provider: Arc<str>,
+    /// The channel it came on (`sms` for SMPP MO): the opt-out list a STOP goes on, and for
+    /// `whatsapp` the customer-service window it opens.
+    pub channel: String,
+    /// The sender (E.164 for phone channels).
     pub from: String,
+    /// What it was sent to: our number or short code; WhatsApp's phone number id.
     pub to: String,
     pub text: String,
+    /// When the sender sent it, where the provider says; else when it arrived.
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
     /// Told once the message is recorded ([`inbound::InboundOut`]); as with receipts, the
     /// SMSC gets its `deliver_sm_resp` only then.
     pub ack: ReceiptAck,

@@ -1,5 +1,6 @@
 //! STOP replies: an inbound message (MO) whose text is a stop word puts its sender on the
-//! opt-out list of the tenant that owns the number it was sent to (`[opt_out]` in config).
+//! opt-out list of the tenant that owns the number it was sent to (`[opt_out]` in config), for
+//! the channel it came on (an SMPP MO opts out of `sms`, a WhatsApp message of `whatsapp`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,9 +12,6 @@ use crate::config::OptOutConfig;
 use crate::job::masked;
 use crate::store::{OptOutEntry, Store};
 use crate::telemetry;
-
-/// Inbound messages come over SMPP only today, so their replies opt out of `sms`.
-const MO_CHANNEL: &str = "sms";
 
 pub struct StopReplies {
     store: Arc<dyn Store>,
@@ -88,13 +86,13 @@ impl StopReplies {
         if entries.is_empty() {
             return;
         }
-        let keys: Vec<OptOutEntry> = entries.iter().map(|(t, from, _)| (t.as_str(), MO_CHANNEL, from.as_str())).collect();
+        let keys: Vec<OptOutEntry> = entries.iter().map(|(t, from, m)| (t.as_str(), m.channel.as_str(), from.as_str())).collect();
         let added = crate::retry::until_ok("add_opt_outs", keys.len(), || self.store.add_opt_outs(&keys)).await;
         for ((tenant, from, m), new) in entries.iter().zip(added) {
             if new {
                 metrics::counter!(telemetry::OPT_OUTS_TOTAL, "source" => "mo").increment(1);
             }
-            info!(tenant = %tenant, channel = MO_CHANNEL, recipient = %masked(from), provider = %m.provider, already_listed = !new, "recipient opted out by a STOP reply");
+            info!(tenant = %tenant, channel = %m.channel, recipient = %masked(from), provider = %m.provider, already_listed = !new, "recipient opted out by a STOP reply");
         }
     }
 }
@@ -148,7 +146,7 @@ mod tests {
     }
 
     fn mo(from: &str, to: &str, text: &str) -> InboundMessage {
-        InboundMessage { provider: "p".into(), from: from.into(), to: to.into(), text: text.into(), ack: Default::default() }
+        InboundMessage { provider: "p".into(), channel: "sms".into(), from: from.into(), to: to.into(), text: text.into(), at: None, ack: Default::default() }
     }
 
     #[tokio::test]

@@ -86,6 +86,10 @@ pub trait Whatsapp: Send + Sync {
     /// earlier one arriving late changes nothing).
     async fn record_inbound_contacts(&self, contacts: &[(&str, &str, DateTime<Utc>)]) -> Result<(), StoreError>;
 
+    /// Whether each `(number, recipient)` is inside a customer-service window at `now`: the
+    /// recipient wrote to that number less than [`SERVICE_WINDOW`] ago. Read only.
+    async fn service_windows_open(&self, pairs: &[(&str, &str)], now: DateTime<Utc>) -> Result<Vec<bool>, StoreError>;
+
     /// A portfolio's window at `now`, read only (the admin API).
     async fn whatsapp_usage(&self, portfolio: &str, window: Duration, now: DateTime<Utc>) -> Result<Usage, StoreError>;
 }
@@ -93,6 +97,11 @@ pub trait Whatsapp: Send + Sync {
 /// Milliseconds since the epoch, the unit every WhatsApp time is stored in.
 pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
+}
+
+/// Whether a contact at `last` (ms) keeps the service window open at `now`.
+pub(crate) fn window_open(last: Option<i64>, now: DateTime<Utc>) -> bool {
+    last.is_some_and(|l| ms(now).saturating_sub(l) < dur_ms(SERVICE_WINDOW))
 }
 
 pub(crate) fn from_ms(ms: i64) -> DateTime<Utc> {

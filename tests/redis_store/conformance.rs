@@ -67,6 +67,7 @@ conformance! {
     opt_outs_are_sets_per_tenant_and_channel_and_page_in_order,
     whatsapp_a_tier_counts_unique_recipients_in_its_window,
     whatsapp_the_pair_limit_holds_but_not_against_the_same_job,
+    whatsapp_a_service_window_is_open_for_24_hours_after_the_last_contact,
     rates_a_lease_takes_slots_up_to_its_horizon,
     rates_campaign_speeds_are_per_tenant_then_for_every_tenant,
 }
@@ -508,6 +509,19 @@ async fn whatsapp_the_pair_limit_holds_but_not_against_the_same_job(st: Arc<dyn 
     assert_eq!(admit(st, None, &[(NUMBER, "+1", "b")], sec(7)).await.0, [Decision::PairLimit { until: sec(8) }]);
     assert_eq!(admit(st, None, &[(NUMBER, "+1", "b")], sec(8)).await.0, [Decision::Allow]);
     assert_eq!(st.whatsapp_usage("acme", Duration::from_secs(86_400), sec(8)).await.unwrap().used, 0);
+}
+
+async fn whatsapp_a_service_window_is_open_for_24_hours_after_the_last_contact(st: Arc<dyn Store>) {
+    let st = st.as_ref();
+    let h = |n: i64| t(0) + chrono::Duration::hours(n);
+    assert_eq!(st.service_windows_open(&[], h(0)).await.unwrap(), Vec::<bool>::new());
+    // Per (number, recipient); an older contact arriving late does not move the window back.
+    st.record_inbound_contacts(&[(NUMBER, "+1", h(0)), (NUMBER, "+1", h(-5)), (OTHER_NUMBER, "+2", h(2))]).await.unwrap();
+    let pairs = [(NUMBER, "+1"), (OTHER_NUMBER, "+1"), (NUMBER, "+2"), (OTHER_NUMBER, "+2")];
+    assert_eq!(st.service_windows_open(&pairs, h(1)).await.unwrap(), [true, false, false, true]);
+    assert_eq!(st.service_windows_open(&pairs, h(24) - chrono::Duration::milliseconds(1)).await.unwrap(), [true, false, false, true]);
+    assert_eq!(st.service_windows_open(&pairs, h(24)).await.unwrap(), [false, false, false, true]);
+    assert_eq!(st.service_windows_open(&pairs, h(26)).await.unwrap(), [false; 4]);
 }
 
 fn lease(limit: &str, interval_us: u64, want: u32) -> RateLease {

@@ -80,15 +80,18 @@ impl Webhook for TokenHook {
                         message_id: s(v, "id")?,
                         outcome,
                         error_code: None,
+                        read: false,
                         stored: false,
                         ack: ReceiptAck::default(),
                     })
                 } else {
                     ProviderEvent::Inbound(InboundMessage {
                         provider: "set by the caller".into(),
+                        channel: "sms".into(),
                         from: s(v, "from")?,
                         to: s(v, "to")?,
                         text: s(v, "text")?,
+                        at: None,
                         ack: ReceiptAck::default(),
                     })
                 })

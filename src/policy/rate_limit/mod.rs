@@ -106,6 +106,8 @@ pub struct Outgoing<'a> {
     pub provider: &'a str,
     /// The sender id it goes out with (`from`, else the provider's default), if any.
     pub sender: Option<&'a str>,
+    /// The sender limit when `[rate_limits.senders]` names none ([`crate::provider::Provider::sender_rate`]).
+    pub sender_rate: Option<f64>,
     /// SMS segments it costs with this provider's encoding: what every limit counts.
     pub segments: u32,
 }
@@ -311,7 +313,7 @@ impl RateLimit {
                 });
                 let candidates = [
                     (LimitKind::Provider, self.cfg.providers.get(o.provider).map(|r| (format!("provider:{}", o.provider), *r))),
-                    (LimitKind::Sender, o.sender.and_then(|s| Some((format!("sender:{s}"), *self.cfg.senders.get(s)?)))),
+                    (LimitKind::Sender, o.sender.and_then(|s| Some((format!("sender:{s}"), self.cfg.senders.get(s).copied().or(o.sender_rate)?)))),
                     (LimitKind::Tenant, self.cfg.tenants.get(&job.tenant).map(|r| (format!("tenant:{}", job.tenant), *r))),
                     (LimitKind::Campaign, campaign),
                 ];

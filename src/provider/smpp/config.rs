@@ -290,7 +290,7 @@ mod tests {
     fn smpp_text_keys_are_checked() {
         let base = "[providers.c]\nkind = \"smpp\"\naddress = \"127.0.0.1:2775\"\nsystem_id = \"x\"\npassword = \"y\"\n";
         let ok = parse(&format!("{base}encoding = \"latin1\"\nconcatenation = \"sar\"\ndata_coding_gsm7 = 0x01\nmax_segments = 4\n")).unwrap();
-        let ProviderConfig::Smpp(c) = &ok.providers["c"];
+        let ProviderConfig::Smpp(c) = &ok.providers["c"] else { unreachable!("an smpp section") };
         assert_eq!(
             (c.encoding, c.concatenation, c.data_coding_gsm7, c.max_segments),
             (SmppEncoding::Latin1, SmppConcatenation::Sar, 1, 4)
@@ -310,14 +310,14 @@ mod tests {
     #[test]
     fn smpp_link_keys_are_checked() {
         let base = "[providers.c]\nkind = \"smpp\"\naddress = \"127.0.0.1:2775\"\nsystem_id = \"x\"\npassword = \"y\"\n";
-        let ProviderConfig::Smpp(d) = parse(base).unwrap().providers["c"].clone();
+        let ProviderConfig::Smpp(d) = parse(base).unwrap().providers["c"].clone() else { unreachable!("an smpp section") };
         assert_eq!(
             (d.bind_mode, d.on_response_timeout, d.receipt_id_format, d.tps, d.bind_tps, d.max_retries),
             (SmppBindMode::Transceiver, SmppOnTimeout::Fail, SmppReceiptIdFormat::Auto, 0, 0, 3)
         );
         let set = "bind_mode = \"transmitter_receiver\"\non_response_timeout = \"retry\"\nreceipt_id_format = \"hex_to_decimal\"\n\
                    tps = 250\nbind_tps = 100\nmax_retries = 0\nthrottle_backoff = \"250ms\"\n";
-        let ProviderConfig::Smpp(c) = parse(&format!("{base}{set}")).unwrap().providers["c"].clone();
+        let ProviderConfig::Smpp(c) = parse(&format!("{base}{set}")).unwrap().providers["c"].clone() else { unreachable!("an smpp section") };
         assert_eq!(
             (c.bind_mode, c.on_response_timeout, c.receipt_id_format, c.tps, c.bind_tps, c.max_retries),
             (SmppBindMode::TransmitterReceiver, SmppOnTimeout::Retry, SmppReceiptIdFormat::HexToDecimal, 250, 100, 0)

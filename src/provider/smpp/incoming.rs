@@ -74,11 +74,20 @@ pub(crate) fn event(provider: &Arc<str>, id_format: SmppReceiptIdFormat, pdu: &r
             message_id: ids::from_receipt(id_format, &r.message_id),
             outcome: outcome(&r.state),
             error_code: r.error_code,
+            read: false,
             stored: false,
             ack: ReceiptAck::default(),
         })),
         Ok(Inbound::Mo { source, destination, text }) => {
-            Some(ProviderEvent::Inbound(InboundMessage { provider: provider.clone(), from: source, to: destination, text, ack: ReceiptAck::default() }))
+            Some(ProviderEvent::Inbound(InboundMessage {
+                provider: provider.clone(),
+                channel: "sms".into(),
+                from: source,
+                to: destination,
+                text,
+                at: None,
+                ack: ReceiptAck::default(),
+            }))
         }
         Err(e) => {
             warn!(provider = %provider, error = %e, "deliver_sm not understood; acknowledged and dropped");

@@ -26,7 +26,7 @@ pub(super) fn smpp_config(address: &str, extra: &str) -> SmppConfig {
         }
     }
     let cfg = crate::config::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    let ProviderConfig::Smpp(c) = cfg.providers["p"].clone();
+    let ProviderConfig::Smpp(c) = cfg.providers["p"].clone() else { unreachable!("an smpp section") };
     c
 }
 

@@ -188,7 +188,7 @@ mod tests {
     #[test]
     fn defaults_match_an_smpp_section_without_the_keys() {
         let cfg = crate::config::parse("[providers.p]\nkind = \"smpp\"\naddress = \"h:1\"\nsystem_id = \"s\"\npassword = \"p\"\n").unwrap();
-        let crate::config::ProviderConfig::Smpp(smpp) = &cfg.providers["p"];
+        let crate::config::ProviderConfig::Smpp(smpp) = &cfg.providers["p"] else { unreachable!("an smpp section") };
         assert_eq!(Options::from(smpp), Options::default());
     }
 

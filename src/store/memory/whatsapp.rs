@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::MemoryStore;
-use crate::store::whatsapp::{dur_ms, from_ms, ms, Admission, Attempt, Decision, Portfolio, Usage, Whatsapp, SERVICE_WINDOW};
+use crate::store::whatsapp::{dur_ms, from_ms, ms, Admission, Attempt, Decision, Portfolio, Usage, Whatsapp, window_open, SERVICE_WINDOW};
 use crate::store::StoreError;
 
 #[async_trait]
@@ -20,6 +20,11 @@ impl Whatsapp for MemoryStore {
     async fn record_inbound_contacts(&self, contacts: &[(&str, &str, DateTime<Utc>)]) -> Result<(), StoreError> {
         self.lock().whatsapp.record_inbound(contacts);
         Ok(())
+    }
+
+    async fn service_windows_open(&self, pairs: &[(&str, &str)], now: DateTime<Utc>) -> Result<Vec<bool>, StoreError> {
+        let state = self.lock();
+        Ok(pairs.iter().map(|(n, r)| window_open(state.whatsapp.inbound.get(&((*n).to_owned(), (*r).to_owned())).copied(), now)).collect())
     }
 
     async fn whatsapp_usage(&self, portfolio: &str, window: Duration, now: DateTime<Utc>) -> Result<Usage, StoreError> {

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{corrupt, store_err, RedisStore};
-use crate::store::whatsapp::{dur_ms, from_ms, ms, Admission, Attempt, Decision, Portfolio, Usage, Whatsapp, SERVICE_WINDOW};
+use crate::store::whatsapp::{dur_ms, from_ms, ms, Admission, Attempt, Decision, Portfolio, Usage, Whatsapp, window_open, SERVICE_WINDOW};
 use crate::store::StoreError;
 
 /// Kept past the window's end so that instances whose clocks run a little behind still see
@@ -65,6 +65,19 @@ impl Whatsapp for RedisStore {
             inv.key(self.keys.wa_inbound(number, recipient)).arg(ms(*at));
         }
         inv.invoke_async::<()>(&mut self.conn()).await.map_err(|e| store_err(e, "record_inbound"))
+    }
+
+    async fn service_windows_open(&self, pairs: &[(&str, &str)], now: DateTime<Utc>) -> Result<Vec<bool>, StoreError> {
+        if pairs.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One GET per key in one pipeline: the keys live in different slots under Cluster.
+        let mut pipe = redis::pipe();
+        for (number, recipient) in pairs {
+            pipe.cmd("GET").arg(self.keys.wa_inbound(number, recipient));
+        }
+        let last: Vec<Option<i64>> = pipe.query_async(&mut self.conn()).await.map_err(|e| store_err(e, "service_windows_open"))?;
+        Ok(last.into_iter().map(|l| window_open(l, now)).collect())
     }
 
     /// Read only: counts what is in the window at `now` without trimming what is not.

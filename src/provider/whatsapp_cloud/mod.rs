@@ -1,0 +1,165 @@
+//! `kind = "whatsapp_cloud"`: Meta's WhatsApp Cloud API.
+//!
+//! - `config`: the `[providers.NAME]` keys, their checks, building the provider.
+//! - `client`: the pooled HTTPS client and reading an answer.
+//! - `send`: a job as a Cloud API message (`text` inside the service window, `template`
+//!   anywhere), the per-number pause after `130429`, the answer as [`SendError`].
+//! - `status`: the one table of Meta's error codes.
+//! - `webhook`: the signed webhook: statuses become receipts, messages inbound messages.
+//!
+//! A job goes `POST {base_url}/{version}/{from}/messages`, `from` being the phone number id.
+//! Per number: `concurrency` requests in flight on this instance, a pause for everyone after
+//! `130429`, and `number_tps` across instances through the shared rate limits
+//! ([`Provider::sender_rate`]).
+
+pub mod client;
+pub mod config;
+mod send;
+pub mod status;
+pub mod webhook;
+
+pub use config::WhatsappCloudConfig;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tracing::{error, info};
+
+use self::webhook::CloudWebhook;
+use crate::clock::Clock;
+use crate::job::Job;
+use crate::provider::{Accepted, BuildDeps, BuildError, OnWire, Provider, ProviderStatus, SendError, Webhook};
+use crate::store::Store;
+
+pub struct WhatsappCloudProvider {
+    name: String,
+    cfg: WhatsappCloudConfig,
+    client: client::Https,
+    /// `{base_url}/{version}`, without a trailing slash.
+    api: String,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    /// The bearer token, and whether Meta refused it (then since when and why).
+    auth: Mutex<Auth>,
+    /// Phone number id → what its sends share.
+    numbers: Mutex<HashMap<String, Arc<Number>>>,
+    webhook: Option<CloudWebhook>,
+}
+
+struct Auth {
+    token: String,
+    refused: Option<(Instant, String)>,
+}
+
+/// What every send from one phone number shares on this instance.
+struct Number {
+    /// `concurrency` requests in flight.
+    slots: Semaphore,
+    /// After `130429`: nothing goes out from this number before then.
+    paused_until: Mutex<Option<Instant>>,
+}
+
+impl WhatsappCloudProvider {
+    pub fn start(name: &str, cfg: WhatsappCloudConfig, deps: &BuildDeps) -> Result<Arc<Self>, BuildError> {
+        let key = |k: &str| format!("providers.{name}.{k}");
+        let token = config::read_secret(key("token_file"), &cfg.token_file)?;
+        let webhook = match &cfg.app_secret_file {
+            Some(f) => {
+                let secret = config::read_secret(key("app_secret_file"), f)?;
+                let channel = cfg.channels.first().cloned().unwrap_or_else(|| "whatsapp".into());
+                Some(CloudWebhook::new(secret.as_bytes(), cfg.verify_token.clone(), channel))
+            }
+            None => None,
+        };
+        let client = client::build(&cfg).map_err(|reason| BuildError { key: key("tls_ca_file"), reason })?;
+        let api = format!("{}/{}", cfg.base_url.trim_end_matches('/'), cfg.version);
+        Ok(Arc::new(Self {
+            name: name.to_owned(),
+            client,
+            api,
+            store: deps.store.clone(),
+            clock: deps.clock.clone(),
+            auth: Mutex::new(Auth { token, refused: None }),
+            numbers: Mutex::new(HashMap::new()),
+            webhook,
+            cfg,
+        }))
+    }
+
+    fn number(&self, id: &str) -> Arc<Number> {
+        let mut numbers = self.numbers.lock().unwrap_or_else(|e| e.into_inner());
+        numbers.entry(id.to_owned()).or_insert_with(|| Arc::new(Number { slots: Semaphore::new(self.cfg.concurrency), paused_until: Mutex::new(None) })).clone()
+    }
+
+    /// The token to send with; after a refusal once `auth_retry` passed, read again from
+    /// `token_file` (it may have been rotated). `None` while the refusal stands.
+    fn token(&self) -> Option<String> {
+        let mut auth = self.auth.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((since, _)) = &auth.refused {
+            if since.elapsed() < self.cfg.auth_retry {
+                return None;
+            }
+            match config::read_secret(String::new(), &self.cfg.token_file) {
+                Ok(t) => auth.token = t,
+                Err(e) => error!(provider = %self.name, error = %e.reason, "token_file unreadable; trying the old token"),
+            }
+            auth.refused = None;
+            info!(provider = %self.name, "trying the access token again");
+        }
+        Some(auth.token.clone())
+    }
+
+    /// Meta refused the token: down in `/readyz` with `why` until `auth_retry` passes.
+    fn token_refused(&self, why: &str) {
+        let mut auth = self.auth.lock().unwrap_or_else(|e| e.into_inner());
+        if auth.refused.is_none() {
+            error!(provider = %self.name, reason = %why, retry_in = ?self.cfg.auth_retry, "access token refused; provider down");
+        }
+        auth.refused = Some((Instant::now(), why.to_owned()));
+    }
+
+    fn refusal(&self) -> Option<String> {
+        let auth = self.auth.lock().unwrap_or_else(|e| e.into_inner());
+        auth.refused.as_ref().filter(|(since, _)| since.elapsed() < self.cfg.auth_retry).map(|(_, why)| why.clone())
+    }
+}
+
+#[async_trait]
+impl Provider for WhatsappCloudProvider {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn channels(&self) -> &[String] {
+        &self.cfg.channels
+    }
+    fn weight(&self) -> u32 {
+        self.cfg.weight
+    }
+    fn receipt_timeout(&self) -> Duration {
+        self.cfg.receipt_timeout
+    }
+    fn is_ready(&self) -> bool {
+        self.refusal().is_none()
+    }
+    fn status(&self) -> ProviderStatus {
+        let error = self.refusal();
+        ProviderStatus { ready: error.is_none(), error, ..ProviderStatus::default() }
+    }
+    async fn send(&self, job: &Job, wire: &dyn OnWire) -> Result<Accepted, SendError> {
+        send::send(self, job, wire).await
+    }
+    async fn shutdown(&self) {}
+    fn sender<'a>(&'a self, job: &'a Job) -> Option<&'a str> {
+        job.from.as_deref().or(self.cfg.phone_number_id.as_deref())
+    }
+    fn sender_rate(&self) -> Option<f64> {
+        Some(f64::from(self.cfg.number_tps))
+    }
+    fn webhook(&self) -> Option<&dyn Webhook> {
+        self.webhook.as_ref().map(|w| w as &dyn Webhook)
+    }
+}
