@@ -2,6 +2,7 @@
 //! at or below it reached a durable point, pausing partitions when the in-flight budget is
 //! full, and sending records that are not jobs to the DLQ.
 
+mod dlq;
 mod offsets;
 
 use std::sync::Arc;
@@ -19,12 +20,13 @@ pub use self::offsets::{Offsets, Tp};
 use crate::clock::Clock;
 use crate::config::KafkaConfig;
 use crate::job::JobError;
+use crate::pipeline::Origin;
 use crate::pipeline::{begin_finals, Intake, Reporter};
 use crate::report::{EventKind, Reason, Report};
-use crate::sink::kafka::{KafkaProducer, Record};
-use crate::pipeline::Origin;
+use crate::sink::kafka::KafkaProducer;
 use crate::store::{Claim, ClaimReq, Store};
 use crate::telemetry;
+use dlq::{DlqItem, DlqWriter};
 
 /// Rebalance hooks: commit what is done before partitions leave, track new ones.
 pub struct Ctx {
@@ -127,6 +129,7 @@ impl KafkaSource {
         let low_water = deps.intake.capacity() / 4;
         // Looked up once: per record, the labelled lookup cost more than the count.
         let consumed = metrics::counter!(telemetry::JOBS_CONSUMED_TOTAL, "source" => "kafka");
+        let dlq = DlqWriter::spawn(deps.dlq.clone(), self.cfg.dlq_topic.clone());
         loop {
             if deps.intake.room() == 0 {
                 self.pause_until_room(&deps.intake, low_water, &stop).await;
@@ -137,7 +140,7 @@ impl KafkaSource {
             };
             match msg {
                 Ok(m) => {
-                    if self.take(&m, &deps, &consumed).await.is_err() {
+                    if self.take(&m, &deps, &dlq, &consumed).await.is_err() {
                         break;
                     }
                 }
@@ -166,7 +169,7 @@ impl KafkaSource {
         }
     }
 
-    async fn take(&self, m: &BorrowedMessage<'_>, deps: &SourceDeps, consumed: &metrics::Counter) -> Result<(), crate::pipeline::Closed> {
+    async fn take(&self, m: &BorrowedMessage<'_>, deps: &SourceDeps, dlq: &DlqWriter, consumed: &metrics::Counter) -> Result<(), crate::pipeline::Closed> {
         let tp = Tp { topic: m.topic().to_owned(), partition: m.partition() };
         let offset = m.offset();
         let Some(epoch) = self.offsets.read(&tp, offset) else { return Ok(()) };
@@ -189,13 +192,15 @@ impl KafkaSource {
                 metrics::counter!(telemetry::JOBS_REJECTED_AT_INGEST_TOTAL, "source" => "kafka", "reason" => "dlq").increment(1);
                 let source = src;
                 warn!(source = %source, error = %why, "record is not a job; sent to the DLQ");
-                let (producer, topic) = (deps.dlq.clone(), self.cfg.dlq_topic.clone());
-                let (key, payload) = (m.key().unwrap_or_default().to_vec(), payload.to_vec());
-                tokio::spawn(async move {
-                    let headers = [("sendgate-error", why), ("sendgate-source", source)];
-                    producer.send_all(&[Record { topic: &topic, partition: None, key: &key, payload: &payload, headers: &headers }]).await;
-                    ack();
-                    drop(permit);
+                dlq.send(DlqItem {
+                    key: m.key().unwrap_or_default().to_vec(),
+                    payload: payload.to_vec(),
+                    error: why,
+                    source,
+                    done: Box::new(move || {
+                        ack();
+                        drop(permit);
+                    }),
                 });
             }
             Err(e @ JobError::Invalid { .. }) => {
