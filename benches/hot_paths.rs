@@ -38,8 +38,7 @@ const CONTRACT_JOB: &str = r#"{
 }"#;
 
 /// A typical load-test job: required fields, a text and one meta key.
-const MINIMAL_JOB: &str =
-    r#"{"id":"lt-000001","tenant":"acme","channel":"sms","to":"+79161234567","text":"Your code is 123456","meta":{"n":"1"}}"#;
+const MINIMAL_JOB: &str = r#"{"id":"lt-000001","tenant":"acme","channel":"sms","to":"+79161234567","text":"Your code is 123456","meta":{"n":"1"}}"#;
 
 /// What the policies compare against: before the CONTRACT example's `send_at`.
 fn now() -> DateTime<Utc> {
@@ -67,12 +66,7 @@ fn bench_encode(c: &mut Criterion) {
     let long_gsm7 = "Black Friday: €5 off [today] {only} ~ use code BF-2026 at checkout. ".repeat(5);
     let long_cyrillic = "Ваш заказ отправлен, трек-номер 123456. Спасибо за покупку! ".repeat(4);
     let emoji = "Your order shipped 🚚📦 — thanks! 🎉 See you soon 😊".to_owned();
-    let cases = [
-        ("gsm7_short", "Your code is 123456".to_owned()),
-        ("gsm7_long_ext", long_gsm7),
-        ("ucs2_long_cyrillic", long_cyrillic),
-        ("ucs2_emoji", emoji),
-    ];
+    let cases = [("gsm7_short", "Your code is 123456".to_owned()), ("gsm7_long_ext", long_gsm7), ("ucs2_long_cyrillic", long_cyrillic), ("ucs2_emoji", emoji)];
     let mut g = c.benchmark_group("sms_encode");
     g.throughput(Throughput::Elements(1));
     for (name, text) in &cases {
@@ -89,10 +83,7 @@ fn bench_receipt(c: &mut Criterion) {
     // What the built-in simulator sends, and what SMSCs in the wild send (upper-case keys, err).
     let cases = [
         ("sim_delivered", "id:1f2e3d sub:001 dlvr:001 submit date:2511210600 done date:2511210600 stat:DELIVRD err:000 text:"),
-        (
-            "undeliv_with_text",
-            "ID:4242424242 SUB:001 DLVR:000 SUBMIT DATE:2511210600 DONE DATE:2511210601 STAT:UNDELIV ERR:012 TEXT:Your order 123 has",
-        ),
+        ("undeliv_with_text", "ID:4242424242 SUB:001 DLVR:000 SUBMIT DATE:2511210600 DONE DATE:2511210601 STAT:UNDELIV ERR:012 TEXT:Your order 123 has"),
     ];
     let mut g = c.benchmark_group("receipt_text");
     g.throughput(Throughput::Elements(1));
@@ -115,9 +106,7 @@ fn batch_jobs(prefix: &str) -> Vec<Job> {
                 5 => r#","send_at":"2026-11-20T13:00:00Z""#,
                 _ => "",
             };
-            let src = format!(
-                r#"{{"id":"{prefix}-{i:06}","tenant":"acme","channel":"sms","to":"+7916{i:07}","text":"Your code is {i:06}"{extra}}}"#
-            );
+            let src = format!(r#"{{"id":"{prefix}-{i:06}","tenant":"acme","channel":"sms","to":"+7916{i:07}","text":"Your code is {i:06}"{extra}}}"#);
             job::parse(src.as_bytes(), now()).expect("bench job parses")
         })
         .collect()
@@ -201,10 +190,8 @@ fn bench_policy_chain(c: &mut Criterion) {
 }
 
 fn bench_quiet_hours(c: &mut Criterion) {
-    let cfg = sendgate::config::parse(
-        "[tenant_defaults]\ntz = \"Europe/Moscow\"\nquiet_hours = { start = \"21:00\", end = \"09:00\" }\n",
-    )
-    .expect("bench config parses");
+    let cfg = sendgate::config::parse("[tenant_defaults]\ntz = \"Europe/Moscow\"\nquiet_hours = { start = \"21:00\", end = \"09:00\" }\n")
+        .expect("bench config parses");
     let policy = QuietHours::from_config(&cfg);
     let night = Utc.with_ymd_and_hms(2026, 11, 21, 19, 0, 0).unwrap(); // 22:00 in Moscow
     let day = Utc.with_ymd_and_hms(2026, 11, 21, 9, 0, 0).unwrap(); // 12:00 in Moscow

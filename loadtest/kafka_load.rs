@@ -164,12 +164,7 @@ fn stat_ticks(path: &str) -> Option<(String, u64)> {
 }
 
 fn clk_tck() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
+    Command::new("getconf").arg("CLK_TCK").output().ok().and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok()).unwrap_or(100.0)
 }
 
 /// Busy and total jiffies of the whole machine (`/proc/stat`).
@@ -527,10 +522,8 @@ fn apply_set(table: &mut toml::Table, spec: &str) -> Result<(), String> {
     } else {
         parts.iter().map(|s| s.to_string()).collect()
     };
-    let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.to_owned()));
+    let value =
+        toml::from_str::<toml::Table>(&format!("v = {raw}")).ok().and_then(|mut t| t.remove("v")).unwrap_or_else(|| toml::Value::String(raw.to_owned()));
     let (last, dirs) = parts.split_last().ok_or_else(|| format!("--set {spec}: empty key"))?;
     let mut t = table;
     for d in dirs {
@@ -1176,12 +1169,7 @@ fn run(a: Args) -> Result<bool, String> {
     create_topic(&tansu, &brokers, &names.topics.reports, 6)?;
     create_topic(&tansu, &brokers, &names.topics.dlq, 1)?;
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("smsc-sim")
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("smsc-sim").enable_all().build().map_err(|e| e.to_string())?;
     on_interrupt(&rt);
     let sim: SimHandle = rt
         .block_on(SmscSim::start(SimConfig { receipt_delay: a.receipt_delay, record_messages: false, ..SimConfig::default() }))
@@ -1232,7 +1220,11 @@ fn run(a: Args) -> Result<bool, String> {
         d.wait_ready(Duration::from_secs(60))?;
     }
     let ready_s = daemons_spawned.elapsed().as_secs_f64();
-    say!("{} daemon(s) ready after {ready_s:.1} s: {}", daemons.len(), daemons.iter().map(|d| format!("{} pid {} api {}", d.name, d.pid, d.api.unwrap())).collect::<Vec<_>>().join(", "));
+    say!(
+        "{} daemon(s) ready after {ready_s:.1} s: {}",
+        daemons.len(),
+        daemons.iter().map(|d| format!("{} pid {} api {}", d.name, d.pid, d.api.unwrap())).collect::<Vec<_>>().join(", ")
+    );
 
     let timeline = Timeline::start(daemons.iter().filter_map(|d| Some((d.name.clone(), d.pid, d.metrics?))).collect(), progress.clone(), redis_url.clone());
     let mut failure: Option<String> = None;
@@ -1296,7 +1288,9 @@ fn run(a: Args) -> Result<bool, String> {
         .list()
         .iter()
         .filter(|(l, _)| l == "tansu" || l == "redis")
-        .map(|(l, p)| json!({"process": l, "rss_mb": mb(proc_status_kb(*p, "VmRSS").unwrap_or(0)), "peak_rss_mb": mb(proc_status_kb(*p, "VmHWM").unwrap_or(0))}))
+        .map(
+            |(l, p)| json!({"process": l, "rss_mb": mb(proc_status_kb(*p, "VmRSS").unwrap_or(0)), "peak_rss_mb": mb(proc_status_kb(*p, "VmHWM").unwrap_or(0))}),
+        )
         .collect();
 
     // Jobs still without a final: what does the daemon's own history (GET /v1/jobs/{id}) say?
@@ -1463,7 +1457,16 @@ fn print_summary(r: &Value) {
     println!("sendgate Kafka load test ({} mode), run {}", r["mode"].as_str().unwrap_or(""), r["run"].as_str().unwrap_or(""));
     println!(
         "  knobs: instances={} partitions={} binds={} window={} max_in_flight={} batch_size={} texts={} receipt_delay={}ms receipt_timeout={}s set={}",
-        k["instances"], k["partitions"], k["binds"], k["window"], k["max_in_flight"], k["batch_size"], k["texts"], k["receipt_delay_ms"], k["receipt_timeout_s"], k["set"]
+        k["instances"],
+        k["partitions"],
+        k["binds"],
+        k["window"],
+        k["max_in_flight"],
+        k["batch_size"],
+        k["texts"],
+        k["receipt_delay_ms"],
+        k["receipt_timeout_s"],
+        k["set"]
     );
     println!("  jobs: {}  (warm-up {})  daemons ready after {} s", r["jobs"], r["warmup_jobs"], r["daemons_ready_s"]);
     let p = &r["produce"];
@@ -1478,7 +1481,10 @@ fn print_summary(r: &Value) {
     }
     if let Some(st) = r.get("stages") {
         let (a, f) = (&st["t0_to_accepted_at_ms"], &st["accepted_at_to_final_at_ms"]);
-        println!("  accepted events: {} jobs/s; t0 -> accepted.at p50 {} ms p99 {} ms; accepted.at -> final.at p50 {} ms p99 {} ms", st["accepted_per_s"], a["p50"], a["p99"], f["p50"], f["p99"]);
+        println!(
+            "  accepted events: {} jobs/s; t0 -> accepted.at p50 {} ms p99 {} ms; accepted.at -> final.at p50 {} ms p99 {} ms",
+            st["accepted_per_s"], a["p50"], a["p99"], f["p50"], f["p99"]
+        );
     }
     if let Some(d) = r.get("drain") {
         println!(
@@ -1487,7 +1493,14 @@ fn print_summary(r: &Value) {
         );
     }
     for d in r["daemons"].as_array().into_iter().flatten() {
-        println!("  {} (pid {}): peak RSS {} MB, exit code {} ({} s after SIGTERM)", d["instance"].as_str().unwrap_or(""), d["pid"], d["peak_rss_mb"], d["exit_code"], d["exit_after_sigterm_s"]);
+        println!(
+            "  {} (pid {}): peak RSS {} MB, exit code {} ({} s after SIGTERM)",
+            d["instance"].as_str().unwrap_or(""),
+            d["pid"],
+            d["peak_rss_mb"],
+            d["exit_code"],
+            d["exit_after_sigterm_s"]
+        );
     }
     for (name, g) in r["jobs_in_flight"].as_object().into_iter().flatten() {
         println!("  {name} sendgate_jobs_in_flight (sampled each second): max {} mean {}", g["max"], g["mean"]);
@@ -1517,21 +1530,38 @@ fn print_summary(r: &Value) {
         c["wall_s"], c["machine_busy_pct"], c["machine_busy_cores"], c["cpus"], c["irq_softirq_cores"], c["other_processes_cores"]
     );
     for p in c["processes"].as_array().into_iter().flatten() {
-        let threads: Vec<String> = p["threads"].as_array().into_iter().flatten().map(|t| format!("{} {}", t["thread"].as_str().unwrap_or(""), t["cpu_s"])).collect();
-        println!("    {:<36} {:>7} s = {:>5} cores = {:>6} us/job | {}", p["process"].as_str().unwrap_or(""), p["cpu_s"], p["cores"], p["cpu_us_per_job"], threads.join(", "));
+        let threads: Vec<String> =
+            p["threads"].as_array().into_iter().flatten().map(|t| format!("{} {}", t["thread"].as_str().unwrap_or(""), t["cpu_s"])).collect();
+        println!(
+            "    {:<36} {:>7} s = {:>5} cores = {:>6} us/job | {}",
+            p["process"].as_str().unwrap_or(""),
+            p["cpu_s"],
+            p["cores"],
+            p["cpu_us_per_job"],
+            threads.join(", ")
+        );
     }
     println!(
         "    all listed: {} us CPU per job -> {} jobs/s would use every core of this machine",
         c["listed_cpu_us_per_job"], c["cpu_bound_ceiling_jobs_per_s"]
     );
     let rc = &r["redis_commands"];
-    let cmds: Vec<String> = rc["commands"].as_array().into_iter().flatten().take(8).map(|c| format!("{} {}/job {}us/call", c["cmd"].as_str().unwrap_or(""), c["per_job"], c["us_per_call"])).collect();
+    let cmds: Vec<String> = rc["commands"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .take(8)
+        .map(|c| format!("{} {}/job {}us/call", c["cmd"].as_str().unwrap_or(""), c["per_job"], c["us_per_call"]))
+        .collect();
     println!("  redis: {} commands/job (commands inside scripts included) | {}", rc["calls_per_job"], cmds.join(", "));
     let s = &r["simulator"];
     println!("  simulator: {} submit_sm, {} messages, {} receipts", s["submit_sm"], s["messages"], s["receipts_sent"]);
     println!("  report records {} events {}", r["reports"]["records"], r["reports"]["events"]);
     let f = &r["finals"];
-    println!("  jobs with 0 finals: {}   jobs with >1 finals: {}   (warm-up not exactly 1: {})", f["jobs_with_0"], f["jobs_with_more_than_1"], f["warmup_jobs_not_exactly_1"]);
+    println!(
+        "  jobs with 0 finals: {}   jobs with >1 finals: {}   (warm-up not exactly 1: {})",
+        f["jobs_with_0"], f["jobs_with_more_than_1"], f["warmup_jobs_not_exactly_1"]
+    );
     if let Some(e) = r["failure"].as_str() {
         println!("  failure: {e}");
     }

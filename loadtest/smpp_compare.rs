@@ -213,10 +213,7 @@ async fn bare(a: &Args, addr: SocketAddr) -> Result<f64, String> {
 
 /// Sum of a counter over its series in Prometheus text, only series whose labels contain `with`.
 fn metric(text: &str, name: &str, with: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && l.contains(with))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    text.lines().filter(|l| l.starts_with(name) && l.contains(with)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
 }
 
 async fn http(addr: SocketAddr, method: &str, path: &str, body: String) -> Result<(u16, String), String> {
@@ -259,12 +256,12 @@ async fn sendgate_run(a: &Args, sim: SocketAddr, out: &std::path::Path) -> Resul
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (api, metrics) = (app.api_addr, app.metrics_addr);
-    let scrape = || async move { http(metrics, "GET", "/metrics", String::new()).await.map(|(_, t)| metric(&t, "sendgate_reports_total", "event=\"delivered\"")) };
+    let scrape =
+        || async move { http(metrics, "GET", "/metrics", String::new()).await.map(|(_, t)| metric(&t, "sendgate_reports_total", "event=\"delivered\"")) };
     let before = scrape().await?;
     let t = Instant::now();
-    let jobs: Vec<String> = (0..a.messages)
-        .map(|i| format!(r#"{{"id":"cmp-{i}","tenant":"bench","channel":"sms","to":"+4478{i:08}","text":"bench message {i}"}}"#))
-        .collect();
+    let jobs: Vec<String> =
+        (0..a.messages).map(|i| format!(r#"{{"id":"cmp-{i}","tenant":"bench","channel":"sms","to":"+4478{i:08}","text":"bench message {i}"}}"#)).collect();
     let poster = tokio::spawn(async move {
         for chunk in jobs.chunks(1000) {
             let (status, body) = http(api, "POST", "/v1/jobs", chunk.join("\n")).await?;

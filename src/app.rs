@@ -10,6 +10,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::api::admin::{Admin, WhatsappAdmin};
+use crate::api::webhooks::WebhookEvents;
+use crate::api::{self as http, Api, Ingest};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::pipeline::{completer, worker, CompleterCtx, DrainHandle, Intake, Reporter, WorkerCtx};
@@ -25,11 +28,8 @@ use crate::sink::jsonl::JsonlSink;
 use crate::sink::kafka::{KafkaProducer, KafkaSink, ReportsTopic};
 use crate::sink::ledger::Ledger;
 use crate::sink::Sink;
-use crate::source::kafka::{KafkaSource, SourceDeps};
 use crate::smsc_sim::{SimHandle, SmscSim};
-use crate::api::admin::{Admin, WhatsappAdmin};
-use crate::api::webhooks::WebhookEvents;
-use crate::api::{self as http, Api, Ingest};
+use crate::source::kafka::{KafkaSource, SourceDeps};
 use crate::store::{MemoryStore, RedisStore, Store};
 
 /// How the daemon gets its outside world.
@@ -84,10 +84,9 @@ impl App {
         };
         // Read before anything is started: a bad token file fails fast.
         let admin = match &cfg.admin {
-            Some(a) => Some(Admin::new(a, store.clone())?.with_whatsapp(WhatsappAdmin {
-                tier: WhatsappTier::new(store.clone(), &cfg.whatsapp),
-                clock: clock.clone(),
-            })),
+            Some(a) => {
+                Some(Admin::new(a, store.clone())?.with_whatsapp(WhatsappAdmin { tier: WhatsappTier::new(store.clone(), &cfg.whatsapp), clock: clock.clone() }))
+            }
             None => None,
         };
         // A claim held by a live instance is looked at again once its heartbeat could lapse.
@@ -172,11 +171,9 @@ impl App {
             },
             None => InboundOut::Log,
         });
-        rest_tasks.push(tokio::spawn(
-            Correlator { clock: clock.clone(), store: store.clone(), reporter: reporter.clone(), stop_replies, inbound }.run(events_rx),
-        ));
-        let sweep =
-            Sweep { clock: clock.clone(), store: store.clone(), reporter: reporter.clone(), ledger, every: Duration::from_secs(1), receipts: early_tx };
+        rest_tasks
+            .push(tokio::spawn(Correlator { clock: clock.clone(), store: store.clone(), reporter: reporter.clone(), stop_replies, inbound }.run(events_rx)));
+        let sweep = Sweep { clock: clock.clone(), store: store.clone(), reporter: reporter.clone(), ledger, every: Duration::from_secs(1), receipts: early_tx };
         rest_tasks.push(tokio::spawn(sweep.run(stop_rest.clone())));
         if reports_topic.is_some() {
             rest_tasks.push(tokio::spawn(checkpoint_offsets(clock.clone(), store.clone(), reporter.clone(), stop_rest.clone())));
@@ -221,8 +218,17 @@ impl App {
             (Some(k), Some(p)) => Ingest::Kafka { producer: p.clone(), topic: k.jobs_topic.clone() },
             _ => Ingest::Embedded(intake),
         };
-        let api = Arc::new(Api { ingest, store: store.clone(), router: router.clone(), clock, max_body_bytes: cfg.server.max_body_bytes, admin, webhook_events: Some(webhook_events) });
-        ingest_tasks.push(tokio::spawn(crate::api::listener::serve_with(api_listener, (&cfg.server).into(), stop_intake.clone(), move |req| api.clone().handle(req))));
+        let api = Arc::new(Api {
+            ingest,
+            store: store.clone(),
+            router: router.clone(),
+            clock,
+            max_body_bytes: cfg.server.max_body_bytes,
+            admin,
+            webhook_events: Some(webhook_events),
+        });
+        ingest_tasks
+            .push(tokio::spawn(crate::api::listener::serve_with(api_listener, (&cfg.server).into(), stop_intake.clone(), move |req| api.clone().handle(req))));
         rest_tasks.push(tokio::spawn(http::serve_metrics(metrics_listener, stop_rest.clone())));
 
         Ok(Self {

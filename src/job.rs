@@ -78,7 +78,10 @@ pub enum QuietHours {
     #[default]
     TenantDefault,
     Off,
-    Window { start: NaiveTime, end: NaiveTime },
+    Window {
+        start: NaiveTime,
+        end: NaiveTime,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -136,8 +139,7 @@ type FieldResult<T> = Result<T, FieldError>;
 
 /// Parses one job from JSON bytes; `now` is when it was read (turns `ttl_s` into `expires_at`).
 pub fn parse(bytes: &[u8], now: DateTime<Utc>) -> Result<Job, JobError> {
-    let value: Value = serde_json::from_slice(bytes)
-        .map_err(|e| JobError::NotAJob(format!("not JSON: {e}")))?;
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| JobError::NotAJob(format!("not JSON: {e}")))?;
     from_value(value, now)
 }
 
@@ -206,9 +208,7 @@ fn build(obj: &Map<String, Value>, id: String, now: DateTime<Utc>) -> FieldResul
     let priority = match opt(obj, "priority", |v| string("priority", v))?.as_deref() {
         None | Some("marketing") => Priority::Marketing,
         Some("transactional") => Priority::Transactional,
-        Some(other) => {
-            return Err(FieldError("priority", format!("must be \"marketing\" or \"transactional\", got {}", quoted(other))))
-        }
+        Some(other) => return Err(FieldError("priority", format!("must be \"marketing\" or \"transactional\", got {}", quoted(other)))),
     };
     let send_at = opt(obj, "send_at", |v| time("send_at", v))?;
     let expires_at = match (obj.get("expires_at"), obj.get("ttl_s")) {
@@ -247,7 +247,11 @@ fn quoted(s: &str) -> String {
 /// A JSON value as an error quotes it: numbers and short values as written, the rest cut.
 fn quoted_json(v: &Value) -> String {
     let s = v.to_string();
-    if s.chars().nth(QUOTED_MAX_CHARS).is_none() { s } else { quoted(&s) }
+    if s.chars().nth(QUOTED_MAX_CHARS).is_none() {
+        s
+    } else {
+        quoted(&s)
+    }
 }
 
 fn kind_of(v: &Value) -> &'static str {
@@ -299,13 +303,21 @@ pub fn is_tenant(t: &str) -> bool {
 }
 
 fn check_tenant(t: &str) -> FieldResult<()> {
-    if is_tenant(t) { Ok(()) } else { Err(FieldError("tenant", format!("must match [a-z0-9_-]{{1,64}}, got {}", quoted(t)))) }
+    if is_tenant(t) {
+        Ok(())
+    } else {
+        Err(FieldError("tenant", format!("must match [a-z0-9_-]{{1,64}}, got {}", quoted(t))))
+    }
 }
 
 fn check_channel(c: &Channel) -> FieldResult<()> {
     let name = c.as_str();
     let ok = (1..=32).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-    if ok { Ok(()) } else { Err(FieldError("channel", format!("not a channel name: {}", quoted(name)))) }
+    if ok {
+        Ok(())
+    } else {
+        Err(FieldError("channel", format!("not a channel name: {}", quoted(name))))
+    }
 }
 
 /// `+` and 8-15 digits, first digit not 0 (E.164 country codes never start with 0).
@@ -319,10 +331,7 @@ pub fn is_e164(s: &str) -> bool {
 /// which of the three is at fault.
 pub fn check_recipient(tenant: &str, channel: &str, to: Option<&str>) -> Result<(), (&'static str, String)> {
     let channel = Channel::from_name(channel);
-    check_tenant(tenant)
-        .and_then(|()| check_channel(&channel))
-        .and_then(|()| to.map_or(Ok(()), |to| check_to(&channel, to)))
-        .map_err(|FieldError(f, m)| (f, m))
+    check_tenant(tenant).and_then(|()| check_channel(&channel)).and_then(|()| to.map_or(Ok(()), |to| check_to(&channel, to))).map_err(|FieldError(f, m)| (f, m))
 }
 
 /// A recipient as logs may show it: `+7916***4567`. Anything too short to keep both ends
@@ -360,7 +369,11 @@ fn check_from(channel: &Channel, from: &str) -> FieldResult<()> {
         Channel::Whatsapp => (1..=32).contains(&from.len()) && from.bytes().all(|b| b.is_ascii_digit()),
         Channel::Other(_) => (1..=128).contains(&from.len()),
     };
-    if ok { Ok(()) } else { Err(FieldError("from", format!("not a valid sender for {}: {}", channel.as_str(), quoted(from)))) }
+    if ok {
+        Ok(())
+    } else {
+        Err(FieldError("from", format!("not a valid sender for {}: {}", channel.as_str(), quoted(from))))
+    }
 }
 
 fn text(v: &Value) -> FieldResult<String> {
@@ -403,9 +416,8 @@ fn template(v: &Value) -> FieldResult<Template> {
 
 fn time(key: &'static str, v: &Value) -> FieldResult<DateTime<Utc>> {
     let s = string(key, v)?;
-    let t = DateTime::parse_from_rfc3339(&s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| FieldError(key, format!("not an RFC 3339 time: {} ({e})", quoted(&s))))?;
+    let t =
+        DateTime::parse_from_rfc3339(&s).map(|t| t.with_timezone(&Utc)).map_err(|e| FieldError(key, format!("not an RFC 3339 time: {} ({e})", quoted(&s))))?;
     // RFC 3339 years have four digits, and an offset can carry a time past them in UTC
     // (`9999-12-31T23:59:59-23:59`): `to_json` could not write it for the scheduled set to
     // read back (fuzzing found the round trip failing).
@@ -443,7 +455,11 @@ fn quiet_hours(v: &Value) -> FieldResult<QuietHours> {
 fn name(key: &'static str, v: &Value) -> FieldResult<String> {
     let s = string(key, v)?;
     let ok = (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
-    if ok { Ok(s) } else { Err(FieldError(key, format!("must match [A-Za-z0-9_.-]{{1,64}}, got {}", quoted(&s)))) }
+    if ok {
+        Ok(s)
+    } else {
+        Err(FieldError(key, format!("must match [A-Za-z0-9_.-]{{1,64}}, got {}", quoted(&s))))
+    }
 }
 
 fn meta(v: &Value) -> FieldResult<BTreeMap<String, String>> {
@@ -482,10 +498,7 @@ impl Job {
         }
         match &self.content {
             Content::Text(t) => put("text", t.clone().into()),
-            Content::Template(t) => put(
-                "template",
-                serde_json::json!({ "name": t.name, "language": t.language, "params": t.params }),
-            ),
+            Content::Template(t) => put("template", serde_json::json!({ "name": t.name, "language": t.language, "params": t.params })),
         }
         if self.priority == Priority::Transactional {
             put("priority", "transactional".into());
@@ -499,10 +512,9 @@ impl Job {
         match self.quiet_hours {
             QuietHours::TenantDefault => {}
             QuietHours::Off => put("quiet_hours", false.into()),
-            QuietHours::Window { start, end } => put(
-                "quiet_hours",
-                serde_json::json!({ "start": start.format("%H:%M").to_string(), "end": end.format("%H:%M").to_string() }),
-            ),
+            QuietHours::Window { start, end } => {
+                put("quiet_hours", serde_json::json!({ "start": start.format("%H:%M").to_string(), "end": end.format("%H:%M").to_string() }))
+            }
         }
         if let Some(tz) = self.tz {
             put("tz", tz.name().into());

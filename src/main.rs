@@ -109,9 +109,9 @@ async fn serve(cfg: Config, mode: Mode) -> ExitCode {
     let reports_to = match (&cfg.kafka, &cfg.reports.file, cfg.reports.stdout) {
         (Some(k), _, _) => format!("kafka topic {} at {}", k.reports_topic, k.brokers),
         (None, file, stdout) => match (file, stdout) {
-        (Some(f), true) => format!("stdout and {}", f.display()),
-        (Some(f), false) => f.display().to_string(),
-        (None, _) => "stdout (JSON lines)".into(),
+            (Some(f), true) => format!("stdout and {}", f.display()),
+            (Some(f), false) => f.display().to_string(),
+            (None, _) => "stdout (JSON lines)".into(),
         },
     };
     let app = match App::start(cfg, mode).await {

@@ -129,15 +129,7 @@ impl Report {
     }
 
     /// A report for a job known only by its parts (a rejected record, a receipt's mapping).
-    pub fn from_parts(
-        job_id: &str,
-        tenant: &str,
-        channel: &str,
-        to: &str,
-        meta: &BTreeMap<String, String>,
-        event: EventKind,
-        at: DateTime<Utc>,
-    ) -> Self {
+    pub fn from_parts(job_id: &str, tenant: &str, channel: &str, to: &str, meta: &BTreeMap<String, String>, event: EventKind, at: DateTime<Utc>) -> Self {
         Self {
             job_id: job_id.to_owned(),
             tenant: tenant.to_owned(),

@@ -39,12 +39,7 @@ impl Attempts {
     }
 
     fn waits(max: Duration) -> ExponentialBackoff {
-        ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(50).min(max))
-            .with_max_delay(max)
-            .with_jitter()
-            .without_max_times()
-            .build()
+        ExponentialBuilder::default().with_min_delay(Duration::from_millis(50).min(max)).with_max_delay(max).with_jitter().without_max_times().build()
     }
 
     /// Logs and counts a failed try, then waits before the next. For calls that borrow what

@@ -32,12 +32,8 @@ impl Router {
 
     /// Channels with no provider up (for `/readyz`).
     pub fn channels_down(&self) -> Vec<String> {
-        let mut down: Vec<String> = self
-            .by_channel
-            .iter()
-            .filter(|(_, idx)| !idx.iter().any(|&i| self.providers[i].is_ready()))
-            .map(|(c, _)| c.clone())
-            .collect();
+        let mut down: Vec<String> =
+            self.by_channel.iter().filter(|(_, idx)| !idx.iter().any(|&i| self.providers[i].is_ready())).map(|(c, _)| c.clone()).collect();
         down.sort();
         down
     }

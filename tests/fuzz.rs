@@ -60,10 +60,8 @@ fn every_target_has_a_corpus_and_replays_it() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
     for (name, f) in fuzz::TARGETS {
         let dir = root.join(name);
-        let mut files: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-            .map(|e| e.expect("a directory entry").path())
-            .collect();
+        let mut files: Vec<_> =
+            std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())).map(|e| e.expect("a directory entry").path()).collect();
         files.sort();
         assert!(!files.is_empty(), "{}: no corpus", dir.display());
         for file in files {

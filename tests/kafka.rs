@@ -35,13 +35,7 @@ impl World {
 
     async fn with_receipt_delay(partitions: u32, receipt_delay: Duration) -> Self {
         let topics = Topics::create(partitions);
-        let sim = SmscSim::start(SimConfig {
-            receipt_delay,
-            record_messages: true,
-            ..SimConfig::default()
-        })
-        .await
-        .unwrap();
+        let sim = SmscSim::start(SimConfig { receipt_delay, record_messages: true, ..SimConfig::default() }).await.unwrap();
         let reports = Collector::start(&topics.reports);
         let dir = tempfile::tempdir().unwrap();
         // SENDGATE_TEST_KEEP=1 keeps the daemons' configs and logs for a look after a failure.
@@ -115,7 +109,12 @@ async fn fifty_thousand_jobs_get_exactly_fifty_thousand_finals() {
     for r in w.reports.reports().into_iter().filter(|r| r.is_final && r.event != sendgate::report::EventKind::Delivered) {
         *kinds.entry(format!("{:?}: {}", r.event, r.error.map(|e| e.message).unwrap_or_default())).or_default() += 1;
     }
-    assert_eq!(w.sim.stats().messages, 50_000, "logical submits at the simulator; finals other than delivered: {kinds:?}; {}", d.log_text().lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).take(20).collect::<Vec<_>>().join("\n"));
+    assert_eq!(
+        w.sim.stats().messages,
+        50_000,
+        "logical submits at the simulator; finals other than delivered: {kinds:?}; {}",
+        d.log_text().lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).take(20).collect::<Vec<_>>().join("\n")
+    );
     assert_eq!(finals.len(), 50_000);
     assert_eq!(d.terminate(), Some(0));
 }
@@ -334,13 +333,8 @@ async fn receipts_reaching_another_instance_are_correlated_through_redis() {
     let ids = w.produce_jobs("rcpt", 2_000, json!({})).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let accepted: std::collections::HashSet<String> = w
-            .reports
-            .reports()
-            .into_iter()
-            .filter(|r| r.event == sendgate::report::EventKind::Accepted)
-            .map(|r| r.job_id)
-            .collect();
+        let accepted: std::collections::HashSet<String> =
+            w.reports.reports().into_iter().filter(|r| r.event == sendgate::report::EventKind::Accepted).map(|r| r.job_id).collect();
         if accepted.len() == ids.len() {
             break;
         }
@@ -410,8 +404,7 @@ async fn a_missing_inbound_topic_does_not_hold_up_receipts() {
     let cfg = w.config("gw-nomo", &env("SENDGATE_TEST_REDIS_URL"));
     let text = std::fs::read_to_string(&cfg).unwrap();
     let missing = format!("{} is not a topic name!", unique("bad"));
-    let text = text
-        .replace(&format!("inbound_topic = \"{}\"", w.topics.inbound), &format!("inbound_topic = \"{missing}\"\ninbound_timeout = \"2s\""));
+    let text = text.replace(&format!("inbound_topic = \"{}\"", w.topics.inbound), &format!("inbound_topic = \"{missing}\"\ninbound_timeout = \"2s\""));
     assert!(text.contains(&missing));
     std::fs::write(&cfg, text).unwrap();
     let d = Daemon::start(&cfg, w.dir.path().join("gw-nomo.log"));

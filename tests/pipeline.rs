@@ -92,8 +92,7 @@ async fn a_thousand_mixed_texts_arrive_encoded_numbered_and_decoded_exactly() {
     }
     let by = h.wait_final(&ids).await;
     let sim = h.app.sim.as_ref().unwrap();
-    let received: std::collections::HashMap<String, sendgate::smsc_sim::SimMessage> =
-        sim.messages().into_iter().map(|m| (m.destination.clone(), m)).collect();
+    let received: std::collections::HashMap<String, sendgate::smsc_sim::SimMessage> = sim.messages().into_iter().map(|m| (m.destination.clone(), m)).collect();
     let missing: Vec<usize> = (0..1000).filter(|i| !received.contains_key(&format!("44770090{i:04}"))).collect();
     assert!(missing.is_empty(), "{} missing, e.g. {:?}; stats {:?}", missing.len(), &missing[..missing.len().min(10)], sim.stats());
     for i in 0..1000 {
@@ -427,10 +426,7 @@ async fn a_marketing_job_at_night_waits_for_the_end_of_quiet_hours_in_the_recipi
     use sendgate::config::{QuietHoursConfig, TenantConfig};
     let hm = |s| chrono::NaiveTime::parse_from_str(s, "%H:%M").unwrap();
     let h = start(|c| {
-        let acme = TenantConfig {
-            tz: Some(chrono_tz::Europe::Moscow),
-            quiet_hours: Some(QuietHoursConfig::Window { start: hm("21:00"), end: hm("09:00") }),
-        };
+        let acme = TenantConfig { tz: Some(chrono_tz::Europe::Moscow), quiet_hours: Some(QuietHoursConfig::Window { start: hm("21:00"), end: hm("09:00") }) };
         c.tenants.insert("acme".into(), acme);
     })
     .await;
@@ -495,9 +491,7 @@ async fn a_whatsapp_tier_of_250_sends_250_now_and_the_other_150_a_window_later()
     let h = start(|c| whatsapp_portfolio(c, "pipeline_test", 250)).await;
     let t0 = support::t0();
     let ids: Vec<String> = (0..400).map(|i| format!("wa-{i}")).collect();
-    let jobs: Vec<Value> = (0..400)
-        .map(|i| wa_job(&ids[i], &format!("+4915300{i:05}")))
-        .collect();
+    let jobs: Vec<Value> = (0..400).map(|i| wa_job(&ids[i], &format!("+4915300{i:05}"))).collect();
     let (status, body) = h.post("/v1/jobs", "application/json", Value::Array(jobs).to_string()).await;
     assert_eq!((status, body["accepted"].as_u64()), (202, Some(400)), "{body}");
 

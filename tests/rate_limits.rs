@@ -72,8 +72,7 @@ impl World {
     /// Posts NDJSON jobs to one app; every job must be accepted.
     async fn post(&self, app: usize, jobs: &[serde_json::Value]) {
         let body: String = jobs.iter().map(|j| format!("{j}\n")).collect();
-        let (status, reply) =
-            support::request(self.apps[app].api_addr, "POST", "/v1/jobs", Some("application/x-ndjson"), Bytes::from(body)).await;
+        let (status, reply) = support::request(self.apps[app].api_addr, "POST", "/v1/jobs", Some("application/x-ndjson"), Bytes::from(body)).await;
         assert_eq!(status, 202, "{reply}");
         assert_eq!(reply["accepted"], jobs.len(), "{reply}");
     }
@@ -81,7 +80,9 @@ impl World {
     fn reports(&self) -> Vec<Report> {
         ["gw-a", "gw-b"]
             .iter()
-            .flat_map(|n| std::fs::read_to_string(self.dir.path().join(format!("{n}.jsonl"))).unwrap_or_default().lines().map(str::to_owned).collect::<Vec<_>>())
+            .flat_map(|n| {
+                std::fs::read_to_string(self.dir.path().join(format!("{n}.jsonl"))).unwrap_or_default().lines().map(str::to_owned).collect::<Vec<_>>()
+            })
             .map(|l| serde_json::from_str(&l).unwrap())
             .collect()
     }
@@ -165,18 +166,12 @@ fn job(id: &str, seq: u64, segments: usize, campaign: &str) -> serde_json::Value
 
 /// The most segments that arrived within any `window` (sliding: every arrival starts one).
 fn busiest(messages: &[(DateTime<Utc>, u32)], window: chrono::Duration) -> u32 {
-    (0..messages.len())
-        .map(|i| messages[i..].iter().take_while(|(at, _)| *at < messages[i].0 + window).map(|(_, n)| n).sum())
-        .max()
-        .unwrap_or(0)
+    (0..messages.len()).map(|i| messages[i..].iter().take_while(|(at, _)| *at < messages[i].0 + window).map(|(_, n)| n).sum()).max().unwrap_or(0)
 }
 
 fn arrivals(messages: &[SimMessage], campaign_text_len: Option<usize>) -> Vec<(DateTime<Utc>, u32)> {
-    let mut v: Vec<_> = messages
-        .iter()
-        .filter(|m| campaign_text_len.is_none_or(|len| m.text.len() == len))
-        .map(|m| (m.received_at, u32::from(m.parts)))
-        .collect();
+    let mut v: Vec<_> =
+        messages.iter().filter(|m| campaign_text_len.is_none_or(|len| m.text.len() == len)).map(|m| (m.received_at, u32::from(m.parts))).collect();
     v.sort();
     v
 }

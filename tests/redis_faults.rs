@@ -441,7 +441,12 @@ impl Gw {
     }
 
     fn count(&self, kind: &str) -> usize {
-        self.events().iter().filter(|e| e.event == kind && self.ids.contains(&e.job_id)).map(|e| e.job_id.clone()).collect::<std::collections::HashSet<_>>().len()
+        self.events()
+            .iter()
+            .filter(|e| e.event == kind && self.ids.contains(&e.job_id))
+            .map(|e| e.job_id.clone())
+            .collect::<std::collections::HashSet<_>>()
+            .len()
     }
 
     async fn wait_accepted(&self, limit: Duration) {

@@ -21,9 +21,8 @@ const TTL: Duration = Duration::from_secs(60);
 const LEASE: Duration = Duration::from_secs(30);
 
 fn url() -> String {
-    std::env::var("SENDGATE_TEST_REDIS_URL").unwrap_or_else(|_| {
-        panic!("SENDGATE_TEST_REDIS_URL is not set: start services with scripts/services start; eval \"$(scripts/services env)\"")
-    })
+    std::env::var("SENDGATE_TEST_REDIS_URL")
+        .unwrap_or_else(|_| panic!("SENDGATE_TEST_REDIS_URL is not set: start services with scripts/services start; eval \"$(scripts/services env)\""))
 }
 
 /// One test's corner of the shared Redis; its keys are deleted when it is dropped.
@@ -82,7 +81,6 @@ impl Space {
 fn t(s: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_800_000_000 + s, 0).unwrap()
 }
-
 
 fn sent(id: &str, parts: &[&str]) -> SentJob {
     SentJob {
@@ -346,10 +344,7 @@ async fn multipart_is_final_once_every_part_is_delivered_or_one_fails() {
         a.settle_part("p", "2", PartOutcome::Delivered, confirm_by).await.unwrap(),
         Settled::Final { job: sent("j1", &["1", "2"]), outcome: PartOutcome::Delivered }
     );
-    assert!(matches!(
-        b.settle_part("p", "3", PartOutcome::Undelivered, confirm_by).await.unwrap(),
-        Settled::Final { outcome: PartOutcome::Undelivered, .. }
-    ));
+    assert!(matches!(b.settle_part("p", "3", PartOutcome::Undelivered, confirm_by).await.unwrap(), Settled::Final { outcome: PartOutcome::Undelivered, .. }));
     // j2 is decided already: its other part changes nothing.
     assert_eq!(a.settle_part("p", "4", PartOutcome::Delivered, confirm_by).await.unwrap(), Settled::Pending);
     assert_eq!(a.settle_part("p", "never", PartOutcome::Delivered, confirm_by).await.unwrap(), Settled::Unmatched);
@@ -578,11 +573,7 @@ async fn an_unreachable_redis_is_unavailable() {
 /// EVALSHA calls the server has run so far (INFO commandstats).
 async fn evalsha_calls(s: &Space) -> u64 {
     let info: String = s.cmd(&["INFO", "commandstats"]).await;
-    info.lines()
-        .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
+    info.lines().find_map(|l| l.strip_prefix("cmdstat_evalsha:calls=")).and_then(|rest| rest.split(',').next()).and_then(|n| n.parse().ok()).unwrap_or(0)
 }
 
 #[tokio::test]

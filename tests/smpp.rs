@@ -76,7 +76,8 @@ impl Run {
         let ids: Vec<String> = range.clone().map(|i| format!("{tag}-{i}")).collect();
         let jobs: Vec<Value> = range
             .map(|i| {
-                let mut j = json!({"id": format!("{tag}-{i}"), "tenant": "acme", "channel": "sms", "to": number(tag, i), "text": format!("fault test {tag} {i}")});
+                let mut j =
+                    json!({"id": format!("{tag}-{i}"), "tenant": "acme", "channel": "sms", "to": number(tag, i), "text": format!("fault test {tag} {i}")});
                 tweak(&mut j);
                 j
             })

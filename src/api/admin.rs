@@ -173,10 +173,9 @@ impl Admin {
             Err(msg) => return json_resp(StatusCode::BAD_REQUEST, json!({"error": msg})),
         };
         match self.store.list_opt_outs(tenant, channel, cursor.as_deref(), limit).await {
-            Ok(page) => json_resp(
-                StatusCode::OK,
-                json!({"tenant": tenant, "channel": channel, "recipients": page.recipients, "next_cursor": page.next_cursor}),
-            ),
+            Ok(page) => {
+                json_resp(StatusCode::OK, json!({"tenant": tenant, "channel": channel, "recipients": page.recipients, "next_cursor": page.next_cursor}))
+            }
             Err(e) => store_unavailable(e),
         }
     }

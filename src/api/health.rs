@@ -33,8 +33,7 @@ impl Api {
         }
         // Every provider's binds, up or not, for people: a provider that is down while another
         // serves its channels shows here without making the instance unready.
-        let providers: serde_json::Map<String, Value> =
-            self.router.providers().iter().map(|p| (p.name().to_owned(), json!(p.status()))).collect();
+        let providers: serde_json::Map<String, Value> = self.router.providers().iter().map(|p| (p.name().to_owned(), json!(p.status()))).collect();
         if problems.is_empty() {
             json_resp(StatusCode::OK, json!({"status": "ready", "providers": providers}))
         } else {

@@ -74,10 +74,8 @@ impl Api {
             }
         }
         if let Ingest::Kafka { producer, topic } = &self.ingest {
-            let records: Vec<Record> = to_publish
-                .iter()
-                .map(|(key, payload)| Record { topic, partition: None, key: key.as_bytes(), payload, headers: &[] })
-                .collect();
+            let records: Vec<Record> =
+                to_publish.iter().map(|(key, payload)| Record { topic, partition: None, key: key.as_bytes(), payload, headers: &[] }).collect();
             producer.send_all(&records).await;
             accepted += records.len();
         }

@@ -61,11 +61,7 @@ pub struct Api {
 pub(crate) type Resp = Response<Full<Bytes>>;
 
 pub(crate) fn json_resp(status: StatusCode, v: Value) -> Resp {
-    Response::builder()
-        .status(status)
-        .header(CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(v.to_string())))
-        .expect("static response parts")
+    Response::builder().status(status).header(CONTENT_TYPE, "application/json").body(Full::new(Bytes::from(v.to_string()))).expect("static response parts")
 }
 
 /// Serves `handler` on `listener` under the default `[server]` limits until `stop`; see

@@ -125,11 +125,7 @@ fn verify(name: &str, hook: &dyn Webhook, query: &str) -> Resp {
         Some(Verification::Challenge(text)) => counted(
             name,
             "verified",
-            Response::builder()
-                .status(StatusCode::OK)
-                .header(CONTENT_TYPE, "text/plain")
-                .body(Full::new(Bytes::from(text)))
-                .expect("static response parts"),
+            Response::builder().status(StatusCode::OK).header(CONTENT_TYPE, "text/plain").body(Full::new(Bytes::from(text))).expect("static response parts"),
         ),
         Some(Verification::Refused) => counted(name, "unauthorized", json_resp(StatusCode::FORBIDDEN, json!({"error": "verification refused"}))),
         None => counted(name, "method_not_allowed", json_resp(StatusCode::METHOD_NOT_ALLOWED, json!({"error": "this provider's webhook takes POST only"}))),

@@ -29,8 +29,7 @@ impl fmt::Display for ConfigErrors {
 }
 
 pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigErrors(vec![format!("{}: cannot read: {e}", path.display())]))?;
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors(vec![format!("{}: cannot read: {e}", path.display())]))?;
     parse(&text)
 }
 
@@ -256,8 +255,8 @@ fn validate_whatsapp(w: &super::WhatsappConfig, errors: &mut Vec<String>) {
 /// `[rate_limits]`: every speed positive and finite, provider names configured, campaign keys
 /// `campaign` or `tenant/campaign`.
 fn validate_rate_limits(c: &Config, errors: &mut Vec<String>) {
-    use crate::policy::rate_limit::{check_rate, valid_name};
     use crate::job::is_tenant;
+    use crate::policy::rate_limit::{check_rate, valid_name};
     let r = &c.rate_limits;
     let tables = [("providers", &r.providers), ("senders", &r.senders), ("tenants", &r.tenants), ("campaigns", &r.campaigns)];
     for (table, limits) in tables {
@@ -402,7 +401,13 @@ token = "short-secret"
         )
         .unwrap_err()
         .0;
-        for key in ["opt_out.stop_words:", "opt_out.senders.12345:", "opt_out.default_tenant:", "opt_out.tenants.beta.stop_words[0]:", "admin.token: must be at least 16"] {
+        for key in [
+            "opt_out.stop_words:",
+            "opt_out.senders.12345:",
+            "opt_out.default_tenant:",
+            "opt_out.tenants.beta.stop_words[0]:",
+            "admin.token: must be at least 16",
+        ] {
             assert!(errs.iter().any(|e| e.starts_with(key)), "{key} missing from {errs:?}");
         }
         assert!(!errs.iter().any(|e| e.contains("short-secret")), "errors must not show the token: {errs:?}");
@@ -476,7 +481,10 @@ quiet_hours = false
             ("tier = 250\nnumbers = [\"+15551234567\"]", "whatsapp.portfolios.p.numbers: \"+15551234567\" is not a phone number id"),
             ("tier = 250\nnumbers = [\"1\"]\nwindow = \"0s\"", "whatsapp.portfolios.p.window: must be > 0"),
             ("tier = 250\nnumbers = [\"1\"]\npair_intervl = \"6s\"", "whatsapp.portfolios.p.pair_intervl: unknown field"),
-            ("tier = 250\nnumbers = [\"1\"]\n[whatsapp.portfolios.q]\ntier = 250\nnumbers = [\"1\"]", "whatsapp.portfolios.q.numbers: \"1\" is already in portfolio \"p\""),
+            (
+                "tier = 250\nnumbers = [\"1\"]\n[whatsapp.portfolios.q]\ntier = 250\nnumbers = [\"1\"]",
+                "whatsapp.portfolios.q.numbers: \"1\" is already in portfolio \"p\"",
+            ),
         ] {
             let errs = parse(&format!("[whatsapp.portfolios.p]\n{body}\n")).unwrap_err().0;
             assert!(errs.len() == 1 && errs[0].starts_with(want), "{body}: {errs:?}");
@@ -536,7 +544,9 @@ quiet_hours = false
 
     #[test]
     fn unknown_section_and_bad_value_are_both_reported() {
-        let errs = parse("[sever]\nlisten = \"x\"\n[providers.b]\nkind = \"smpp\"\naddress = \"nowhere\"\nsystem_id = \"x\"\npassword = \"y\"\nbinds = 0\n").unwrap_err().0;
+        let errs = parse("[sever]\nlisten = \"x\"\n[providers.b]\nkind = \"smpp\"\naddress = \"nowhere\"\nsystem_id = \"x\"\npassword = \"y\"\nbinds = 0\n")
+            .unwrap_err()
+            .0;
         assert!(errs.iter().any(|e| e.starts_with("sever: unknown section")), "{errs:?}");
         assert!(errs.iter().any(|e| e.starts_with("providers.b.binds: must be > 0")), "{errs:?}");
         assert!(errs.iter().any(|e| e.starts_with("providers.b.address")), "{errs:?}");

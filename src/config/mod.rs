@@ -313,8 +313,7 @@ pub(crate) mod humantime_serde {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let s = String::deserialize(d)?;
-        humantime::parse_duration(&s)
-            .map_err(|e| serde::de::Error::custom(format!("not a duration like \"30s\": {s:?} ({e})")))
+        humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("not a duration like \"30s\": {s:?} ({e})")))
     }
 }
 
@@ -414,9 +413,7 @@ impl<'de> Deserialize<'de> for QuietHoursConfig {
         impl<'de> Deserialize<'de> for HhMm {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 let s = String::deserialize(d)?;
-                chrono::NaiveTime::parse_from_str(&s, "%H:%M")
-                    .map(HhMm)
-                    .map_err(|_| serde::de::Error::custom(format!("not HH:MM: {s:?}")))
+                chrono::NaiveTime::parse_from_str(&s, "%H:%M").map(HhMm).map_err(|_| serde::de::Error::custom(format!("not HH:MM: {s:?}")))
             }
         }
         #[derive(Deserialize)]

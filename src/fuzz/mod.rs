@@ -19,11 +19,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, TimeZone, Utc};
 
+use crate::api::items::{self, SplitError};
+use crate::api::{self as http, admin};
 use crate::job::{self, Job, JobError};
 use crate::provider::smpp::receipt::{parse_receipt_text, ReceiptState};
 use crate::sms::decode::{decode_latin1, decode_ucs2};
-use crate::api::items::{self, SplitError};
-use crate::api::{self as http, admin};
 
 pub use smpp::deliver_sm;
 
@@ -31,14 +31,8 @@ pub use smpp::deliver_sm;
 pub type Target = (&'static str, fn(&[u8]));
 
 /// Every target by name: the name is its `fuzz/fuzz_targets/<name>.rs` and its corpus folder.
-pub const TARGETS: &[Target] = &[
-    ("job", job),
-    ("ndjson", ndjson),
-    ("admin_path", admin_path),
-    ("receipt_text", receipt_text),
-    ("deliver_sm", deliver_sm),
-    ("config", config),
-];
+pub const TARGETS: &[Target] =
+    &[("job", job), ("ndjson", ndjson), ("admin_path", admin_path), ("receipt_text", receipt_text), ("deliver_sm", deliver_sm), ("config", config)];
 
 /// Most bytes any target may hold at once per input byte, over [`ALLOC_SLACK`]. JSON is the
 /// widest: `[{"":0},...]` turns 7 bytes into a map node of several hundred; anything that
@@ -62,10 +56,7 @@ fn bounded<T>(target: &str, input_len: usize, f: impl FnOnce() -> T) -> T {
     let (out, peak) = alloc::peak_during(f);
     if let Some(peak) = peak {
         note_ratio(target, input_len, peak);
-        assert!(
-            peak <= ALLOC_PER_INPUT_BYTE * input_len + ALLOC_SLACK,
-            "{target}: held {peak} bytes at once for {input_len} bytes of input"
-        );
+        assert!(peak <= ALLOC_PER_INPUT_BYTE * input_len + ALLOC_SLACK, "{target}: held {peak} bytes at once for {input_len} bytes of input");
     }
     out
 }

@@ -8,19 +8,15 @@ use rusmpp::tokio_codec::CommandCodec;
 use rusmpp::{Command, Pdu};
 use tokio_util::codec::{Decoder, Encoder};
 
-use crate::provider::smpp::SmppReceiptIdFormat;
 use crate::provider::smpp::incoming;
+use crate::provider::smpp::SmppReceiptIdFormat;
 use crate::receipt::ProviderEvent;
 
 /// The longest PDU a bind reads: rusmppc's `max_command_length` default, which our binds keep.
 const MAX_COMMAND_LENGTH: usize = 4096;
 
-const ID_FORMATS: [SmppReceiptIdFormat; 4] = [
-    SmppReceiptIdFormat::Auto,
-    SmppReceiptIdFormat::AsIs,
-    SmppReceiptIdFormat::HexToDecimal,
-    SmppReceiptIdFormat::DecimalToHex,
-];
+const ID_FORMATS: [SmppReceiptIdFormat; 4] =
+    [SmppReceiptIdFormat::Auto, SmppReceiptIdFormat::AsIs, SmppReceiptIdFormat::HexToDecimal, SmppReceiptIdFormat::DecimalToHex];
 
 /// A stream of PDUs as a bind reads it: frame after frame until one does not decode (the
 /// bind drops the link there).

@@ -61,7 +61,11 @@ const BAD: &[(&str, &str, &str)] = &[
     (r#"{"id":"j","tenant":"a","channel":"sms","to":"+79161234567","text":["x"]}"#, "text", "must be a string, got an array"),
     (r#"{"id":"j","tenant":"a","channel":"sms","to":"+79161234567","from":"WAY TOO LONG SENDER","text":"x"}"#, "from", "not a valid sender"),
     (r#"{"id":"j","tenant":"a","channel":"whatsapp","to":"+79161234567","template":{"name":"n"}}"#, "template", "language: required"),
-    (r#"{"id":"j","tenant":"a","channel":"sms","to":"+79161234567","text":"x","send_at":"2026-11-22T00:00:00Z","expires_at":"2026-11-21T00:00:00Z"}"#, "expires_at", "after send_at"),
+    (
+        r#"{"id":"j","tenant":"a","channel":"sms","to":"+79161234567","text":"x","send_at":"2026-11-22T00:00:00Z","expires_at":"2026-11-21T00:00:00Z"}"#,
+        "expires_at",
+        "after send_at",
+    ),
 ];
 
 #[test]
@@ -122,7 +126,9 @@ fn oversized_meta_is_rejected_but_salvaged_fields_stay() {
 
 #[test]
 fn e164_edges() {
-    for (s, ok) in [("+12025550123", true), ("+1234567", false), ("+1234567890123456", false), ("+0123456789", false), ("12025550123", false), ("+1202555012a", false)] {
+    for (s, ok) in
+        [("+12025550123", true), ("+1234567", false), ("+1234567890123456", false), ("+0123456789", false), ("12025550123", false), ("+1202555012a", false)]
+    {
         assert_eq!(is_e164(s), ok, "{s}");
     }
 }
@@ -132,7 +138,8 @@ fn recipients_outside_a_job_are_checked_like_a_jobs() {
     assert_eq!(check_recipient("acme", "sms", Some("+79161234567")), Ok(()));
     assert_eq!(check_recipient("acme", "telegram", Some("chat-55012")), Ok(()));
     assert_eq!(check_recipient("acme", "sms", None), Ok(()));
-    for (tenant, channel, to, field) in [("ACME", "sms", "+79161234567", "tenant"), ("acme", "s m s", "+7916", "channel"), ("acme", "sms", "79161234567", "to")] {
+    for (tenant, channel, to, field) in [("ACME", "sms", "+79161234567", "tenant"), ("acme", "s m s", "+7916", "channel"), ("acme", "sms", "79161234567", "to")]
+    {
         assert_eq!(check_recipient(tenant, channel, Some(to)).unwrap_err().0, field, "{tenant}/{channel}/{to}");
     }
 }
@@ -159,8 +166,7 @@ fn a_rejected_report_of_a_huge_job_fits_a_broker_record() {
     // Whole entries in key order, up to the bound: 39 of 104 bytes each fit in 4096.
     assert_eq!(fields.meta.len(), 39);
     assert!(fields.meta.contains_key("k000") && !fields.meta.contains_key("k099"));
-    let r = Report::from_parts(id, &fields.tenant, &fields.channel, &fields.to, &fields.meta, EventKind::Rejected, now())
-        .with_error(None, err.to_string());
+    let r = Report::from_parts(id, &fields.tenant, &fields.channel, &fields.to, &fields.meta, EventKind::Rejected, now()).with_error(None, err.to_string());
     let bytes = serde_json::to_vec(&r).unwrap().len();
     assert!(bytes < 64 * 1024, "{bytes} bytes");
 }

@@ -77,13 +77,8 @@ async fn settle(ctx: Arc<CompleterCtx>, batch: Vec<Completion>) {
         let mut reports = Vec::with_capacity(1);
         match result {
             Ok(acc) => {
-                let timeout = ctx
-                    .router
-                    .providers()
-                    .iter()
-                    .find(|p| p.name() == provider)
-                    .map(|p| p.receipt_timeout())
-                    .unwrap_or(Duration::from_secs(48 * 3600));
+                let timeout =
+                    ctx.router.providers().iter().find(|p| p.name() == provider).map(|p| p.receipt_timeout()).unwrap_or(Duration::from_secs(48 * 3600));
                 let deadline = now + chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::days(2));
                 let mut r = Report::about(job, EventKind::Accepted, now).with_provider(&provider);
                 r.provider_message_id = acc.message_ids.first().cloned();
@@ -129,14 +124,11 @@ async fn settle(ctx: Arc<CompleterCtx>, batch: Vec<Completion>) {
                 }
             }
             Err(SendError::Rejected { code, message }) => reports.push(
-                Report::about(job, EventKind::Rejected, now)
-                    .with_provider(&provider)
-                    .with_reason(Reason::ProviderRejected)
-                    .with_error(Some(code), message),
+                Report::about(job, EventKind::Rejected, now).with_provider(&provider).with_reason(Reason::ProviderRejected).with_error(Some(code), message),
             ),
-            Err(SendError::Failed { code, message }) => reports.push(
-                Report::about(job, EventKind::Failed, now).with_provider(&provider).with_error(Some(code), message),
-            ),
+            Err(SendError::Failed { code, message }) => {
+                reports.push(Report::about(job, EventKind::Failed, now).with_provider(&provider).with_error(Some(code), message))
+            }
             // Nothing was sent, and the job is another instance's now: it handles it.
             Err(SendError::Fenced) => {}
             Err(e) => {

@@ -55,7 +55,13 @@ impl Dispatch {
     pub async fn run(self: &Arc<Self>, routed: Vec<Routed>, now: DateTime<Utc>, mut out: Decided, again: bool) {
         let outgoing: Vec<Outgoing> = routed
             .iter()
-            .map(|(env, p)| Outgoing { job: &env.job, provider: p.name(), sender: p.sender(&env.job), sender_rate: p.sender_rate(), segments: p.segments(&env.job) })
+            .map(|(env, p)| Outgoing {
+                job: &env.job,
+                provider: p.name(),
+                sender: p.sender(&env.job),
+                sender_rate: p.sender_rate(),
+                segments: p.segments(&env.job),
+            })
             .collect();
         let admissions = self.admit(&outgoing, now).await;
         drop(outgoing);

@@ -42,8 +42,7 @@ impl Reporter {
         if reports.is_empty() {
             return Vec::new();
         }
-        let json: Option<Vec<String>> =
-            self.encode.then(|| reports.iter().map(|r| serde_json::to_string(r).expect("reports serialize")).collect());
+        let json: Option<Vec<String>> = self.encode.then(|| reports.iter().map(|r| serde_json::to_string(r).expect("reports serialize")).collect());
         crate::retry::until_ok("publish_reports", reports.len(), || async {
             match &json {
                 Some(json) => self.sink.publish_json(reports, json).await,

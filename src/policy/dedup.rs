@@ -38,8 +38,7 @@ impl Policy for Dedup {
         if fresh.is_empty() {
             return Ok(());
         }
-        let reqs: Vec<ClaimReq> =
-            fresh.iter().map(|&i| ClaimReq { id: batch[i].job.id.as_str(), token: &batch[i].token, src: batch[i].src }).collect();
+        let reqs: Vec<ClaimReq> = fresh.iter().map(|&i| ClaimReq { id: batch[i].job.id.as_str(), token: &batch[i].token, src: batch[i].src }).collect();
         let claims = self.store.claim_ids(&reqs, self.ttl).await?;
         drop(reqs);
         let mut replayed = 0;
@@ -51,9 +50,7 @@ impl Policy for Dedup {
                     Verdict::Drop
                 }
                 Claim::Duplicate => Verdict::Stop { event: EventKind::Duplicate, reason: None, message: None },
-                Claim::Busy => Verdict::Recheck {
-                    until: now + chrono::Duration::from_std(self.busy_recheck).unwrap_or(chrono::Duration::seconds(10)),
-                },
+                Claim::Busy => Verdict::Recheck { until: now + chrono::Duration::from_std(self.busy_recheck).unwrap_or(chrono::Duration::seconds(10)) },
                 Claim::Orphaned => {
                     metrics::counter!(telemetry::SUBMITS_AMBIGUOUS_TOTAL, "cause" => "instance_died").increment(1);
                     tracing::warn!(job_id = %batch[i].job.id, "job was being submitted by an instance that died; not resending");

@@ -31,12 +31,21 @@ pub use whatsapp_tier::WhatsappTier;
 pub enum Verdict {
     Allow,
     /// Not now: park the job until `until`.
-    Defer { until: DateTime<Utc>, reason: Reason },
+    Defer {
+        until: DateTime<Utc>,
+        reason: Reason,
+    },
     /// Never: the job ends with this event (final, or `duplicate`).
-    Stop { event: EventKind, reason: Option<Reason>, message: Option<String> },
+    Stop {
+        event: EventKind,
+        reason: Option<Reason>,
+        message: Option<String>,
+    },
     /// Another instance may still hold this job's claim: park it silently (no report) and
     /// check the claim again at `until`.
-    Recheck { until: DateTime<Utc> },
+    Recheck {
+        until: DateTime<Utc>,
+    },
     /// Nothing to do and nothing to say: the same record read again after it reached a
     /// durable point. The job is done here without any event.
     Drop,

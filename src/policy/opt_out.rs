@@ -29,8 +29,7 @@ impl Policy for OptOut {
     }
 
     async fn evaluate(&self, batch: &mut [Candidate<'_>], _now: DateTime<Utc>) -> Result<(), StoreError> {
-        let asked: Vec<usize> =
-            (0..batch.len()).filter(|&i| batch[i].is_open() && batch[i].job.priority == Priority::Marketing).collect();
+        let asked: Vec<usize> = (0..batch.len()).filter(|&i| batch[i].is_open() && batch[i].job.priority == Priority::Marketing).collect();
         if asked.is_empty() {
             return Ok(());
         }

@@ -9,9 +9,9 @@
 //! decides instead and `sendgate_quiet_hours_zone_fallback_total` counts it.
 
 mod prefix_zones;
-mod window;
 #[cfg(test)]
 mod tests;
+mod window;
 
 use std::collections::HashMap;
 

@@ -197,8 +197,7 @@ impl Policy for WhatsappTier {
         let portfolios: Vec<Portfolio> = touched.iter().map(|&p| self.portfolios[p].as_store()).collect();
         let attempts: Vec<Attempt> = asked.iter().map(|(_, a)| a.clone()).collect();
         let admission = self.store.whatsapp_admit(&portfolios, &attempts, now).await?;
-        let decided: Vec<(usize, &str, Decision)> =
-            asked.iter().zip(&admission.decisions).map(|((i, a), d)| (*i, portfolios[a.portfolio].name, *d)).collect();
+        let decided: Vec<(usize, &str, Decision)> = asked.iter().zip(&admission.decisions).map(|((i, a), d)| (*i, portfolios[a.portfolio].name, *d)).collect();
         for (i, portfolio, decision) in decided {
             let (until, reason, label) = match decision {
                 Decision::Allow => continue,

@@ -23,12 +23,7 @@ fn hours(h: i64) -> chrono::Duration {
 }
 
 fn config(tier: Tier, pair_interval: Duration) -> WhatsappConfig {
-    let p = WhatsappPortfolioConfig {
-        tier,
-        numbers: vec![NUMBER.into(), OTHER_NUMBER.into()],
-        window: Duration::from_secs(24 * 3600),
-        pair_interval,
-    };
+    let p = WhatsappPortfolioConfig { tier, numbers: vec![NUMBER.into(), OTHER_NUMBER.into()], window: Duration::from_secs(24 * 3600), pair_interval };
     WhatsappConfig { portfolios: BTreeMap::from([("acme".to_owned(), p)]) }
 }
 
@@ -164,8 +159,11 @@ async fn jobs_another_policy_stopped_are_not_counted() {
     p.evaluate(&mut batch, t0()).await.unwrap();
     assert_eq!(batch[1].verdict, Verdict::Allow);
     let u = p.usage("acme", t0()).await.unwrap().unwrap();
-    assert_eq!(u.to_json(), serde_json::json!({
-        "portfolio": "acme", "tier": 1, "window_s": 86400, "used": 1, "remaining": 0,
-        "oldest": "2026-01-01T00:00:00Z", "next_release": "2026-01-02T00:00:00Z",
-    }));
+    assert_eq!(
+        u.to_json(),
+        serde_json::json!({
+            "portfolio": "acme", "tier": 1, "window_s": 86400, "used": 1, "remaining": 0,
+            "oldest": "2026-01-01T00:00:00Z", "next_release": "2026-01-02T00:00:00Z",
+        })
+    );
 }

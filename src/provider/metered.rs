@@ -39,8 +39,9 @@ impl Metered {
         match OUTCOMES.iter().position(|o| *o == outcome) {
             Some(i) => self.requests[i].increment(1),
             // An outcome added to SendError but not here: still counted, just not cached.
-            None => metrics::counter!(telemetry::PROVIDER_REQUESTS_TOTAL, "provider" => self.inner.name().to_owned(), "outcome" => outcome.to_owned())
-                .increment(1),
+            None => {
+                metrics::counter!(telemetry::PROVIDER_REQUESTS_TOTAL, "provider" => self.inner.name().to_owned(), "outcome" => outcome.to_owned()).increment(1)
+            }
         }
     }
 }

@@ -90,12 +90,7 @@ impl Correlator {
         publishing.drain().await;
     }
 
-    async fn handle(
-        &self,
-        receipts: Vec<(Instant, InboundReceipt)>,
-        early: &mut VecDeque<(Instant, Instant, InboundReceipt)>,
-        publishing: &mut BatchTasks,
-    ) {
+    async fn handle(&self, receipts: Vec<(Instant, InboundReceipt)>, early: &mut VecDeque<(Instant, Instant, InboundReceipt)>, publishing: &mut BatchTasks) {
         let now = self.clock.now();
         // Intermediate states (enroute, accepted) say nothing final: skip them.
         let receipts: Vec<(Instant, InboundReceipt, PartOutcome)> = receipts
@@ -113,8 +108,7 @@ impl Correlator {
         }
         // One store round trip for the whole batch, not one per receipt; replay-guarded in the
         // store, so a retry after a lost reply gets the first run's answer.
-        let keys: Vec<PartReceipt> =
-            receipts.iter().map(|(_, r, o)| (&*r.provider, r.message_id.as_str(), *o, r.error_code.as_deref())).collect();
+        let keys: Vec<PartReceipt> = receipts.iter().map(|(_, r, o)| (&*r.provider, r.message_id.as_str(), *o, r.error_code.as_deref())).collect();
         let settled = crate::retry::until_ok("settle_parts", keys.len(), || self.store.settle_parts(&keys, now + FINAL_CONFIRM_GRACE)).await;
         drop(keys);
         crate::failpoint::hit("receipt-stored");

@@ -66,7 +66,15 @@ impl InboundOut {
         }
         let records: Vec<InboundRecord> = messages
             .iter()
-            .map(|m| InboundRecord { provider: &m.provider, channel: &m.channel, from: &m.from, to: &m.to, text: &m.text, tenant: owners.tenant_for(&m.to), received_at })
+            .map(|m| InboundRecord {
+                provider: &m.provider,
+                channel: &m.channel,
+                from: &m.from,
+                to: &m.to,
+                text: &m.text,
+                tenant: owners.tenant_for(&m.to),
+                received_at,
+            })
             .collect();
         match self {
             Self::Kafka { producer, topic, timeout } => {

@@ -79,7 +79,9 @@ impl StopReplies {
             }
             match (tenant, e164(&m.from)) {
                 (Some(t), Some(from)) => entries.push((t.to_owned(), from, m)),
-                (None, _) => warn!(provider = %m.provider, destination = %m.to, "STOP reply to a number no tenant owns (opt_out.senders, opt_out.default_tenant); not recorded"),
+                (None, _) => {
+                    warn!(provider = %m.provider, destination = %m.to, "STOP reply to a number no tenant owns (opt_out.senders, opt_out.default_tenant); not recorded")
+                }
                 (_, None) => debug!(provider = %m.provider, "STOP reply from a source that is not a phone number; not recorded"),
             }
         }
@@ -140,7 +142,13 @@ mod tests {
 
     #[test]
     fn mo_sources_become_e164_or_nothing() {
-        for (src, want) in [("79161234567", Some("+79161234567")), ("+79161234567", Some("+79161234567")), ("0079161234567", Some("+79161234567")), ("ACME", None), ("12", None)] {
+        for (src, want) in [
+            ("79161234567", Some("+79161234567")),
+            ("+79161234567", Some("+79161234567")),
+            ("0079161234567", Some("+79161234567")),
+            ("ACME", None),
+            ("12", None),
+        ] {
             assert_eq!(e164(src).as_deref(), want, "{src}");
         }
     }
@@ -152,12 +160,7 @@ mod tests {
     #[tokio::test]
     async fn a_stop_goes_on_the_list_of_the_tenant_owning_the_destination() {
         let (r, store) = replies("[opt_out]\nsenders = { \"+12345\" = \"acme\" }\ndefault_tenant = \"other\"\n");
-        r.handle(&[
-            mo("79160000001", "12345", "STOP"),
-            mo("79160000002", "99999", "stop"),
-            mo("79160000003", "12345", "hello"),
-        ])
-        .await;
+        r.handle(&[mo("79160000001", "12345", "STOP"), mo("79160000002", "99999", "stop"), mo("79160000003", "12345", "hello")]).await;
         let asked = [("acme", "sms", "+79160000001"), ("other", "sms", "+79160000002"), ("acme", "sms", "+79160000003"), ("acme", "sms", "+79160000002")];
         assert_eq!(store.opted_out(&asked).await.unwrap(), [true, true, false, false]);
     }

@@ -78,7 +78,7 @@ impl KafkaProducer {
         r
     }
 
-        /// Sends records and resolves when the broker confirmed every one; a record that fails
+    /// Sends records and resolves when the broker confirmed every one; a record that fails
     /// is sent again (alone) until it is confirmed.
     pub async fn send_all(&self, records: &[Record<'_>]) {
         self.send_all_to(records, |_, _| {}).await
@@ -300,9 +300,7 @@ impl Sink for KafkaSink {
 
     async fn flush(&self) -> Result<(), SinkError> {
         let p = self.producer.clone();
-        tokio::task::spawn_blocking(move || p.flush(Duration::from_secs(10)))
-            .await
-            .map_err(|e| SinkError::Unavailable(e.to_string()))
+        tokio::task::spawn_blocking(move || p.flush(Duration::from_secs(10))).await.map_err(|e| SinkError::Unavailable(e.to_string()))
     }
 }
 

@@ -64,9 +64,7 @@ impl Ledger {
             move |reason: String| LedgerError::Read { topic: topic.clone(), partition, reason }
         };
         let e2 = err.clone();
-        tokio::task::spawn_blocking(move || scan(&client, &topic, partition, from, &ids, timeout).map_err(err))
-            .await
-            .map_err(|e| e2(e.to_string()))?
+        tokio::task::spawn_blocking(move || scan(&client, &topic, partition, from, &ids, timeout).map_err(err)).await.map_err(|e| e2(e.to_string()))?
     }
 }
 

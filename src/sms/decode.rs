@@ -105,9 +105,7 @@ pub fn decode_gsm7(bytes: &[u8]) -> String {
 /// trailing byte become U+FFFD.
 pub fn decode_ucs2(bytes: &[u8]) -> String {
     let units = bytes.chunks_exact(2).map(|p| u16::from_be_bytes([p[0], p[1]]));
-    let mut out: String = char::decode_utf16(units)
-        .map(|r| r.unwrap_or(char::REPLACEMENT_CHARACTER))
-        .collect();
+    let mut out: String = char::decode_utf16(units).map(|r| r.unwrap_or(char::REPLACEMENT_CHARACTER)).collect();
     if bytes.len() % 2 == 1 {
         out.push(char::REPLACEMENT_CHARACTER);
     }
@@ -134,10 +132,7 @@ mod tests {
             (&[0x00, 0x01, 0x02, 0x11, 0x24, 0x40, 0x5F, 0x60, 0x7F], "@£$_¤¡§¿à"),
             (&[0x10, 0x1C, 0x1F, 0x5B, 0x7E], "ΔÆÉÄü"),
             (&[0x1B, 0x65], "€"),
-            (
-                &[0x1B, 0x3C, 0x1B, 0x3E, 0x1B, 0x28, 0x1B, 0x29, 0x1B, 0x2F, 0x1B, 0x3D],
-                "[]{}\\~",
-            ),
+            (&[0x1B, 0x3C, 0x1B, 0x3E, 0x1B, 0x28, 0x1B, 0x29, 0x1B, 0x2F, 0x1B, 0x3D], "[]{}\\~"),
             (&[0x1B, 0x14, 0x1B, 0x40, 0x1B, 0x0A], "^|\u{0C}"),
             (&[b'a', 0x1B, 0x65, b'b'], "a€b"),
             // Unknown extension code: default-table character.

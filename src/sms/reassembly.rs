@@ -59,11 +59,7 @@ pub fn submit_user_data(sm: &SubmitSm) -> (&[u8], Sar) {
 ///
 /// A UDH concatenation IE (0x00 or 0x08) wins over SAR TLVs; a part that says it is 1 of 1 is
 /// treated as unconcatenated.
-pub fn split_user_data(
-    esm_class: u8,
-    user_data: &[u8],
-    sar: Sar,
-) -> Result<(Option<Concat>, &[u8]), UdhError> {
+pub fn split_user_data(esm_class: u8, user_data: &[u8], sar: Sar) -> Result<(Option<Concat>, &[u8]), UdhError> {
     let (from_udh, payload) = if esm_class & ESM_UDHI != 0 {
         let (&udhl, rest) = user_data.split_first().ok_or(UdhError::Truncated)?;
         let udhl = udhl as usize;
@@ -76,15 +72,11 @@ pub fn split_user_data(
         (None, user_data)
     };
     let concat = from_udh.or(match sar {
-        Sar { msg_ref_num: Some(reference), total_segments: Some(total), segment_seqnum: Some(seq) } => {
-            Some(Concat { reference, total, seq })
-        }
+        Sar { msg_ref_num: Some(reference), total_segments: Some(total), segment_seqnum: Some(seq) } => Some(Concat { reference, total, seq }),
         _ => None,
     });
     match concat {
-        Some(c) if c.total == 0 || c.seq == 0 || c.seq > c.total => {
-            Err(UdhError::BadConcat { total: c.total, seq: c.seq })
-        }
+        Some(c) if c.total == 0 || c.seq == 0 || c.seq > c.total => Err(UdhError::BadConcat { total: c.total, seq: c.seq }),
         Some(c) if c.total == 1 => Ok((None, payload)),
         other => Ok((other, payload)),
     }
@@ -162,12 +154,7 @@ pub struct Reassembler<T> {
 
 impl<T: Copy> Reassembler<T> {
     pub fn new(capacity: usize) -> Self {
-        Self {
-            pending: HashMap::new(),
-            order: VecDeque::new(),
-            next_generation: 0,
-            capacity: capacity.max(1),
-        }
+        Self { pending: HashMap::new(), order: VecDeque::new(), next_generation: 0, capacity: capacity.max(1) }
     }
 
     /// Incomplete messages currently held.
@@ -180,12 +167,7 @@ impl<T: Copy> Reassembler<T> {
     /// and, when this part completed it, the whole message. A repeated seq is ignored.
     pub fn push(&mut self, part: Part<'_>, new_tag: impl FnOnce() -> T) -> (T, Option<Assembled>) {
         let Some(concat) = part.concat else {
-            let whole = Assembled {
-                message_ids: vec![part.message_id],
-                payload: part.payload.to_vec(),
-                parts: 1,
-                data_coding: part.data_coding,
-            };
+            let whole = Assembled { message_ids: vec![part.message_id], payload: part.payload.to_vec(), parts: 1, data_coding: part.data_coding };
             return (new_tag(), Some(whole));
         };
         let key: Key = (part.source.to_owned(), part.destination.to_owned(), concat.reference, concat.total);
@@ -194,12 +176,7 @@ impl<T: Copy> Reassembler<T> {
             let generation = self.next_generation;
             self.next_generation += 1;
             self.order.push_back((key.clone(), generation));
-            let pending = Pending {
-                tag: new_tag(),
-                parts: vec![None; concat.total as usize],
-                received: 0,
-                generation,
-            };
+            let pending = Pending { tag: new_tag(), parts: vec![None; concat.total as usize], received: 0, generation };
             self.pending.insert(key.clone(), pending);
         }
         let entry = self.pending.get_mut(&key).expect("inserted above");
@@ -213,12 +190,7 @@ impl<T: Copy> Reassembler<T> {
             return (tag, None);
         }
         let entry = self.pending.remove(&key).expect("present");
-        let mut whole = Assembled {
-            message_ids: Vec::with_capacity(entry.parts.len()),
-            payload: Vec::new(),
-            parts: concat.total,
-            data_coding: 0,
-        };
+        let mut whole = Assembled { message_ids: Vec::with_capacity(entry.parts.len()), payload: Vec::new(), parts: concat.total, data_coding: 0 };
         for (i, (id, bytes, dc)) in entry.parts.into_iter().flatten().enumerate() {
             if i == 0 {
                 whole.data_coding = dc;
@@ -287,9 +259,7 @@ mod tests {
         use rusmpp::tlvs::MessageSubmissionRequestTlvValue as Tlv;
         use rusmpp::types::{AnyOctetString, OctetString};
         use rusmpp::values::MessagePayload;
-        let sm = |short: &[u8], tlvs: Vec<Tlv>| {
-            SubmitSm::builder().short_message(OctetString::from_vec(short.to_vec()).unwrap()).tlvs(tlvs).build()
-        };
+        let sm = |short: &[u8], tlvs: Vec<Tlv>| SubmitSm::builder().short_message(OctetString::from_vec(short.to_vec()).unwrap()).tlvs(tlvs).build();
         let payload = || Tlv::MessagePayload(MessagePayload::new(AnyOctetString::from_slice(b"long")));
         let sar = vec![Tlv::SarMsgRefNum(7), Tlv::SarTotalSegments(2), Tlv::SarSegmentSeqnum(1)];
         let full = Sar { msg_ref_num: Some(7), total_segments: Some(2), segment_seqnum: Some(1) };

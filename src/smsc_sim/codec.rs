@@ -19,7 +19,10 @@ const HEADER_LEN: usize = 16;
 pub enum Frame {
     Command(Command),
     /// The header was readable but the body was not; enough to address a generic_nack.
-    Malformed { command_id: u32, sequence_number: u32 },
+    Malformed {
+        command_id: u32,
+        sequence_number: u32,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -34,10 +37,7 @@ impl Decoder for SimCodec {
         let len = u32::from_be_bytes(len_bytes.try_into().expect("4 bytes")) as usize;
         if !(HEADER_LEN..=MAX_PDU_LEN).contains(&len) {
             // With a nonsense length there is no next PDU boundary to resynchronise on.
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("command_length {len} outside {HEADER_LEN}..={MAX_PDU_LEN}"),
-            ));
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("command_length {len} outside {HEADER_LEN}..={MAX_PDU_LEN}")));
         }
         if src.len() < len {
             src.reserve(len - src.len());

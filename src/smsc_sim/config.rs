@@ -151,9 +151,20 @@ mod tests {
         assert_faults_off(&d);
 
         let c = Cli::parse_from([
-            "sim", "--listen", "0.0.0.0:1", "--receipt-delay", "2s", "--system-id", "acme",
-            "--password", "pw", "--outcome-mix", "delivered=1,rejected=1", "--record-messages",
-            "--log", "/tmp/x.jsonl",
+            "sim",
+            "--listen",
+            "0.0.0.0:1",
+            "--receipt-delay",
+            "2s",
+            "--system-id",
+            "acme",
+            "--password",
+            "pw",
+            "--outcome-mix",
+            "delivered=1,rejected=1",
+            "--record-messages",
+            "--log",
+            "/tmp/x.jsonl",
         ])
         .sim;
         assert_eq!(c.receipt_delay, Duration::from_secs(2));
@@ -162,10 +173,26 @@ mod tests {
         assert_eq!(c.log, Some(PathBuf::from("/tmp/x.jsonl")));
 
         let f = Cli::parse_from([
-            "sim", "--response-latency", "150ms", "--throttle-every", "3", "--throttle-above-tps", "50",
-            "--drop-after-submits", "10", "--drop-repeat", "--ignore-enquire-link",
-            "--half-dead-after-submits", "7", "--refuse-binds", "--receipt-order", "shuffled",
-            "--receipt-id-format", "decimal", "--receipt-before-resp-ratio", "0.25",
+            "sim",
+            "--response-latency",
+            "150ms",
+            "--throttle-every",
+            "3",
+            "--throttle-above-tps",
+            "50",
+            "--drop-after-submits",
+            "10",
+            "--drop-repeat",
+            "--ignore-enquire-link",
+            "--half-dead-after-submits",
+            "7",
+            "--refuse-binds",
+            "--receipt-order",
+            "shuffled",
+            "--receipt-id-format",
+            "decimal",
+            "--receipt-before-resp-ratio",
+            "0.25",
         ])
         .sim;
         assert_eq!(f.response_latency, Duration::from_millis(150));

@@ -14,13 +14,13 @@
 
 mod codec;
 pub mod config;
+#[cfg(test)]
+mod fault_tests;
 mod faults;
 mod message_id;
 mod receipts;
 mod session;
 mod stats;
-#[cfg(test)]
-mod fault_tests;
 #[cfg(test)]
 mod tests;
 mod writer;
@@ -40,14 +40,14 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
-pub use config::SimConfig;
 pub use crate::sms::decode::decode_text;
+pub use config::SimConfig;
 pub use message_id::ReceiptIdFormat;
 pub use receipts::ReceiptOrder;
 pub use stats::SimStats;
 
-use faults::Faults;
 use crate::sms::reassembly::Reassembler;
+use faults::Faults;
 use receipts::{lock, Outcome, OutcomeMix, PendingReceipt, ReceiptQueue};
 use session::{BindKind, Route};
 use stats::Counters;
@@ -130,22 +130,13 @@ impl SmscSim {
             return Err(SimError::Invalid { key: "receipt_before_resp_ratio", reason });
         }
         let log_file = match &cfg.log {
-            Some(path) => Some(
-                tokio::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .await
-                    .map_err(|source| SimError::Log { path: path.clone(), source })?,
-            ),
+            Some(path) => {
+                Some(tokio::fs::OpenOptions::new().create(true).append(true).open(path).await.map_err(|source| SimError::Log { path: path.clone(), source })?)
+            }
             None => None,
         };
-        let listener = TcpListener::bind(cfg.listen)
-            .await
-            .map_err(|source| SimError::Listen { addr: cfg.listen, source })?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|source| SimError::Listen { addr: cfg.listen, source })?;
+        let listener = TcpListener::bind(cfg.listen).await.map_err(|source| SimError::Listen { addr: cfg.listen, source })?;
+        let local_addr = listener.local_addr().map_err(|source| SimError::Listen { addr: cfg.listen, source })?;
         let log = log_file.map(|file| {
             let (tx, rx) = mpsc::unbounded_channel();
             tokio::spawn(log_loop(file, rx));
@@ -169,10 +160,7 @@ impl SmscSim {
             sessions: Mutex::new(HashMap::new()),
             shutdown: watch::Sender::new(false),
         });
-        let tasks = vec![
-            tokio::spawn(accept_loop(listener, shared.clone())),
-            tokio::spawn(receipt_loop(shared.clone())),
-        ];
+        let tasks = vec![tokio::spawn(accept_loop(listener, shared.clone())), tokio::spawn(receipt_loop(shared.clone()))];
         tracing::info!(%local_addr, "smsc-sim listening");
         let inner = HandleInner { shared, local_addr, tasks: tokio::sync::Mutex::new(tasks) };
         Ok(SimHandle { inner: Arc::new(inner) })
@@ -273,9 +261,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         }
     }
     drop(listener);
-    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
-        while sessions.join_next().await.is_some() {}
-    });
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async { while sessions.join_next().await.is_some() {} });
     if drained.await.is_err() {
         sessions.abort_all();
     }

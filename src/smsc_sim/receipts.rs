@@ -90,19 +90,13 @@ impl FromStr for OutcomeMix {
     fn from_str(s: &str) -> Result<Self, String> {
         let mut weights = [None::<u32>; 4];
         for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-            let (name, value) = item
-                .split_once('=')
-                .ok_or_else(|| format!("`{item}`: expected name=weight"))?;
+            let (name, value) = item.split_once('=').ok_or_else(|| format!("`{item}`: expected name=weight"))?;
             let (name, value) = (name.trim(), value.trim());
             let i = Outcome::ALL
                 .iter()
                 .position(|o| o.label().eq_ignore_ascii_case(name))
-                .ok_or_else(|| {
-                    format!("`{name}`: unknown outcome (use delivered, undelivered, expired, rejected)")
-                })?;
-            let weight = value
-                .parse::<u32>()
-                .map_err(|_| format!("`{name}`: weight must be a whole number, got `{value}`"))?;
+                .ok_or_else(|| format!("`{name}`: unknown outcome (use delivered, undelivered, expired, rejected)"))?;
+            let weight = value.parse::<u32>().map_err(|_| format!("`{name}`: weight must be a whole number, got `{value}`"))?;
             if weights[i].replace(weight).is_some() {
                 return Err(format!("`{name}` given twice"));
             }
@@ -147,11 +141,7 @@ impl OutcomeMix {
 /// receipts and logs.
 pub fn receipt_text(id: &str, outcome: Outcome, submit_date: &str, done_date: &str) -> String {
     let dlvr = if outcome == Outcome::Delivered { "001" } else { "000" };
-    format!(
-        "id:{id} sub:001 dlvr:{dlvr} submit date:{submit_date} done date:{done_date} stat:{} err:{} text:",
-        outcome.stat(),
-        outcome.err()
-    )
+    format!("id:{id} sub:001 dlvr:{dlvr} submit date:{submit_date} done date:{done_date} stat:{} err:{} text:", outcome.stat(), outcome.err())
 }
 
 /// The order receipts go out in.
@@ -210,10 +200,7 @@ impl DateCache {
         let minute = secs / 60;
         if self.minute != Some(minute) {
             self.minute = Some(minute);
-            self.text = chrono::DateTime::from_timestamp(secs as i64, 0)
-                .unwrap_or_default()
-                .format("%y%m%d%H%M")
-                .to_string();
+            self.text = chrono::DateTime::from_timestamp(secs as i64, 0).unwrap_or_default().format("%y%m%d%H%M").to_string();
         }
         &self.text
     }

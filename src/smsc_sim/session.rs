@@ -15,12 +15,12 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::codec::Framed;
 
 use super::codec::{Frame, SimCodec};
-use crate::sms::decode::decode_text;
 use super::faults::AfterAccept;
-use crate::sms::reassembly::{split_user_data, submit_user_data, Part};
 use super::receipts::{lock, PendingReceipt};
 use super::writer::{write_loop, Outbound, Unacked};
 use super::{LogCmd, Shared, SimMessage};
+use crate::sms::decode::decode_text;
+use crate::sms::reassembly::{split_user_data, submit_user_data, Part};
 use crate::telemetry::{SIM_MESSAGES_TOTAL, SIM_SUBMIT_SM_TOTAL};
 
 /// Per-connection outbound queue. Bounded so a client that stops reading slows its own reader
@@ -143,11 +143,7 @@ impl Session {
     /// A submit_sm_resp, held back by `response_latency` when set.
     async fn reply_to_submit(&self, cmd: Command) -> Flow {
         let latency = self.shared.cfg.response_latency;
-        let out = if latency.is_zero() {
-            Outbound::Command(cmd)
-        } else {
-            Outbound::Later { at: Instant::now() + latency, cmd }
-        };
+        let out = if latency.is_zero() { Outbound::Command(cmd) } else { Outbound::Later { at: Instant::now() + latency, cmd } };
         match self.tx.send(out).await {
             Ok(()) => Flow::Continue,
             Err(_) => Flow::Close,

@@ -126,10 +126,7 @@ async fn three_part_ucs2_emoji_message_is_reassembled_and_receipted() {
 async fn credentials_are_checked() {
     let cfg = SimConfig { system_id: Some("gw".into()), password: Some("pw".into()), ..recording() };
     let sim = SmscSim::start(cfg).await.unwrap();
-    for (system_id, password, want) in [
-        ("other", "pw", CommandStatus::EsmeRinvsysid),
-        ("gw", "nope", CommandStatus::EsmeRinvpaswd),
-    ] {
+    for (system_id, password, want) in [("other", "pw", CommandStatus::EsmeRinvsysid), ("gw", "nope", CommandStatus::EsmeRinvpaswd)] {
         let (client, _events) = connect(&sim).await;
         match client.bind_transceiver(bind_trx(system_id, password)).await {
             Err(rusmppc::error::Error::UnexpectedResponse { response }) => assert_eq!(response.status(), want),
@@ -144,22 +141,12 @@ async fn credentials_are_checked() {
 
 #[tokio::test]
 async fn receipts_for_a_transmitter_go_to_a_receiver_and_follow_the_mix() {
-    let cfg = SimConfig {
-        receipt_delay: Duration::from_millis(10),
-        outcome_mix: "rejected=1".into(),
-        ..recording()
-    };
+    let cfg = SimConfig { receipt_delay: Duration::from_millis(10), outcome_mix: "rejected=1".into(), ..recording() };
     let sim = SmscSim::start(cfg).await.unwrap();
     let (tx_client, _tx_events) = connect(&sim).await;
-    tx_client
-        .bind_transmitter(BindTransmitter::builder().system_id(cstr("gw")).build())
-        .await
-        .unwrap();
+    tx_client.bind_transmitter(BindTransmitter::builder().system_id(cstr("gw")).build()).await.unwrap();
     let (rx_client, mut rx_events) = connect(&sim).await;
-    rx_client
-        .bind_receiver(BindReceiver::builder().system_id(cstr("gw")).build())
-        .await
-        .unwrap();
+    rx_client.bind_receiver(BindReceiver::builder().system_id(cstr("gw")).build()).await.unwrap();
 
     // A receiver may not submit.
     match rx_client.submit_sm(submit_template(1)).await {
@@ -194,11 +181,7 @@ async fn malformed_and_unknown_pdus_get_generic_nack_and_the_link_survives() {
     use rusmpp::CommandId::*;
     assert_eq!(
         answers,
-        [
-            (9, GenericNack, CommandStatus::EsmeRinvcmdlen),
-            (10, GenericNack, CommandStatus::EsmeRinvcmdid),
-            (11, EnquireLinkResp, CommandStatus::EsmeRok),
-        ]
+        [(9, GenericNack, CommandStatus::EsmeRinvcmdlen), (10, GenericNack, CommandStatus::EsmeRinvcmdid), (11, EnquireLinkResp, CommandStatus::EsmeRok),]
     );
     sim.shutdown().await;
 }
@@ -217,11 +200,7 @@ async fn log_file_gets_one_json_line_per_message() {
     }
     sim.shutdown().await;
     assert!(sim.messages().is_empty(), "record_messages is off");
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let _ = std::fs::remove_file(&path);
     let texts: Vec<_> = lines.iter().map(|l| l["text"].as_str().unwrap()).collect();
     assert_eq!(texts, ["one", "two €"]);

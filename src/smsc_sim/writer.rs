@@ -23,7 +23,10 @@ pub(super) enum Outbound {
     Command(Command),
     /// A response held back until `at` (`response_latency`). Later PDUs wait behind it, which
     /// keeps the connection's order; the reader goes on taking PDUs meanwhile.
-    Later { at: Instant, cmd: Command },
+    Later {
+        at: Instant,
+        cmd: Command,
+    },
     /// Built into a deliver_sm by the writer, which owns the session's sequence numbers.
     Receipt(PendingReceipt),
     /// A mobile-originated deliver_sm ([`super::SimHandle::send_mo`]); numbered here too.

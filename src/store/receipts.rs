@@ -164,13 +164,7 @@ pub trait Receipts: Send + Sync {
     /// not forgotten until [`Receipts::finish_sent`]: if that does not come by `confirm_by`
     /// (the instance died before its report was out), [`Receipts::take_overdue`] hands it out
     /// again with the outcome decided here.
-    async fn settle_part(
-        &self,
-        provider: &str,
-        message_id: &str,
-        outcome: PartOutcome,
-        confirm_by: DateTime<Utc>,
-    ) -> Result<Settled, StoreError> {
+    async fn settle_part(&self, provider: &str, message_id: &str, outcome: PartOutcome, confirm_by: DateTime<Utc>) -> Result<Settled, StoreError> {
         let mut s = self.settle_parts(&[(provider, message_id, outcome, None)], confirm_by).await?;
         Ok(s.pop().unwrap_or(Settled::Unmatched))
     }

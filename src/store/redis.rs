@@ -141,12 +141,9 @@ impl RedisStore {
     /// each holding a connection), it reconnects by itself, and there is no per-checkout PING
     /// (bb8's default, which more than halves throughput).
     pub async fn connect(cfg: &RedisConfig) -> Result<Arc<Self>, StoreError> {
-        let client = redis::Client::open(cfg.url.as_str())
-            .map_err(|e| StoreError::Unavailable(format!("redis url {:?}: {e}", cfg.url)))?;
+        let client = redis::Client::open(cfg.url.as_str()).map_err(|e| StoreError::Unavailable(format!("redis url {:?}: {e}", cfg.url)))?;
         // Reconnect backoff capped at a second: a restarted Redis is back in use promptly.
-        let conn_cfg = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_max_delay(Duration::from_secs(1));
+        let conn_cfg = ConnectionManagerConfig::new().set_response_timeout(Some(RESPONSE_TIMEOUT)).set_max_delay(Duration::from_secs(1));
         let conn = ConnectionManager::new_with_config(client, conn_cfg).await.map_err(|e| store_err(e, "connect"))?;
         let instance_id = cfg.instance_id.clone().unwrap_or_else(host_name);
         let incarnation: u64 = rand::random();
@@ -186,8 +183,7 @@ impl RedisStore {
         }
         let key = self.keys.alive(&self.instance_id);
         // Only if still ours: a newer process with this instance id may own the key now.
-        let res: Result<i64, _> =
-            self.scripts.release.key(&key).arg(self.incarnation.to_string()).invoke_async(&mut self.conn.clone()).await;
+        let res: Result<i64, _> = self.scripts.release.key(&key).arg(self.incarnation.to_string()).invoke_async(&mut self.conn.clone()).await;
         if let Err(e) = res {
             tracing::warn!(key = %key, error = %e, "could not release the alive key; it lapses with its TTL");
         }
@@ -270,11 +266,7 @@ impl RedisStore {
     /// Redis answers: a connection error is retried with the same reply key, so a call that
     /// ran but whose reply was lost returns that reply instead of running again. Only an
     /// answer that is an error of the data itself is returned as an error.
-    async fn invoke_replayable<T: redis::FromRedisValue>(
-        &self,
-        inv: &mut redis::ScriptInvocation<'_>,
-        what: &str,
-    ) -> Result<T, StoreError> {
+    async fn invoke_replayable<T: redis::FromRedisValue>(&self, inv: &mut redis::ScriptInvocation<'_>, what: &str) -> Result<T, StoreError> {
         inv.arg(self.keys.reply(rand::random::<u64>()));
         // Redis is back within a second of a restart: look again at least that often.
         let mut attempts = crate::retry::Attempts::new("redis_replayable", 1).max_wait(Duration::from_secs(1));
@@ -294,8 +286,7 @@ impl RedisStore {
 /// Data Redis or a script says is the wrong shape is corrupt (retrying cannot help);
 /// everything else (I/O, timeouts, LOADING, READONLY, OOM) is the store being unavailable.
 fn store_err(e: RedisError, key: &str) -> StoreError {
-    let script_error = matches!(e.kind(), ErrorKind::Server(redis::ServerErrorKind::ResponseError))
-        && e.detail().is_some_and(|d| d.contains("script"));
+    let script_error = matches!(e.kind(), ErrorKind::Server(redis::ServerErrorKind::ResponseError)) && e.detail().is_some_and(|d| d.contains("script"));
     if matches!(e.kind(), ErrorKind::Parse | ErrorKind::UnexpectedReturnType) || e.code() == Some("WRONGTYPE") || script_error {
         StoreError::Corrupt { key: key.to_owned(), reason: e.to_string() }
     } else {

@@ -28,21 +28,87 @@ fn bend(bytes: Vec<u8>) -> impl Strategy<Value = Vec<u8>> {
 // ---- jobs --------------------------------------------------------------------------------
 
 const FIELDS: &[&str] = &[
-    "id", "tenant", "channel", "to", "from", "text", "template", "priority", "send_at", "expires_at", "ttl_s",
-    "quiet_hours", "tz", "route", "campaign", "meta", "unknown", "",
+    "id",
+    "tenant",
+    "channel",
+    "to",
+    "from",
+    "text",
+    "template",
+    "priority",
+    "send_at",
+    "expires_at",
+    "ttl_s",
+    "quiet_hours",
+    "tz",
+    "route",
+    "campaign",
+    "meta",
+    "unknown",
+    "",
 ];
 
 /// Strings at and past the limits of every field that takes one.
 fn hostile_string() -> impl Strategy<Value = String> {
     let fixed: Vec<String> = [
-        "", " ", "a", "acme", "ACME", "sms", "whatsapp", "viber", "telegram", "Sms", "+79161234567", "+0123456789",
-        "+1234567", "+1234567890123456", "79161234567", "+7 916", "marketing", "transactional", "Marketing",
-        "2026-11-21T09:00:00+03:00", "2026-11-21T09:00:00Z", "2026-11-21t09:00:00z", "2016-12-31T23:59:60Z",
-        "2026-11-21T09:00:00.999999999-23:59", "9999-12-31T23:59:59-23:59", "0000-01-01T00:00:00+23:59",
-        "9999-12-31T23:59:59Z", "0000-01-01T00:00:00Z", "2026-02-30T00:00:00Z", "2026-11-21 09:00:00Z",
-        "Europe/Moscow", "UTC", "utc", "Etc/GMT+12", "Etc/GMT-14", "US/Eastern", "Europe/Nowhere", "21:00", "09:00",
-        "00:00", "23:59", "24:00", "1:2", "9:00:00", "-1:00", "é", "😀", "\u{0}", "\u{202e}", "\u{feff}", "\"", "\\",
-        "a\u{0}b", "%", ":", "sub:1", "id:1", "\n",
+        "",
+        " ",
+        "a",
+        "acme",
+        "ACME",
+        "sms",
+        "whatsapp",
+        "viber",
+        "telegram",
+        "Sms",
+        "+79161234567",
+        "+0123456789",
+        "+1234567",
+        "+1234567890123456",
+        "79161234567",
+        "+7 916",
+        "marketing",
+        "transactional",
+        "Marketing",
+        "2026-11-21T09:00:00+03:00",
+        "2026-11-21T09:00:00Z",
+        "2026-11-21t09:00:00z",
+        "2016-12-31T23:59:60Z",
+        "2026-11-21T09:00:00.999999999-23:59",
+        "9999-12-31T23:59:59-23:59",
+        "0000-01-01T00:00:00+23:59",
+        "9999-12-31T23:59:59Z",
+        "0000-01-01T00:00:00Z",
+        "2026-02-30T00:00:00Z",
+        "2026-11-21 09:00:00Z",
+        "Europe/Moscow",
+        "UTC",
+        "utc",
+        "Etc/GMT+12",
+        "Etc/GMT-14",
+        "US/Eastern",
+        "Europe/Nowhere",
+        "21:00",
+        "09:00",
+        "00:00",
+        "23:59",
+        "24:00",
+        "1:2",
+        "9:00:00",
+        "-1:00",
+        "é",
+        "😀",
+        "\u{0}",
+        "\u{202e}",
+        "\u{feff}",
+        "\"",
+        "\\",
+        "a\u{0}b",
+        "%",
+        ":",
+        "sub:1",
+        "id:1",
+        "\n",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -89,12 +155,22 @@ fn valid_job() -> Map<String, Value> {
 /// RFC 3339 times at the ends of the calendar, with offsets that carry them past it in UTC.
 fn time_string() -> impl Strategy<Value = Value> {
     let year = prop_oneof![Just(0u32), Just(1), Just(1970), Just(2026), Just(9998), Just(9999), 0..10_000u32];
-    let offset = prop_oneof![Just("Z".to_string()), Just("z".to_string()), (any::<bool>(), 0..24u32, 0..60u32).prop_map(|(plus, h, m)| format!("{}{h:02}:{m:02}", if plus { '+' } else { '-' }))];
+    let offset = prop_oneof![
+        Just("Z".to_string()),
+        Just("z".to_string()),
+        (any::<bool>(), 0..24u32, 0..60u32).prop_map(|(plus, h, m)| format!("{}{h:02}:{m:02}", if plus { '+' } else { '-' }))
+    ];
     let clock = (0..24u32, 0..60u32, 0..=60u32);
     let any_day = (year, 1..=12u32, 1..=31u32, clock).prop_map(|(y, mo, d, (h, mi, sec))| format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{sec:02}"));
     let edge_day = select(vec![
-        "9999-12-31T23:59:59", "9999-12-31T12:00:00", "0000-01-01T00:00:00", "0000-01-01T12:00:00", "2016-12-31T23:59:60",
-        "2026-02-29T00:00:00", "2024-02-29T00:00:00", "1970-01-01T00:00:00",
+        "9999-12-31T23:59:59",
+        "9999-12-31T12:00:00",
+        "0000-01-01T00:00:00",
+        "0000-01-01T12:00:00",
+        "2016-12-31T23:59:60",
+        "2026-02-29T00:00:00",
+        "2024-02-29T00:00:00",
+        "1970-01-01T00:00:00",
     ])
     .prop_map(String::from);
     let frac = prop::option::of(0..1_000_000_000u32).prop_map(|f| f.map(|f| format!(".{f:09}")).unwrap_or_default());
@@ -137,11 +213,9 @@ pub fn ndjson() -> impl Strategy<Value = Vec<u8>> {
         1 => hostile_value().prop_map(|v| v.to_string()),
         1 => "[ -~]{0,30}",
     ];
-    let body = (proptest::collection::vec(item, 0..6), select(vec!["\n", "\r\n", "\n\n", ",", ",\n"]), 0..3u8).prop_map(|(items, sep, shape)| {
-        match shape {
-            0 => format!("[{}]", items.join(",")),
-            _ => items.join(sep),
-        }
+    let body = (proptest::collection::vec(item, 0..6), select(vec!["\n", "\r\n", "\n\n", ",", ",\n"]), 0..3u8).prop_map(|(items, sep, shape)| match shape {
+        0 => format!("[{}]", items.join(",")),
+        _ => items.join(sep),
     });
     (any::<u8>(), body).prop_flat_map(|(flag, body)| {
         let mut bytes = vec![flag];
@@ -334,9 +408,37 @@ fn hostile_toml() -> impl Strategy<Value = toml::Value> {
         select(vec![0i64, -1, 1, 15, 16, 1023, 1024, 65_536, i64::MAX, i64::MIN]).prop_map(T::Integer),
         select(vec![0.0f64, -0.0, -1.0, 0.5, 1e9, 1e308, f64::INFINITY, f64::NAN]).prop_map(T::Float),
         select(vec![
-            "", "0s", "0ms", "1ns", "1s", "30s", "18446744073709551615s", "99999999999999999999d", "1 year", "-1s", "x",
-            "00:00", "21:00", "24:00", "Europe/Nowhere", "UTC", "unlimited", "smpp", "http", "127.0.0.1:0", "embedded",
-            "localhost", "::1", "[::1]:2775", "0123456789abcdef", "é", "😀", "\u{0}", "a.b", "..", "/",
+            "",
+            "0s",
+            "0ms",
+            "1ns",
+            "1s",
+            "30s",
+            "18446744073709551615s",
+            "99999999999999999999d",
+            "1 year",
+            "-1s",
+            "x",
+            "00:00",
+            "21:00",
+            "24:00",
+            "Europe/Nowhere",
+            "UTC",
+            "unlimited",
+            "smpp",
+            "http",
+            "127.0.0.1:0",
+            "embedded",
+            "localhost",
+            "::1",
+            "[::1]:2775",
+            "0123456789abcdef",
+            "é",
+            "😀",
+            "\u{0}",
+            "a.b",
+            "..",
+            "/",
         ])
         .prop_map(|s| T::String(s.to_string())),
         any::<bool>().prop_map(T::Boolean),

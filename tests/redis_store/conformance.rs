@@ -240,7 +240,10 @@ async fn schedule_due_entries_come_back_in_due_order_under_a_lease(st: Arc<dyn S
     deferred(st, &["late", "early"]).await;
     assert!(st.claim_due(t(9), 10, LEASE, TTL).await.unwrap().is_empty(), "none due");
     let first = st.claim_due(t(30), 2, LEASE, TTL).await.unwrap();
-    assert_eq!(first.iter().map(|c| (c.entry.as_str(), c.kind)).collect::<Vec<_>>(), [("early", DueKind::Resumed), (recheck.entry().as_str(), DueKind::Recheck)]);
+    assert_eq!(
+        first.iter().map(|c| (c.entry.as_str(), c.kind)).collect::<Vec<_>>(),
+        [("early", DueKind::Resumed), (recheck.entry().as_str(), DueKind::Recheck)]
+    );
     assert_eq!((first[0].payload.as_str(), first[0].src.as_deref()), (r#"{"id":"early"}"#, Some("jobs/0/early")));
     assert!(first[0].token.as_deref().is_some_and(|t| t != tok[1]), "resumed under a new token");
     assert_eq!((first[1].token.as_deref(), first[1].src.as_deref()), (None, Some("jobs/0/busy")), "a recheck claims like a new record");

@@ -332,9 +332,14 @@ impl Stats {
         self.cases += o.cases;
         self.ops += o.ops;
         self.calls += o.calls;
-        for (mine, theirs) in
-            [(&mut self.claims, o.claims), (&mut self.due, o.due), (&mut self.settled, o.settled), (&mut self.overdue, o.overdue), (&mut self.finals, o.finals), (&mut self.held, o.held)]
-        {
+        for (mine, theirs) in [
+            (&mut self.claims, o.claims),
+            (&mut self.due, o.due),
+            (&mut self.settled, o.settled),
+            (&mut self.overdue, o.overdue),
+            (&mut self.finals, o.finals),
+            (&mut self.held, o.held),
+        ] {
             for (k, v) in theirs {
                 *mine.entry(k).or_default() += v;
             }
@@ -528,10 +533,8 @@ impl World {
             Some(_) => Claim::Orphaned,
         };
         self.stats.calls += 1;
-        let got = store
-            .claim_ids(&[ClaimReq { id: &id, token: &token, src: Some(&src) }], CLAIM_TTL)
-            .await
-            .map_err(|e| self.fail(format!("claim_ids: {e}")))?;
+        let got =
+            store.claim_ids(&[ClaimReq { id: &id, token: &token, src: Some(&src) }], CLAIM_TTL).await.map_err(|e| self.fail(format!("claim_ids: {e}")))?;
         let retried = if retry { " (retried)" } else { "" };
         self.note(format!("{} claim {id} record {src} token {token}{retried} -> {got:?}", Self::who(store, stalled)));
         ensure!(self, got.len() == 1, "claim_ids answered {} claims for one", got.len());
@@ -541,7 +544,11 @@ impl World {
         // read and nothing when read again; the same record never is.
         if let Some((first, seen)) = self.jobs.get(&id).map(|m| (m.src.clone(), m.dups.contains(&src))) {
             let second = first != src;
-            ensure!(self, (got == Claim::Duplicate) == (second && !seen), "DUPLICATE RULE: record {src} of {id} (first claimed by {first}, read before: {seen}) got {got:?}");
+            ensure!(
+                self,
+                (got == Claim::Duplicate) == (second && !seen),
+                "DUPLICATE RULE: record {src} of {id} (first claimed by {first}, read before: {seen}) got {got:?}"
+            );
         }
         ensure!(self, got == want, "claim of {id} by record {src} under {token}: store {got:?}, model {want:?} ({:?})", self.jobs.get(&id));
         match (got, self.jobs.get_mut(&id)) {
@@ -734,10 +741,8 @@ impl World {
         let parts: Vec<&str> = msgs.iter().map(String::as_str).collect();
         let deadline = self.now + RECEIPT_TIMEOUT;
         self.stats.calls += 1;
-        let got = store
-            .track_sent(&[(sent(id, &parts), at(deadline), token.to_owned())], CLAIM_TTL)
-            .await
-            .map_err(|e| self.fail(format!("track_sent: {e}")))?;
+        let got =
+            store.track_sent(&[(sent(id, &parts), at(deadline), token.to_owned())], CLAIM_TTL).await.map_err(|e| self.fail(format!("track_sent: {e}")))?;
         let got = got.first().copied().unwrap_or(false);
         self.note(format!("{} track_sent {id} {token} parts {msgs:?} -> {got}", Self::who(store, stalled)));
         ensure!(self, !got || self.job(id).own == token, "FENCING: track_sent of {id} under {token} held, but {} holds it", self.job(id).own);
@@ -1191,8 +1196,7 @@ impl World {
                 let i = up(inst);
                 let Some(p) = self.up[i].as_mut() else { return Ok(()) };
                 // Only a job still at its claim: a chain step retried runs its claim again.
-                let at_claim: Vec<usize> =
-                    (0..p.tasks.len()).filter(|&k| matches!(p.tasks[k], Task::Chain { .. } | Task::Orphan { .. })).collect();
+                let at_claim: Vec<usize> = (0..p.tasks.len()).filter(|&k| matches!(p.tasks[k], Task::Chain { .. } | Task::Orphan { .. })).collect();
                 if at_claim.is_empty() {
                     return Ok(());
                 }

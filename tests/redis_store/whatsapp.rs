@@ -23,8 +23,7 @@ fn rcpt(i: usize) -> String {
 async fn admit(store: &RedisStore, tier: Option<u64>, number: &str, tag: &str, idx: &[usize], now: DateTime<Utc>) -> Vec<Decision> {
     let to: Vec<String> = idx.iter().map(|&i| rcpt(i)).collect();
     let ids: Vec<String> = idx.iter().map(|i| format!("{tag}-{i}")).collect();
-    let attempts: Vec<Attempt> =
-        to.iter().zip(&ids).map(|(r, id)| Attempt { portfolio: 0, number, recipient: r, job_id: id }).collect();
+    let attempts: Vec<Attempt> = to.iter().zip(&ids).map(|(r, id)| Attempt { portfolio: 0, number, recipient: r, job_id: id }).collect();
     let got = store.whatsapp_admit(&[acme(tier)], &attempts, now).await.unwrap();
     assert_eq!(got.decisions.len(), idx.len());
     got.decisions

@@ -28,11 +28,7 @@ impl Event {
             event: v.get("event")?.as_str()?.to_owned(),
             is_final: v.get("final")?.as_bool()?,
             error: v.get("error").and_then(|e| e.get("message")).and_then(Value::as_str).map(str::to_owned),
-            at_us: v
-                .get("at")
-                .and_then(Value::as_str)
-                .and_then(|a| chrono::DateTime::parse_from_rfc3339(a).ok())
-                .map_or(0, |a| a.timestamp_micros()),
+            at_us: v.get("at").and_then(Value::as_str).and_then(|a| chrono::DateTime::parse_from_rfc3339(a).ok()).map_or(0, |a| a.timestamp_micros()),
         })
     }
 }
@@ -221,7 +217,10 @@ impl Audit {
             ));
         }
         if c.receipt_final_without_accepted > 0 {
-            p.push(format!("{} delivered/undelivered finals with no `accepted` before them, e.g. {:?}", c.receipt_final_without_accepted, self.receipt_final_without_accepted));
+            p.push(format!(
+                "{} delivered/undelivered finals with no `accepted` before them, e.g. {:?}",
+                c.receipt_final_without_accepted, self.receipt_final_without_accepted
+            ));
         }
         if c.accepted_twice > 0 {
             p.push(format!("{} jobs `accepted` more than once, e.g. {:?}", c.accepted_twice, self.accepted_twice));

@@ -127,9 +127,7 @@ impl Params {
 }
 
 pub fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: start the services with `scripts/services start` and `eval \"$(scripts/services env)\"`")
-    })
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: start the services with `scripts/services start` and `eval \"$(scripts/services env)\"`"))
 }
 
 fn unix_us() -> i64 {
@@ -428,17 +426,13 @@ impl Outcome {
         for (why, n) in &self.audit.unknown_by_error {
             out += &format!("    {n:>6}  {why}\n");
         }
-        out += &format!(
-            "  SMSC: {} submit_sm, {} messages, {} throttled, {} binds\n",
-            self.sim.submit_sm, self.sim.messages, self.sim.throttled, self.sim.binds
-        );
+        out +=
+            &format!("  SMSC: {} submit_sm, {} messages, {} throttled, {} binds\n", self.sim.submit_sm, self.sim.messages, self.sim.throttled, self.sim.binds);
         out += &format!("  exit codes after the final SIGTERM: {:?}\n", self.exit_codes);
         if self.unparsable_reports > 0 {
             out += &format!("  unparsable report records: {}\n", self.unparsable_reports);
         }
-        out += &format!(
-            "  per kill: n | at s | instance | unknown decided before the next kill (never reached the SMSC) | explained by it (<= {bound})\n"
-        );
+        out += &format!("  per kill: n | at s | instance | unknown decided before the next kill (never reached the SMSC) | explained by it (<= {bound})\n");
         for k in &self.kills {
             out += &format!("    {:>2} | {:>6.1} | {} | {:>5} ({:>5}) | {:>5}\n", k.n, k.at_s, k.instance, k.unknown, k.unknown_never_sent, k.assigned);
         }
@@ -500,7 +494,8 @@ pub async fn run(p: Params) -> Outcome {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let assigned = procs.iter().filter(|d| text.lines().any(|l| l.starts_with(&format!("[{} pid {}]", d.name, d.pid)) && l.contains("partitions assigned"))).count();
+        let assigned =
+            procs.iter().filter(|d| text.lines().any(|l| l.starts_with(&format!("[{} pid {}]", d.name, d.pid)) && l.contains("partitions assigned"))).count();
         if assigned == procs.len() {
             break;
         }
@@ -618,7 +613,13 @@ pub async fn run(p: Params) -> Outcome {
             (last_records, last_change) = (n, Instant::now());
         }
         if last_change.elapsed() > p.stall || wait_start.elapsed() > p.final_wait {
-            say!(p, "giving up: {done} of {} jobs final after {:.0} s, no report for {:.0} s", p.jobs, wait_start.elapsed().as_secs_f64(), last_change.elapsed().as_secs_f64());
+            say!(
+                p,
+                "giving up: {done} of {} jobs final after {:.0} s, no report for {:.0} s",
+                p.jobs,
+                wait_start.elapsed().as_secs_f64(),
+                last_change.elapsed().as_secs_f64()
+            );
             break;
         }
         if last_print.elapsed() > Duration::from_secs(5) {

@@ -141,13 +141,7 @@ pub async fn request(addr: std::net::SocketAddr, method: &str, path: &str, conte
 }
 
 /// [`request`] with any headers, answering the response headers too.
-pub async fn request_with(
-    addr: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Bytes,
-) -> (u16, hyper::HeaderMap, Value) {
+pub async fn request_with(addr: std::net::SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: Bytes) -> (u16, hyper::HeaderMap, Value) {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
     tokio::spawn(conn);
@@ -172,6 +166,6 @@ pub fn complete_lines(text: &str) -> std::str::Lines<'_> {
 pub fn finals(rs: &[Report]) -> Vec<&Report> {
     rs.iter().filter(|r| r.is_final).collect()
 }
-pub mod services;
 pub mod audit;
 pub mod fault_proxy;
+pub mod services;

@@ -48,12 +48,7 @@ pub struct Topics {
 impl Topics {
     pub fn create(partitions: u32) -> Self {
         let base = unique("t");
-        let t = Self {
-            jobs: format!("{base}.jobs"),
-            reports: format!("{base}.reports"),
-            dlq: format!("{base}.dlq"),
-            inbound: format!("{base}.inbound"),
-        };
+        let t = Self { jobs: format!("{base}.jobs"), reports: format!("{base}.reports"), dlq: format!("{base}.dlq"), inbound: format!("{base}.inbound") };
         create_topic(&t.jobs, partitions);
         create_topic(&t.reports, partitions);
         create_topic(&t.dlq, 1);
@@ -217,9 +212,9 @@ impl Daemon {
                 }
             }
         });
-        let (api, metrics) = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
-            panic!("sendgate did not start; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default())
-        });
+        let (api, metrics) = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("sendgate did not start; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default()));
         Self { child, api: api.parse().unwrap(), metrics: metrics.parse().unwrap(), log }
     }
 
@@ -256,10 +251,7 @@ impl Daemon {
     pub async fn metric(&self, name: &str) -> f64 {
         let (_, body) = super::request(self.metrics, "GET", "/metrics", None, bytes::Bytes::new()).await;
         let text = body.as_str().map(str::to_owned).unwrap_or_else(|| body.to_string());
-        text.lines()
-            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        text.lines().filter(|l| l.starts_with(name) && !l.starts_with('#')).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
     }
 
     pub async fn ready(&self) -> u16 {

@@ -41,91 +41,129 @@ fn check(window: Window, zones: &[Tz], rows: &[(&str, Option<&str>)]) {
 fn new_york_spring_forward() {
     // 2026-03-08: at 07:00Z (02:00 EST) the clock jumps to 03:00 EDT; EST is UTC-5, EDT UTC-4.
     let ny = [tz("America/New_York")];
-    check(win("21:00", "09:00"), &ny, &[
-        ("2026-03-08T06:00:00Z", Some("2026-03-08T13:00:00Z")), // 01:00 EST -> 09:00 EDT
-        ("2026-03-08T02:00:00Z", Some("2026-03-08T13:00:00Z")), // 21:00 EST on the 7th: only 11 h of quiet
-        ("2026-03-08T12:59:00Z", Some("2026-03-08T13:00:00Z")), // 08:59 EDT
-        ("2026-03-08T13:00:00Z", None),                         // 09:00 EDT
-        ("2026-03-07T13:59:30Z", Some("2026-03-07T14:00:00Z")), // 08:59:30 EST, the day before: to the minute
-        ("2026-03-08T00:59:00Z", None),                         // 19:59 EST on the 7th
-    ]);
-    check(win("01:30", "03:30"), &ny, &[
-        ("2026-03-08T06:29:00Z", None),                         // 01:29 EST
-        ("2026-03-08T06:30:00Z", Some("2026-03-08T07:30:00Z")), // 01:30 EST -> 03:30 EDT: one real hour
-        ("2026-03-08T07:00:00Z", Some("2026-03-08T07:30:00Z")), // 03:00 EDT, just after the jump
-        ("2026-03-08T07:30:00Z", None),                         // 03:30 EDT
-    ]);
+    check(
+        win("21:00", "09:00"),
+        &ny,
+        &[
+            ("2026-03-08T06:00:00Z", Some("2026-03-08T13:00:00Z")), // 01:00 EST -> 09:00 EDT
+            ("2026-03-08T02:00:00Z", Some("2026-03-08T13:00:00Z")), // 21:00 EST on the 7th: only 11 h of quiet
+            ("2026-03-08T12:59:00Z", Some("2026-03-08T13:00:00Z")), // 08:59 EDT
+            ("2026-03-08T13:00:00Z", None),                         // 09:00 EDT
+            ("2026-03-07T13:59:30Z", Some("2026-03-07T14:00:00Z")), // 08:59:30 EST, the day before: to the minute
+            ("2026-03-08T00:59:00Z", None),                         // 19:59 EST on the 7th
+        ],
+    );
+    check(
+        win("01:30", "03:30"),
+        &ny,
+        &[
+            ("2026-03-08T06:29:00Z", None),                         // 01:29 EST
+            ("2026-03-08T06:30:00Z", Some("2026-03-08T07:30:00Z")), // 01:30 EST -> 03:30 EDT: one real hour
+            ("2026-03-08T07:00:00Z", Some("2026-03-08T07:30:00Z")), // 03:00 EDT, just after the jump
+            ("2026-03-08T07:30:00Z", None),                         // 03:30 EDT
+        ],
+    );
     // The window's end falls in the gap: the jump itself ends it.
     check(win("01:00", "02:30"), &ny, &[("2026-03-08T06:15:00Z", Some("2026-03-08T07:00:00Z"))]);
     // The window's start falls in the gap: the jump starts it.
-    check(win("02:15", "05:00"), &ny, &[
-        ("2026-03-08T06:59:00Z", None),                         // 01:59 EST
-        ("2026-03-08T07:00:00Z", Some("2026-03-08T09:00:00Z")), // 03:00 EDT -> 05:00 EDT
-    ]);
+    check(
+        win("02:15", "05:00"),
+        &ny,
+        &[
+            ("2026-03-08T06:59:00Z", None),                         // 01:59 EST
+            ("2026-03-08T07:00:00Z", Some("2026-03-08T09:00:00Z")), // 03:00 EDT -> 05:00 EDT
+        ],
+    );
 }
 
 #[test]
 fn new_york_fall_back() {
     // 2026-11-01: at 06:00Z (02:00 EDT) the clock goes back to 01:00 EST; 01:00-01:59 happens twice.
     let ny = [tz("America/New_York")];
-    check(win("21:00", "09:00"), &ny, &[
-        ("2026-11-01T01:00:00Z", Some("2026-11-01T14:00:00Z")), // 21:00 EDT on Oct 31 -> 09:00 EST: 13 h
-        ("2026-11-01T05:30:00Z", Some("2026-11-01T14:00:00Z")), // 01:30 EDT
-        ("2026-11-01T06:30:00Z", Some("2026-11-01T14:00:00Z")), // 01:30 EST, the second time
-        ("2026-11-01T14:00:00Z", None),
-    ]);
+    check(
+        win("21:00", "09:00"),
+        &ny,
+        &[
+            ("2026-11-01T01:00:00Z", Some("2026-11-01T14:00:00Z")), // 21:00 EDT on Oct 31 -> 09:00 EST: 13 h
+            ("2026-11-01T05:30:00Z", Some("2026-11-01T14:00:00Z")), // 01:30 EDT
+            ("2026-11-01T06:30:00Z", Some("2026-11-01T14:00:00Z")), // 01:30 EST, the second time
+            ("2026-11-01T14:00:00Z", None),
+        ],
+    );
     // The clock, not the hour, decides: when it falls back from 01:59 EDT to 01:00 EST it reads
     // a time outside 01:30-03:30 until it reaches 01:30 again.
-    check(win("01:30", "03:30"), &ny, &[
-        ("2026-11-01T05:29:00Z", None),                         // 01:29 EDT
-        ("2026-11-01T05:30:00Z", Some("2026-11-01T06:00:00Z")), // 01:30 EDT -> the fall back to 01:00 EST
-        ("2026-11-01T06:10:00Z", None),                         // 01:10 EST
-        ("2026-11-01T06:30:00Z", Some("2026-11-01T08:30:00Z")), // 01:30 EST -> 03:30 EST
-    ]);
+    check(
+        win("01:30", "03:30"),
+        &ny,
+        &[
+            ("2026-11-01T05:29:00Z", None),                         // 01:29 EDT
+            ("2026-11-01T05:30:00Z", Some("2026-11-01T06:00:00Z")), // 01:30 EDT -> the fall back to 01:00 EST
+            ("2026-11-01T06:10:00Z", None),                         // 01:10 EST
+            ("2026-11-01T06:30:00Z", Some("2026-11-01T08:30:00Z")), // 01:30 EST -> 03:30 EST
+        ],
+    );
     // The window ends inside the repeated hour: it ends at the first 01:30, starts again at the
     // fall back, and ends at the second 01:30.
-    check(win("21:00", "01:30"), &ny, &[
-        ("2026-11-01T03:00:00Z", Some("2026-11-01T05:30:00Z")), // 23:00 EDT -> 01:30 EDT
-        ("2026-11-01T05:45:00Z", None),                         // 01:45 EDT
-        ("2026-11-01T06:10:00Z", Some("2026-11-01T06:30:00Z")), // 01:10 EST -> 01:30 EST
-    ]);
+    check(
+        win("21:00", "01:30"),
+        &ny,
+        &[
+            ("2026-11-01T03:00:00Z", Some("2026-11-01T05:30:00Z")), // 23:00 EDT -> 01:30 EDT
+            ("2026-11-01T05:45:00Z", None),                         // 01:45 EDT
+            ("2026-11-01T06:10:00Z", Some("2026-11-01T06:30:00Z")), // 01:10 EST -> 01:30 EST
+        ],
+    );
 }
 
 #[test]
 fn windows_that_wrap_midnight_and_windows_that_do_not() {
     // Berlin in November is CET, UTC+1.
     let berlin = [tz("Europe/Berlin")];
-    check(win("22:00", "07:00"), &berlin, &[
-        ("2026-11-21T22:30:00Z", Some("2026-11-22T06:00:00Z")), // 23:30 -> 07:00 next day
-        ("2026-11-21T05:59:00Z", Some("2026-11-21T06:00:00Z")), // 06:59 -> 07:00 same day
-        ("2026-11-21T06:00:00Z", None),                         // 07:00
-        ("2026-11-21T20:59:00Z", None),                         // 21:59
-        ("2026-11-21T21:00:00Z", Some("2026-11-22T06:00:00Z")), // 22:00
-    ]);
-    check(win("12:00", "14:00"), &berlin, &[
-        ("2026-11-21T11:30:00Z", Some("2026-11-21T13:00:00Z")), // 12:30 -> 14:00
-        ("2026-11-21T10:59:00Z", None),                         // 11:59
-    ]);
-    check(win("20:00", "00:00"), &berlin, &[("2026-11-21T19:30:00Z", Some("2026-11-21T23:00:00Z"))]); // 20:30 -> midnight
+    check(
+        win("22:00", "07:00"),
+        &berlin,
+        &[
+            ("2026-11-21T22:30:00Z", Some("2026-11-22T06:00:00Z")), // 23:30 -> 07:00 next day
+            ("2026-11-21T05:59:00Z", Some("2026-11-21T06:00:00Z")), // 06:59 -> 07:00 same day
+            ("2026-11-21T06:00:00Z", None),                         // 07:00
+            ("2026-11-21T20:59:00Z", None),                         // 21:59
+            ("2026-11-21T21:00:00Z", Some("2026-11-22T06:00:00Z")), // 22:00
+        ],
+    );
+    check(
+        win("12:00", "14:00"),
+        &berlin,
+        &[
+            ("2026-11-21T11:30:00Z", Some("2026-11-21T13:00:00Z")), // 12:30 -> 14:00
+            ("2026-11-21T10:59:00Z", None),                         // 11:59
+        ],
+    );
+    check(win("20:00", "00:00"), &berlin, &[("2026-11-21T19:30:00Z", Some("2026-11-21T23:00:00Z"))]);
+    // 20:30 -> midnight
 }
 
 #[test]
 fn moscow_has_no_dst() {
     // MSK is UTC+3 all year; the EU's switch (2026-03-29, 2026-10-25) changes nothing there.
-    check(win("21:00", "09:00"), &[tz("Europe/Moscow")], &[
-        ("2026-11-21T19:00:00Z", Some("2026-11-22T06:00:00Z")), // 22:00 -> 09:00
-        ("2026-07-01T19:00:00Z", Some("2026-07-02T06:00:00Z")),
-        ("2026-03-29T19:00:00Z", Some("2026-03-30T06:00:00Z")),
-        ("2026-10-25T05:59:00Z", Some("2026-10-25T06:00:00Z")),
-        ("2026-10-25T06:00:00Z", None),
-    ]);
+    check(
+        win("21:00", "09:00"),
+        &[tz("Europe/Moscow")],
+        &[
+            ("2026-11-21T19:00:00Z", Some("2026-11-22T06:00:00Z")), // 22:00 -> 09:00
+            ("2026-07-01T19:00:00Z", Some("2026-07-02T06:00:00Z")),
+            ("2026-03-29T19:00:00Z", Some("2026-03-30T06:00:00Z")),
+            ("2026-10-25T05:59:00Z", Some("2026-10-25T06:00:00Z")),
+            ("2026-10-25T06:00:00Z", None),
+        ],
+    );
 }
 
 #[test]
 fn retry_at_is_exact_to_the_minute() {
     // Seconds in `now` do not leak into retry_at; a +05:45 zone opens at :15 past the UTC hour.
     check(win("22:00", "07:00"), &[tz("Europe/Berlin")], &[("2026-11-21T05:59:31.250Z", Some("2026-11-21T06:00:00Z"))]);
-    check(win("21:00", "09:00"), &[tz("Asia/Kathmandu")], &[("2026-11-21T03:00:00Z", Some("2026-11-21T03:15:00Z"))]); // 08:45 NPT
+    check(win("21:00", "09:00"), &[tz("Asia/Kathmandu")], &[("2026-11-21T03:00:00Z", Some("2026-11-21T03:15:00Z"))]);
+    // 08:45 NPT
 }
 
 #[test]
@@ -136,17 +174,22 @@ fn every_us_zone_from_eastern_to_hawaii() {
     // to 02:00Z (21:00 in New York).
     // On 2026-07-02 (DST but in Phoenix and Honolulu): New York (-4) 13-01, ..., Honolulu 19-07:
     // 19:00Z to 01:00Z.
-    let us: Vec<Tz> = ["America/New_York", "America/Chicago", "America/Denver", "America/Phoenix", "America/Los_Angeles", "America/Anchorage", "Pacific/Honolulu"]
-        .map(tz)
-        .to_vec();
-    check(win("21:00", "09:00"), &us, &[
-        ("2026-11-21T14:00:00Z", Some("2026-11-21T19:00:00Z")),
-        ("2026-11-21T19:00:00Z", None),
-        ("2026-11-22T01:59:00Z", None),
-        ("2026-11-22T02:00:00Z", Some("2026-11-22T19:00:00Z")),
-        ("2026-07-02T01:00:00Z", Some("2026-07-02T19:00:00Z")),
-        ("2026-07-02T00:59:00Z", None),
-    ]);
+    let us: Vec<Tz> =
+        ["America/New_York", "America/Chicago", "America/Denver", "America/Phoenix", "America/Los_Angeles", "America/Anchorage", "Pacific/Honolulu"]
+            .map(tz)
+            .to_vec();
+    check(
+        win("21:00", "09:00"),
+        &us,
+        &[
+            ("2026-11-21T14:00:00Z", Some("2026-11-21T19:00:00Z")),
+            ("2026-11-21T19:00:00Z", None),
+            ("2026-11-22T01:59:00Z", None),
+            ("2026-11-22T02:00:00Z", Some("2026-11-22T19:00:00Z")),
+            ("2026-07-02T01:00:00Z", Some("2026-07-02T19:00:00Z")),
+            ("2026-07-02T00:59:00Z", None),
+        ],
+    );
 }
 
 fn job_of(tenant: &str, to: &str, extra: &str) -> Job {

@@ -228,11 +228,13 @@ mod tests {
         let late = l.fit(2, t + ms(4), t + ms(100)).unwrap();
         assert_eq!(late.start, t + ms(4));
         l.take(late, 2); // 4 and 5 ms
-        let starts: Vec<_> = (0..7).filter_map(|_| {
-            let at = l.fit(1, t, t + ms(100))?;
-            l.take(at, 1);
-            Some(at.start.duration_since(t).as_millis())
-        }).collect();
+        let starts: Vec<_> = (0..7)
+            .filter_map(|_| {
+                let at = l.fit(1, t, t + ms(100))?;
+                l.take(at, 1);
+                Some(at.start.duration_since(t).as_millis())
+            })
+            .collect();
         assert_eq!(starts, [0, 1, 2, 3, 6, 7, 8]);
         // The tail taken first leaves the head.
         let mut l = Leased::new(1_000);

@@ -207,11 +207,8 @@ impl RateLimit {
         }
 
         let now_local = Instant::now();
-        let out: Vec<Admission> = batch
-            .iter()
-            .zip(&per_job)
-            .map(|(o, mine)| self.admit(&mut local, &limits, mine, o.segments.max(1), now_local, now))
-            .collect();
+        let out: Vec<Admission> =
+            batch.iter().zip(&per_job).map(|(o, mine)| self.admit(&mut local, &limits, mine, o.segments.max(1), now_local, now)).collect();
         local.sweep(now_local, self.cfg.campaign_refresh);
         drop(local);
         // Counted per batch, not per job (see `telemetry::Tally`); a job under no limit is
@@ -225,22 +222,12 @@ impl RateLimit {
 
     /// One job against its limits: all of them must have its tokens within `max_wait`, or it
     /// takes none and is deferred.
-    fn admit(
-        &self,
-        local: &mut Local,
-        limits: &[BatchLimit],
-        mine: &[usize],
-        n: u32,
-        now: Instant,
-        now_utc: DateTime<Utc>,
-    ) -> Admission {
+    fn admit(&self, local: &mut Local, limits: &[BatchLimit], mine: &[usize], n: u32, now: Instant, now_utc: DateTime<Utc>) -> Admission {
         if mine.is_empty() {
             return Admission { verdict: Verdict::Allow, not_before: now };
         }
         let latest = now + self.cfg.max_wait;
-        let fit_from = |from: Instant| -> Vec<_> {
-            mine.iter().map(|&i| local.leased.get(&limits[i].id).and_then(|l| l.fit(n, from, latest))).collect()
-        };
+        let fit_from = |from: Instant| -> Vec<_> { mine.iter().map(|&i| local.leased.get(&limits[i].id).and_then(|l| l.fit(n, from, latest))).collect() };
         let mut fits = fit_from(now);
         // Under several limits: one start that all of them have slots for, so that each limit
         // spends its slots when the job really goes. Where a limit's leased slots do not reach

@@ -53,9 +53,12 @@ fn allowed_at(c: &Clocks, a: &[Admission]) -> Vec<Option<u128>> {
 #[tokio::test(start_paused = true)]
 async fn jobs_wait_for_their_slot_up_to_max_wait_then_are_deferred() {
     let c = Clocks::new();
-    let rl = RateLimit::new(Arc::new(MemoryStore::new()), cfg(|c| {
-        c.providers.insert("p".into(), 10.0);
-    }));
+    let rl = RateLimit::new(
+        Arc::new(MemoryStore::new()),
+        cfg(|c| {
+            c.providers.insert("p".into(), 10.0);
+        }),
+    );
     let jobs: Vec<Job> = (0..14).map(|i| job(&format!("j{i}"), "t", None)).collect();
     let batch: Vec<Outgoing> = jobs.iter().map(|j| out(j, 1)).collect();
     let a = rl.evaluate(&batch, c.now()).await.unwrap();
@@ -75,9 +78,12 @@ async fn jobs_wait_for_their_slot_up_to_max_wait_then_are_deferred() {
 #[tokio::test(start_paused = true)]
 async fn segments_are_tokens_and_idle_time_is_not_saved_up() {
     let c = Clocks::new();
-    let rl = RateLimit::new(Arc::new(MemoryStore::new()), cfg(|c| {
-        c.senders.insert("ACME".into(), 10.0);
-    }));
+    let rl = RateLimit::new(
+        Arc::new(MemoryStore::new()),
+        cfg(|c| {
+            c.senders.insert("ACME".into(), 10.0);
+        }),
+    );
     let jobs: Vec<Job> = (0..3).map(|i| job(&format!("j{i}"), "t", None)).collect();
     let batch = [out(&jobs[0], 3), out(&jobs[1], 1), out(&jobs[2], 2)];
     let a = rl.evaluate(&batch, c.now()).await.unwrap();
@@ -91,13 +97,15 @@ async fn segments_are_tokens_and_idle_time_is_not_saved_up() {
 #[tokio::test(start_paused = true)]
 async fn a_slow_campaign_does_not_hold_up_jobs_it_does_not_limit() {
     let c = Clocks::new();
-    let rl = RateLimit::new(Arc::new(MemoryStore::new()), cfg(|c| {
-        c.max_wait = Duration::from_secs(2);
-        c.providers.insert("p".into(), 1000.0);
-        c.campaigns.insert("slow".into(), 2.0);
-    }));
-    let jobs: Vec<Job> =
-        (0..8).map(|i| job(&format!("j{i}"), "t", (i % 2 == 0).then_some("slow"))).collect();
+    let rl = RateLimit::new(
+        Arc::new(MemoryStore::new()),
+        cfg(|c| {
+            c.max_wait = Duration::from_secs(2);
+            c.providers.insert("p".into(), 1000.0);
+            c.campaigns.insert("slow".into(), 2.0);
+        }),
+    );
+    let jobs: Vec<Job> = (0..8).map(|i| job(&format!("j{i}"), "t", (i % 2 == 0).then_some("slow"))).collect();
     let batch: Vec<Outgoing> = jobs.iter().map(|j| out(j, 1)).collect();
     let a = rl.evaluate(&batch, c.now()).await.unwrap();
     // Campaign jobs at 0, 0.5, 1, 1.5 s; the others on the provider's 1 ms slots. The provider's
@@ -113,11 +121,14 @@ async fn a_slow_campaign_does_not_hold_up_jobs_it_does_not_limit() {
 #[tokio::test(start_paused = true)]
 async fn under_two_limits_a_job_spends_both_slots_when_it_goes() {
     let c = Clocks::new();
-    let rl = RateLimit::new(Arc::new(MemoryStore::new()), cfg(|c| {
-        c.max_wait = Duration::from_secs(2);
-        c.providers.insert("p".into(), 100.0);
-        c.tenants.insert("t".into(), 4.0);
-    }));
+    let rl = RateLimit::new(
+        Arc::new(MemoryStore::new()),
+        cfg(|c| {
+            c.max_wait = Duration::from_secs(2);
+            c.providers.insert("p".into(), 100.0);
+            c.tenants.insert("t".into(), 4.0);
+        }),
+    );
     // A backlog leases the provider to the horizon; tenant t's jobs (every 4th) then take the
     // provider slot at their own tenant slot, and the others keep every slot before it.
     let jobs: Vec<Job> = (0..12).map(|i| job(&format!("j{i}"), if i % 4 == 0 { "t" } else { "u" }, None)).collect();
@@ -139,10 +150,13 @@ async fn under_two_limits_a_job_spends_both_slots_when_it_goes() {
 async fn campaign_speeds_set_at_runtime_win_after_the_refresh() {
     let c = Clocks::new();
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let rl = RateLimit::new(store.clone(), cfg(|c| {
-        c.campaign_refresh = Duration::from_secs(5);
-        c.campaigns.insert("acme/bf".into(), 1.0);
-    }));
+    let rl = RateLimit::new(
+        store.clone(),
+        cfg(|c| {
+            c.campaign_refresh = Duration::from_secs(5);
+            c.campaigns.insert("acme/bf".into(), 1.0);
+        }),
+    );
     let jobs: Vec<Job> = (0..4).map(|i| job(&format!("j{i}"), "acme", Some("bf"))).collect();
     let batch: Vec<Outgoing> = jobs.iter().map(|j| out(j, 1)).collect();
     let a = rl.evaluate(&batch, c.now()).await.unwrap();
@@ -165,12 +179,9 @@ async fn campaign_speeds_set_at_runtime_win_after_the_refresh() {
     let a = rl.evaluate(&batch[..2], c.now()).await.unwrap();
     assert_eq!(allowed_at(&c, &a), [Some(15_000), Some(16_000)], "cleared: the config again");
 
-    for (tenant, campaign, rate, field) in [
-        (Some("ACME"), "bf", Some(1.0), "tenant"),
-        (None, "b f", Some(1.0), "campaign"),
-        (None, "bf", Some(0.0), "rate"),
-        (None, "bf", Some(f64::NAN), "rate"),
-    ] {
+    for (tenant, campaign, rate, field) in
+        [(Some("ACME"), "bf", Some(1.0), "tenant"), (None, "b f", Some(1.0), "campaign"), (None, "bf", Some(0.0), "rate"), (None, "bf", Some(f64::NAN), "rate")]
+    {
         match set_campaign_rate(store.as_ref(), tenant, campaign, rate).await {
             Err(SetRateError::Invalid { field: f, .. }) => assert_eq!(f, field),
             other => panic!("{tenant:?} {campaign} {rate:?}: {other:?}"),
@@ -223,16 +234,21 @@ async fn two_instances_share_one_limit_exactly() {
 #[tokio::test(start_paused = true)]
 async fn jobs_deferred_later_queue_behind_those_deferred_before() {
     let c = Clocks::new();
-    let rl = RateLimit::new(Arc::new(MemoryStore::new()), cfg(|c| {
-        c.providers.insert("p".into(), 10.0);
-    }));
+    let rl = RateLimit::new(
+        Arc::new(MemoryStore::new()),
+        cfg(|c| {
+            c.providers.insert("p".into(), 10.0);
+        }),
+    );
     let jobs: Vec<Job> = (0..16).map(|i| job(&format!("j{i}"), "t", None)).collect();
     let batch: Vec<Outgoing> = jobs.iter().map(|j| out(j, 1)).collect();
     let retry_ms = |a: &[Admission]| -> Vec<i64> {
-        a.iter().filter_map(|a| match a.verdict {
-            Verdict::Defer { until, .. } => Some((until - c.now()).num_milliseconds()),
-            _ => None,
-        }).collect()
+        a.iter()
+            .filter_map(|a| match a.verdict {
+                Verdict::Defer { until, .. } => Some((until - c.now()).num_milliseconds()),
+                _ => None,
+            })
+            .collect()
     };
     assert_eq!(retry_ms(&rl.evaluate(&batch[..14], c.now()).await.unwrap()), [600, 700, 800]);
     // The next batch's deferred come after the three before them (turns 1.4 s and 1.5 s).

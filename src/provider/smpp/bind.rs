@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::coalesce::{coalesce, Repoll};
+use super::config::SmppConfig;
 use super::health::Health;
 use super::incoming;
 use super::inflight::InFlight;
@@ -24,7 +25,6 @@ use super::killswitch::KillSwitch;
 use super::rate::Rate;
 use super::status;
 use super::tls;
-use super::config::SmppConfig;
 use crate::receipt::ProviderEvent;
 
 pub(super) struct BindSlot {
@@ -53,13 +53,7 @@ pub(super) struct Link {
 
 impl BindSlot {
     pub(super) fn new(index: usize, window: usize, bind_tps: u32) -> Self {
-        Self {
-            index,
-            link: RwLock::new(None),
-            window: Arc::new(Semaphore::new(window)),
-            paused_until: Mutex::new(None),
-            rate: Rate::per_second(bind_tps),
-        }
+        Self { index, link: RwLock::new(None), window: Arc::new(Semaphore::new(window)), paused_until: Mutex::new(None), rate: Rate::per_second(bind_tps) }
     }
 
     /// The bound connection, unless there is none or it was declared dead.
@@ -165,9 +159,7 @@ enum BindError {
 impl From<rusmppc::error::Error> for BindError {
     fn from(e: rusmppc::error::Error) -> Self {
         match e {
-            rusmppc::error::Error::UnexpectedResponse { response } if status::bind_refused(response.status()) => {
-                Self::Refused(response.status())
-            }
+            rusmppc::error::Error::UnexpectedResponse { response } if status::bind_refused(response.status()) => Self::Refused(response.status()),
             other => Self::Other(other.to_string()),
         }
     }
@@ -296,10 +288,7 @@ async fn connect(
     role: Role,
 ) -> Result<(rusmppc::Client, impl futures::Stream<Item = Event> + Unpin + 'static, KillSwitch), BindError> {
     let other = |e: &dyn std::fmt::Display| BindError::Other(e.to_string());
-    let stream = tokio::time::timeout(cfg.response_timeout, tokio::net::TcpStream::connect(address))
-        .await
-        .map_err(|e| other(&e))?
-        .map_err(|e| other(&e))?;
+    let stream = tokio::time::timeout(cfg.response_timeout, tokio::net::TcpStream::connect(address)).await.map_err(|e| other(&e))?.map_err(|e| other(&e))?;
     stream.set_nodelay(true).map_err(|e| other(&e))?;
     let stream = tls::wrap(cfg, stream).await.map_err(BindError::Other)?;
     let switch = KillSwitch::default();

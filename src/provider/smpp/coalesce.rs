@@ -11,9 +11,9 @@
 //! that which was not already: every submit without an answer is ambiguous (see `send.rs`).
 //! A link declared dead writes nothing more: the writer writes through the kill switch.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
@@ -56,9 +56,7 @@ struct State {
 
 impl State {
     fn error(&self) -> Option<io::Error> {
-        self.failed
-            .as_ref()
-            .map(|(kind, msg)| io::Error::new(*kind, msg.clone()))
+        self.failed.as_ref().map(|(kind, msg)| io::Error::new(*kind, msg.clone()))
     }
 }
 
@@ -75,12 +73,8 @@ where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (read, write) = tokio::io::split(stream);
-    let shared = Arc::new(Shared {
-        state: Mutex::new(State::default()),
-        moved: Arc::new(AtomicBool::new(false)),
-        writer: AtomicWaker::new(),
-        room: AtomicWaker::new(),
-    });
+    let shared =
+        Arc::new(Shared { state: Mutex::new(State::default()), moved: Arc::new(AtomicBool::new(false)), writer: AtomicWaker::new(), room: AtomicWaker::new() });
     tokio::spawn(write_out(write, shared.clone()));
     Coalesced { read, shared }
 }
@@ -156,12 +150,7 @@ async fn write_out<S: AsyncWrite>(mut write: WriteHalf<S>, shared: Arc<Shared>) 
 async fn bounded(io: impl std::future::Future<Output = io::Result<()>>) -> io::Result<()> {
     tokio::time::timeout(DRAIN_ON_CLOSE, io)
         .await
-        .unwrap_or_else(|_| {
-            Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the SMSC stopped reading while the link closed",
-            ))
-        })
+        .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "the SMSC stopped reading while the link closed")))
 }
 
 impl<S> Coalesced<S> {
@@ -186,20 +175,13 @@ impl<S: AsyncRead> AsyncRead for Coalesced<S> {
 }
 
 impl<S> AsyncWrite for Coalesced<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bytes: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, bytes: &[u8]) -> Poll<io::Result<usize>> {
         let mut st = self.shared.lock();
         if let Some(e) = st.error() {
             return Poll::Ready(Err(e));
         }
         if st.closing || st.closed {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "link closing",
-            )));
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "link closing")));
         }
         if st.buf.len() >= BUFFER_BYTES {
             // Registered under the lock the writer takes to empty the buffer: no wake is missed.
@@ -295,10 +277,7 @@ mod tests {
         link.shutdown().await.unwrap();
         let mut got = Vec::new();
         b.read_to_end(&mut got).await.unwrap();
-        assert_eq!(
-            String::from_utf8(got).unwrap(),
-            String::from_utf8(want).unwrap()
-        );
+        assert_eq!(String::from_utf8(got).unwrap(), String::from_utf8(want).unwrap());
     }
 
     #[tokio::test]
@@ -306,30 +285,19 @@ mod tests {
         // Counts the writes that reach the inner stream.
         struct Counting<S>(S, Arc<std::sync::atomic::AtomicUsize>);
         impl<S: AsyncRead + Unpin> AsyncRead for Counting<S> {
-            fn poll_read(
-                mut self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-                buf: &mut ReadBuf<'_>,
-            ) -> Poll<io::Result<()>> {
+            fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
                 Pin::new(&mut self.0).poll_read(cx, buf)
             }
         }
         impl<S: AsyncWrite + Unpin> AsyncWrite for Counting<S> {
-            fn poll_write(
-                mut self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-                buf: &[u8],
-            ) -> Poll<io::Result<usize>> {
+            fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
                 self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 Pin::new(&mut self.0).poll_write(cx, buf)
             }
             fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
                 Pin::new(&mut self.0).poll_flush(cx)
             }
-            fn poll_shutdown(
-                mut self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-            ) -> Poll<io::Result<()>> {
+            fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
                 Pin::new(&mut self.0).poll_shutdown(cx)
             }
         }
@@ -361,10 +329,7 @@ mod tests {
             link.shutdown().await.unwrap();
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(
-            !writing.is_finished(),
-            "1 MiB went into a buffer of {BUFFER_BYTES} bytes with nobody reading"
-        );
+        assert!(!writing.is_finished(), "1 MiB went into a buffer of {BUFFER_BYTES} bytes with nobody reading");
         let mut got = Vec::new();
         b.read_to_end(&mut got).await.unwrap();
         assert_eq!(got.len(), 16 * 64 * 1024);

@@ -269,10 +269,9 @@ impl KindConfig for SmppConfig {
 
     fn build(&self, name: &str, deps: &BuildDeps) -> Result<Arc<dyn Provider>, BuildError> {
         let address = if self.address == EMBEDDED_SIM {
-            let sim = deps.embedded_sim.ok_or_else(|| BuildError {
-                key: format!("providers.{name}.address"),
-                reason: format!("\"{EMBEDDED_SIM}\" works only in `sendgate dev`"),
-            })?;
+            let sim = deps
+                .embedded_sim
+                .ok_or_else(|| BuildError { key: format!("providers.{name}.address"), reason: format!("\"{EMBEDDED_SIM}\" works only in `sendgate dev`") })?;
             sim.to_string()
         } else {
             self.address.clone()
@@ -291,10 +290,7 @@ mod tests {
         let base = "[providers.c]\nkind = \"smpp\"\naddress = \"127.0.0.1:2775\"\nsystem_id = \"x\"\npassword = \"y\"\n";
         let ok = parse(&format!("{base}encoding = \"latin1\"\nconcatenation = \"sar\"\ndata_coding_gsm7 = 0x01\nmax_segments = 4\n")).unwrap();
         let ProviderConfig::Smpp(c) = &ok.providers["c"] else { unreachable!("an smpp section") };
-        assert_eq!(
-            (c.encoding, c.concatenation, c.data_coding_gsm7, c.max_segments),
-            (SmppEncoding::Latin1, SmppConcatenation::Sar, 1, 4)
-        );
+        assert_eq!((c.encoding, c.concatenation, c.data_coding_gsm7, c.max_segments), (SmppEncoding::Latin1, SmppConcatenation::Sar, 1, 4));
         for (extra, want) in [
             ("encoding = \"utf8\"", "providers.c.encoding: unknown variant `utf8`"),
             ("concatenation = \"udh\"", "providers.c.concatenation: unknown variant `udh`"),

@@ -9,9 +9,9 @@ use rusmpp::{CommandId, Pdu};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
+use super::config::SmppReceiptIdFormat;
 use super::ids;
 use super::receipt::{self, Inbound, ReceiptState};
-use super::config::SmppReceiptIdFormat;
 use crate::receipt::{InboundMessage, InboundReceipt, ProviderEvent, ReceiptAck};
 use crate::store::PartOutcome;
 
@@ -78,17 +78,15 @@ pub(crate) fn event(provider: &Arc<str>, id_format: SmppReceiptIdFormat, pdu: &r
             stored: false,
             ack: ReceiptAck::default(),
         })),
-        Ok(Inbound::Mo { source, destination, text }) => {
-            Some(ProviderEvent::Inbound(InboundMessage {
-                provider: provider.clone(),
-                channel: "sms".into(),
-                from: source,
-                to: destination,
-                text,
-                at: None,
-                ack: ReceiptAck::default(),
-            }))
-        }
+        Ok(Inbound::Mo { source, destination, text }) => Some(ProviderEvent::Inbound(InboundMessage {
+            provider: provider.clone(),
+            channel: "sms".into(),
+            from: source,
+            to: destination,
+            text,
+            at: None,
+            ack: ReceiptAck::default(),
+        })),
         Err(e) => {
             warn!(provider = %provider, error = %e, "deliver_sm not understood; acknowledged and dropped");
             None

@@ -7,9 +7,9 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::sync::mpsc;
 
+use super::config::SmppConfig;
 use super::SmppProvider;
 use crate::clock::SystemClock;
-use super::config::SmppConfig;
 use crate::config::ProviderConfig;
 use crate::job::Job;
 use crate::provider::{Provider, SendError};
@@ -253,8 +253,7 @@ async fn hex_and_decimal_receipts_name_the_stored_ids() {
     for (sim_format, setting) in [(Sim::Hex, "decimal_to_hex"), (Sim::Decimal, "hex_to_decimal"), (Sim::AsIssued, "auto")] {
         let sim = sim(|c| c.receipt_id_format = sim_format).await;
         let (p, mut rx) = provider(&sim.local_addr().to_string(), &format!("receipt_id_format = \"{setting}\"")).await;
-        let mut stored: Vec<String> =
-            send_all(&p, 10).await.into_iter().flat_map(|r| r.expect("accepted").message_ids).collect();
+        let mut stored: Vec<String> = send_all(&p, 10).await.into_iter().flat_map(|r| r.expect("accepted").message_ids).collect();
         let mut named = Vec::new();
         while named.len() < 10 {
             match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
@@ -299,9 +298,9 @@ async fn a_burst_of_submits_never_waits_for_the_enquire_link_timer() {
     let (p, _rx) = provider(&sim.local_addr().to_string(), "binds = 1\nwindow = 64\nenquire_link_interval = \"60s\"\nresponse_timeout = \"30s\"").await;
     for round in 0..5 {
         let started = std::time::Instant::now();
-        let results = tokio::time::timeout(Duration::from_secs(20), send_all(&p, 2000)).await.unwrap_or_else(|_| {
-            panic!("round {round}: 2,000 submits not answered within 20 s: {} reached the SMSC", sim.stats().submit_sm)
-        });
+        let results = tokio::time::timeout(Duration::from_secs(20), send_all(&p, 2000))
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: 2,000 submits not answered within 20 s: {} reached the SMSC", sim.stats().submit_sm));
         assert!(results.iter().all(Result::is_ok), "round {round}");
         eprintln!("round {round}: 2,000 submits in {:?}", started.elapsed());
     }

@@ -36,10 +36,8 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use self::bind::{BindCtx, BindSlot, Link, Role};
+pub use self::config::{SmppBindMode, SmppConcatenation, SmppConfig, SmppEncoding, SmppOnTimeout, SmppReceiptIdFormat, EMBEDDED_SIM};
 use self::health::Health;
-pub use self::config::{
-    SmppBindMode, SmppConcatenation, SmppConfig, SmppEncoding, SmppOnTimeout, SmppReceiptIdFormat, EMBEDDED_SIM,
-};
 use crate::clock::Clock;
 use crate::job::Job;
 use crate::provider::{Accepted, Provider, ProviderStatus, SendError};
@@ -73,13 +71,7 @@ pub struct SmppProvider {
 
 impl SmppProvider {
     /// Starts the binds (they connect in the background and keep reconnecting).
-    pub fn start(
-        name: &str,
-        cfg: SmppConfig,
-        address: String,
-        events: mpsc::Sender<ProviderEvent>,
-        clock: Arc<dyn Clock>,
-    ) -> Arc<Self> {
+    pub fn start(name: &str, cfg: SmppConfig, address: String, events: mpsc::Sender<ProviderEvent>, clock: Arc<dyn Clock>) -> Arc<Self> {
         let name: Arc<str> = name.into();
         let stop = CancellationToken::new();
         let (submit_role, receivers) = match cfg.bind_mode {

@@ -10,9 +10,9 @@ use rusmpp::tlvs::MessageDeliveryRequestTlvValue;
 use rusmpp::types::{AnyOctetString, COctetString, OctetString};
 use rusmpp::values::{DataCoding, EsmClass, MessagePayload};
 
+use super::config::{SmppConcatenation, SmppEncoding};
 use super::receipt::{parse_deliver_sm, parse_receipt_text};
 use super::submit::{build, Options, Submission};
-use super::config::{SmppConcatenation, SmppEncoding};
 use crate::provider::SendError;
 use crate::sms::decode::{decode_text, Alphabet};
 use crate::sms::reassembly::{split_user_data, submit_user_data, Part, Reassembler};
@@ -30,8 +30,7 @@ const CYRILLIC: &str = "АБВГДЕЖЗИЙКЛМНОПРСТУФХЦЧШЩЪЫ
 const EMOJI: &[&str] = &["😀", "🎉", "🚀", "👍🏽", "❤️", "🇩🇪", "👨‍👩‍👧", "𝄞"];
 
 const ENCODINGS: [SmppEncoding; 4] = [SmppEncoding::Auto, SmppEncoding::Gsm7, SmppEncoding::Ucs2, SmppEncoding::Latin1];
-const CONCATENATIONS: [SmppConcatenation; 4] =
-    [SmppConcatenation::Udh8, SmppConcatenation::Udh16, SmppConcatenation::Sar, SmppConcatenation::Payload];
+const CONCATENATIONS: [SmppConcatenation; 4] = [SmppConcatenation::Udh8, SmppConcatenation::Udh16, SmppConcatenation::Sar, SmppConcatenation::Payload];
 
 fn is_gsm7(c: char) -> bool {
     GSM_BASIC.contains(c) || GSM_EXTENSION.contains(c)

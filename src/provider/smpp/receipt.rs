@@ -67,8 +67,7 @@ pub fn parse_deliver_sm(pdu: &DeliverSm) -> Result<Inbound, ReceiptError> {
     let body = if short.is_empty() { payload.unwrap_or_default() } else { short };
     let data_coding = u8::from(pdu.data_coding);
     let message_type = u8::from(pdu.esm_class) & ESM_MESSAGE_TYPE_MASK;
-    let is_receipt = matches!(message_type, ESM_MC_DELIVERY_RECEIPT | ESM_INTERMEDIATE_NOTIFICATION)
-        || tlv_id.is_some();
+    let is_receipt = matches!(message_type, ESM_MC_DELIVERY_RECEIPT | ESM_INTERMEDIATE_NOTIFICATION) || tlv_id.is_some();
     if !is_receipt {
         // A concatenated MO part: the text starts after its UDH (parts are not joined here).
         let esm_class = u8::from(pdu.esm_class);
@@ -101,11 +100,7 @@ pub fn parse_deliver_sm(pdu: &DeliverSm) -> Result<Inbound, ReceiptError> {
     };
     // An intermediate notification is never final, whatever state it quotes (SMPP 3.4
     // 5.2.12): a final receipt for the message is still to come.
-    let state = if message_type == ESM_INTERMEDIATE_NOTIFICATION {
-        ReceiptState::Accepted
-    } else {
-        tlv_state.or(text_state).unwrap_or(ReceiptState::Unknown)
-    };
+    let state = if message_type == ESM_INTERMEDIATE_NOTIFICATION { ReceiptState::Accepted } else { tlv_state.or(text_state).unwrap_or(ReceiptState::Unknown) };
     Ok(Inbound::Receipt(Receipt { message_id, state, error_code: tlv_err.or(text_err) }))
 }
 
@@ -114,9 +109,7 @@ fn state_from_tlv(s: MessageState) -> ReceiptState {
         MessageState::Delivered => ReceiptState::Delivered,
         MessageState::Expired => ReceiptState::Expired,
         // Deleted and skipped are final failures from the sender's point of view.
-        MessageState::Undeliverable | MessageState::Deleted | MessageState::Skipped => {
-            ReceiptState::Undelivered
-        }
+        MessageState::Undeliverable | MessageState::Deleted | MessageState::Skipped => ReceiptState::Undelivered,
         MessageState::Rejected => ReceiptState::Rejected,
         MessageState::Scheduled | MessageState::Enroute | MessageState::Accepted => ReceiptState::Accepted,
         MessageState::Unknown | MessageState::Other(_) => ReceiptState::Unknown,
@@ -183,10 +176,7 @@ mod tests {
         let s = |x: &str| Some(x.to_string());
         type Want<'a> = Option<(&'a str, ReceiptState, Option<String>)>;
         let cases: &[(&str, Want)] = &[
-            (
-                "id:1a2b sub:001 dlvr:001 submit date:2501020304 done date:2501020305 stat:DELIVRD err:000 text:hello",
-                Some(("1a2b", Delivered, s("000"))),
-            ),
+            ("id:1a2b sub:001 dlvr:001 submit date:2501020304 done date:2501020305 stat:DELIVRD err:000 text:hello", Some(("1a2b", Delivered, s("000")))),
             ("ID:77 SUB:001 STAT:undeliv ERR:012", Some(("77", Undelivered, s("012")))),
             ("id : 5  stat :  EXPIRED   err: 003", Some(("5", Expired, s("003")))),
             ("stat:REJECTD id:x9", Some(("x9", Rejected, None))),
@@ -238,10 +228,7 @@ mod tests {
         let cases: Vec<(DeliverSm, Result<Inbound, ReceiptError>)> = vec![
             (deliver(0x04, 0, text, vec![]), receipt("abc", Undelivered, Some("001"))),
             // TLVs win over the text.
-            (
-                deliver(0x04, 0, text, vec![rid("ABC"), Tlv::MessageState(MessageState::Delivered), net_err(0)]),
-                receipt("ABC", Delivered, Some("000")),
-            ),
+            (deliver(0x04, 0, text, vec![rid("ABC"), Tlv::MessageState(MessageState::Delivered), net_err(0)]), receipt("ABC", Delivered, Some("000"))),
             // receipted_message_id alone marks a receipt even with esm_class 0.
             (deliver(0x00, 0, b"", vec![rid("z"), Tlv::MessageState(MessageState::Expired)]), receipt("z", Expired, None)),
             (deliver(0x20, 0, b"id:i1 stat:ENROUTE", vec![]), receipt("i1", Accepted, None)),
@@ -287,9 +274,7 @@ mod tests {
             let mut bytes = vec![0u8; rng.random_range(0..160)];
             rng.fill_bytes(&mut bytes);
             let _ = parse_receipt_text(&String::from_utf8_lossy(&bytes));
-            let words: String = (0..rng.random_range(0..20))
-                .map(|_| vocabulary[rng.random_range(0..vocabulary.len())])
-                .collect();
+            let words: String = (0..rng.random_range(0..20)).map(|_| vocabulary[rng.random_range(0..vocabulary.len())]).collect();
             let _ = parse_receipt_text(&words);
             let esm = [0x00, 0x04, 0x20][rng.random_range(0..3)];
             bytes.truncate(255);

@@ -169,4 +169,3 @@ async fn mo_messages_and_unreadable_deliver_sm_are_acknowledged() {
     assert!(rx.try_recv().is_err(), "the unreadable receipt is dropped, not passed on");
     p.shutdown().await;
 }
-

@@ -10,9 +10,9 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::bind::{BindSlot, Link};
+use super::config::SmppOnTimeout;
 use super::status::{self, Action};
 use super::{ids, rate, submit, SmppProvider};
-use super::config::SmppOnTimeout;
 use crate::job::Job;
 use crate::provider::{Accepted, OnWire, SendError};
 use crate::telemetry;
@@ -160,8 +160,7 @@ impl SmppProvider {
                         seat.link.dead.cancel();
                         if self.cfg.on_response_timeout == SmppOnTimeout::Retry && !resent {
                             resent = true;
-                            metrics::counter!(telemetry::SMPP_SUBMITS_RESENT_TOTAL, "provider" => self.name.to_string(), "cause" => lost.label())
-                                .increment(1);
+                            metrics::counter!(telemetry::SMPP_SUBMITS_RESENT_TOTAL, "provider" => self.name.to_string(), "cause" => lost.label()).increment(1);
                             warn!(provider = %self.name, cause = lost.label(), "submit_sm outcome unknown; sending it again (on_response_timeout = \"retry\")");
                             // The old seat's permit goes back before a new one is taken.
                             drop(seat);

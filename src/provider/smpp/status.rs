@@ -77,10 +77,7 @@ mod tests {
             let e = error(status);
             assert_eq!((e.is_retryable(), e.outcome_label()), (retryable, label), "{status:?}");
         }
-        assert_eq!(
-            error(EsmeRinvdstadr),
-            SendError::Rejected { code: "EsmeRinvdstadr".into(), message: "SMSC status 0x0000000B".into() }
-        );
+        assert_eq!(error(EsmeRinvdstadr), SendError::Rejected { code: "EsmeRinvdstadr".into(), message: "SMSC status 0x0000000B".into() });
     }
 
     #[test]

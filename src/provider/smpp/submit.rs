@@ -7,8 +7,8 @@ use rusmpp::types::{AnyOctetString, COctetString, OctetString};
 use rusmpp::udhs::concatenation::ConcatenatedShortMessageType;
 use rusmpp::values::{DataCoding, EsmClass, MessagePayload, Npi, RegisteredDelivery, Ton};
 
-use super::encoding;
 use super::config::{SmppConcatenation, SmppConfig, SmppEncoding};
+use super::encoding;
 use crate::job::Job;
 use crate::provider::SendError;
 
@@ -280,10 +280,7 @@ mod tests {
         assert_eq!(built.segments, 3);
         for (i, pdu) in built.pdus.iter().enumerate() {
             assert_eq!(u8::from(pdu.esm_class), 0x00);
-            assert_eq!(
-                tlvs(pdu),
-                [TlvValue::SarMsgRefNum(0x34), TlvValue::SarTotalSegments(3), TlvValue::SarSegmentSeqnum(i as u8 + 1)]
-            );
+            assert_eq!(tlvs(pdu), [TlvValue::SarMsgRefNum(0x34), TlvValue::SarTotalSegments(3), TlvValue::SarSegmentSeqnum(i as u8 + 1)]);
         }
         let lens: Vec<usize> = built.pdus.iter().map(|p| p.short_message().len()).collect();
         assert_eq!(lens, [153, 153, 1]);

@@ -128,8 +128,7 @@ mod tests {
 
     /// A TLS terminator in front of `backend`: what an SMSC's TLS port looks like.
     async fn tls_front(backend: std::net::SocketAddr) -> std::net::SocketAddr {
-        let certs: Vec<CertificateDer<'static>> =
-            CertificateDer::pem_file_iter(format!("{TESTDATA}/server.pem")).unwrap().map(Result::unwrap).collect();
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(format!("{TESTDATA}/server.pem")).unwrap().map(Result::unwrap).collect();
         let key = PrivateKeyDer::from_pem_file(format!("{TESTDATA}/server.key")).unwrap();
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()

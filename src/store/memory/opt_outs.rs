@@ -23,10 +23,7 @@ impl OptOuts for MemoryStore {
 
     async fn add_opt_outs(&self, entries: &[OptOutEntry<'_>]) -> Result<Vec<bool>, StoreError> {
         let mut g = self.lock();
-        Ok(entries
-            .iter()
-            .map(|(t, c, r)| g.opt_outs.entry((*t).to_owned()).or_default().entry((*c).to_owned()).or_default().insert((*r).to_owned()))
-            .collect())
+        Ok(entries.iter().map(|(t, c, r)| g.opt_outs.entry((*t).to_owned()).or_default().entry((*c).to_owned()).or_default().insert((*r).to_owned())).collect())
     }
 
     async fn remove_opt_outs(&self, entries: &[OptOutEntry<'_>]) -> Result<Vec<bool>, StoreError> {

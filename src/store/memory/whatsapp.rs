@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::MemoryStore;
-use crate::store::whatsapp::{dur_ms, from_ms, ms, Admission, Attempt, Decision, Portfolio, Usage, Whatsapp, window_open, SERVICE_WINDOW};
+use crate::store::whatsapp::{dur_ms, from_ms, ms, window_open, Admission, Attempt, Decision, Portfolio, Usage, Whatsapp, SERVICE_WINDOW};
 use crate::store::StoreError;
 
 #[async_trait]

@@ -16,10 +16,7 @@ use crate::store::{HandedFinal, History, PartOutcome, SentJob, StoreError};
 #[async_trait]
 impl History for RedisStore {
     async fn record_events(&self, reports: &[Report], ttl: Duration) -> Result<Vec<HandedFinal>, StoreError> {
-        let json = reports
-            .iter()
-            .map(|r| serde_json::to_string(r).map_err(|e| corrupt(self.keys.hist(&r.job_id), e)))
-            .collect::<Result<Vec<_>, _>>()?;
+        let json = reports.iter().map(|r| serde_json::to_string(r).map_err(|e| corrupt(self.keys.hist(&r.job_id), e))).collect::<Result<Vec<_>, _>>()?;
         self.record_events_json(reports, &json, ttl).await
     }
 
@@ -46,8 +43,7 @@ impl History for RedisStore {
             };
             inv.arg(&r.job_id).arg(kind).arg(json);
         }
-        let handed: Vec<(String, String, String, i64)> =
-            inv.invoke_async(&mut self.conn()).await.map_err(|e| store_err(e, "record_events"))?;
+        let handed: Vec<(String, String, String, i64)> = inv.invoke_async(&mut self.conn()).await.map_err(|e| store_err(e, "record_events"))?;
         handed
             .into_iter()
             .map(|(sent, outcome, code, at)| {
@@ -61,8 +57,7 @@ impl History for RedisStore {
 
     async fn events(&self, job_id: &str) -> Result<Vec<Report>, StoreError> {
         let key = self.keys.hist(job_id);
-        let rows: Vec<String> =
-            redis::cmd("LRANGE").arg(&key).arg(0).arg(-1).query_async(&mut self.conn()).await.map_err(|e| store_err(e, &key))?;
+        let rows: Vec<String> = redis::cmd("LRANGE").arg(&key).arg(0).arg(-1).query_async(&mut self.conn()).await.map_err(|e| store_err(e, &key))?;
         rows.iter().map(|json| serde_json::from_str(json).map_err(|e| corrupt(&key, e))).collect()
     }
 }

@@ -25,10 +25,7 @@ impl Rates for RedisStore {
             return Err(corrupt("rate_lease", format!("{} answers for {} limits", flat.len() / 4, reqs.len())));
         }
         let us = |v: i64| v.max(0) as u64;
-        Ok(flat
-            .chunks(4)
-            .map(|c| RateGrant { granted: us(c[0]) as u32, first_us: us(c[1]), next_free_us: us(c[2]), first_at_us: us(c[3]) })
-            .collect())
+        Ok(flat.chunks(4).map(|c| RateGrant { granted: us(c[0]) as u32, first_us: us(c[1]), next_free_us: us(c[2]), first_at_us: us(c[3]) }).collect())
     }
 
     async fn set_campaign_rate(&self, tenant: Option<&str>, campaign: &str, rate: Option<f64>) -> Result<(), StoreError> {
