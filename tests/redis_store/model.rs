@@ -630,7 +630,8 @@ impl World {
         let src = job.src.clone().expect("records carry a source");
         let want = recheck || {
             let m = self.job(&id);
-            m.own == token && matches!(m.st, St::Claimed | St::Submitting)
+            // Parked under this token already: the same call run again (a lost reply).
+            m.own == token && matches!(m.st, St::Claimed | St::Submitting | St::Deferred)
         };
         let entry = job.entry();
         self.stats.calls += 1;
@@ -645,8 +646,11 @@ impl World {
         }
         if !recheck {
             let m = self.job_mut(&id);
-            m.st = St::Deferred;
-            m.dhold = true;
+            // Run again under its token, the parking changes nothing on the claim.
+            if m.st != St::Deferred {
+                m.st = St::Deferred;
+                m.dhold = true;
+            }
         }
         self.sched.insert(entry, EntryM { id, src, recheck, score: due, lease: None });
         Ok(true)

@@ -23,6 +23,8 @@ impl Schedule for MemoryStore {
                         c.held = true;
                         c.expires = c.expires.max(keep);
                     }
+                    // Parked under this token already: the same call run again (schedule.lua).
+                    Some(c) if c.own == j.token && c.st == St::Deferred => c.expires = c.expires.max(keep),
                     Some(_) => {
                         out.push(false);
                         continue;

@@ -22,6 +22,10 @@ for i = 3, #ARGV, 5 do
       redis.call('HSET', key, 'st', 'deferred', 'dhold', 1, 'own', tok, 'src', string.match(payload, '^.([^\n]*)\n') or '')
     elseif h[2] == tok and (h[1] == 'claimed' or h[1] == 'submitting') then
       redis.call('HSET', key, 'st', 'deferred', 'dhold', 1)
+    elseif h[2] == tok and h[1] == 'deferred' then
+      -- Parked under this token already: this call run again after its reply was lost. The
+      -- same answer, or its `deferred` is never published and `dhold` never lifted (the
+      -- parking would then wait for its parker's death: found by tests/redis_faults.rs).
     else
       ok = false
     end
