@@ -104,7 +104,7 @@ struct Tracked {
     job: SentJob,
     deadline: DateTime<Utc>,
     delivered_parts: usize,
-    /// Decided by a receipt, waiting for `finish_sent`.
+    /// Decided by a receipt, waiting for its final to be recorded.
     decided: Option<PartOutcome>,
     /// Its `accepted` report is not recorded yet: a receipt that ends it hands its final to
     /// the recorder of `accepted` (`handed`).

@@ -161,9 +161,9 @@ pub trait Receipts: Send + Sync {
     async fn track_sent(&self, jobs: &[(SentJob, DateTime<Utc>, String)], ttl: Duration) -> Result<Vec<bool>, StoreError>;
 
     /// Records one part's receipt; returns whether that made its job final. A final job is
-    /// not forgotten until [`Receipts::finish_sent`]: if that does not come by `confirm_by`
-    /// (the instance died before its report was out), [`Receipts::take_overdue`] hands it out
-    /// again with the outcome decided here.
+    /// not forgotten until its final is recorded ([`super::History::record_events`]): if that
+    /// does not come by `confirm_by` (the instance died before its report was out),
+    /// [`Receipts::take_overdue`] hands it out again with the outcome decided here.
     async fn settle_part(&self, provider: &str, message_id: &str, outcome: PartOutcome, confirm_by: DateTime<Utc>) -> Result<Settled, StoreError> {
         let mut s = self.settle_parts(&[(provider, message_id, outcome, None)], confirm_by).await?;
         Ok(s.pop().unwrap_or(Settled::Unmatched))
@@ -177,8 +177,10 @@ pub trait Receipts: Send + Sync {
     /// [`Overdue::decided_at`]: it may be in the reports topic already). A decision whose
     /// decider is alive stays its own, and so does an undecided job whose `accepted` is not
     /// recorded yet while its tracker is alive (an `unknown` decided now could be published
-    /// before that `accepted`). Each is leased until `lease_until` and comes back then unless
-    /// [`Receipts::finish_sent`] forgets it first.
+    /// before that `accepted`). A receipt's final handed to a tracker that died before
+    /// recording its `accepted` comes out `unknown` (that `accepted` may never have gone out).
+    /// Each is leased until `lease_until` and comes back then unless its final is recorded
+    /// first.
     async fn take_overdue(&self, now: DateTime<Utc>, limit: usize, lease_until: DateTime<Utc>) -> Result<Vec<Overdue>, StoreError>;
 
     /// Forgets jobs whose final report is out: their mappings and deadline. Recording a final

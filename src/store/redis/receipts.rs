@@ -1,6 +1,7 @@
 //! Receipt tracking in Redis: the SentJob and part count on the job's hash, one key per
 //! message id (`Keys::msg`), the deadlines zset, and the reports sink's offset checkpoints.
-//! `track_sent.lua`, `settle_part.lua`, `take_overdue.lua` and `finish_sent.lua` change them.
+//! `track_sent.lua`, `settle_part.lua`, `take_overdue.lua`, `record_events.lua` (a recorded final
+//! forgets them) and `finish_sent.lua` change them.
 
 use std::time::Duration;
 
