@@ -289,7 +289,7 @@ impl App {
                         .iter()
                         .filter_map(|j| j.sent.as_ref())
                         .map(|j| {
-                            crate::receipt::correlate::report_for(j, crate::report::EventKind::Unknown, now)
+                            j.report(crate::report::EventKind::Unknown, now)
                                 .with_error(None, "shut down before the receipt came; in-memory state does not outlive the process")
                         })
                         .collect();

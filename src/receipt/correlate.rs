@@ -14,8 +14,8 @@ use super::opt_out::StopReplies;
 use super::{InboundReceipt, ProviderEvent};
 use crate::clock::Clock;
 use crate::pipeline::{BatchTasks, Reporter};
-use crate::report::{EventKind, Report};
-use crate::store::{EarlyReceipt, PartOutcome, PartReceipt, SentJob, Settled, Store};
+use crate::report::EventKind;
+use crate::store::{EarlyReceipt, PartOutcome, PartReceipt, Settled, Store};
 use crate::telemetry;
 
 /// A receipt can beat its mapping (the SMSC answers the submit and sends the receipt before
@@ -28,14 +28,6 @@ pub(crate) const FINAL_CONFIRM_GRACE: chrono::Duration = chrono::Duration::secon
 /// Batches of finals being published at once: publishing waits for the broker, and one batch
 /// per broker round trip was measured to cap receipts at about 10,000/s.
 const PUBLISHES_IN_FLIGHT: usize = 8;
-
-pub fn event_for(outcome: PartOutcome) -> EventKind {
-    outcome.event()
-}
-
-pub fn report_for(job: &SentJob, event: EventKind, at: chrono::DateTime<chrono::Utc>) -> Report {
-    job.report(event, at)
-}
 
 pub struct Correlator {
     pub clock: Arc<dyn Clock>,
@@ -121,7 +113,7 @@ impl Correlator {
         for ((first_seen, r, outcome), settled) in receipts.iter().zip(settled) {
             let label = match settled {
                 Settled::Final { job, outcome } => {
-                    let mut rep = report_for(&job, event_for(outcome), now);
+                    let mut rep = job.report(outcome.event(), now);
                     if outcome != PartOutcome::Delivered {
                         rep = rep.with_error(r.error_code.clone(), format!("receipt for message {}", r.message_id));
                     }
@@ -129,7 +121,7 @@ impl Correlator {
                     // A chat's `read` settled it (its `delivered` skipped or late): `delivered`
                     // first, then the non-final `read`, in one publish.
                     if r.read && outcome == PartOutcome::Delivered {
-                        reports.push(report_for(&job, EventKind::Read, now));
+                        reports.push(job.report(EventKind::Read, now));
                     }
                     "matched"
                 }
@@ -179,14 +171,9 @@ impl Correlator {
         }
         if !reports.is_empty() {
             let reporter = self.reporter.clone();
-            publishing.spawn(async move { publish_finals(&reporter, &reports).await }).await;
+            // Recording them (retried until the store takes it) forgets their jobs; until then each
+            // stays due for re-publishing by the deadline sweep of any instance, after the grace.
+            publishing.spawn(async move { reporter.emit(&reports).await }).await;
         }
     }
-}
-
-/// Publishes final reports; recording them (retried until the store takes it, never given
-/// up) lets the store forget their jobs. Until then a job stays due for re-publishing (by the
-/// deadline sweep of any instance, after the grace).
-pub(super) async fn publish_finals(reporter: &Reporter, reports: &[Report]) {
-    reporter.emit(reports).await;
 }

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::correlate::{event_for, publish_finals, report_for, FINAL_CONFIRM_GRACE};
+use super::correlate::FINAL_CONFIRM_GRACE;
 use super::{InboundReceipt, ProviderEvent};
 use crate::clock::Clock;
 use crate::pipeline::Reporter;
@@ -79,7 +79,7 @@ impl Sweep {
         let (unsure, sure): (Vec<Overdue>, Vec<Overdue>) = jobs.into_iter().partition(|j| j.decided_at.is_some());
         let mut reports: Vec<Report> = sure.iter().filter_map(|j| report_of(j, now)).collect();
         reports.extend(self.not_yet_published(unsure, now).await);
-        publish_finals(&self.reporter, &reports).await;
+        self.reporter.emit(&reports).await;
     }
 
     /// Of finals decided by instances that died, those the reports topic does not hold yet.
@@ -140,7 +140,7 @@ fn report_of(j: &Overdue, now: DateTime<Utc>) -> Option<Report> {
     let sent = j.sent.as_ref()?;
     Some(match j.outcome {
         // Decided by a receipt on an instance that did not live to publish it.
-        Some(o) if o != crate::store::PartOutcome::Unknown => report_for(sent, event_for(o), now),
-        _ => report_for(sent, EventKind::Unknown, now).with_error(None, "no receipt within the provider's receipt timeout"),
+        Some(o) if o != crate::store::PartOutcome::Unknown => sent.report(o.event(), now),
+        _ => sent.report(EventKind::Unknown, now).with_error(None, "no receipt within the provider's receipt timeout"),
     })
 }
