@@ -9,10 +9,12 @@
 //!   ([`SendError::outcome_label`]).
 //! - `build`: [`KindConfig`], what each kind's config offers, and [`build_all`].
 //! - `metered`: the request metrics, once around every provider.
+//! - [`https_client`]: the pooled HTTPS client every HTTP kind shares.
 //! - [`webhook`]: the [`Webhook`] a provider may expose under `/v1/webhooks/{provider}`.
 //! - one folder per kind: [`smpp`], [`whatsapp_cloud`].
 
 mod build;
+pub mod https_client;
 mod metered;
 pub mod smpp;
 pub mod webhook;

@@ -1,52 +1,18 @@
-//! The HTTPS client: one pooled hyper client per provider, TLS through rustls (ring, Mozilla's
-//! roots plus `tls_ca_file`), and one `POST` with its answer read as the Cloud API writes it.
+//! One `POST` to the Cloud API over the shared HTTPS client (`provider/https_client.rs`), and
+//! its answer read as the Cloud API writes it.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Request, Uri};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 
-use super::config::WhatsappCloudConfig;
+use crate::provider::https_client::{self, Exchange, Https};
 
 /// Larger answers are not the Cloud API's.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
-
-pub(super) type Https = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
-
-/// The client for `cfg`: connections are kept and reused (one host, so `concurrency` idle
-/// connections at most), connecting is bounded by `connect_timeout`.
-pub(super) fn build(cfg: &WhatsappCloudConfig) -> Result<Https, String> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::CertificateDer;
-
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = &cfg.tls_ca_file {
-        let certs = CertificateDer::pem_file_iter(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        for cert in certs {
-            roots.add(cert.map_err(|e| format!("{}: {e}", path.display()))?).map_err(|e| format!("{}: {e}", path.display()))?;
-        }
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(cfg.connect_timeout));
-    let https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(90)).pool_max_idle_per_host(cfg.concurrency).build(https))
-}
 
 /// What came back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,18 +66,10 @@ pub(super) async fn post(client: &Https, uri: &Uri, token: &str, body: Bytes, ti
         .header(AUTHORIZATION, format!("Bearer {token}"))
         .body(Full::new(body))
         .expect("a valid URI and header values");
-    let exchange = async {
-        let resp = client.request(req).await?;
-        let status = resp.status().as_u16();
-        let body = Limited::new(resp.into_body(), MAX_ANSWER_BYTES).collect().await.map(|b| b.to_bytes());
-        Ok::<_, hyper_util::client::legacy::Error>((status, body))
-    };
-    match tokio::time::timeout(timeout, exchange).await {
-        Err(_) => Answer::Silent { cause: "response_timeout" },
-        Ok(Err(e)) if e.is_connect() => Answer::NotSent(e.to_string()),
-        Ok(Err(_)) => Answer::Silent { cause: "connection_closed" },
-        Ok(Ok((_, Err(_)))) => Answer::Silent { cause: "connection_closed" },
-        Ok(Ok((status, Ok(body)))) => read(status, &body),
+    match https_client::exchange(client, req, timeout, MAX_ANSWER_BYTES).await {
+        Exchange::Answered { status, body } => read(status, &body),
+        Exchange::NotSent(e) => Answer::NotSent(e),
+        Exchange::Silent { cause } => Answer::Silent { cause },
     }
 }
 

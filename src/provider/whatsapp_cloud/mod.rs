@@ -38,7 +38,7 @@ use crate::store::Store;
 pub struct WhatsappCloudProvider {
     name: String,
     cfg: WhatsappCloudConfig,
-    client: client::Https,
+    client: crate::provider::https_client::Https,
     /// `{base_url}/{version}`, without a trailing slash.
     api: String,
     store: Arc<dyn Store>,
@@ -75,7 +75,8 @@ impl WhatsappCloudProvider {
             }
             None => None,
         };
-        let client = client::build(&cfg).map_err(|reason| BuildError { key: key("tls_ca_file"), reason })?;
+        let client = crate::provider::https_client::build(cfg.tls_ca_file.as_deref(), cfg.connect_timeout, cfg.concurrency)
+            .map_err(|reason| BuildError { key: key("tls_ca_file"), reason })?;
         let api = format!("{}/{}", cfg.base_url.trim_end_matches('/'), cfg.version);
         Ok(Arc::new(Self {
             name: name.to_owned(),
