@@ -38,6 +38,14 @@ impl Reporter {
         }
     }
 
+    /// Like [`Reporter::emit`], but the finals handed over by recording `accepted` reports are
+    /// returned for the caller to publish with its next reports, rather than in a round of
+    /// their own now. They are decided and their `accepted` is out; a caller that dies before
+    /// publishing them leaves them to the deadline sweep, as between the two rounds of `emit`.
+    pub async fn emit_carrying(&self, reports: &[Report]) -> Vec<Report> {
+        self.emit_once(reports).await.iter().map(|h| h.report()).collect()
+    }
+
     async fn emit_once(&self, reports: &[Report]) -> Vec<HandedFinal> {
         if reports.is_empty() {
             return Vec::new();
