@@ -33,6 +33,9 @@ pub const RECEIPTS_TOTAL: &str = "sendgate_receipts_total";
 /// webhook has) and `outcome` (`accepted`, `verified`, `unauthorized`, `malformed`, `too_large`,
 /// `body_timeout`, `broken_body`, `unknown_provider`, `method_not_allowed`, `unavailable`).
 pub const WEBHOOK_REQUESTS_TOTAL: &str = "sendgate_webhook_requests_total";
+/// Statuses in an authenticated `kind = "http"` webhook body that could not be read, by
+/// `provider` and `reason` (`no_message_id`, `no_status`): skipped, the rest of the body taken.
+pub const WEBHOOK_STATUSES_IGNORED_TOTAL: &str = "sendgate_webhook_statuses_ignored_total";
 /// Report events produced, by `event`.
 pub const REPORTS_TOTAL: &str = "sendgate_reports_total";
 /// Submits whose outcome is unknown and that are never resent, by `cause`
@@ -125,6 +128,7 @@ fn describe() {
     describe_counter!(PROVIDER_REQUESTS_TOTAL, "Requests handed to providers");
     describe_histogram!(PROVIDER_REQUEST_DURATION_SECONDS, Unit::Seconds, "Provider answer latency");
     describe_counter!(WEBHOOK_REQUESTS_TOTAL, "Provider webhook requests, by how they were answered");
+    describe_counter!(WEBHOOK_STATUSES_IGNORED_TOTAL, "Statuses in HTTP provider webhooks that had no message id or status");
     describe_gauge!(SMPP_BINDS_BOUND, "SMPP binds currently bound");
     describe_gauge!(SMPP_BINDS_DOWN, "SMPP binds configured but not bound");
     describe_counter!(SMPP_THROTTLED_TOTAL, "submit_sm answered ESME_RTHROTTLED or ESME_RMSGQFUL");

@@ -7,8 +7,6 @@
 mod support;
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,20 +14,16 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use sendgate::config::{self, Config, ProviderConfig};
 use sendgate::provider::whatsapp_cloud::webhook::sign;
 use sendgate::report::{EventKind, Report};
 use serde_json::{json, Value};
+use support::https::testdata;
 use support::{finals, request_with, services::env, Harness};
 
 const TOKEN: &str = "EAAG-test-token";
 const APP_SECRET: &str = "app-secret-for-tests";
 const NUMBER: &str = "106540352242922";
-
-fn testdata(file: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("src/provider/smpp/testdata").join(file)
-}
 
 /// How the stand-in answers one request.
 #[derive(Clone, Debug)]
@@ -106,36 +100,6 @@ impl CloudApi {
     }
 }
 
-/// Serves `api` over HTTPS (the test CA's `localhost`/`127.0.0.1` certificate) on a free port.
-async fn serve_https(api: Arc<CloudApi>) -> SocketAddr {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-
-    let certs: Vec<CertificateDer> = CertificateDer::pem_file_iter(testdata("server.pem")).unwrap().map(Result::unwrap).collect();
-    let key = PrivateKeyDer::from_pem_file(testdata("server.key")).unwrap();
-    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else { return };
-            let (acceptor, api) = (acceptor.clone(), api.clone());
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else { return };
-                let svc = hyper::service::service_fn(move |req| api.clone().answer(req));
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), svc).await;
-            });
-        }
-    });
-    addr
-}
-
 struct World {
     h: Harness,
     api: Arc<CloudApi>,
@@ -145,7 +109,10 @@ struct World {
 /// The daemon with a `wa` provider talking HTTPS to the stand-in, state in Redis.
 async fn world(tweak: impl FnOnce(&mut Config)) -> World {
     let api = Arc::new(CloudApi::default());
-    let addr = serve_https(api.clone()).await;
+    let addr = {
+        let api = api.clone();
+        support::https::serve(move |req| api.clone().answer(req)).await
+    };
     let secrets = tempfile::tempdir().unwrap();
     std::fs::write(secrets.path().join("token"), format!("{TOKEN}\n")).unwrap();
     std::fs::write(secrets.path().join("app_secret"), APP_SECRET).unwrap();

@@ -60,6 +60,7 @@ impl Api {
 
     async fn take(&self, name: &str, hook: &dyn Webhook, req: Request<Incoming>) -> Resp {
         let headers = req.headers().clone();
+        let query = req.uri().query().unwrap_or("").to_owned();
         let body = match listener::read_body(req, hook.max_body_bytes()).await {
             Ok(b) => b,
             Err(e) => {
@@ -71,7 +72,7 @@ impl Api {
                 return counted(name, outcome, super::body_error(e, |_| {}));
             }
         };
-        if let Err(why) = hook.authenticate(&headers, &body) {
+        if let Err(why) = hook.authenticate_request(&query, &headers, &body) {
             warn!(provider = %name, reason = %why, bytes = body.len(), "webhook refused: authentication failed; nothing in it was read");
             return counted(name, "unauthorized", json_resp(StatusCode::UNAUTHORIZED, json!({"error": "authentication failed"})));
         }

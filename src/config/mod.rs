@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 pub use load::{load_file, parse, ConfigErrors};
 
+use crate::provider::http::HttpConfig;
 use crate::provider::smpp::SmppConfig;
 use crate::provider::whatsapp_cloud::WhatsappCloudConfig;
 use crate::provider::KindConfig;
@@ -267,11 +268,13 @@ impl Default for ReportsConfig {
 pub enum ProviderConfig {
     Smpp(SmppConfig),
     WhatsappCloud(WhatsappCloudConfig),
+    /// Boxed: its templates and tables make it several times the size of the others.
+    Http(Box<HttpConfig>),
 }
 
 impl ProviderConfig {
     /// Every `kind` value, for error messages.
-    pub const KINDS: &'static [&'static str] = &["smpp", "whatsapp_cloud"];
+    pub const KINDS: &'static [&'static str] = &["smpp", "whatsapp_cloud", "http"];
 
     /// The section of `kind` from the rest of its table; `None` when `kind` is not one of
     /// [`Self::KINDS`]. Errors name the key under `path`.
@@ -279,6 +282,7 @@ impl ProviderConfig {
         match kind {
             "smpp" => Some(load::typed(path, table, errors).map(Self::Smpp)),
             "whatsapp_cloud" => Some(load::typed(path, table, errors).map(Self::WhatsappCloud)),
+            "http" => Some(load::typed(path, table, errors).map(Self::Http)),
             _ => None,
         }
     }
@@ -288,6 +292,7 @@ impl ProviderConfig {
         match self {
             Self::Smpp(c) => c,
             Self::WhatsappCloud(c) => c,
+            Self::Http(c) => c.as_ref(),
         }
     }
 

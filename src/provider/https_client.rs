@@ -49,8 +49,9 @@ pub fn build(extra_ca: Option<&Path>, connect_timeout: Duration, max_idle: usize
 /// Whether an answer came back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Exchange {
-    /// A whole answer (any status): the kind reads it.
-    Answered { status: u16, body: Bytes },
+    /// A whole answer (any status): the kind reads it. `retry_after`: the answer's
+    /// `Retry-After` header in seconds, when it had one (an HTTP date is not read).
+    Answered { status: u16, body: Bytes, retry_after: Option<Duration> },
     /// Never reached the provider (connecting or TLS failed): nothing was sent.
     NotSent(String),
     /// Written, and no (whole) answer within the timeout: the provider may have taken it.
@@ -64,14 +65,15 @@ pub async fn exchange(client: &Https, req: Request<Full<Bytes>>, timeout: Durati
     let exchange = async {
         let resp = client.request(req).await?;
         let status = resp.status().as_u16();
+        let retry_after = resp.headers().get(hyper::header::RETRY_AFTER).and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok()).map(Duration::from_secs);
         let body = Limited::new(resp.into_body(), max_body).collect().await.map(|b| b.to_bytes());
-        Ok::<_, hyper_util::client::legacy::Error>((status, body))
+        Ok::<_, hyper_util::client::legacy::Error>((status, retry_after, body))
     };
     match tokio::time::timeout(timeout, exchange).await {
         Err(_) => Exchange::Silent { cause: "response_timeout" },
         Ok(Err(e)) if e.is_connect() => Exchange::NotSent(e.to_string()),
         Ok(Err(_)) => Exchange::Silent { cause: "connection_closed" },
-        Ok(Ok((_, Err(_)))) => Exchange::Silent { cause: "connection_closed" },
-        Ok(Ok((status, Ok(body)))) => Exchange::Answered { status, body },
+        Ok(Ok((_, _, Err(_)))) => Exchange::Silent { cause: "connection_closed" },
+        Ok(Ok((status, retry_after, Ok(body)))) => Exchange::Answered { status, body, retry_after },
     }
 }

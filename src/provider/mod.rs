@@ -9,11 +9,14 @@
 //!   ([`SendError::outcome_label`]).
 //! - `build`: [`KindConfig`], what each kind's config offers, and [`build_all`].
 //! - `metered`: the request metrics, once around every provider.
-//! - [`https_client`]: the pooled HTTPS client every HTTP kind shares.
+//! - [`https_client`]: the pooled HTTPS client every HTTP kind shares; [`credential`]: the
+//!   secret it sends, read from a file, and the provider down while it is refused.
 //! - [`webhook`]: the [`Webhook`] a provider may expose under `/v1/webhooks/{provider}`.
-//! - one folder per kind: [`smpp`], [`whatsapp_cloud`].
+//! - one folder per kind: [`smpp`], [`whatsapp_cloud`], [`http`] (configured, not coded).
 
 mod build;
+pub mod credential;
+pub mod http;
 pub mod https_client;
 mod metered;
 pub mod smpp;

@@ -46,7 +46,55 @@ pub trait Webhook: Send + Sync {
     /// anything in the body is parsed or acted on. Compare secrets in constant time.
     fn authenticate(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), Unauthorized>;
 
+    /// What the HTTP layer calls: [`Webhook::authenticate`], unless the provider's check needs
+    /// the request's raw query string too (a shared token in the callback URL).
+    fn authenticate_request(&self, query: &str, headers: &HeaderMap, body: &[u8]) -> Result<(), Unauthorized> {
+        let _ = query;
+        self.authenticate(headers, body)
+    }
+
     /// An authenticated body as receipts and inbound messages, named by this provider; a
     /// malformed body is an error (`400`) and nothing of it is used. Acks are set by the caller.
     fn parse(&self, body: &[u8]) -> Result<Vec<ProviderEvent>, String>;
+}
+
+/// Equal without an early exit, so timing says nothing of where a guess went wrong.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Hex digits (either case) as bytes; `None` for anything else.
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}
+
+/// The value of `name` in a raw query string (`a=1&b=x%20y`), `%XX` and `+` decoded; the
+/// first one when it repeats.
+pub fn query_value(query: &str, name: &str) -> Option<String> {
+    query.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| form_decode(v))
+}
+
+/// A query value: `%XX` and `+` decoded.
+pub fn form_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' => match s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                Some(v) => {
+                    out.push(v);
+                    i += 2;
+                }
+                None => out.push(b'%'),
+            },
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

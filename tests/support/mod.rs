@@ -168,4 +168,5 @@ pub fn finals(rs: &[Report]) -> Vec<&Report> {
 }
 pub mod audit;
 pub mod fault_proxy;
+pub mod https;
 pub mod services;

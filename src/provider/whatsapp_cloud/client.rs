@@ -67,7 +67,7 @@ pub(super) async fn post(client: &Https, uri: &Uri, token: &str, body: Bytes, ti
         .body(Full::new(body))
         .expect("a valid URI and header values");
     match https_client::exchange(client, req, timeout, MAX_ANSWER_BYTES).await {
-        Exchange::Answered { status, body } => read(status, &body),
+        Exchange::Answered { status, body, .. } => read(status, &body),
         Exchange::NotSent(e) => Answer::NotSent(e),
         Exchange::Silent { cause } => Answer::Silent { cause },
     }

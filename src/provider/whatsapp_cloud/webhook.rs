@@ -11,7 +11,7 @@ use hyper::HeaderMap;
 use ring::hmac;
 use serde::Deserialize;
 
-use crate::provider::webhook::{Unauthorized, Verification, Webhook};
+use crate::provider::webhook::{constant_time_eq, form_decode, unhex, Unauthorized, Verification, Webhook};
 use crate::receipt::{InboundMessage, InboundReceipt, ProviderEvent, ReceiptAck};
 use crate::store::PartOutcome;
 
@@ -38,53 +38,19 @@ pub fn sign(app_secret: &[u8], body: &[u8]) -> String {
     format!("sha256={hex}")
 }
 
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
-}
-
-/// Equal without an early exit, so timing says nothing of where a guess went wrong.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// A query value: `%XX` and `+` decoded.
-fn decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' => match s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                Some(v) => {
-                    out.push(v);
-                    i += 2;
-                }
-                None => out.push(b'%'),
-            },
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 impl Webhook for CloudWebhook {
     fn verify(&self, query: &str) -> Option<Verification> {
         let (mut mode, mut token, mut challenge) = (None, None, None);
         for (k, v) in query.split('&').filter_map(|kv| kv.split_once('=')) {
             match k {
-                "hub.mode" => mode = Some(decode(v)),
-                "hub.verify_token" => token = Some(decode(v)),
-                "hub.challenge" => challenge = Some(decode(v)),
+                "hub.mode" => mode = Some(form_decode(v)),
+                "hub.verify_token" => token = Some(form_decode(v)),
+                "hub.challenge" => challenge = Some(form_decode(v)),
                 _ => {}
             }
         }
         let ok = match (&self.verify_token, &token) {
-            (Some(want), Some(got)) => same(want.as_bytes(), got.as_bytes()),
+            (Some(want), Some(got)) => constant_time_eq(want.as_bytes(), got.as_bytes()),
             _ => false,
         };
         Some(match challenge {
