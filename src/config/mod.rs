@@ -16,6 +16,7 @@ use serde::Deserialize;
 pub use load::{load_file, parse, ConfigErrors};
 
 use crate::provider::smpp::SmppConfig;
+use crate::provider::telegram::TelegramConfig;
 use crate::provider::whatsapp_cloud::WhatsappCloudConfig;
 use crate::provider::KindConfig;
 
@@ -267,11 +268,12 @@ impl Default for ReportsConfig {
 pub enum ProviderConfig {
     Smpp(SmppConfig),
     WhatsappCloud(WhatsappCloudConfig),
+    Telegram(TelegramConfig),
 }
 
 impl ProviderConfig {
     /// Every `kind` value, for error messages.
-    pub const KINDS: &'static [&'static str] = &["smpp", "whatsapp_cloud"];
+    pub const KINDS: &'static [&'static str] = &["smpp", "whatsapp_cloud", "telegram"];
 
     /// The section of `kind` from the rest of its table; `None` when `kind` is not one of
     /// [`Self::KINDS`]. Errors name the key under `path`.
@@ -279,6 +281,7 @@ impl ProviderConfig {
         match kind {
             "smpp" => Some(load::typed(path, table, errors).map(Self::Smpp)),
             "whatsapp_cloud" => Some(load::typed(path, table, errors).map(Self::WhatsappCloud)),
+            "telegram" => Some(load::typed(path, table, errors).map(Self::Telegram)),
             _ => None,
         }
     }
@@ -288,6 +291,7 @@ impl ProviderConfig {
         match self {
             Self::Smpp(c) => c,
             Self::WhatsappCloud(c) => c,
+            Self::Telegram(c) => c,
         }
     }
 

@@ -11,12 +11,13 @@
 //! - `metered`: the request metrics, once around every provider.
 //! - [`https_client`]: the pooled HTTPS client every HTTP kind shares.
 //! - [`webhook`]: the [`Webhook`] a provider may expose under `/v1/webhooks/{provider}`.
-//! - one folder per kind: [`smpp`], [`whatsapp_cloud`].
+//! - one folder per kind: [`smpp`], [`whatsapp_cloud`], [`telegram`].
 
 mod build;
 pub mod https_client;
 mod metered;
 pub mod smpp;
+pub mod telegram;
 pub mod webhook;
 pub mod whatsapp_cloud;
 

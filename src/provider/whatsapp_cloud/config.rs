@@ -144,8 +144,9 @@ fn default_receipt_timeout() -> Duration {
     Duration::from_secs(24 * 3600)
 }
 
-/// A secret file's content, trimmed; the error names the key, never the content.
-pub(super) fn read_secret(key: String, path: &Path) -> Result<String, BuildError> {
+/// A secret file's content, trimmed; the error names the key, never the content. (Also the
+/// `telegram` kind's.)
+pub(crate) fn read_secret(key: String, path: &Path) -> Result<String, BuildError> {
     let text = std::fs::read_to_string(path).map_err(|e| BuildError { key: key.clone(), reason: format!("cannot read {}: {e}", path.display()) })?;
     let text = text.trim();
     if text.is_empty() {
