@@ -10,12 +10,14 @@
 //! - `build`: [`KindConfig`], what each kind's config offers, and [`build_all`].
 //! - `metered`: the request metrics, once around every provider.
 //! - [`https_client`]: the pooled HTTPS client every HTTP kind shares.
+//! - [`secret`]: secrets read from files, and an API token that may be refused.
 //! - [`webhook`]: the [`Webhook`] a provider may expose under `/v1/webhooks/{provider}`.
 //! - one folder per kind: [`smpp`], [`whatsapp_cloud`], [`telegram`].
 
 mod build;
 pub mod https_client;
 mod metered;
+pub mod secret;
 pub mod smpp;
 pub mod telegram;
 pub mod webhook;

@@ -19,17 +19,15 @@ pub mod status;
 
 pub use config::TelegramConfig;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::{mpsc, Semaphore};
-use tokio::time::Instant;
-use tracing::{error, info};
 
 use self::pace::{Bot, Chats};
 use crate::job::Job;
-use crate::provider::whatsapp_cloud::config::read_secret;
+use crate::provider::secret::Token;
 use crate::provider::{Accepted, BuildDeps, BuildError, OnWire, Provider, ProviderStatus, SendError};
 use crate::receipt::ProviderEvent;
 use crate::store::Store;
@@ -52,17 +50,12 @@ pub struct TelegramProvider {
     store: Arc<dyn Store>,
     /// The receipt path: where the immediate `delivered` goes.
     events: mpsc::Sender<ProviderEvent>,
-    /// The token, and whether Telegram refused it (then since when and why).
-    auth: Mutex<Auth>,
+    /// The bot token, and whether Telegram refused it (then the provider is down).
+    token: Token,
     /// Requests in flight on this instance (`concurrency`).
     slots: Semaphore,
     bot: Bot,
     chats: Chats,
-}
-
-struct Auth {
-    token: String,
-    refused: Option<(Instant, String)>,
 }
 
 /// A bot token's shape, `<bot id>:<secret>`; the bot id, or `None` when it is not one.
@@ -76,9 +69,9 @@ fn bot_id(token: &str) -> Option<&str> {
 impl TelegramProvider {
     pub fn start(name: &str, cfg: TelegramConfig, deps: &BuildDeps) -> Result<Arc<Self>, BuildError> {
         let key = |k: &str| format!("providers.{name}.{k}");
-        let token = read_secret(key("token_file"), &cfg.token_file)?;
+        let token = Token::load(name, key("token_file"), &cfg.token_file, cfg.auth_retry)?;
         // Only the shape is said, never the content.
-        let Some(id) = bot_id(&token) else {
+        let Some(id) = token.current().as_deref().and_then(bot_id).map(str::to_owned) else {
             return Err(BuildError { key: key("token_file"), reason: format!("{} does not hold a bot token (<bot id>:<secret>)", cfg.token_file.display()) });
         };
         let sender = format!("telegram:{id}");
@@ -91,58 +84,12 @@ impl TelegramProvider {
             sender,
             store: deps.store.clone(),
             events: deps.events.clone(),
-            auth: Mutex::new(Auth { token, refused: None }),
+            token,
             slots: Semaphore::new(cfg.concurrency),
             bot: Bot::new(cfg.bot_tps),
             chats: Chats::default(),
             cfg,
         }))
-    }
-
-    /// The token to send with; after a refusal once `auth_retry` passed, read again from
-    /// `token_file` (it may have been replaced). `None` while the refusal stands.
-    fn token(&self) -> Option<String> {
-        let mut auth = self.auth.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((since, _)) = &auth.refused {
-            if since.elapsed() < self.cfg.auth_retry {
-                return None;
-            }
-            match read_secret(String::new(), &self.cfg.token_file) {
-                Ok(t) if bot_id(&t).is_some() => auth.token = t,
-                Ok(_) => error!(provider = %self.name, "token_file does not hold a bot token; trying the old token"),
-                Err(e) => error!(provider = %self.name, error = %e.reason, "token_file unreadable; trying the old token"),
-            }
-            auth.refused = None;
-            info!(provider = %self.name, "trying the bot token again");
-        }
-        Some(auth.token.clone())
-    }
-
-    /// Telegram refused the token: down in `/readyz` with `why` until `auth_retry` passes.
-    fn token_refused(&self, why: &str) {
-        let mut auth = self.auth.lock().unwrap_or_else(|e| e.into_inner());
-        if auth.refused.is_none() {
-            error!(provider = %self.name, reason = %why, retry_in = ?self.cfg.auth_retry, "bot token refused; provider down");
-        }
-        auth.refused = Some((Instant::now(), why.to_owned()));
-    }
-
-    fn refusal(&self) -> Option<String> {
-        let auth = self.auth.lock().unwrap_or_else(|e| e.into_inner());
-        auth.refused.as_ref().filter(|(since, _)| since.elapsed() < self.cfg.auth_retry).map(|(_, why)| why.clone())
-    }
-
-    /// `text` with the token (and its secret half alone) cut out: for anything that may reach
-    /// a log, a report or `/readyz` (an error from the HTTP stack, a description from a server).
-    fn scrub(&self, text: &str) -> String {
-        let auth = self.auth.lock().unwrap_or_else(|e| e.into_inner());
-        let text = text.replace(&auth.token, "<token>");
-        // The secret half alone too, where it is long enough not to match ordinary words
-        // (@BotFather's are 35 characters).
-        match auth.token.split_once(':') {
-            Some((_, secret)) if secret.len() >= 16 => text.replace(secret, "<token>"),
-            _ => text,
-        }
     }
 }
 
@@ -161,10 +108,10 @@ impl Provider for TelegramProvider {
         RECEIPT_TIMEOUT
     }
     fn is_ready(&self) -> bool {
-        self.refusal().is_none()
+        self.token.refusal().is_none()
     }
     fn status(&self) -> ProviderStatus {
-        let error = self.refusal();
+        let error = self.token.refusal();
         ProviderStatus { ready: error.is_none(), error, ..ProviderStatus::default() }
     }
     async fn send(&self, job: &Job, wire: &dyn OnWire) -> Result<Accepted, SendError> {

@@ -58,8 +58,8 @@ pub(super) async fn send(p: &TelegramProvider, job: &Job, wire: &dyn OnWire) -> 
             tokio::time::sleep(left).await;
             continue;
         }
-        let Some(token) = p.token() else {
-            return Err(SendError::Unavailable(p.refusal().unwrap_or_else(|| "bot token refused".into())));
+        let Some(token) = p.token.current() else {
+            return Err(SendError::Unavailable(p.token.refusal().unwrap_or_else(|| "bot token refused".into())));
         };
         let _slot = p.slots.acquire().await.map_err(|_| SendError::Unavailable("provider shut down".into()))?;
         p.bot.slot().await;
@@ -84,9 +84,9 @@ pub(super) async fn send(p: &TelegramProvider, job: &Job, wire: &dyn OnWire) -> 
                 delivered(p, &id).await;
                 return Ok(Accepted { message_ids: vec![id], segments: 1 });
             }
-            Answer::NotSent(e) => return Err(SendError::Transient { code: "connect".into(), message: p.scrub(&e) }),
+            Answer::NotSent(e) => return Err(SendError::Transient { code: "connect".into(), message: p.token.scrub(&e) }),
             Answer::Silent { cause } => return Err(SendError::Ambiguous { after: p.cfg.request_timeout, cause }),
-            Answer::Refused { code, description, retry_after, migrate_to_chat_id } => (code, p.scrub(&description), retry_after, migrate_to_chat_id),
+            Answer::Refused { code, description, retry_after, migrate_to_chat_id } => (code, p.token.scrub(&description), retry_after, migrate_to_chat_id),
         };
         match status::action(code) {
             Action::PauseBot => {
@@ -101,7 +101,7 @@ pub(super) async fn send(p: &TelegramProvider, job: &Job, wire: &dyn OnWire) -> 
             }
             Action::AuthDown => {
                 let e = status::error(code, &description, None, p.cfg.auth_retry);
-                p.token_refused(&e.to_string());
+                p.token.refused(&e.to_string());
                 return Err(e);
             }
             Action::Reject => {

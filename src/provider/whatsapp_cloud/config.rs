@@ -1,7 +1,7 @@
 //! `[providers.NAME]` with `kind = "whatsapp_cloud"`: every key, its default and unit, the
 //! checks beyond what the types say (errors name the key), and building the provider from it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -142,17 +142,6 @@ fn default_auth_retry() -> Duration {
 /// within a day.
 fn default_receipt_timeout() -> Duration {
     Duration::from_secs(24 * 3600)
-}
-
-/// A secret file's content, trimmed; the error names the key, never the content. (Also the
-/// `telegram` kind's.)
-pub(crate) fn read_secret(key: String, path: &Path) -> Result<String, BuildError> {
-    let text = std::fs::read_to_string(path).map_err(|e| BuildError { key: key.clone(), reason: format!("cannot read {}: {e}", path.display()) })?;
-    let text = text.trim();
-    if text.is_empty() {
-        return Err(BuildError { key, reason: format!("{} is empty", path.display()) });
-    }
-    Ok(text.to_owned())
 }
 
 impl KindConfig for WhatsappCloudConfig {

@@ -27,11 +27,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
-use tracing::{error, info};
 
 use self::webhook::CloudWebhook;
 use crate::clock::Clock;
 use crate::job::Job;
+use crate::provider::secret::{read_secret, Token};
 use crate::provider::{Accepted, BuildDeps, BuildError, OnWire, Provider, ProviderStatus, SendError, Webhook};
 use crate::store::Store;
 
@@ -43,16 +43,11 @@ pub struct WhatsappCloudProvider {
     api: String,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
-    /// The bearer token, and whether Meta refused it (then since when and why).
-    auth: Mutex<Auth>,
+    /// The bearer token, and whether Meta refused it (then the provider is down).
+    token: Token,
     /// Phone number id → what its sends share.
     numbers: Mutex<HashMap<String, Arc<Number>>>,
     webhook: Option<CloudWebhook>,
-}
-
-struct Auth {
-    token: String,
-    refused: Option<(Instant, String)>,
 }
 
 /// What every send from one phone number shares on this instance.
@@ -66,10 +61,10 @@ struct Number {
 impl WhatsappCloudProvider {
     pub fn start(name: &str, cfg: WhatsappCloudConfig, deps: &BuildDeps) -> Result<Arc<Self>, BuildError> {
         let key = |k: &str| format!("providers.{name}.{k}");
-        let token = config::read_secret(key("token_file"), &cfg.token_file)?;
+        let token = Token::load(name, key("token_file"), &cfg.token_file, cfg.auth_retry)?;
         let webhook = match &cfg.app_secret_file {
             Some(f) => {
-                let secret = config::read_secret(key("app_secret_file"), f)?;
+                let secret = read_secret(key("app_secret_file"), f)?;
                 let channel = cfg.channels.first().cloned().unwrap_or_else(|| "whatsapp".into());
                 Some(CloudWebhook::new(secret.as_bytes(), cfg.verify_token.clone(), channel))
             }
@@ -84,7 +79,7 @@ impl WhatsappCloudProvider {
             api,
             store: deps.store.clone(),
             clock: deps.clock.clone(),
-            auth: Mutex::new(Auth { token, refused: None }),
+            token,
             numbers: Mutex::new(HashMap::new()),
             webhook,
             cfg,
@@ -94,38 +89,6 @@ impl WhatsappCloudProvider {
     fn number(&self, id: &str) -> Arc<Number> {
         let mut numbers = self.numbers.lock().unwrap_or_else(|e| e.into_inner());
         numbers.entry(id.to_owned()).or_insert_with(|| Arc::new(Number { slots: Semaphore::new(self.cfg.concurrency), paused_until: Mutex::new(None) })).clone()
-    }
-
-    /// The token to send with; after a refusal once `auth_retry` passed, read again from
-    /// `token_file` (it may have been rotated). `None` while the refusal stands.
-    fn token(&self) -> Option<String> {
-        let mut auth = self.auth.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((since, _)) = &auth.refused {
-            if since.elapsed() < self.cfg.auth_retry {
-                return None;
-            }
-            match config::read_secret(String::new(), &self.cfg.token_file) {
-                Ok(t) => auth.token = t,
-                Err(e) => error!(provider = %self.name, error = %e.reason, "token_file unreadable; trying the old token"),
-            }
-            auth.refused = None;
-            info!(provider = %self.name, "trying the access token again");
-        }
-        Some(auth.token.clone())
-    }
-
-    /// Meta refused the token: down in `/readyz` with `why` until `auth_retry` passes.
-    fn token_refused(&self, why: &str) {
-        let mut auth = self.auth.lock().unwrap_or_else(|e| e.into_inner());
-        if auth.refused.is_none() {
-            error!(provider = %self.name, reason = %why, retry_in = ?self.cfg.auth_retry, "access token refused; provider down");
-        }
-        auth.refused = Some((Instant::now(), why.to_owned()));
-    }
-
-    fn refusal(&self) -> Option<String> {
-        let auth = self.auth.lock().unwrap_or_else(|e| e.into_inner());
-        auth.refused.as_ref().filter(|(since, _)| since.elapsed() < self.cfg.auth_retry).map(|(_, why)| why.clone())
     }
 }
 
@@ -144,10 +107,10 @@ impl Provider for WhatsappCloudProvider {
         self.cfg.receipt_timeout
     }
     fn is_ready(&self) -> bool {
-        self.refusal().is_none()
+        self.token.refusal().is_none()
     }
     fn status(&self) -> ProviderStatus {
-        let error = self.refusal();
+        let error = self.token.refusal();
         ProviderStatus { ready: error.is_none(), error, ..ProviderStatus::default() }
     }
     async fn send(&self, job: &Job, wire: &dyn OnWire) -> Result<Accepted, SendError> {

@@ -75,8 +75,8 @@ pub(super) async fn send(p: &WhatsappCloudProvider, job: &Job, wire: &dyn OnWire
                 _ => break,
             }
         }
-        let Some(token) = p.token() else {
-            return Err(SendError::Unavailable(p.refusal().unwrap_or_else(|| "access token refused".into())));
+        let Some(token) = p.token.current() else {
+            return Err(SendError::Unavailable(p.token.refusal().unwrap_or_else(|| "access token refused".into())));
         };
         if !entered {
             if !wire.enter().await {
@@ -108,7 +108,7 @@ pub(super) async fn send(p: &WhatsappCloudProvider, job: &Job, wire: &dyn OnWire
             }
             Action::AuthDown => {
                 let e = status::error(http, code, &message, p.cfg.auth_retry);
-                p.token_refused(&e.to_string());
+                p.token.refused(&e.to_string());
                 return Err(e);
             }
             Action::Retry | Action::Reject => return Err(status::error(http, code, &message, p.cfg.throttle_backoff)),
