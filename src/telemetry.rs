@@ -44,7 +44,8 @@ pub const SUBMITS_AMBIGUOUS_TOTAL: &str = "sendgate_submits_ambiguous_total";
 /// submit_sm sent again after getting no answer (`on_response_timeout = "retry"`), by
 /// `provider` and `cause` (`response_timeout`, `connection_closed`).
 pub const SMPP_SUBMITS_RESENT_TOTAL: &str = "sendgate_smpp_submits_resent_total";
-/// Recipients newly put on an opt-out list, by `source` (`mo`: a STOP reply, `admin`: the admin API).
+/// Recipients newly put on an opt-out list, by `source` (`mo`: a STOP reply, `admin`: the admin API,
+/// `blocked`: a Telegram user blocked the bot).
 pub const OPT_OUTS_TOTAL: &str = "sendgate_opt_outs_total";
 /// Jobs currently between source and a durable point (in memory).
 pub const JOBS_IN_FLIGHT: &str = "sendgate_jobs_in_flight";

@@ -17,6 +17,7 @@ pub use load::{load_file, parse, ConfigErrors};
 
 use crate::provider::http::HttpConfig;
 use crate::provider::smpp::SmppConfig;
+use crate::provider::telegram::TelegramConfig;
 use crate::provider::whatsapp_cloud::WhatsappCloudConfig;
 use crate::provider::KindConfig;
 
@@ -270,11 +271,12 @@ pub enum ProviderConfig {
     WhatsappCloud(WhatsappCloudConfig),
     /// Boxed: its templates and tables make it several times the size of the others.
     Http(Box<HttpConfig>),
+    Telegram(TelegramConfig),
 }
 
 impl ProviderConfig {
     /// Every `kind` value, for error messages.
-    pub const KINDS: &'static [&'static str] = &["smpp", "whatsapp_cloud", "http"];
+    pub const KINDS: &'static [&'static str] = &["smpp", "whatsapp_cloud", "http", "telegram"];
 
     /// The section of `kind` from the rest of its table; `None` when `kind` is not one of
     /// [`Self::KINDS`]. Errors name the key under `path`.
@@ -283,6 +285,7 @@ impl ProviderConfig {
             "smpp" => Some(load::typed(path, table, errors).map(Self::Smpp)),
             "whatsapp_cloud" => Some(load::typed(path, table, errors).map(Self::WhatsappCloud)),
             "http" => Some(load::typed(path, table, errors).map(Self::Http)),
+            "telegram" => Some(load::typed(path, table, errors).map(Self::Telegram)),
             _ => None,
         }
     }
@@ -293,6 +296,7 @@ impl ProviderConfig {
             Self::Smpp(c) => c,
             Self::WhatsappCloud(c) => c,
             Self::Http(c) => c.as_ref(),
+            Self::Telegram(c) => c,
         }
     }
 

@@ -83,4 +83,56 @@ impl Credential {
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.refused.as_ref().filter(|(since, _)| since.elapsed() < self.retry).map(|(_, why)| why.clone())
     }
+
+    /// `text` with the secret cut out, for anything that may reach a log, a report or
+    /// `/readyz` (an error from the HTTP stack, a text a server sent back): a secret that
+    /// travels in the request's path (Telegram's bot token) can come back in them. A secret of
+    /// the form `<id>:<secret>` loses its secret half wherever that stands alone too, when it
+    /// is long enough not to match ordinary words.
+    pub fn scrub(&self, text: &str) -> String {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.secret.is_empty() {
+            return text.to_owned();
+        }
+        let text = text.replace(&state.secret, "<token>");
+        match state.secret.split_once(':') {
+            Some((_, secret)) if secret.len() >= 16 => text.replace(secret, "<token>"),
+            _ => text,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_secret_is_read_again_after_retry() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, " old-token\n").unwrap();
+        let t = Credential::load("p", "providers.p.token_file".into(), &path, Duration::from_secs(60)).unwrap();
+        assert_eq!(t.current().as_deref(), Some("old-token"));
+        t.refused("401 Unauthorized");
+        assert_eq!((t.current(), t.refusal().as_deref()), (None, Some("401 Unauthorized")));
+        std::fs::write(&path, "new-token").unwrap();
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert_eq!((t.current().as_deref(), t.refusal()), (Some("new-token"), None));
+        let e = Credential::load("p", "providers.p.token_file".into(), &dir.path().join("none"), Duration::ZERO).err().unwrap();
+        assert!(e.to_string().starts_with("providers.p.token_file: cannot read"), "{e}");
+    }
+
+    #[test]
+    fn scrubbing_cuts_the_secret_and_a_long_secret_half() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "7012345678:AAH-test_Secret0123456789abcdefghijkl").unwrap();
+        let t = Credential::load("p", String::new(), &path, Duration::ZERO).unwrap();
+        assert_eq!(t.scrub("GET /bot7012345678:AAH-test_Secret0123456789abcdefghijkl/sendMessage"), "GET /bot<token>/sendMessage");
+        assert_eq!(t.scrub("secret AAH-test_Secret0123456789abcdefghijkl alone"), "secret <token> alone");
+        std::fs::write(&path, "1:short").unwrap();
+        let t = Credential::load("p", String::new(), &path, Duration::ZERO).unwrap();
+        assert_eq!(t.scrub("a short story"), "a short story");
+        assert_eq!(Credential::without_secret("p", Duration::ZERO).scrub("text"), "text");
+    }
 }

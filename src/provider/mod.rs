@@ -12,7 +12,8 @@
 //! - [`https_client`]: the pooled HTTPS client every HTTP kind shares; [`credential`]: the
 //!   secret it sends, read from a file, and the provider down while it is refused.
 //! - [`webhook`]: the [`Webhook`] a provider may expose under `/v1/webhooks/{provider}`.
-//! - one folder per kind: [`smpp`], [`whatsapp_cloud`], [`http`] (configured, not coded).
+//! - one folder per kind: [`smpp`], [`whatsapp_cloud`], [`http`] (configured, not coded),
+//!   [`telegram`].
 
 mod build;
 pub mod credential;
@@ -20,6 +21,7 @@ pub mod http;
 pub mod https_client;
 mod metered;
 pub mod smpp;
+pub mod telegram;
 pub mod webhook;
 pub mod whatsapp_cloud;
 
