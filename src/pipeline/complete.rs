@@ -162,7 +162,9 @@ async fn settle(ctx: Arc<CompleterCtx>, batch: Vec<Completion>, carried: Vec<Rep
                         payload: job.to_json().to_string(),
                         recheck: false,
                     });
-                    let mut r = Report::about(job, EventKind::Deferred, now).with_provider(&provider).with_reason(Reason::ProviderUnavailable);
+                    // The provider asking us to slow down is a speed limit, not an outage.
+                    let reason = if matches!(e, SendError::Throttled { .. }) { Reason::RateLimited } else { Reason::ProviderUnavailable };
+                    let mut r = Report::about(job, EventKind::Deferred, now).with_provider(&provider).with_reason(reason);
                     r.retry_at = Some(retry_at);
                     r.error = Some(crate::report::ReportError { code: None, message: e.to_string() });
                     deferred.push(r);

@@ -110,7 +110,7 @@ impl Chain {
             // After `schedule`: a job scheduled for later is judged when the scheduler hands it
             // back, through the whole chain again.
             Box::new(QuietHours::from_config(cfg)),
-            Box::new(WhatsappTier::new(store, &cfg.whatsapp)),
+            Box::new(WhatsappTier::new(store, &cfg.whatsapp).with_default_from(WhatsappTier::default_from_of(&cfg.providers))),
         ])
     }
 

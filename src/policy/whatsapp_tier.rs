@@ -43,6 +43,9 @@ pub struct WhatsappTier {
     portfolios: Vec<Spec>,
     /// Phone number id → index into `portfolios` (config validation keeps numbers unique).
     by_number: HashMap<String, usize>,
+    /// The number a job without `from` goes out from, when every WhatsApp provider has the
+    /// same default (`phone_number_id`): such a job counts against that number's portfolio.
+    default_from: Option<String>,
 }
 
 struct Spec {
@@ -110,7 +113,25 @@ impl WhatsappTier {
             }
             portfolios.push(Spec { name: name.clone(), tier: p.tier.limit(), window: p.window, pair_interval: p.pair_interval });
         }
-        Self { store, portfolios, by_number }
+        Self { store, portfolios, by_number, default_from: None }
+    }
+
+    /// Counts jobs without `from` against `number` (the providers' one default).
+    pub fn with_default_from(mut self, number: Option<String>) -> Self {
+        self.default_from = number;
+        self
+    }
+
+    /// The default number a job without `from` goes out from on the `whatsapp` channel: the
+    /// providers' `phone_number_id`, if every provider serving the channel has one and they
+    /// agree (with several, which one a job takes is the router's choice, unknown here).
+    pub fn default_from_of(providers: &std::collections::BTreeMap<String, crate::config::ProviderConfig>) -> Option<String> {
+        let mut defaults = providers.values().filter_map(|p| match p {
+            crate::config::ProviderConfig::WhatsappCloud(c) if c.channels.iter().any(|ch| ch == Channel::Whatsapp.as_str()) => Some(c.phone_number_id.clone()),
+            _ => None,
+        });
+        let first = defaults.next()??;
+        defaults.all(|d| d.as_deref() == Some(first.as_str())).then_some(first)
     }
 
     /// One portfolio's use of its tier at `now`; `None` if no portfolio has that name.
@@ -173,7 +194,7 @@ impl Policy for WhatsappTier {
             if !c.is_open() || job.channel != Channel::Whatsapp {
                 continue;
             }
-            let Some(from) = job.from.as_deref() else {
+            let Some(from) = job.from.as_deref().or(self.default_from.as_deref()) else {
                 metrics::counter!(telemetry::WHATSAPP_UNMANAGED_TOTAL, "reason" => "no_from").increment(1);
                 continue;
             };

@@ -167,3 +167,30 @@ async fn jobs_another_policy_stopped_are_not_counted() {
         })
     );
 }
+
+#[tokio::test]
+async fn a_job_without_from_counts_against_the_providers_one_default_number() {
+    let (p, _) = policy(Tier::Recipients(1), Duration::ZERO);
+    let p = p.with_default_from(Some(NUMBER.into()));
+    let jobs = [job("a", "whatsapp", None, &to(0)), job("b", "whatsapp", None, &to(1))];
+    assert_eq!(run(&p, &jobs, t0()).await[1], capped(t0() + hours(24)));
+    assert_eq!(p.usage("acme", t0()).await.unwrap().unwrap().used, 1);
+}
+
+#[test]
+fn the_default_number_is_known_only_when_every_whatsapp_provider_agrees() {
+    let provider = |channel: &str, number: Option<&str>| {
+        let number = number.map_or(String::new(), |n| format!("phone_number_id = \"{n}\"\n"));
+        let cfg: crate::provider::whatsapp_cloud::WhatsappCloudConfig =
+            toml::from_str(&format!("token_file = \"/dev/null\"\nchannels = [\"{channel}\"]\n{number}")).unwrap();
+        crate::config::ProviderConfig::WhatsappCloud(cfg)
+    };
+    let of = |ps: Vec<crate::config::ProviderConfig>| WhatsappTier::default_from_of(&ps.into_iter().enumerate().map(|(i, p)| (format!("p{i}"), p)).collect());
+    assert_eq!(of(vec![provider("whatsapp", Some(NUMBER))]), Some(NUMBER.to_owned()));
+    assert_eq!(of(vec![provider("whatsapp", Some(NUMBER)), provider("whatsapp", Some(NUMBER))]), Some(NUMBER.to_owned()));
+    assert_eq!(of(vec![provider("whatsapp", Some(NUMBER)), provider("whatsapp", Some(OTHER_NUMBER))]), None);
+    assert_eq!(of(vec![provider("whatsapp", Some(NUMBER)), provider("whatsapp", None)]), None);
+    // A provider on another channel has no say.
+    assert_eq!(of(vec![provider("whatsapp", Some(NUMBER)), provider("wa_marketing", Some(OTHER_NUMBER))]), Some(NUMBER.to_owned()));
+    assert_eq!(of(vec![]), None);
+}

@@ -67,7 +67,7 @@ pub struct TelegramConfig {
     #[serde(default = "default_throttle_backoff", with = "humantime_serde")]
     pub throttle_backoff: Duration,
     /// Times a message answered 429 is sent again in place before it goes back to the
-    /// pipeline (deferred, `provider_unavailable`).
+    /// pipeline (deferred, `rate_limited`).
     #[serde(default = "default_max_retries")]
     pub max_retries: u32,
     /// After Telegram refuses the token (401, 404), the provider is down (`/readyz` says why)

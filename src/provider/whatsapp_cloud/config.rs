@@ -66,7 +66,7 @@ pub struct WhatsappCloudConfig {
     #[serde(default = "default_throttle_backoff", with = "humantime_serde")]
     pub throttle_backoff: Duration,
     /// Times a message answered `130429` is sent again in place before it goes back to the
-    /// pipeline (deferred, `provider_unavailable`).
+    /// pipeline (deferred, `rate_limited`).
     #[serde(default = "default_max_retries")]
     pub max_retries: u32,
     /// After `131056` (pair limit: too many messages to one recipient) that recipient's job
