@@ -357,7 +357,7 @@ async fn multipart_is_final_once_every_part_is_delivered_or_one_fails() {
     let back = b.take_overdue(after_lease, 10, after_lease + chrono::Duration::seconds(30)).await.unwrap();
     assert_eq!(back.iter().map(shape).collect::<Vec<_>>(), [("j1".to_string(), Some(PartOutcome::Delivered), true)]);
     assert_eq!(back[0].sent, Some(sent("j1", &["1", "2"])));
-    b.finish_sent(&["j1".into(), "j2".into()]).await.unwrap();
+    b.record_events(&[report("j1", EventKind::Delivered), report("j2", EventKind::Delivered)], TTL).await.unwrap();
     // Finished jobs stay claimed: the same id again is a duplicate, on any instance.
     assert_eq!(claim(&b, &["j1", "j2"]).await, [Claim::Duplicate, Claim::Duplicate]);
     assert!(a.take_overdue(deadline + chrono::Duration::seconds(1000), 10, deadline).await.unwrap().is_empty());
@@ -400,7 +400,7 @@ async fn a_job_tracked_by_the_previous_version_still_settles() {
         Settled::Final { job: sent("old", &["1", "2"]), outcome: PartOutcome::Delivered }
     );
     assert_eq!(s.cmd::<i64>(&["HEXISTS", &s.key("job:old"), "left"]).await, 0, "no field of the new count is left on it");
-    a.finish_sent(&["old".into()]).await.unwrap();
+    a.record_events(&[report("old", EventKind::Delivered)], TTL).await.unwrap();
     for f in ["j", "n", "ok", "fin"] {
         assert_eq!(s.cmd::<i64>(&["HEXISTS", &s.key("job:old"), f]).await, 0, "{f} forgotten");
     }
@@ -426,7 +426,7 @@ async fn overdue_jobs_are_leased_until_finished() {
     let back = b.take_overdue(t(210), 10, t(240)).await.unwrap();
     let due = [("k".to_string(), None, false), ("j".to_string(), Some(PartOutcome::Unknown), true)];
     assert_eq!(back.iter().map(shape).collect::<Vec<_>>(), due, "k's own deadline came too: undecided");
-    b.finish_sent(&["j".into()]).await.unwrap();
+    b.record_events(&[report("j", EventKind::Delivered)], TTL).await.unwrap();
     assert_eq!(b.settle_part("p", "2", PartOutcome::Delivered, t(400)).await.unwrap(), Settled::Unmatched);
     for f in ["j", "n", "left"] {
         assert_eq!(s.cmd::<i64>(&["HEXISTS", &s.key("job:j"), f]).await, 0, "{f} forgotten, and not recreated by the late receipt");
@@ -582,7 +582,7 @@ async fn a_final_already_published_is_not_handed_out_again() {
     let (a, b) = s.two().await;
     track(&a, &[(sent("pub", &["9"]), t(100))]).await;
     assert!(matches!(a.settle_part("p", "9", PartOutcome::Delivered, t(30)).await.unwrap(), Settled::Final { .. }));
-    // The report went out and was recorded, then `a` died before finish_sent.
+    // The report went out and was recorded, then `a` died before it recorded it.
     let report = sendgate::report::Report::from_parts("pub", "t", "sms", "+4915112345678", &Default::default(), sendgate::report::EventKind::Delivered, t(1));
     a.record_events(&[report], TTL).await.unwrap();
     assert!(b.take_overdue(t(31), 10, t(60)).await.unwrap().is_empty(), "published: forgotten, not re-published");

@@ -12,7 +12,7 @@ use crate::report::Report;
 #[async_trait]
 pub trait History: Send + Sync {
     /// Appends report events to their jobs' histories; marks jobs with a final one done (and
-    /// forgets their receipt state, as [`super::Receipts::finish_sent`]); lifts the hold on the
+    /// forgets their receipt state: mappings, deadline, the SentJob); lifts the hold on the
     /// receipts of jobs with an `accepted` one. Returns the finals receipts decided while that
     /// `accepted` was not recorded ([`super::Settled::HandedOff`]): the caller publishes them
     /// now, after it. A call run again after a lost reply returns them again.

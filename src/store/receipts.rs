@@ -183,10 +183,6 @@ pub trait Receipts: Send + Sync {
     /// first.
     async fn take_overdue(&self, now: DateTime<Utc>, limit: usize, lease_until: DateTime<Utc>) -> Result<Vec<Overdue>, StoreError>;
 
-    /// Forgets jobs whose final report is out: their mappings and deadline. Recording a final
-    /// ([`super::History::record_events`]) does this too, in the same step.
-    async fn finish_sent(&self, job_ids: &[String]) -> Result<(), StoreError>;
-
     /// Jobs still waiting for a receipt, where the store can count them cheaply (shutdown
     /// waits for these in the in-memory mode, where they would otherwise be lost).
     fn awaiting_receipts(&self) -> Option<usize> {

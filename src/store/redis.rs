@@ -44,7 +44,6 @@ struct Scripts {
     track_sent: Script,
     settle_part: Script,
     take_overdue: Script,
-    finish_sent: Script,
     record_events: Script,
     release: Script,
     whatsapp_admit: Script,
@@ -95,11 +94,6 @@ impl Scripts {
                 include_str!("scripts/forget_sent.lua"),
                 include_str!("scripts/take_overdue.lua"),
                 include_str!("scripts/replay_close.lua")
-            )),
-            finish_sent: Script::new(concat!(
-                include_str!("scripts/zbatch.lua"),
-                include_str!("scripts/forget_sent.lua"),
-                include_str!("scripts/finish_sent.lua")
             )),
             record_events: Script::new(concat!(
                 include_str!("scripts/zbatch.lua"),

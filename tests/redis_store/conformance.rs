@@ -97,6 +97,12 @@ async fn deferred(st: &dyn Store, ids: &[&str]) {
     st.record_events(&reports, TTL).await.unwrap();
 }
 
+/// What publishing a job's final does to the store: recording it forgets the job's receipt state.
+async fn finish(st: &dyn Store, ids: &[&str]) {
+    let finals: Vec<Report> = ids.iter().map(|id| report(id, EventKind::Delivered)).collect();
+    st.record_events(&finals, TTL).await.unwrap();
+}
+
 fn final_json(id: &str, event: EventKind) -> String {
     serde_json::to_string(&report(id, event)).unwrap()
 }
@@ -131,7 +137,6 @@ async fn empty_batches_are_answered_empty(st: Arc<dyn Store>) {
     assert!(st.track_sent(&[], TTL).await.unwrap().is_empty());
     assert!(st.settle_parts(&[], t(0)).await.unwrap().is_empty());
     assert!(st.take_overdue(t(0), 0, t(0)).await.unwrap().is_empty());
-    st.finish_sent(&[]).await.unwrap();
     st.record_events(&[], TTL).await.unwrap();
     assert!(st.opted_out(&[]).await.unwrap().is_empty());
     assert!(st.add_opt_outs(&[]).await.unwrap().is_empty());
@@ -352,7 +357,7 @@ async fn receipts_parts_count_down_and_the_first_failure_decides(st: Arc<dyn Sto
     assert_eq!(st.settle_part("p", "11", PartOutcome::Delivered, t(30)).await.unwrap(), Settled::Unmatched);
     // Decided, not yet confirmed, and its decider (this store's owner) alive: not handed out.
     assert!(st.take_overdue(t(31), 10, t(61)).await.unwrap().is_empty());
-    st.finish_sent(&["three".into(), "two".into(), "one".into()]).await.unwrap();
+    finish(st, &["three", "two", "one"]).await;
     assert!(st.take_overdue(t(1000), 10, t(1030)).await.unwrap().is_empty());
     // Finished jobs stay seen.
     assert_eq!(claim(st, &[("three", None), ("one", None)]).await.0, [Claim::Duplicate, Claim::Duplicate]);
@@ -408,7 +413,7 @@ async fn receipts_the_deadline_sweep_decides_unknown_once(st: Arc<dyn Store>) {
     assert_eq!(st.begin_finals(&[("piped", &tok[0], &final_json("piped", EventKind::Expired))], t(220)).await.unwrap(), [true]);
     assert!(st.take_overdue(t(300), 10, t(330)).await.unwrap().is_empty());
     // Finished: forgotten, and a receipt coming later is unmatched.
-    st.finish_sent(&["j".into(), "k".into(), "piped".into()]).await.unwrap();
+    finish(st, &["j", "k", "piped"]).await;
     assert_eq!(st.settle_part("p", "3", PartOutcome::Delivered, t(400)).await.unwrap(), Settled::Unmatched);
     assert!(st.take_overdue(t(5000), 10, t(5030)).await.unwrap().is_empty());
 }

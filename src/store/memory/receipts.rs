@@ -127,14 +127,6 @@ impl Receipts for MemoryStore {
         Ok(out)
     }
 
-    async fn finish_sent(&self, job_ids: &[String]) -> Result<(), StoreError> {
-        let mut g = self.lock();
-        for id in job_ids {
-            g.forget_sent(id);
-        }
-        Ok(())
-    }
-
     fn awaiting_receipts(&self) -> Option<usize> {
         Some(self.lock().sent.len())
     }

@@ -52,7 +52,7 @@ async fn awaiting_receipts_counts_tracked_jobs_until_their_final_is_out() {
     s.record_events(&[report("a", EventKind::Accepted)], TTL).await.unwrap();
     s.settle_part("p", "1", crate::store::PartOutcome::Delivered, t(30)).await.unwrap();
     assert_eq!(s.awaiting_receipts(), Some(2), "decided, but its final is not out yet");
-    s.finish_sent(&["a".into()]).await.unwrap();
+    s.record_events(&[report("a", EventKind::Delivered)], TTL).await.unwrap();
     assert_eq!(s.awaiting_receipts(), Some(1));
     let g = s.lock();
     assert_eq!((g.messages["p"].len(), g.deadlines.len()), (1, 1), "only b's mapping and deadline are left");

@@ -1,7 +1,7 @@
 //! Receipt tracking in Redis: the SentJob and part count on the job's hash, one key per
 //! message id (`Keys::msg`), the deadlines zset, and the reports sink's offset checkpoints.
-//! `track_sent.lua`, `settle_part.lua`, `take_overdue.lua`, `record_events.lua` (a recorded final
-//! forgets them) and `finish_sent.lua` change them.
+//! `track_sent.lua`, `settle_part.lua`, `take_overdue.lua`, and `record_events.lua` (a recorded
+//! final forgets them) change them.
 
 use std::time::Duration;
 
@@ -139,18 +139,6 @@ impl Receipts for RedisStore {
             .await
             .map_err(|e| store_err(e, &key))?;
         found.first().map(|o| o.parse().map_err(|e| corrupt(&key, e))).transpose()
-    }
-
-    async fn finish_sent(&self, job_ids: &[String]) -> Result<(), StoreError> {
-        if job_ids.is_empty() {
-            return Ok(());
-        }
-        let mut inv = self.scripts.finish_sent.key(self.keys.deadlines());
-        inv.arg(self.keys.job_prefix());
-        for id in job_ids {
-            inv.arg(id);
-        }
-        inv.invoke_async::<()>(&mut self.conn()).await.map_err(|e| store_err(e, &self.keys.deadlines()))
     }
 
     async fn keep_early(&self, receipts: &[EarlyReceipt], now: DateTime<Utc>) -> Result<(), StoreError> {

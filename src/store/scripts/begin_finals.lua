@@ -3,7 +3,7 @@
 -- hashes. ARGV[1] now (ms), ARGV[2] when (ms) to re-emit one nobody confirmed, ARGV[3] this
 -- owner, then per job: its id, its fencing token, its final report's JSON.
 -- Per job 1 if the token still holds the job: it becomes `finishing`, decided and due on the
--- deadline sweep until finish_sent confirms it, like a receipt's final (the sweep reads the
+-- deadline sweep until recording the final confirms it, like a receipt's final (the sweep reads the
 -- reports topic back if its decider dies). 0 if another claim holds it now, or it is decided
 -- already: fenced off, not to be published.
 local now, confirm_by, me = ARGV[1], ARGV[2], ARGV[3]

@@ -1,4 +1,4 @@
--- Head of record_events.lua, finish_sent.lua and take_overdue.lua (redis.rs prepends it):
+-- Head of record_events.lua and take_overdue.lua (redis.rs prepends it):
 -- drops what track_sent.lua, settle_part.lua and begin_finals.lua wrote for one job whose final
 -- is recorded (its claim is marked final by record_events.lua). Mappings of parts whose
 -- receipt never came expire with their TTL (deleting them would mean decoding the SentJob).

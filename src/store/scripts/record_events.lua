@@ -2,7 +2,7 @@
 -- (ms), ARGV[4] this owner (`instance/incarnation`), then per report: job id, '1' if final,
 -- 'a' if `accepted`, 'd' if `deferred`, else '0', report JSON.
 -- Appends to the job's history. A final report marks its claim final and forgets what
--- track_sent.lua / begin_finals.lua wrote for its job (forget_sent, what finish_sent does, in
+-- track_sent.lua / begin_finals.lua wrote for its job (forget_sent.lua, in
 -- the same step). `deferred` lifts the hold schedule.lua put on the job's resumption.
 -- `accepted` lifts the hold track_sent.lua put on its job's receipts; if a receipt decided the
 -- job meanwhile (settle_part.lua handed the final over: `ho`, decided by this owner), returns

@@ -1,5 +1,5 @@
 -- settle_part: many receipts in one call. KEYS[1] deadlines zset. ARGV[1] job key prefix,
--- ARGV[2] when (ms) to re-emit a final nobody confirmed (finish_sent), ARGV[3] msg key prefix,
+-- ARGV[2] when (ms) to re-emit a final nobody recorded (record_events), ARGV[3] msg key prefix,
 -- ARGV[4] now (ms), ARGV[5] this owner (`instance/incarnation`), then per receipt: provider,
 -- message id, outcome ('delivered', 'undelivered', ...), the provider's error code ('').
 -- Returns per receipt a pair: 'u','' unmatched; 'p','' other parts pending (or the final was
@@ -11,7 +11,7 @@ local job_prefix, confirm_by, msg_prefix, now, me = ARGV[1], ARGV[2], ARGV[3], A
 
 -- Marks the job decided (when, by whom: take_overdue.lua hands it to another instance only
 -- once its decider is dead, and then with the time to read the reports topic back from) and
--- due for re-emitting until finish_sent confirms its final.
+-- due for re-emitting until recording its final confirms it.
 local function final(key, id, outcome, json)
   redis.call('HSET', key, 'fin', outcome, 'fa', now, 'fo', me)
   zadd_later(confirm_by, id)

@@ -3,7 +3,7 @@
 -- due by now returns four strings: SentJob JSON ('' for a final decided in the pipeline),
 -- decided outcome ('' for none: no receipt came), the pipeline final's report JSON (''), and
 -- when its dead decider decided it (ms; '' if it was not decided, so never published). Each is
--- leased until ARGV[4]: it comes back if its final is not confirmed (finish_sent) by then.
+-- leased until ARGV[4]: it comes back if its final is not recorded (record_events) by then.
 -- A decided job whose decider is alive is its decider's to publish: leased again, not handed
 -- out (a slow broker must not make two instances publish one final). One whose final report
 -- is recorded already (st=final) is forgotten instead of published twice. An undecided job
