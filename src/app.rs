@@ -17,7 +17,8 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::pipeline::{completer, worker, CompleterCtx, DrainHandle, Intake, Reporter, WorkerCtx};
 use crate::policy::{Chain, RateLimit, WhatsappTier};
-use crate::provider::{self, BuildDeps};
+use crate::provider::{self, BuildDeps, EmbeddedApi};
+use crate::provider_sim::{ProviderSim, ProviderSimHandle, SimMode};
 use crate::receipt::correlate::Correlator;
 use crate::receipt::deadlines::Sweep;
 use crate::receipt::inbound::InboundOut;
@@ -47,6 +48,8 @@ pub struct App {
     pub store: Arc<dyn Store>,
     /// The embedded simulator, in dev mode.
     pub sim: Option<SimHandle>,
+    /// The embedded provider simulators, in dev mode, by the provider each serves.
+    pub provider_sims: Vec<(String, ProviderSimHandle)>,
     drain_timeout: Duration,
     stop_intake: CancellationToken,
     stop_rest: CancellationToken,
@@ -117,8 +120,23 @@ impl App {
             None
         };
 
+        // Bound before the provider simulators start: they push statuses to this address, and
+        // what they push before the API serves waits in the listen backlog.
+        let api_listener = http::bind(cfg.server.listen).await.context("server.listen")?;
+        let metrics_listener = http::bind(cfg.server.metrics_listen).await.context("server.metrics_listen")?;
+        let api_addr = api_listener.local_addr()?;
+        let metrics_addr = metrics_listener.local_addr()?;
+        let provider_sims = if mode == Mode::Dev { start_provider_sims(&cfg, api_addr).await? } else { Vec::new() };
+
         let (events_tx, events_rx) = mpsc::channel(65_536);
-        let deps = BuildDeps { events: events_tx.clone(), clock: clock.clone(), store: store.clone(), embedded_sim: sim.as_ref().map(SimHandle::local_addr) };
+        let deps = BuildDeps {
+            events: events_tx.clone(),
+            clock: clock.clone(),
+            store: store.clone(),
+            embedded_sim: sim.as_ref().map(SimHandle::local_addr),
+            provider_sims: provider_sims.iter().map(|(name, _, api)| (name.clone(), api.clone())).collect(),
+        };
+        let provider_sims: Vec<(String, ProviderSimHandle)> = provider_sims.into_iter().map(|(name, sim, _)| (name, sim)).collect();
         let providers = provider::build_all(&cfg.providers, &deps)?;
         drop(deps);
         // The deadline sweep feeds early receipts kept in the store back to the correlator.
@@ -192,10 +210,6 @@ impl App {
             }
             .run(stop_intake.clone()),
         ));
-        let api_listener = http::bind(cfg.server.listen).await.context("server.listen")?;
-        let metrics_listener = http::bind(cfg.server.metrics_listen).await.context("server.metrics_listen")?;
-        let api_addr = api_listener.local_addr()?;
-        let metrics_addr = metrics_listener.local_addr()?;
         let drain = intake.drain_handle();
         let kafka_source = match (&cfg.kafka, &producer) {
             (Some(k), Some(_)) => {
@@ -236,6 +250,7 @@ impl App {
             metrics_addr,
             store,
             sim,
+            provider_sims,
             drain_timeout: cfg.server.drain_timeout,
             stop_intake,
             stop_rest,
@@ -326,6 +341,9 @@ impl App {
         if let Some(sim) = &self.sim {
             sim.shutdown().await;
         }
+        for (_, sim) in &self.provider_sims {
+            sim.shutdown().await;
+        }
         if left.in_flight > 0 || left.awaiting_receipts > 0 {
             warn!(in_flight = left.in_flight, awaiting_receipts = left.awaiting_receipts, "drain deadline reached with work unfinished");
         } else {
@@ -333,6 +351,30 @@ impl App {
         }
         left
     }
+}
+
+/// One provider simulator per provider whose `base_url` is `embedded-sim`, from
+/// `[dev.provider_sim]`, on a loopback port, with a token and app secret made up for this run,
+/// pushing statuses to this daemon's own webhook for that provider.
+async fn start_provider_sims(cfg: &Config, api_addr: SocketAddr) -> anyhow::Result<Vec<(String, ProviderSimHandle, EmbeddedApi)>> {
+    let mut sims = Vec::new();
+    for (name, p) in &cfg.providers {
+        let Some(mode) = p.kind().wants_provider_sim() else { continue };
+        let mode = SimMode::named(mode).with_context(|| format!("providers.{name}: no provider simulator of mode {mode:?}"))?;
+        let secret = |what: &str| format!("dev-{what}-{:032x}", rand::random::<u128>());
+        let mut sim_cfg = cfg.dev.provider_sim.clone();
+        sim_cfg.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        sim_cfg.token = Some(secret("token"));
+        sim_cfg.app_secret = secret("app-secret");
+        // A provider name is [A-Za-z0-9_.-]: nothing in it needs escaping in a path.
+        sim_cfg.webhook_url = Some(format!("http://{api_addr}/v1/webhooks/{name}"));
+        let api = EmbeddedApi { base_url: String::new(), token: sim_cfg.token.clone().unwrap_or_default(), app_secret: sim_cfg.app_secret.clone() };
+        let sim = ProviderSim::start(mode, sim_cfg)
+            .await
+            .with_context(|| format!("starting the embedded provider simulator for providers.{name} (dev.provider_sim)"))?;
+        sims.push((name.clone(), sim.clone(), EmbeddedApi { base_url: sim.base_url(), ..api }));
+    }
+    Ok(sims)
 }
 
 fn needs_sim(cfg: &Config) -> bool {

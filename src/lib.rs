@@ -25,6 +25,8 @@
 //! - [`sms`]: GSM-7/UCS-2/Latin-1 decoding and UDH/SAR concatenation, shared by the SMPP
 //!   provider and the simulator.
 //! - [`smsc_sim`]: the SMPP server behind `sendgate smsc-sim`.
+//! - [`provider_sim`]: the HTTP provider simulator behind `sendgate provider-sim` (WhatsApp
+//!   Cloud API); only `sendgate dev` and tests start it.
 //! - [`app`]: builds everything from `Config`, spawns tasks, shuts down in order.
 //! - `fuzz`: the fuzz targets (`tests/fuzz.rs`, `fuzz/`); not used by the daemon.
 
@@ -39,6 +41,7 @@ pub mod job;
 pub mod pipeline;
 pub mod policy;
 pub mod provider;
+pub mod provider_sim;
 pub mod receipt;
 pub mod report;
 pub mod retry;

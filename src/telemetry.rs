@@ -54,6 +54,13 @@ pub const SIM_SUBMIT_SM_TOTAL: &str = "sendgate_smsc_sim_submit_sm_total";
 pub const SIM_MESSAGES_TOTAL: &str = "sendgate_smsc_sim_messages_total";
 /// Delivery receipts the built-in SMSC simulator sent, by `outcome`.
 pub const SIM_RECEIPTS_TOTAL: &str = "sendgate_smsc_sim_receipts_total";
+/// Send requests the built-in provider simulator answered, by `mode` (`whatsapp`) and `answer`
+/// (`taken`, `taken_slowly`, `throttled`, `pair_limit`, `server_error`, `overloaded`,
+/// `bad_token`, `invalid`, `unknown_path`).
+pub const PROVIDER_SIM_REQUESTS_TOTAL: &str = "sendgate_provider_sim_requests_total";
+/// Statuses the built-in provider simulator pushed and the webhook receiver took (answered
+/// 2xx), by `mode` and `status` (`sent`, `delivered`, `read`, `failed`): the webhook intake.
+pub const PROVIDER_SIM_STATUSES_TOTAL: &str = "sendgate_provider_sim_statuses_total";
 
 /// Counts per label value within one batch, so that a labelled counter is looked up once per
 /// value and batch instead of once per job: each `counter!` with labels hashes its name and
@@ -140,6 +147,8 @@ fn describe() {
     describe_counter!(SIM_SUBMIT_SM_TOTAL, "submit_sm PDUs received by the SMSC simulator");
     describe_counter!(SIM_MESSAGES_TOTAL, "Reassembled messages received by the SMSC simulator");
     describe_counter!(SIM_RECEIPTS_TOTAL, "Receipts sent by the SMSC simulator");
+    describe_counter!(PROVIDER_SIM_REQUESTS_TOTAL, "Send requests answered by the provider simulator");
+    describe_counter!(PROVIDER_SIM_STATUSES_TOTAL, "Statuses the provider simulator pushed and the webhook receiver took");
     describe_counter!(QUIET_HOURS_ZONE_FALLBACK_TOTAL, "Quiet-hour decisions made in the tenant's zone because the prefix's zones share no allowed time");
     describe_whatsapp();
     describe_rate_limits();

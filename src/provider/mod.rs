@@ -20,7 +20,7 @@ pub mod smpp;
 pub mod webhook;
 pub mod whatsapp_cloud;
 
-pub use build::{build_all, BuildDeps, BuildError, KindConfig};
+pub use build::{build_all, BuildDeps, BuildError, EmbeddedApi, KindConfig, EMBEDDED_SIM};
 pub use metered::Metered;
 pub use webhook::Webhook;
 

@@ -32,7 +32,7 @@ use tracing::{error, info};
 use self::webhook::CloudWebhook;
 use crate::clock::Clock;
 use crate::job::Job;
-use crate::provider::{Accepted, BuildDeps, BuildError, OnWire, Provider, ProviderStatus, SendError, Webhook};
+use crate::provider::{Accepted, BuildDeps, BuildError, OnWire, Provider, ProviderStatus, SendError, Webhook, EMBEDDED_SIM};
 use crate::store::Store;
 
 pub struct WhatsappCloudProvider {
@@ -66,18 +66,26 @@ struct Number {
 impl WhatsappCloudProvider {
     pub fn start(name: &str, cfg: WhatsappCloudConfig, deps: &BuildDeps) -> Result<Arc<Self>, BuildError> {
         let key = |k: &str| format!("providers.{name}.{k}");
-        let token = config::read_secret(key("token_file"), &cfg.token_file)?;
-        let webhook = match &cfg.app_secret_file {
-            Some(f) => {
-                let secret = config::read_secret(key("app_secret_file"), f)?;
-                let channel = cfg.channels.first().cloned().unwrap_or_else(|| "whatsapp".into());
-                Some(CloudWebhook::new(secret.as_bytes(), cfg.verify_token.clone(), channel))
-            }
-            None => None,
+        let channel = cfg.channels.first().cloned().unwrap_or_else(|| "whatsapp".into());
+        // `embedded-sim` (dev): the simulator's address and its dev-only secrets, not files.
+        let (base_url, token, secret) = if cfg.base_url == EMBEDDED_SIM {
+            let sim = deps
+                .provider_sims
+                .get(name)
+                .ok_or_else(|| BuildError { key: key("base_url"), reason: format!("\"{EMBEDDED_SIM}\" works only in `sendgate dev`") })?;
+            (sim.base_url.clone(), sim.token.clone(), Some(sim.app_secret.clone()))
+        } else {
+            let Some(token_file) = &cfg.token_file else {
+                return Err(BuildError { key: key("token_file"), reason: "required".into() });
+            };
+            let token = config::read_secret(key("token_file"), token_file)?;
+            let secret = cfg.app_secret_file.as_ref().map(|f| config::read_secret(key("app_secret_file"), f)).transpose()?;
+            (cfg.base_url.clone(), token, secret)
         };
+        let webhook = secret.map(|s| CloudWebhook::new(s.as_bytes(), cfg.verify_token.clone(), channel));
         let client = crate::provider::https_client::build(cfg.tls_ca_file.as_deref(), cfg.connect_timeout, cfg.concurrency)
             .map_err(|reason| BuildError { key: key("tls_ca_file"), reason })?;
-        let api = format!("{}/{}", cfg.base_url.trim_end_matches('/'), cfg.version);
+        let api = format!("{}/{}", base_url.trim_end_matches('/'), cfg.version);
         Ok(Arc::new(Self {
             name: name.to_owned(),
             client,
@@ -104,9 +112,11 @@ impl WhatsappCloudProvider {
             if since.elapsed() < self.cfg.auth_retry {
                 return None;
             }
-            match config::read_secret(String::new(), &self.cfg.token_file) {
-                Ok(t) => auth.token = t,
-                Err(e) => error!(provider = %self.name, error = %e.reason, "token_file unreadable; trying the old token"),
+            // No file (the dev simulator's token): the same token again.
+            match self.cfg.token_file.as_deref().map(|f| config::read_secret(String::new(), f)) {
+                Some(Ok(t)) => auth.token = t,
+                Some(Err(e)) => error!(provider = %self.name, error = %e.reason, "token_file unreadable; trying the old token"),
+                None => {}
             }
             auth.refused = None;
             info!(provider = %self.name, "trying the access token again");
