@@ -143,6 +143,7 @@ impl App {
         let early_tx = events_tx.clone();
         drop(events_tx);
         let webhook_events = WebhookEvents(early_tx.downgrade());
+        let reads = providers.iter().filter_map(|p| Some((p.name().to_owned(), p.read_window()?))).collect();
         let router = Arc::new(Router::new(providers));
 
         let (intake, intake_rx) = Intake::new(cfg.pipeline.max_in_flight);
@@ -190,7 +191,7 @@ impl App {
             None => InboundOut::Log,
         });
         rest_tasks
-            .push(tokio::spawn(Correlator { clock: clock.clone(), store: store.clone(), reporter: reporter.clone(), stop_replies, inbound }.run(events_rx)));
+            .push(tokio::spawn(Correlator { clock: clock.clone(), store: store.clone(), reporter: reporter.clone(), stop_replies, inbound, reads }.run(events_rx)));
         let sweep = Sweep { clock: clock.clone(), store: store.clone(), reporter: reporter.clone(), ledger, every: Duration::from_secs(1), receipts: early_tx };
         rest_tasks.push(tokio::spawn(sweep.run(stop_rest.clone())));
         if reports_topic.is_some() {

@@ -27,7 +27,8 @@ pub const SMPP_THROTTLED_TOTAL: &str = "sendgate_smpp_throttled_total";
 /// Bind pauses after throttling, by `provider`: `_sum` is the seconds binds spent paused
 /// (overlapping pauses counted once), `_count` the pauses started or extended.
 pub const SMPP_LINK_PAUSE_SECONDS: &str = "sendgate_smpp_link_pause_seconds";
-/// Delivery receipts received, by `provider` and `outcome` (`matched`, `unmatched`, `mo`).
+/// Delivery receipts received, by `provider` and `outcome` (`matched`, `unmatched`, `mo`, and
+/// `read`: a chat's `read` after its job's `delivered`).
 pub const RECEIPTS_TOTAL: &str = "sendgate_receipts_total";
 /// `/v1/webhooks/{provider}` requests, by `provider` (`(unknown)` for a name no provider with a
 /// webhook has) and `outcome` (`accepted`, `verified`, `unauthorized`, `malformed`, `too_large`,

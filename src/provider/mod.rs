@@ -174,4 +174,10 @@ pub trait Provider: Send + Sync {
     fn webhook(&self) -> Option<&dyn Webhook> {
         None
     }
+    /// For providers that report reads (chat channels): how long after a job's final
+    /// `delivered` its `read` status is still reported as the non-final `read` event (the
+    /// store keeps the job that long). `None` (the default): no reads come.
+    fn read_window(&self) -> Option<Duration> {
+        None
+    }
 }

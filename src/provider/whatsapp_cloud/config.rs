@@ -80,6 +80,11 @@ pub struct WhatsappCloudConfig {
     /// then re-reads `token_file` and tries again.
     #[serde(default = "default_auth_retry", with = "humantime_serde")]
     pub auth_retry: Duration,
+    /// A `read` status this long after the job's final `delivered` is still reported (the
+    /// non-final `read` event; the store keeps the job that long); a later one is dropped.
+    /// `0s`: no `read` after `delivered` (a `read` that comes first is still reported).
+    #[serde(default = "default_read_window", with = "humantime_serde")]
+    pub read_window: Duration,
     /// A job whose `delivered`/`failed` status has not come by then ends `unknown`.
     #[serde(default = "default_receipt_timeout", with = "humantime_serde")]
     pub receipt_timeout: Duration,
@@ -137,6 +142,11 @@ fn default_max_retries() -> u32 {
 /// Meta's pair limit is about one message per 6 s to one user.
 fn default_pair_backoff() -> Duration {
     Duration::from_secs(6)
+}
+/// Most reads come within minutes of delivery; an hour keeps them without holding every
+/// delivered job for as long as a read may come (days).
+fn default_read_window() -> Duration {
+    Duration::from_secs(3600)
 }
 fn default_auth_retry() -> Duration {
     Duration::from_secs(60)

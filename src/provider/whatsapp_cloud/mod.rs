@@ -173,4 +173,7 @@ impl Provider for WhatsappCloudProvider {
     fn webhook(&self) -> Option<&dyn Webhook> {
         self.webhook.as_ref().map(|w| w as &dyn Webhook)
     }
+    fn read_window(&self) -> Option<Duration> {
+        Some(self.cfg.read_window).filter(|w| !w.is_zero() && self.webhook.is_some())
+    }
 }
