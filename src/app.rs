@@ -190,8 +190,9 @@ impl App {
             },
             None => InboundOut::Log,
         });
-        rest_tasks
-            .push(tokio::spawn(Correlator { clock: clock.clone(), store: store.clone(), reporter: reporter.clone(), stop_replies, inbound, reads }.run(events_rx)));
+        rest_tasks.push(tokio::spawn(
+            Correlator { clock: clock.clone(), store: store.clone(), reporter: reporter.clone(), stop_replies, inbound, reads }.run(events_rx),
+        ));
         let sweep = Sweep { clock: clock.clone(), store: store.clone(), reporter: reporter.clone(), ledger, every: Duration::from_secs(1), receipts: early_tx };
         rest_tasks.push(tokio::spawn(sweep.run(stop_rest.clone())));
         if reports_topic.is_some() {

@@ -143,13 +143,18 @@ pub enum SimError {
     Listen { addr: SocketAddr, source: std::io::Error },
 }
 
-/// One message the simulator took, kept when `record_messages` is on.
+/// One send request the simulator understood, kept when `record_messages` is on.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SimMessage {
+    /// The id it was taken as; empty when refused.
     pub id: String,
     pub sender: String,
     pub recipient: String,
     pub body: serde_json::Value,
+    /// `taken`, `taken_slowly`, or the refusal (`throttled`, `pair_limit`, ...).
+    pub answer: &'static str,
+    /// When it came.
+    pub at: chrono::DateTime<chrono::Utc>,
 }
 
 /// What the server, the push loop and the handle share.
@@ -235,7 +240,8 @@ impl ProviderSimHandle {
         self.inner.shared.counters.snapshot(self.inner.shared.queue.live())
     }
 
-    /// Messages taken, in the order they were taken; empty unless `record_messages`.
+    /// Send requests it understood (taken or refused), in the order they came; empty unless
+    /// `record_messages`.
     pub fn messages(&self) -> Vec<SimMessage> {
         self.inner.shared.recorded.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -306,7 +312,10 @@ impl Shared {
             Err(why) => return refuse(why),
         };
         let late = match self.faults.verdict() {
-            Verdict::Refuse(why) => return refuse(why),
+            Verdict::Refuse(why) => {
+                self.record(&send, String::new(), why.label());
+                return refuse(why);
+            }
             Verdict::TakeSlowly(d) => Some(d),
             Verdict::Take => None,
         };
@@ -314,19 +323,24 @@ impl Shared {
         if self.pushes {
             let pending = Pending { id: id.clone(), sender: send.sender.clone(), recipient: send.recipient.clone(), end: self.mix.pick(), step: 0 };
             if !self.queue.admit(pending) {
+                self.record(&send, String::new(), Refusal::Overloaded.label());
                 return refuse(Refusal::Overloaded);
             }
         }
-        if self.cfg.record_messages {
-            let m = SimMessage { id: id.clone(), sender: send.sender.clone(), recipient: send.recipient.clone(), body: send.body.clone() };
-            self.recorded.lock().unwrap_or_else(|e| e.into_inner()).push(m);
-        }
+        self.record(&send, id.clone(), if late.is_some() { "taken_slowly" } else { "taken" });
         self.counters.taken(name, late.is_some());
         if let Some(d) = late {
             // Taken already (its statuses are on their way): only the answer is late.
             tokio::time::sleep(d).await;
         }
         self.mode.accepted(&send, &id)
+    }
+
+    fn record(&self, send: &SendRequest, id: String, answer: &'static str) {
+        if self.cfg.record_messages {
+            let m = SimMessage { id, sender: send.sender.clone(), recipient: send.recipient.clone(), body: send.body.clone(), answer, at: chrono::Utc::now() };
+            self.recorded.lock().unwrap_or_else(|e| e.into_inner()).push(m);
+        }
     }
 }
 
