@@ -27,6 +27,7 @@
 //! - [`smsc_sim`]: the SMPP server behind `sendgate smsc-sim`.
 //! - [`provider_sim`]: the HTTP provider simulator behind `sendgate provider-sim` (WhatsApp
 //!   Cloud API); only `sendgate dev` and tests start it.
+//! - [`weights`]: `name=weight,...` choices, the simulators' outcome mixes.
 //! - [`app`]: builds everything from `Config`, spawns tasks, shuts down in order.
 //! - `fuzz`: the fuzz targets (`tests/fuzz.rs`, `fuzz/`); not used by the daemon.
 
@@ -53,3 +54,4 @@ pub mod smsc_sim;
 pub mod source;
 pub mod store;
 pub mod telemetry;
+pub mod weights;

@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::weights::Weights;
+
 /// One status as the provider reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -61,51 +63,20 @@ impl End {
 
 /// Relative weights of how messages end, from `read=80,delivered=15,failed=5`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EndMix {
-    weights: [u32; 3],
-    total: u32,
-}
+pub struct EndMix(Weights<3>);
 
 impl FromStr for EndMix {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let mut weights = [None::<u32>; 3];
-        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-            let (name, value) = item.split_once('=').ok_or_else(|| format!("`{item}`: expected name=weight"))?;
-            let (name, value) = (name.trim(), value.trim());
-            let i = End::ALL
-                .iter()
-                .position(|e| e.label().eq_ignore_ascii_case(name))
-                .ok_or_else(|| format!("`{name}`: unknown outcome (use read, delivered, failed)"))?;
-            let weight = value.parse::<u32>().map_err(|_| format!("`{name}`: weight must be a whole number, got `{value}`"))?;
-            if weights[i].replace(weight).is_some() {
-                return Err(format!("`{name}` given twice"));
-            }
-        }
-        let weights = weights.map(|w| w.unwrap_or(0));
-        match weights.iter().try_fold(0u32, |acc, w| acc.checked_add(*w)) {
-            Some(0) => Err("weights must add up to more than 0".into()),
-            None => Err("weights are too large".into()),
-            Some(total) => Ok(Self { weights, total }),
-        }
+        Weights::parse(s, End::ALL.map(End::label), "outcome").map(Self)
     }
 }
 
 impl EndMix {
     /// Draws an end; no random draw when only one has weight.
     pub fn pick(&self) -> End {
-        if let Some(i) = self.weights.iter().position(|&w| w == self.total) {
-            return End::ALL[i];
-        }
-        let mut roll = rand::Rng::random_range(&mut rand::rng(), 0..self.total);
-        for (w, e) in self.weights.iter().zip(End::ALL) {
-            if roll < *w {
-                return e;
-            }
-            roll -= w;
-        }
-        End::Read
+        End::ALL[self.0.pick()]
     }
 }
 
