@@ -824,7 +824,7 @@ def main() -> int:
     g.add_argument("--receipt-timeout", default="60s", help="providers.smsc-a.receipt_timeout")
     g.add_argument("--drain-timeout", default="10s", help="server.drain_timeout")
     g.add_argument("--job-history-ttl", default="1h", help="server.job_history_ttl")
-    g.add_argument("--wa-concurrency", type=int, default=64, help="whatsapp: providers.wa.concurrency (requests in flight per number)")
+    g.add_argument("--wa-concurrency", type=int, default=8, help="whatsapp: providers.wa.concurrency (requests in flight per number; the simulator answers in well under a millisecond, so a few keep a number at its 1,000/s)")
     g.add_argument("--status-delay", default="100ms", help="whatsapp: dev.provider_sim.status_delay")
     g.add_argument("--webhook-batch", type=int, default=100, help="whatsapp: dev.provider_sim.webhook_batch (statuses per POST)")
     g.add_argument("--push-concurrency", type=int, default=8, help="whatsapp: dev.provider_sim.push_concurrency")

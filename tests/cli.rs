@@ -112,13 +112,16 @@ fn sigterm_finishes_in_flight_jobs_unbinds_and_exits_0() {
 /// its embedded Cloud API simulator, whose signed statuses come back through dev's own webhook.
 #[test]
 fn dev_takes_a_whatsapp_template_job_to_accepted_delivered_read() {
-    let mut child = Command::new(BIN)
-        .args(["dev", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        Command::new(BIN)
+            .args(["dev", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut child.0;
     let stderr = child.stderr.take().unwrap();
     let (banner_tx, banner_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -168,6 +171,16 @@ fn dev_takes_a_whatsapp_template_job_to_accepted_delivered_read() {
     let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(kill.success());
     assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+/// A child that a failing assertion must not leave running.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[test]

@@ -85,8 +85,8 @@ pub struct SendRequest {
     pub sender: String,
     /// Who it goes to, as the provider writes recipients in statuses (Cloud API: digits).
     pub recipient: String,
-    /// The request body, parsed.
-    pub body: serde_json::Value,
+    /// Who it goes to, as the request wrote it.
+    pub input: String,
 }
 
 /// An HTTP answer: status and JSON body.
@@ -185,7 +185,7 @@ impl ProviderSim {
             Some(url) => Some(Arc::new(Target::new(url, cfg.push_concurrency).map_err(|e| SimError::Invalid(format!("provider_sim.webhook_url: {e}")))?)),
             None => None,
         };
-        let listener = TcpListener::bind(cfg.listen).await.map_err(|source| SimError::Listen { addr: cfg.listen, source })?;
+        let listener = listen(cfg.listen).map_err(|source| SimError::Listen { addr: cfg.listen, source })?;
         let local_addr = listener.local_addr().map_err(|source| SimError::Listen { addr: cfg.listen, source })?;
         let shared = Arc::new(Shared {
             mode: mode.api(),
@@ -256,6 +256,19 @@ impl ProviderSimHandle {
     }
 }
 
+/// Connections a gateway may open at once before the kernel drops the excess (tokio's default
+/// backlog is 1,024): a gateway with hundreds of requests in flight per phone number opens
+/// that many connections in a burst, and a dropped handshake leaves its request hanging until
+/// the gateway's timeout (seen in the load test as jobs ending `unknown`).
+const LISTEN_BACKLOG: u32 = 8192;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Resolves once shutdown is requested.
 async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
@@ -313,7 +326,7 @@ impl Shared {
         };
         let late = match self.faults.verdict() {
             Verdict::Refuse(why) => {
-                self.record(&send, String::new(), why.label());
+                self.record(&send, &body, String::new(), why.label());
                 return refuse(why);
             }
             Verdict::TakeSlowly(d) => Some(d),
@@ -323,11 +336,11 @@ impl Shared {
         if self.pushes {
             let pending = Pending { id: id.clone(), sender: send.sender.clone(), recipient: send.recipient.clone(), end: self.mix.pick(), step: 0 };
             if !self.queue.admit(pending) {
-                self.record(&send, String::new(), Refusal::Overloaded.label());
+                self.record(&send, &body, String::new(), Refusal::Overloaded.label());
                 return refuse(Refusal::Overloaded);
             }
         }
-        self.record(&send, id.clone(), if late.is_some() { "taken_slowly" } else { "taken" });
+        self.record(&send, &body, id.clone(), if late.is_some() { "taken_slowly" } else { "taken" });
         self.counters.taken(name, late.is_some());
         if let Some(d) = late {
             // Taken already (its statuses are on their way): only the answer is late.
@@ -336,9 +349,10 @@ impl Shared {
         self.mode.accepted(&send, &id)
     }
 
-    fn record(&self, send: &SendRequest, id: String, answer: &'static str) {
+    fn record(&self, send: &SendRequest, body: &[u8], id: String, answer: &'static str) {
         if self.cfg.record_messages {
-            let m = SimMessage { id, sender: send.sender.clone(), recipient: send.recipient.clone(), body: send.body.clone(), answer, at: chrono::Utc::now() };
+            let body = serde_json::from_slice(body).unwrap_or_default();
+            let m = SimMessage { id, sender: send.sender.clone(), recipient: send.recipient.clone(), body, answer, at: chrono::Utc::now() };
             self.recorded.lock().unwrap_or_else(|e| e.into_inner()).push(m);
         }
     }

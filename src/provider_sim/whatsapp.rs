@@ -12,10 +12,13 @@
 //! `timestamp`, `recipient_id`, `conversation` and `pricing` on `sent`/`delivered`, `errors[]`
 //! on `failed`), signed `X-Hub-Signature-256: sha256=<hex HMAC-SHA256(app secret, body)>`.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use hyper::{HeaderMap, Method, StatusCode};
 use ring::hmac;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use super::faults::Refusal;
 use super::statuses::{Pending, Status};
@@ -64,17 +67,17 @@ impl Mode for CloudApi {
                 return Err(Refusal::BadToken);
             }
         }
-        let message: Value = serde_json::from_slice(body).map_err(|_| Refusal::Invalid)?;
-        let to = message["to"].as_str().filter(|t| !t.is_empty()).ok_or(Refusal::Invalid)?;
-        let kind_ok = match message["type"].as_str() {
-            Some("template") => message["template"]["name"].is_string() && message["template"]["language"]["code"].is_string(),
-            Some("text") => message["text"]["body"].is_string(),
+        // Typed, borrowing where it can: every message the gateway sends is parsed here.
+        let m: OutgoingMessage = serde_json::from_slice(body).map_err(|_| Refusal::Invalid)?;
+        let kind_ok = match m.kind.as_ref() {
+            "template" => m.template.is_some(),
+            "text" => m.text.is_some(),
             _ => false,
         };
-        if message["messaging_product"] != "whatsapp" || !kind_ok {
+        if m.messaging_product != "whatsapp" || !kind_ok || m.to.is_empty() {
             return Err(Refusal::Invalid);
         }
-        Ok(SendRequest { sender: sender.to_owned(), recipient: to.trim_start_matches('+').to_owned(), body: message })
+        Ok(SendRequest { sender: sender.to_owned(), recipient: m.to.trim_start_matches('+').to_owned(), input: m.to.into_owned() })
     }
 
     fn message_id(&self, seq: u64, send: &SendRequest) -> String {
@@ -84,12 +87,12 @@ impl Mode for CloudApi {
     }
 
     fn accepted(&self, send: &SendRequest, id: &str) -> Answer {
-        let body = json!({
-            "messaging_product": "whatsapp",
-            "contacts": [{"input": send.body["to"], "wa_id": send.recipient}],
-            "messages": [{"id": id, "message_status": "accepted"}],
-        });
-        Answer::json(StatusCode::OK, &body)
+        let body = Accepted {
+            messaging_product: "whatsapp",
+            contacts: [Contact { input: &send.input, wa_id: &send.recipient }],
+            messages: [AcceptedMessage { id, message_status: "accepted" }],
+        };
+        Answer { status: StatusCode::OK, body: Bytes::from(serde_json::to_vec(&body).expect("plain strings serialize")) }
     }
 
     fn refusal(&self, r: Refusal) -> Answer {
@@ -113,31 +116,44 @@ impl Mode for CloudApi {
 
     fn webhook_body(&self, sender: &str, statuses: &[(&Pending, Status)], failed_code: i64) -> Bytes {
         let now = chrono::Utc::now().timestamp();
-        let items: Vec<Value> = statuses
+        let (timestamp, expires) = (now.to_string(), (now + 86_400).to_string());
+        let conversations: Vec<String> = statuses.iter().map(|(p, _)| format!("conv-{}", p.recipient)).collect();
+        let items: Vec<StatusItem> = statuses
             .iter()
-            .map(|(p, status)| {
-                let mut s = json!({"id": p.id, "status": status.label(), "timestamp": now.to_string(), "recipient_id": p.recipient});
-                match status {
-                    Status::Sent | Status::Delivered => {
-                        s["conversation"] =
-                            json!({"id": format!("conv-{}", p.recipient), "expiration_timestamp": (now + 86_400).to_string(), "origin": {"type": "marketing"}});
-                        s["pricing"] = json!({"billable": true, "pricing_model": "PMP", "category": "marketing", "type": "regular"});
-                    }
-                    Status::Failed => {
-                        s["errors"] = json!([{"code": failed_code, "title": "Message undeliverable", "message": "Message undeliverable",
-                            "error_data": {"details": "Message Undeliverable."}}]);
-                    }
-                    Status::Read => {}
+            .zip(&conversations)
+            .map(|((p, status), conversation)| {
+                let billed = matches!(status, Status::Sent | Status::Delivered);
+                StatusItem {
+                    id: &p.id,
+                    status: status.label(),
+                    timestamp: &timestamp,
+                    recipient_id: &p.recipient,
+                    conversation: billed.then_some(Conversation { id: conversation, expiration_timestamp: &expires, origin: Origin { kind: "marketing" } }),
+                    pricing: billed.then_some(Pricing { billable: true, pricing_model: "PMP", category: "marketing", kind: "regular" }),
+                    errors: (*status == Status::Failed).then_some([StatusError {
+                        code: failed_code,
+                        title: "Message undeliverable",
+                        message: "Message undeliverable",
+                        error_data: ErrorData { details: "Message Undeliverable." },
+                    }]),
                 }
-                s
             })
             .collect();
-        let payload = json!({"object": "whatsapp_business_account", "entry": [{"id": WABA_ID, "changes": [{"field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "15550783881", "phone_number_id": sender},
-            "statuses": items,
-        }}]}]});
-        Bytes::from(payload.to_string())
+        let payload = Payload {
+            object: "whatsapp_business_account",
+            entry: [Entry {
+                id: WABA_ID,
+                changes: [Change {
+                    field: "messages",
+                    value: ChangeValue {
+                        messaging_product: "whatsapp",
+                        metadata: Metadata { display_phone_number: "15550783881", phone_number_id: sender },
+                        statuses: items,
+                    },
+                }],
+            }],
+        };
+        Bytes::from(serde_json::to_vec(&payload).expect("plain strings serialize"))
     }
 
     fn signature(&self, secret: &[u8], body: &[u8]) -> (&'static str, String) {
@@ -147,8 +163,144 @@ impl Mode for CloudApi {
     }
 }
 
+/// The message object a send carries, as far as the simulator checks it.
+#[derive(Deserialize)]
+struct OutgoingMessage<'a> {
+    #[serde(borrow)]
+    messaging_product: Cow<'a, str>,
+    #[serde(borrow)]
+    to: Cow<'a, str>,
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default)]
+    template: Option<TemplateObject>,
+    #[serde(default)]
+    text: Option<TextObject>,
+}
+
+#[derive(Deserialize)]
+struct TemplateObject {
+    #[serde(rename = "name")]
+    _name: String,
+    #[serde(rename = "language")]
+    _language: LanguageObject,
+}
+
+#[derive(Deserialize)]
+struct LanguageObject {
+    #[serde(rename = "code")]
+    _code: String,
+}
+
+#[derive(Deserialize)]
+struct TextObject {
+    #[serde(rename = "body")]
+    _body: String,
+}
+
+#[derive(Serialize)]
+struct Accepted<'a> {
+    messaging_product: &'static str,
+    contacts: [Contact<'a>; 1],
+    messages: [AcceptedMessage<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct Contact<'a> {
+    input: &'a str,
+    wa_id: &'a str,
+}
+
+#[derive(Serialize)]
+struct AcceptedMessage<'a> {
+    id: &'a str,
+    message_status: &'static str,
+}
+
+#[derive(Serialize)]
+struct Payload<'a> {
+    object: &'static str,
+    entry: [Entry<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct Entry<'a> {
+    id: &'static str,
+    changes: [Change<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct Change<'a> {
+    field: &'static str,
+    value: ChangeValue<'a>,
+}
+
+#[derive(Serialize)]
+struct ChangeValue<'a> {
+    messaging_product: &'static str,
+    metadata: Metadata<'a>,
+    statuses: Vec<StatusItem<'a>>,
+}
+
+#[derive(Serialize)]
+struct Metadata<'a> {
+    display_phone_number: &'static str,
+    phone_number_id: &'a str,
+}
+
+#[derive(Serialize)]
+struct StatusItem<'a> {
+    id: &'a str,
+    status: &'static str,
+    timestamp: &'a str,
+    recipient_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    conversation: Option<Conversation<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pricing: Option<Pricing>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<[StatusError; 1]>,
+}
+
+#[derive(Serialize)]
+struct Conversation<'a> {
+    id: &'a str,
+    expiration_timestamp: &'a str,
+    origin: Origin,
+}
+
+#[derive(Serialize)]
+struct Origin {
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(Serialize)]
+struct Pricing {
+    billable: bool,
+    pricing_model: &'static str,
+    category: &'static str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(Serialize)]
+struct StatusError {
+    code: i64,
+    title: &'static str,
+    message: &'static str,
+    error_data: ErrorData,
+}
+
+#[derive(Serialize)]
+struct ErrorData {
+    details: &'static str,
+}
+
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
     use crate::provider::webhook::Webhook;
     use crate::provider::whatsapp_cloud::webhook::CloudWebhook;
