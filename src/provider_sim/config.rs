@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::config::humantime_serde;
+
 /// How the simulator listens, answers, and pushes statuses back.
 #[derive(Debug, Clone, clap::Args, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -33,7 +35,7 @@ pub struct ProviderSimConfig {
     /// Delay from taking a message to its first status, and between one status and the next
     /// (each next status is scheduled once the previous one was taken), e.g. `100ms`.
     #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]
-    #[serde(deserialize_with = "duration_from_str")]
+    #[serde(with = "humantime_serde")]
     pub status_delay: Duration,
 
     /// Relative weights of how messages end: `read` (sent, delivered, read), `delivered` (sent,
@@ -66,7 +68,7 @@ pub struct ProviderSimConfig {
     pub push_retries: u32,
 
     #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]
-    #[serde(deserialize_with = "duration_from_str")]
+    #[serde(with = "humantime_serde")]
     pub push_retry_backoff: Duration,
 
     /// Keep every message taken in memory (for tests; grows without bound).
@@ -94,7 +96,7 @@ pub struct ProviderSimConfig {
     pub slow_every: Option<NonZeroU64>,
 
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
-    #[serde(deserialize_with = "duration_from_str")]
+    #[serde(with = "humantime_serde")]
     pub slow_answer: Duration,
 
     /// After every Nth webhook POST, also send a forged one: its statuses say `failed`, and it
@@ -128,12 +130,6 @@ impl Default for ProviderSimConfig {
             forge_every: None,
         }
     }
-}
-
-/// Config values carry their units (`status_delay = "100ms"`), as everywhere else in sendgate.
-fn duration_from_str<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("`{s}`: {e}")))
 }
 
 impl ProviderSimConfig {
