@@ -14,6 +14,7 @@ Exit status: 0 when every job got exactly one final and the daemon exited 0 afte
     python3 loadtest/dev_load.py                      # 100,000 jobs, defaults
     python3 loadtest/dev_load.py --jobs 20000 --json  # machine-readable summary on stdout
     python3 loadtest/dev_load.py --binds 4 --window 512 --max-in-flight 50000
+    python3 loadtest/dev_load.py --channel whatsapp   # WhatsApp template jobs, statuses by webhook
 """
 
 from __future__ import annotations
@@ -77,8 +78,14 @@ def _texts() -> dict[str, list[str]]:
     }
 
 
-def make_bodies(n_jobs: int, batch: int, run_id: str, kinds: list[str]) -> tuple[list[bytes], list[list[str]]]:
-    """NDJSON bodies and, for each, its job ids; built before the clock starts."""
+def wa_number(k: int) -> str:
+    """The k-th WhatsApp phone number id the load is spread over (Meta caps each number)."""
+    return f"1065403522{k:05d}"
+
+
+def make_bodies(n_jobs: int, batch: int, run_id: str, kinds: list[str], channel: str = "sms", numbers: int = 1) -> tuple[list[bytes], list[list[str]]]:
+    """NDJSON bodies and, for each, its job ids; built before the clock starts. `whatsapp`:
+    template jobs spread round-robin over `numbers` phone number ids."""
     texts = _texts()
     by_kind = [texts[k] for k in kinds]
     bodies: list[bytes] = []
@@ -90,14 +97,25 @@ def make_bodies(n_jobs: int, batch: int, run_id: str, kinds: list[str]) -> tuple
             job_id = f"lt-{run_id}-{i:07d}"
             kind_texts = by_kind[i % len(by_kind)]
             text = kind_texts[(i // len(by_kind)) % len(kind_texts)].format(n=i)
-            job = {
-                "id": job_id,
-                "tenant": "loadtest",
-                "channel": "sms",
-                "to": f"+7916{i % 10_000_000:07d}",
-                "text": text,
-                "meta": {"n": str(i)},
-            }
+            if channel == "whatsapp":
+                job = {
+                    "id": job_id,
+                    "tenant": "loadtest",
+                    "channel": "whatsapp",
+                    "from": wa_number(i % numbers),
+                    "to": f"+49151{i % 100_000_000:08d}",
+                    "template": {"name": "order_shipped", "language": "en_US", "params": [str(i)]},
+                    "meta": {"n": str(i)},
+                }
+            else:
+                job = {
+                    "id": job_id,
+                    "tenant": "loadtest",
+                    "channel": "sms",
+                    "to": f"+7916{i % 10_000_000:07d}",
+                    "text": text,
+                    "meta": {"n": str(i)},
+                }
             lines.append(json.dumps(job, ensure_ascii=False, separators=(",", ":")))
             batch_ids.append(job_id)
         bodies.append(("\n".join(lines) + "\n").encode())
@@ -134,7 +152,28 @@ batch_size = {a.batch_size}
 [reports]
 stdout = false
 file = {toml_str(str(reports))}
+"""
+    if a.channel == "whatsapp":
+        cfg += f"""
+# The embedded Cloud API simulator; statuses come back through /v1/webhooks/wa.
+[providers.wa]
+kind = "whatsapp_cloud"
+base_url = "embedded-sim"
+channels = ["whatsapp"]
+number_tps = 1000
+concurrency = {a.wa_concurrency}
+receipt_timeout = {toml_str(a.receipt_timeout)}
 
+[dev.provider_sim]
+status_delay = {toml_str(a.status_delay)}
+outcome_mix = "read=100"
+webhook_batch = {a.webhook_batch}
+push_concurrency = {a.push_concurrency}
+queue_capacity = {a.sim_queue}
+"""
+        path.write_text(cfg)
+        return cfg
+    cfg += f"""
 [providers.smsc-a]
 kind = "smpp"
 address = "embedded-sim"
@@ -254,6 +293,64 @@ class Sampler(threading.Thread):
         st = proc_status(self.pid)
         self.hwm_kib = max(self.hwm_kib, st.get("VmHWM", 0))
         self.rss_max_kib = max(self.rss_max_kib, st.get("VmRSS", 0))
+
+
+STATUSES_METRIC = "sendgate_provider_sim_statuses_total"
+
+
+def metric_sum(text: str, name: str) -> float:
+    """The sum of every series of `name` in a Prometheus text page."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and line[len(name) : len(name) + 1] in ("{", " "):
+            try:
+                total += float(line.rsplit(" ", 1)[1])
+            except (IndexError, ValueError):
+                pass
+    return total
+
+
+class StatusSampler(threading.Thread):
+    """Samples, every `interval` seconds, how many statuses the webhook intake has taken (the
+    embedded simulator counts each status its POST got a 2xx for)."""
+
+    def __init__(self, metrics_addr: str, interval: float = 0.25):
+        super().__init__(daemon=True)
+        self.addr, self.interval = metrics_addr, interval
+        self.samples: list[tuple[float, float]] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                _, page = http_get(self.addr, "/metrics", timeout=2)
+                self.samples.append((time.monotonic(), metric_sum(page.decode(errors="replace"), STATUSES_METRIC)))
+            except OSError:
+                pass
+            self.stop.wait(self.interval)
+
+    def rates(self) -> dict:
+        """Statuses taken; the mean rate from the first to the last one taken, and the highest
+        rate over any window of about a second."""
+        s = self.samples
+        total = s[-1][1] if s else 0.0
+        moving = [(t, v) for t, v in s if 0 < v]
+        first = next(((t, v) for t, v in s if v > 0), None)
+        last = next(((t, v) for t, v in s if v >= total), None)
+        mean = None
+        if first and last and last[0] > first[0]:
+            # The window starts one sample before the first count seen.
+            i = s.index(first)
+            t0, v0 = s[i - 1] if i > 0 else first
+            mean = (last[1] - v0) / (last[0] - t0)
+        peak = 0.0
+        for i, (t, v) in enumerate(s):
+            j = i
+            while j + 1 < len(s) and s[j][0] - t < 1.0:
+                j += 1
+            if s[j][0] > t:
+                peak = max(peak, (s[j][1] - v) / (s[j][0] - t))
+        return {"statuses": int(total), "mean_per_second": round(mean, 1) if mean else None, "peak_per_second": round(peak, 1), "samples": len(moving)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -440,8 +537,9 @@ def run(a: argparse.Namespace) -> tuple[dict, int]:
     write_config(cfg_path, a, listen, metrics, reports)
     run_id = f"{int(time.time()):x}{os.getpid():x}{random.getrandbits(16):04x}"
 
-    log(a, f"building {a.jobs} jobs ({', '.join(kinds)}) in batches of {a.batch} ...")
-    bodies, batch_ids = make_bodies(a.jobs, a.batch, run_id, kinds)
+    what = f"WhatsApp templates from {a.numbers} numbers" if a.channel == "whatsapp" else ", ".join(kinds)
+    log(a, f"building {a.jobs} jobs ({what}) in batches of {a.batch} ...")
+    bodies, batch_ids = make_bodies(a.jobs, a.batch, run_id, kinds, a.channel, a.numbers)
     all_ids = {i for ids in batch_ids for i in ids}
     body_bytes = sum(map(len, bodies))
 
@@ -461,6 +559,7 @@ def run(a: argparse.Namespace) -> tuple[dict, int]:
         "batch": a.batch,
         "concurrency": a.concurrency,
         "texts": kinds,
+        "channel": a.channel,
         "config": {
             "binds": a.binds,
             "window": a.window,
@@ -469,6 +568,11 @@ def run(a: argparse.Namespace) -> tuple[dict, int]:
             "receipt_delay": a.receipt_delay,
             "drain_timeout": a.drain_timeout,
             "job_history_ttl": a.job_history_ttl,
+            **(
+                {"numbers": a.numbers, "wa_concurrency": a.wa_concurrency, "status_delay": a.status_delay, "webhook_batch": a.webhook_batch, "push_concurrency": a.push_concurrency}
+                if a.channel == "whatsapp"
+                else {}
+            ),
         },
         "work_dir": str(work_dir),
     }
@@ -481,6 +585,9 @@ def run(a: argparse.Namespace) -> tuple[dict, int]:
             return summary, 2
         log(a, f"daemon up (pid {proc.pid}) on {listen}; posting {a.jobs} jobs ({body_bytes / 1e6:.1f} MB) with {a.concurrency} posters")
 
+        statuses = StatusSampler(metrics)
+        if a.channel == "whatsapp":
+            statuses.start()
         cpu0 = thread_cpu(proc.pid)
         wait0 = runqueue_wait(proc.pid)
         load0 = os.getloadavg()[0]
@@ -509,7 +616,8 @@ def run(a: argparse.Namespace) -> tuple[dict, int]:
             if not posting and deadline is None:
                 deadline = time.monotonic() + a.timeout
                 log(a, f"all batches posted in {time.monotonic() - t0_mono:.2f}s; waiting for finals")
-            if not posting and len(tail.finals) >= len(all_ids) and all_ids.issubset(tail.finals.keys()):
+            reads_in = a.channel != "whatsapp" or tail.events.get("read", 0) >= len(all_ids)
+            if not posting and len(tail.finals) >= len(all_ids) and reads_in and all_ids.issubset(tail.finals.keys()):
                 break
             if proc.poll() is not None:
                 died = True
@@ -553,6 +661,7 @@ def run(a: argparse.Namespace) -> tuple[dict, int]:
                 exit_code = None
         shutdown_s = time.monotonic() - t_term
         sampler.stop.set()
+        statuses.stop.set()
         tail.poll()
         tail.close()
     finally:
@@ -632,6 +741,8 @@ def run(a: argparse.Namespace) -> tuple[dict, int]:
             "peak_rss_mib": round(sampler.hwm_kib / 1024, 1),
             "max_sampled_rss_mib": round(sampler.rss_max_kib / 1024, 1),
             "daemon_cpu_seconds": round(sum(daemon_cpu.values()), 2),
+            "daemon_cpu_us_per_job": round(sum(daemon_cpu.values()) / a.jobs * 1e6, 1),
+            "webhook_intake": statuses.rates() if a.channel == "whatsapp" else None,
             "daemon_cpu_by_thread": daemon_cpu,
             "daemon_cpu_share_of_one_core": round(sum(daemon_cpu.values()) / wall, 2) if wall > 0 else None,
             "daemon_runqueue_wait_seconds": round(wait1 - wait0, 2),
@@ -666,16 +777,23 @@ def print_human(s: dict) -> None:
     c = s["config"]
     lat = s["latency_202_to_final_seconds"]
     print()
-    print(f"sendgate dev load test: {s['jobs']} jobs, NDJSON batches of {s['batch']}, {s['concurrency']} posters, texts {','.join(s['texts'])}")
-    print(f"  config: binds={c['binds']} window={c['window']} max_in_flight={c['max_in_flight']} batch_size={c['batch_size']} receipt_delay={c['receipt_delay']}")
+    if s["channel"] == "whatsapp":
+        print(f"sendgate dev load test: {s['jobs']} WhatsApp template jobs, NDJSON batches of {s['batch']}, {s['concurrency']} posters")
+        print(f"  config: numbers={c['numbers']} concurrency={c['wa_concurrency']} max_in_flight={c['max_in_flight']} batch_size={c['batch_size']} status_delay={c['status_delay']} webhook_batch={c['webhook_batch']} push_concurrency={c['push_concurrency']}")
+    else:
+        print(f"sendgate dev load test: {s['jobs']} jobs, NDJSON batches of {s['batch']}, {s['concurrency']} posters, texts {','.join(s['texts'])}")
+        print(f"  config: binds={c['binds']} window={c['window']} max_in_flight={c['max_in_flight']} batch_size={c['batch_size']} receipt_delay={c['receipt_delay']}")
     print(f"  ingest:      {s['accepted']} accepted, {s['rejected']} rejected, {s['post_error_count']} failed POSTs in {s['ingest_seconds']:.2f}s ({s['ingest_jobs_per_second']} jobs/s)")
     for e in s["post_errors"]:
         print(f"    POST error: {e}")
     print(f"  end to end:  {s['jobs_per_second']} jobs/s  ({s['end_to_end_seconds']:.2f}s from first POST to last final; {s['segments']} segments, {s['segments_per_second']} segments/s)")
     print(f"  latency 202 -> final: p50 {lat['p50'] * 1000:.0f} ms, p90 {lat['p90'] * 1000:.0f} ms, p99 {lat['p99'] * 1000:.0f} ms, max {(lat['max'] or 0) * 1000:.0f} ms")
     print(f"  peak RSS:    {s['peak_rss_mib']} MiB (VmHWM)")
+    if s.get("webhook_intake"):
+        w = s["webhook_intake"]
+        print(f"  webhook intake: {w['statuses']} statuses taken; {w['mean_per_second']} statuses/s mean from the first to the last, peak {w['peak_per_second']}/s over ~1 s")
     top = ", ".join(f"{k} {v:.1f}s" for k, v in list(s["daemon_cpu_by_thread"].items())[:6])
-    print(f"  CPU:         daemon {s['daemon_cpu_seconds']}s over {s['wall_seconds']}s wall ({s['daemon_cpu_share_of_one_core'] * 100:.0f}% of one core; {top}); load generator {s['loadgen_cpu_seconds']}s")
+    print(f"  CPU:         {s['daemon_cpu_us_per_job']} µs per job; daemon {s['daemon_cpu_seconds']}s over {s['wall_seconds']}s wall ({s['daemon_cpu_share_of_one_core'] * 100:.0f}% of one core; {top}); load generator {s['loadgen_cpu_seconds']}s")
     print(f"  machine:     daemon threads waited {s['daemon_runqueue_wait_seconds']}s for a CPU (runnable, not running); load average {s['loadavg_1m'][0]} -> {s['loadavg_1m'][1]} on {os.cpu_count()} CPUs")
     print(f"  events:      {', '.join(f'{k}={v}' for k, v in s['events'].items())}")
     print(f"  jobs with 0 finals: {s['jobs_without_final']}, with >1 finals: {s['jobs_with_multiple_finals']}, finals for ids not sent: {s['finals_for_unknown_ids']}")
@@ -694,7 +812,9 @@ def main() -> int:
     p.add_argument("--jobs", type=int, default=100_000, help="jobs to send")
     p.add_argument("--batch", type=int, default=1_000, help="jobs per POST (NDJSON lines)")
     p.add_argument("--concurrency", type=int, default=4, help="poster threads, each with its own keep-alive connection")
-    p.add_argument("--texts", default="short,gsm7long,cyrillic,emoji", help="text kinds, used round-robin")
+    p.add_argument("--texts", default="short,gsm7long,cyrillic,emoji", help="text kinds, used round-robin (sms)")
+    p.add_argument("--channel", choices=["sms", "whatsapp"], default="sms", help="sms: text jobs to the SMPP simulator; whatsapp: template jobs to the Cloud API simulator, statuses by webhook")
+    p.add_argument("--numbers", type=int, default=32, help="whatsapp: phone number ids the jobs are spread over (Meta allows each at most 1,000 msg/s)")
     g = p.add_argument_group("daemon config (written to the generated toml)")
     g.add_argument("--binds", type=int, default=4, help="providers.smsc-a.binds")
     g.add_argument("--window", type=int, default=8, help="providers.smsc-a.window")
@@ -704,6 +824,11 @@ def main() -> int:
     g.add_argument("--receipt-timeout", default="60s", help="providers.smsc-a.receipt_timeout")
     g.add_argument("--drain-timeout", default="10s", help="server.drain_timeout")
     g.add_argument("--job-history-ttl", default="1h", help="server.job_history_ttl")
+    g.add_argument("--wa-concurrency", type=int, default=8, help="whatsapp: providers.wa.concurrency (requests in flight per number; the simulator answers in well under a millisecond, so a few keep a number at its 1,000/s)")
+    g.add_argument("--status-delay", default="100ms", help="whatsapp: dev.provider_sim.status_delay")
+    g.add_argument("--webhook-batch", type=int, default=100, help="whatsapp: dev.provider_sim.webhook_batch (statuses per POST)")
+    g.add_argument("--push-concurrency", type=int, default=8, help="whatsapp: dev.provider_sim.push_concurrency")
+    g.add_argument("--sim-queue", type=int, default=200_000, help="whatsapp: dev.provider_sim.queue_capacity")
     t = p.add_argument_group("timeouts")
     t.add_argument("--ready-timeout", type=float, default=30, help="seconds to wait for /readyz 200")
     t.add_argument("--post-timeout", type=float, default=300, help="socket timeout of one POST (it waits while the pipeline is full)")
@@ -716,8 +841,8 @@ def main() -> int:
     o.add_argument("--out-dir", help="keep config, reports, daemon log and metrics here (default: a temp dir, removed on success)")
     o.add_argument("--keep", action="store_true", help="keep the temp dir even on success")
     a = p.parse_args()
-    if a.jobs < 1 or a.batch < 1:
-        p.error("--jobs and --batch must be >= 1")
+    if a.jobs < 1 or a.batch < 1 or a.numbers < 1:
+        p.error("--jobs, --batch and --numbers must be >= 1")
 
     summary, code = run(a)
     if a.json:

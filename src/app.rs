@@ -17,7 +17,8 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::pipeline::{completer, worker, CompleterCtx, DrainHandle, Intake, Reporter, WorkerCtx};
 use crate::policy::{Chain, RateLimit, WhatsappTier};
-use crate::provider::{self, BuildDeps};
+use crate::provider::{self, BuildDeps, EmbeddedApi};
+use crate::provider_sim::{ProviderSim, ProviderSimHandle, SimMode};
 use crate::receipt::correlate::Correlator;
 use crate::receipt::deadlines::Sweep;
 use crate::receipt::inbound::InboundOut;
@@ -47,6 +48,8 @@ pub struct App {
     pub store: Arc<dyn Store>,
     /// The embedded simulator, in dev mode.
     pub sim: Option<SimHandle>,
+    /// The embedded provider simulators, in dev mode, by the provider each serves.
+    pub provider_sims: Vec<(String, ProviderSimHandle)>,
     drain_timeout: Duration,
     stop_intake: CancellationToken,
     stop_rest: CancellationToken,
@@ -117,14 +120,30 @@ impl App {
             None
         };
 
+        // Bound before the provider simulators start: they push statuses to this address, and
+        // what they push before the API serves waits in the listen backlog.
+        let api_listener = http::bind(cfg.server.listen).await.context("server.listen")?;
+        let metrics_listener = http::bind(cfg.server.metrics_listen).await.context("server.metrics_listen")?;
+        let api_addr = api_listener.local_addr()?;
+        let metrics_addr = metrics_listener.local_addr()?;
+        let provider_sims = if mode == Mode::Dev { start_provider_sims(&cfg, api_addr).await? } else { Vec::new() };
+
         let (events_tx, events_rx) = mpsc::channel(65_536);
-        let deps = BuildDeps { events: events_tx.clone(), clock: clock.clone(), store: store.clone(), embedded_sim: sim.as_ref().map(SimHandle::local_addr) };
+        let deps = BuildDeps {
+            events: events_tx.clone(),
+            clock: clock.clone(),
+            store: store.clone(),
+            embedded_sim: sim.as_ref().map(SimHandle::local_addr),
+            provider_sims: provider_sims.iter().map(|(name, _, api)| (name.clone(), api.clone())).collect(),
+        };
+        let provider_sims: Vec<(String, ProviderSimHandle)> = provider_sims.into_iter().map(|(name, sim, _)| (name, sim)).collect();
         let providers = provider::build_all(&cfg.providers, &deps)?;
         drop(deps);
         // The deadline sweep feeds early receipts kept in the store back to the correlator.
         let early_tx = events_tx.clone();
         drop(events_tx);
         let webhook_events = WebhookEvents(early_tx.downgrade());
+        let reads = providers.iter().filter_map(|p| Some((p.name().to_owned(), p.read_window()?))).collect();
         let router = Arc::new(Router::new(providers));
 
         let (intake, intake_rx) = Intake::new(cfg.pipeline.max_in_flight);
@@ -171,8 +190,9 @@ impl App {
             },
             None => InboundOut::Log,
         });
-        rest_tasks
-            .push(tokio::spawn(Correlator { clock: clock.clone(), store: store.clone(), reporter: reporter.clone(), stop_replies, inbound }.run(events_rx)));
+        rest_tasks.push(tokio::spawn(
+            Correlator { clock: clock.clone(), store: store.clone(), reporter: reporter.clone(), stop_replies, inbound, reads }.run(events_rx),
+        ));
         let sweep = Sweep { clock: clock.clone(), store: store.clone(), reporter: reporter.clone(), ledger, every: Duration::from_secs(1), receipts: early_tx };
         rest_tasks.push(tokio::spawn(sweep.run(stop_rest.clone())));
         if reports_topic.is_some() {
@@ -192,10 +212,6 @@ impl App {
             }
             .run(stop_intake.clone()),
         ));
-        let api_listener = http::bind(cfg.server.listen).await.context("server.listen")?;
-        let metrics_listener = http::bind(cfg.server.metrics_listen).await.context("server.metrics_listen")?;
-        let api_addr = api_listener.local_addr()?;
-        let metrics_addr = metrics_listener.local_addr()?;
         let drain = intake.drain_handle();
         let kafka_source = match (&cfg.kafka, &producer) {
             (Some(k), Some(_)) => {
@@ -236,6 +252,7 @@ impl App {
             metrics_addr,
             store,
             sim,
+            provider_sims,
             drain_timeout: cfg.server.drain_timeout,
             stop_intake,
             stop_rest,
@@ -326,6 +343,9 @@ impl App {
         if let Some(sim) = &self.sim {
             sim.shutdown().await;
         }
+        for (_, sim) in &self.provider_sims {
+            sim.shutdown().await;
+        }
         if left.in_flight > 0 || left.awaiting_receipts > 0 {
             warn!(in_flight = left.in_flight, awaiting_receipts = left.awaiting_receipts, "drain deadline reached with work unfinished");
         } else {
@@ -333,6 +353,30 @@ impl App {
         }
         left
     }
+}
+
+/// One provider simulator per provider whose `base_url` is `embedded-sim`, from
+/// `[dev.provider_sim]`, on a loopback port, with a token and app secret made up for this run,
+/// pushing statuses to this daemon's own webhook for that provider.
+async fn start_provider_sims(cfg: &Config, api_addr: SocketAddr) -> anyhow::Result<Vec<(String, ProviderSimHandle, EmbeddedApi)>> {
+    let mut sims = Vec::new();
+    for (name, p) in &cfg.providers {
+        let Some(mode) = p.kind().wants_provider_sim() else { continue };
+        let mode = SimMode::named(mode).with_context(|| format!("providers.{name}: no provider simulator of mode {mode:?}"))?;
+        let secret = |what: &str| format!("dev-{what}-{:032x}", rand::random::<u128>());
+        let mut sim_cfg = cfg.dev.provider_sim.clone();
+        sim_cfg.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        sim_cfg.token = Some(secret("token"));
+        sim_cfg.app_secret = secret("app-secret");
+        // A provider name is [A-Za-z0-9_.-]: nothing in it needs escaping in a path.
+        sim_cfg.webhook_url = Some(format!("http://{api_addr}/v1/webhooks/{name}"));
+        let api = EmbeddedApi { base_url: String::new(), token: sim_cfg.token.clone().unwrap_or_default(), app_secret: sim_cfg.app_secret.clone() };
+        let sim = ProviderSim::start(mode, sim_cfg)
+            .await
+            .with_context(|| format!("starting the embedded provider simulator for providers.{name} (dev.provider_sim)"))?;
+        sims.push((name.clone(), sim.clone(), EmbeddedApi { base_url: sim.base_url(), ..api }));
+    }
+    Ok(sims)
 }
 
 fn needs_sim(cfg: &Config) -> bool {

@@ -25,6 +25,9 @@
 //! - [`sms`]: GSM-7/UCS-2/Latin-1 decoding and UDH/SAR concatenation, shared by the SMPP
 //!   provider and the simulator.
 //! - [`smsc_sim`]: the SMPP server behind `sendgate smsc-sim`.
+//! - [`provider_sim`]: the HTTP provider simulator behind `sendgate provider-sim` (WhatsApp
+//!   Cloud API); only `sendgate dev` and tests start it.
+//! - [`weights`]: `name=weight,...` choices, the simulators' outcome mixes.
 //! - [`app`]: builds everything from `Config`, spawns tasks, shuts down in order.
 //! - `fuzz`: the fuzz targets (`tests/fuzz.rs`, `fuzz/`); not used by the daemon.
 
@@ -39,6 +42,7 @@ pub mod job;
 pub mod pipeline;
 pub mod policy;
 pub mod provider;
+pub mod provider_sim;
 pub mod receipt;
 pub mod report;
 pub mod retry;
@@ -50,3 +54,4 @@ pub mod smsc_sim;
 pub mod source;
 pub mod store;
 pub mod telemetry;
+pub mod weights;

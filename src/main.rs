@@ -1,4 +1,4 @@
-//! The `sendgate` command line: dev | run | check-config | smsc-sim, and its exit codes
+//! The `sendgate` command line: dev | run | check-config | smsc-sim | provider-sim, and its exit codes
 //! (0 clean shutdown, 2 configuration error, 1 anything else fatal).
 
 use std::net::SocketAddr;
@@ -46,6 +46,14 @@ enum Command {
     CheckConfig { path: PathBuf },
     /// A standalone SMPP server (SMSC simulator) for development, tests and load tests.
     SmscSim(sendgate::smsc_sim::SimConfig),
+    /// A standalone HTTP provider simulator (WhatsApp Cloud API) that pushes signed status
+    /// webhooks, for development, tests and load tests.
+    ProviderSim {
+        #[arg(value_enum)]
+        mode: sendgate::provider_sim::SimMode,
+        #[command(flatten)]
+        cfg: sendgate::provider_sim::ProviderSimConfig,
+    },
 }
 
 fn main() -> ExitCode {
@@ -96,6 +104,19 @@ fn main() -> ExitCode {
                     ExitCode::from(1)
                 }
             },
+            Command::ProviderSim { mode, cfg } => match sendgate::provider_sim::run_cli(mode, cfg).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(
+                        if e.downcast_ref::<sendgate::provider_sim::SimError>().is_some_and(|e| matches!(e, sendgate::provider_sim::SimError::Invalid(_))) {
+                            2
+                        } else {
+                            1
+                        },
+                    )
+                }
+            },
         }
     })
 }
@@ -128,6 +149,9 @@ async fn serve(cfg: Config, mode: Mode) -> ExitCode {
     eprintln!("  metrics:      http://{}/metrics", app.metrics_addr);
     if let Some(sim) = &app.sim {
         eprintln!("  SMSC simulator: smpp://{}", sim.local_addr());
+    }
+    for (provider, sim) in &app.provider_sims {
+        eprintln!("  {} simulator for {provider}: {} (statuses to /v1/webhooks/{provider})", sim.mode(), sim.base_url());
     }
     wait_for_signal().await;
     // A second signal while draining exits at once.

@@ -27,7 +27,8 @@ pub const SMPP_THROTTLED_TOTAL: &str = "sendgate_smpp_throttled_total";
 /// Bind pauses after throttling, by `provider`: `_sum` is the seconds binds spent paused
 /// (overlapping pauses counted once), `_count` the pauses started or extended.
 pub const SMPP_LINK_PAUSE_SECONDS: &str = "sendgate_smpp_link_pause_seconds";
-/// Delivery receipts received, by `provider` and `outcome` (`matched`, `unmatched`, `mo`).
+/// Delivery receipts received, by `provider` and `outcome` (`matched`, `unmatched`, `mo`, and
+/// `read`: a chat's `read` after its job's `delivered`).
 pub const RECEIPTS_TOTAL: &str = "sendgate_receipts_total";
 /// `/v1/webhooks/{provider}` requests, by `provider` (`(unknown)` for a name no provider with a
 /// webhook has) and `outcome` (`accepted`, `verified`, `unauthorized`, `malformed`, `too_large`,
@@ -58,6 +59,13 @@ pub const SIM_SUBMIT_SM_TOTAL: &str = "sendgate_smsc_sim_submit_sm_total";
 pub const SIM_MESSAGES_TOTAL: &str = "sendgate_smsc_sim_messages_total";
 /// Delivery receipts the built-in SMSC simulator sent, by `outcome`.
 pub const SIM_RECEIPTS_TOTAL: &str = "sendgate_smsc_sim_receipts_total";
+/// Send requests the built-in provider simulator answered, by `mode` (`whatsapp`) and `answer`
+/// (`taken`, `taken_slowly`, `throttled`, `pair_limit`, `server_error`, `overloaded`,
+/// `bad_token`, `invalid`, `unknown_path`).
+pub const PROVIDER_SIM_REQUESTS_TOTAL: &str = "sendgate_provider_sim_requests_total";
+/// Statuses the built-in provider simulator pushed and the webhook receiver took (answered
+/// 2xx), by `mode` and `status` (`sent`, `delivered`, `read`, `failed`): the webhook intake.
+pub const PROVIDER_SIM_STATUSES_TOTAL: &str = "sendgate_provider_sim_statuses_total";
 
 /// Counts per label value within one batch, so that a labelled counter is looked up once per
 /// value and batch instead of once per job: each `counter!` with labels hashes its name and
@@ -145,6 +153,8 @@ fn describe() {
     describe_counter!(SIM_SUBMIT_SM_TOTAL, "submit_sm PDUs received by the SMSC simulator");
     describe_counter!(SIM_MESSAGES_TOTAL, "Reassembled messages received by the SMSC simulator");
     describe_counter!(SIM_RECEIPTS_TOTAL, "Receipts sent by the SMSC simulator");
+    describe_counter!(PROVIDER_SIM_REQUESTS_TOTAL, "Send requests answered by the provider simulator");
+    describe_counter!(PROVIDER_SIM_STATUSES_TOTAL, "Statuses the provider simulator pushed and the webhook receiver took");
     describe_counter!(QUIET_HOURS_ZONE_FALLBACK_TOTAL, "Quiet-hour decisions made in the tenant's zone because the prefix's zones share no allowed time");
     describe_whatsapp();
     describe_rate_limits();

@@ -107,3 +107,106 @@ fn sigterm_finishes_in_flight_jobs_unbinds_and_exits_0() {
     assert!(log.contains("SMPP unbind acknowledged"), "{log}");
     assert!(log.contains("shutdown complete: nothing left in flight"), "{log}");
 }
+
+/// The README's first WhatsApp job, against the binary: `sendgate dev` serves `whatsapp` with
+/// its embedded Cloud API simulator, whose signed statuses come back through dev's own webhook.
+#[test]
+fn dev_takes_a_whatsapp_template_job_to_accepted_delivered_read() {
+    let mut child = KillOnDrop(
+        Command::new(BIN)
+            .args(["dev", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut child.0;
+    let stderr = child.stderr.take().unwrap();
+    let (banner_tx, banner_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = banner_tx.send(line);
+        }
+    });
+    let mut banner = Vec::new();
+    let addr: std::net::SocketAddr = loop {
+        let line = banner_rx.recv_timeout(Duration::from_secs(30)).expect("banner");
+        banner.push(line.clone());
+        if let Some(rest) = line.split("curl -X POST http://").nth(1) {
+            break rest.split('/').next().unwrap().parse().unwrap();
+        }
+    };
+    let sim_line = banner_rx.iter().take(6).find(|l| l.contains("whatsapp simulator for wa: http://127.0.0.1:"));
+    assert!(sim_line.is_some(), "the banner names the simulator: {banner:?}");
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while support::request(addr, "GET", "/readyz", None, Bytes::new()).await.0 != 200 {
+            assert!(Instant::now() < deadline, "never ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let job = json!({"id": "wa-1", "tenant": "acme", "channel": "whatsapp", "to": "+4915112345678",
+            "template": {"name": "order_shipped", "language": "en_US", "params": ["A-1042"]}});
+        let (status, answer) = support::request(addr, "POST", "/v1/jobs", Some("application/json"), job.to_string().into()).await;
+        assert_eq!((status, answer["accepted"].as_u64()), (202, Some(1)), "{answer}");
+    });
+    let mut events = Vec::new();
+    while events.last().map(String::as_str) != Some("read") {
+        let line = lines_rx.recv_timeout(Duration::from_secs(20)).unwrap_or_else(|_| panic!("events so far: {events:?}"));
+        let r: Report = serde_json::from_str(&line).unwrap_or_else(|e| panic!("stdout line {line:?}: {e}"));
+        assert_eq!((r.job_id.as_str(), r.provider.as_deref()), ("wa-1", Some("wa")));
+        assert!(r.provider_message_id.as_deref().is_some_and(|m| m.starts_with("wamid.")), "{line}");
+        events.push(serde_json::to_value(r.event).unwrap().as_str().unwrap().to_owned());
+    }
+    assert_eq!(events, ["accepted", "delivered", "read"]);
+    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+/// A child that a failing assertion must not leave running.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn provider_sim_prints_its_address_and_names_a_bad_flag() {
+    let bad = Command::new(BIN).args(["provider-sim", "whatsapp", "--webhook-batch", "0"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2), "{}", String::from_utf8_lossy(&bad.stderr));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("provider_sim.webhook_batch: must be > 0"));
+    let mut child =
+        Command::new(BIN).args(["provider-sim", "whatsapp", "--listen", "127.0.0.1:0"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut first = String::new();
+    // Kept until the child exits: it prints its stats on the way out.
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    stdout.read_line(&mut first).unwrap();
+    let addr: std::net::SocketAddr = first.trim().parse().unwrap_or_else(|e| panic!("{first:?}: {e}"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (status, answer) = rt.block_on(async {
+        let body = json!({"messaging_product": "whatsapp", "to": "4915112345678", "type": "text", "text": {"body": "hi"}});
+        support::request(addr, "POST", "/v23.0/106540352242922/messages", Some("application/json"), body.to_string().into()).await
+    });
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer["messages"][0]["id"].as_str().is_some_and(|id| id.starts_with("wamid.")), "{answer}");
+    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let mut last = String::new();
+    stdout.read_line(&mut last).unwrap();
+    let stats: serde_json::Value = serde_json::from_str(&last).unwrap_or_else(|e| panic!("{last:?}: {e}"));
+    assert_eq!(stats["taken"], 1, "{stats}");
+}

@@ -469,15 +469,17 @@ async fn a_marketing_job_at_night_waits_for_the_end_of_quiet_hours_in_the_recipi
 /// The phone number id of the WhatsApp tests' portfolio.
 const NUMBER: &str = "106540352242922";
 
-/// A WhatsApp portfolio `name` of `tier` recipients holding [`NUMBER`]. No WhatsApp provider
-/// exists yet (the Cloud API one comes with a later issue), so the dev SMPP provider serves
-/// `whatsapp` too and the simulator stands in for Meta: what these tests cover is the policy,
-/// the scheduled set, the clock and the admin API.
+/// A WhatsApp portfolio `name` of `tier` recipients holding [`NUMBER`]. The dev SMPP provider
+/// serves `whatsapp` instead of dev's Cloud API provider (`wa`, dropped here), so that free-form
+/// text goes out without a service window and the SMSC simulator records what was sent: what
+/// these tests cover is the policy, the scheduled set, the clock and the admin API
+/// (`tests/whatsapp.rs` and `tests/provider_sim.rs` cover the Cloud API provider).
 fn whatsapp_portfolio(c: &mut sendgate::config::Config, name: &str, tier: u64) {
     let toml = sendgate::config::DEV_TOML.replace(r#"channels = ["sms"]"#, r#"channels = ["sms", "whatsapp"]"#)
         + &format!("\n[whatsapp.portfolios.{name}]\ntier = {tier}\nnumbers = [\"{NUMBER}\"]\n");
-    let parsed = sendgate::config::parse(&toml).unwrap();
+    let mut parsed = sendgate::config::parse(&toml).unwrap();
     assert_eq!(parsed.providers["smsc-a"].channels(), ["sms", "whatsapp"]);
+    parsed.providers.remove("wa");
     c.providers = parsed.providers;
     c.whatsapp = parsed.whatsapp;
 }

@@ -46,7 +46,8 @@ async fn start_unbound(fault: impl FnOnce(&mut SimConfig), tweak: impl FnOnce(&m
     cfg.dev.smsc_sim.receipt_delay = Duration::from_millis(50);
     fault(&mut cfg.dev.smsc_sim);
     for p in cfg.providers.values_mut() {
-        let ProviderConfig::Smpp(s) = p else { unreachable!("an smpp section") };
+        // The SMPP providers only: dev also has a WhatsApp one.
+        let ProviderConfig::Smpp(s) = p else { continue };
         // A dead link is noticed within a second or two, not the production 10 s.
         s.response_timeout = Duration::from_secs(1);
         s.reconnect_min = Duration::from_millis(50);
@@ -242,7 +243,8 @@ async fn against_a_300_tps_smsc(tps: u32) -> Run {
         |s| s.throttle_above_tps = std::num::NonZeroU32::new(300),
         |c| {
             for p in c.providers.values_mut() {
-                let ProviderConfig::Smpp(s) = p else { unreachable!("an smpp section") };
+                // The SMPP providers only: dev also has a WhatsApp one.
+                let ProviderConfig::Smpp(s) = p else { continue };
                 s.tps = tps;
             }
         },
@@ -275,7 +277,8 @@ async fn links_that_never_answer_enquire_link_are_cut_and_rebound_without_double
         |s| s.ignore_enquire_link = true,
         |c| {
             for p in c.providers.values_mut() {
-                let ProviderConfig::Smpp(s) = p else { unreachable!("an smpp section") };
+                // The SMPP providers only: dev also has a WhatsApp one.
+                let ProviderConfig::Smpp(s) = p else { continue };
                 s.enquire_link_interval = Duration::from_millis(200);
             }
         },

@@ -300,6 +300,9 @@ async fn every_row_of_the_error_table_over_https() {
 
     let by = w.h.wait_final(&["row-00".into(), "row-01".into(), "row-02".into()]).await;
     assert_eq!(one_final("row-00", &by["row-00"]).event, EventKind::Delivered);
+    // `read` after `delivered`: its job was kept for it, so it is reported after the final.
+    let events: Vec<EventKind> = w.wait_event("row-00", EventKind::Read).await.iter().map(|r| r.event).collect();
+    assert_eq!(events, [EventKind::Accepted, EventKind::Delivered, EventKind::Read]);
     let events: Vec<EventKind> = by["row-01"].iter().map(|r| r.event).collect();
     assert_eq!(&events[events.len() - 2..], [EventKind::Delivered, EventKind::Read], "read first: delivered, then read");
     let f = one_final("row-02", &by["row-02"]);

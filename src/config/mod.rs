@@ -312,6 +312,12 @@ pub struct DevConfig {
     /// key here (`throttle_every = 5`, `receipt_id_format = "hex"`, ...), so a misbehaving
     /// SMSC can be reproduced without a second process.
     pub smsc_sim: crate::smsc_sim::SimConfig,
+    /// The in-process provider simulator of `sendgate dev`, one per provider whose `base_url`
+    /// is `embedded-sim`: every `sendgate provider-sim` flag is a key here (`status_delay =
+    /// "100ms"`, `throttle_every = 5`, ...). `listen`, `token`, `app_secret` and `webhook_url`
+    /// are set by dev itself (a loopback port, secrets made up per run, dev's own
+    /// `/v1/webhooks/{provider}`).
+    pub provider_sim: crate::provider_sim::ProviderSimConfig,
 }
 
 /// `"30s"`-style durations (humantime) for serde; provider kinds' configs use it too.

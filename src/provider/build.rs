@@ -32,6 +32,14 @@ pub trait KindConfig: Send + Sync {
         false
     }
 
+    /// The mode of `sendgate dev`'s embedded provider simulator this provider talks to (its
+    /// `base_url` is [`EMBEDDED_SIM`]): `"whatsapp"`; `None` (the default): none. Dev starts
+    /// one per such provider and hands its address and secrets over in
+    /// [`BuildDeps::provider_sims`].
+    fn wants_provider_sim(&self) -> Option<&'static str> {
+        None
+    }
+
     /// Starts the provider (its connections come up in the background).
     fn build(&self, name: &str, deps: &BuildDeps) -> Result<Arc<dyn Provider>, BuildError>;
 }
@@ -47,6 +55,23 @@ pub struct BuildDeps {
     pub store: Arc<dyn Store>,
     /// Where `sendgate dev`'s embedded SMSC simulator listens; `None` outside dev mode.
     pub embedded_sim: Option<SocketAddr>,
+    /// Provider name → the embedded provider simulator started for it (dev mode only).
+    pub provider_sims: BTreeMap<String, EmbeddedApi>,
+}
+
+/// The address or `base_url` that means "the simulator `sendgate dev` embeds".
+pub const EMBEDDED_SIM: &str = "embedded-sim";
+
+/// An embedded provider simulator as the provider it serves sees it: where to send, and the
+/// dev-only secrets to send and check webhooks with (generated per run; never in a config).
+#[derive(Clone)]
+pub struct EmbeddedApi {
+    /// `http://127.0.0.1:PORT`
+    pub base_url: String,
+    /// The bearer token it wants.
+    pub token: String,
+    /// The secret it signs status webhooks with.
+    pub app_secret: String,
 }
 
 /// A provider that cannot be started from its (valid) config, naming the key at fault.

@@ -45,6 +45,12 @@ impl Credential {
         Ok(Self { provider: provider.to_owned(), path: Some(path.to_owned()), retry, state: Mutex::new(State { secret, refused: None }) })
     }
 
+    /// A secret given rather than read (`sendgate dev`'s simulators make theirs up): after a
+    /// refusal the same secret is tried again.
+    pub fn fixed(provider: &str, secret: String, retry: Duration) -> Self {
+        Self { provider: provider.to_owned(), path: None, retry, state: Mutex::new(State { secret, refused: None }) }
+    }
+
     /// For a provider with no secret file: `current` is empty, refusals still take it down.
     pub fn without_secret(provider: &str, retry: Duration) -> Self {
         Self { provider: provider.to_owned(), path: None, retry, state: Mutex::new(State { secret: String::new(), refused: None }) }

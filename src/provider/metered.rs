@@ -102,6 +102,10 @@ impl Provider for Metered {
     fn webhook(&self) -> Option<&dyn Webhook> {
         self.inner.webhook()
     }
+
+    fn read_window(&self) -> Option<Duration> {
+        self.inner.read_window()
+    }
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ pub mod telegram;
 pub mod webhook;
 pub mod whatsapp_cloud;
 
-pub use build::{build_all, BuildDeps, BuildError, KindConfig};
+pub use build::{build_all, BuildDeps, BuildError, EmbeddedApi, KindConfig, EMBEDDED_SIM};
 pub use metered::Metered;
 pub use webhook::Webhook;
 
@@ -177,6 +177,12 @@ pub trait Provider: Send + Sync {
     /// The webhook mounted at `/v1/webhooks/{name}`, for providers that push receipts or
     /// inbound messages over HTTP; `None` (no route) by default.
     fn webhook(&self) -> Option<&dyn Webhook> {
+        None
+    }
+    /// For providers that report reads (chat channels): how long after a job's final
+    /// `delivered` its `read` status is still reported as the non-final `read` event (the
+    /// store keeps the job that long). `None` (the default): no reads come.
+    fn read_window(&self) -> Option<Duration> {
         None
     }
 }

@@ -1,7 +1,7 @@
 //! Correlation: a receipt's message id → its job → a final report; and the receipt deadline
 //! that ends a job `unknown` when no receipt comes.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use super::{InboundReceipt, ProviderEvent};
 use crate::clock::Clock;
 use crate::pipeline::{BatchTasks, Reporter};
 use crate::report::EventKind;
-use crate::store::{EarlyReceipt, PartOutcome, PartReceipt, Settled, Store};
+use crate::store::{EarlyReceipt, PartOutcome, PartReceipt, SentJob, Settled, Store};
 use crate::telemetry;
 
 /// A receipt can beat its mapping (the SMSC answers the submit and sends the receipt before
@@ -37,6 +37,9 @@ pub struct Correlator {
     pub stop_replies: Arc<StopReplies>,
     /// Where every inbound message is recorded.
     pub inbound: Arc<InboundOut>,
+    /// Providers whose `read` statuses come after `delivered`, by name: how long a delivered
+    /// job is kept in the store for its `read` ([`crate::provider::Provider::read_window`]).
+    pub reads: HashMap<String, Duration>,
 }
 
 impl Correlator {
@@ -103,6 +106,23 @@ impl Correlator {
         let keys: Vec<PartReceipt> = receipts.iter().map(|(_, r, o)| (&*r.provider, r.message_id.as_str(), *o, r.error_code.as_deref())).collect();
         let settled = crate::retry::until_ok("settle_parts", keys.len(), || self.store.settle_parts(&keys, now + FINAL_CONFIRM_GRACE)).await;
         drop(keys);
+        // A `read` after its job's `delivered` finds no receipt state: its job was kept apart
+        // for it (one more round trip, only for batches that have such reads).
+        let read_keys: Vec<(&str, &str)> = receipts
+            .iter()
+            .zip(&settled)
+            .filter(|((_, r, _), s)| r.read && **s == Settled::Unmatched)
+            .map(|((_, r, _), _)| (&*r.provider, r.message_id.as_str()))
+            .collect();
+        let mut read_jobs = if read_keys.is_empty() {
+            Vec::new()
+        } else {
+            crate::retry::until_ok("take_for_read", read_keys.len(), || self.store.take_for_read(&read_keys)).await
+        }
+        .into_iter();
+        drop(read_keys);
+        // Delivered jobs to keep for their `read`, by how long.
+        let mut keep_for_read: Vec<(Duration, Vec<SentJob>)> = Vec::new();
         crate::failpoint::hit("receipt-stored");
         let mut reports = Vec::with_capacity(receipts.len());
         // (provider, outcome) → receipts: counted once per batch, not looked up per receipt.
@@ -122,33 +142,29 @@ impl Correlator {
                     // first, then the non-final `read`, in one publish.
                     if r.read && outcome == PartOutcome::Delivered {
                         reports.push(job.report(EventKind::Read, now));
+                    } else if let Some(window) = self.reads.get(&*r.provider).filter(|_| outcome == PartOutcome::Delivered) {
+                        match keep_for_read.iter_mut().find(|(w, _)| w == window) {
+                            Some((_, jobs)) => jobs.push(job.clone()),
+                            None => keep_for_read.push((*window, vec![job.clone()])),
+                        }
                     }
                     "matched"
                 }
+                Settled::Unmatched if r.read => match read_jobs.next().flatten() {
+                    Some(job) => {
+                        reports.push(job.report(EventKind::Read, now));
+                        "read"
+                    }
+                    None => self.unmatched(*first_seen, r, *outcome, early, &mut keep),
+                },
                 // Handed off: the recorder of its job's `accepted` publishes the final after it.
                 Settled::Pending | Settled::HandedOff => "matched",
-                // Its job's mapping is not stored yet: again soon, here; and kept in the store
-                // first, so that acknowledging it cannot lose it.
-                Settled::Unmatched if first_seen.elapsed() < EARLY_RECEIPT_GRACE => {
-                    let mut r = r.clone();
-                    if !r.stored {
-                        keep.push(EarlyReceipt {
-                            provider: r.provider.to_string(),
-                            message_id: r.message_id.clone(),
-                            outcome: *outcome,
-                            error_code: r.error_code.clone(),
-                        });
-                        r.stored = true;
-                    }
-                    early.push_back((*first_seen, Instant::now() + EARLY_RECEIPT_RETRY, r));
-                    continue;
-                }
-                Settled::Unmatched => {
-                    debug!(provider = %r.provider, "receipt matches no job");
-                    "unmatched"
-                }
+                Settled::Unmatched => self.unmatched(*first_seen, r, *outcome, early, &mut keep),
             };
-            if r.stored && label == "matched" {
+            if label == "early" {
+                continue;
+            }
+            if r.stored && (label == "matched" || label == "read") {
                 matched_kept.push((&*r.provider, r.message_id.as_str()));
             }
             match counts.iter_mut().find(|(p, l, _)| *p == &*r.provider && *l == label) {
@@ -170,10 +186,42 @@ impl Correlator {
             metrics::counter!(telemetry::RECEIPTS_TOTAL, "provider" => provider.to_string(), "outcome" => label).increment(n);
         }
         if !reports.is_empty() {
-            let reporter = self.reporter.clone();
+            let (reporter, store) = (self.reporter.clone(), self.store.clone());
             // Recording them (retried until the store takes it) forgets their jobs; until then each
             // stays due for re-publishing by the deadline sweep of any instance, after the grace.
-            publishing.spawn(async move { reporter.emit(&reports).await }).await;
+            // Kept for a `read` only once `delivered` is out, so that no `read` can overtake it.
+            publishing
+                .spawn(async move {
+                    reporter.emit(&reports).await;
+                    for (window, jobs) in keep_for_read {
+                        crate::retry::until_ok("keep_for_read", jobs.len(), || store.keep_for_read(&jobs, window)).await;
+                    }
+                })
+                .await;
         }
+    }
+
+    /// A receipt that matched no job: its job's mapping may not be stored yet, so it is tried
+    /// again soon, here ("early"), and kept in the store first, so that acknowledging it cannot
+    /// lose it; after [`EARLY_RECEIPT_GRACE`] it counts "unmatched".
+    fn unmatched(
+        &self,
+        first_seen: Instant,
+        r: &InboundReceipt,
+        outcome: PartOutcome,
+        early: &mut VecDeque<(Instant, Instant, InboundReceipt)>,
+        keep: &mut Vec<EarlyReceipt>,
+    ) -> &'static str {
+        if first_seen.elapsed() >= EARLY_RECEIPT_GRACE {
+            debug!(provider = %r.provider, "receipt matches no job");
+            return "unmatched";
+        }
+        let mut r = r.clone();
+        if !r.stored {
+            keep.push(EarlyReceipt { provider: r.provider.to_string(), message_id: r.message_id.clone(), outcome, error_code: r.error_code.clone() });
+            r.stored = true;
+        }
+        early.push_back((first_seen, Instant::now() + EARLY_RECEIPT_RETRY, r));
+        "early"
     }
 }

@@ -11,6 +11,8 @@ use rusmpp::tlvs::MessageDeliveryRequestTlvValue;
 use rusmpp::types::{COctetString, OctetString};
 use rusmpp::values::{DataCoding, EsmClass, MessageState, Npi, Ton};
 
+use crate::weights::Weights;
+
 /// esm_class message type "SMSC delivery receipt".
 pub const ESM_DELIVERY_RECEIPT: u8 = 0x04;
 
@@ -79,61 +81,26 @@ impl Outcome {
 
 /// Relative weights per outcome, from `delivered=90,undelivered=5,expired=3,rejected=2`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutcomeMix {
-    weights: [u32; 4],
-    total: u32,
-}
+pub struct OutcomeMix(Weights<4>);
 
 impl FromStr for OutcomeMix {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let mut weights = [None::<u32>; 4];
-        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-            let (name, value) = item.split_once('=').ok_or_else(|| format!("`{item}`: expected name=weight"))?;
-            let (name, value) = (name.trim(), value.trim());
-            let i = Outcome::ALL
-                .iter()
-                .position(|o| o.label().eq_ignore_ascii_case(name))
-                .ok_or_else(|| format!("`{name}`: unknown outcome (use delivered, undelivered, expired, rejected)"))?;
-            let weight = value.parse::<u32>().map_err(|_| format!("`{name}`: weight must be a whole number, got `{value}`"))?;
-            if weights[i].replace(weight).is_some() {
-                return Err(format!("`{name}` given twice"));
-            }
-        }
-        let weights = weights.map(|w| w.unwrap_or(0));
-        let total = weights.iter().try_fold(0u32, |acc, w| acc.checked_add(*w));
-        match total {
-            Some(0) => Err("weights must add up to more than 0".into()),
-            None => Err("weights are too large".into()),
-            Some(total) => Ok(Self { weights, total }),
-        }
+        Weights::parse(s, Outcome::ALL.map(Outcome::label), "outcome").map(Self)
     }
 }
 
 impl Default for OutcomeMix {
     fn default() -> Self {
-        Self { weights: [1, 0, 0, 0], total: 1 }
+        Self(Weights::only(0))
     }
 }
 
 impl OutcomeMix {
     /// Draws an outcome; no random draw when only one outcome has weight.
     pub fn pick(&self) -> Outcome {
-        if let Some(i) = self.weights.iter().position(|&w| w == self.total) {
-            return Outcome::ALL[i];
-        }
-        self.pick_at(rand::Rng::random_range(&mut rand::rng(), 0..self.total))
-    }
-
-    fn pick_at(&self, mut roll: u32) -> Outcome {
-        for (w, o) in self.weights.iter().zip(Outcome::ALL) {
-            if roll < *w {
-                return o;
-            }
-            roll -= w;
-        }
-        Outcome::Delivered
+        Outcome::ALL[self.0.pick()]
     }
 }
 
@@ -288,8 +255,8 @@ mod tests {
 
     #[test]
     fn outcome_mix_parse_table() {
-        let ok = |w: [u32; 4]| Ok(OutcomeMix { weights: w, total: w.iter().sum() });
-        let cases: &[(&str, Result<OutcomeMix, &str>)] = &[
+        let ok = |w: [u32; 4]| Ok(w);
+        let cases: &[(&str, Result<[u32; 4], &str>)] = &[
             ("delivered=100", ok([100, 0, 0, 0])),
             ("delivered=90,undelivered=5,expired=3,rejected=2", ok([90, 5, 3, 2])),
             (" Delivered = 1 , rejected=1 ", ok([1, 0, 0, 1])),
@@ -302,7 +269,7 @@ mod tests {
             ("delivered=4294967295,expired=1", Err("too large")),
         ];
         for (input, want) in cases {
-            match (input.parse::<OutcomeMix>(), want) {
+            match (input.parse::<OutcomeMix>().map(|m| m.0.weights()), want) {
                 (Ok(got), Ok(want)) => assert_eq!(&got, want, "{input}"),
                 (Err(got), Err(want)) => assert!(got.contains(want), "{input}: {got}"),
                 (got, want) => panic!("{input}: got {got:?}, want {want:?}"),
@@ -313,7 +280,7 @@ mod tests {
     #[test]
     fn outcome_mix_pick() {
         let mix: OutcomeMix = "delivered=2,undelivered=1,rejected=1".parse().unwrap();
-        let picks: Vec<Outcome> = (0..4).map(|r| mix.pick_at(r)).collect();
+        let picks: Vec<Outcome> = (0..4).map(|r| Outcome::ALL[mix.0.pick_at(r)]).collect();
         use Outcome::*;
         assert_eq!(picks, [Delivered, Delivered, Undelivered, Rejected]);
         assert_eq!("expired=3".parse::<OutcomeMix>().unwrap().pick(), Expired);

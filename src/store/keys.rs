@@ -74,6 +74,12 @@ impl Keys {
         format!("{}offsets:{partition}", self.prefix)
     }
 
+    /// String = SentJob JSON of a job whose `delivered` is out, for a later `read` of one of
+    /// its messages (see `Receipts::keep_for_read`), with a TTL.
+    pub fn read(&self, provider: &str, message_id: &str) -> String {
+        format!("{}read:{provider}:{message_id}", self.prefix)
+    }
+
     /// String `outcome\nerror code` of one early receipt (see `Store::keep_early`), with a TTL.
     pub fn early(&self, provider: &str, message_id: &str) -> String {
         format!("{}early:{provider}:{message_id}", self.prefix)

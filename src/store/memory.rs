@@ -77,6 +77,10 @@ struct Inner {
     /// provider → message id → job id; nested so that a receipt's lookup allocates nothing.
     messages: FastMap<String, FastMap<String, String>>,
     sent: FastMap<String, Tracked>,
+    /// `provider\nmessage id` → the job, kept for a `read` after its `delivered`
+    /// (`Receipts::keep_for_read`), and when each entry expires, oldest first.
+    reads: FastMap<String, (Instant, SentJob)>,
+    read_expiry: std::collections::VecDeque<(Instant, String)>,
     /// (deadline, job id).
     deadlines: BTreeSet<(DateTime<Utc>, String)>,
     history: FastMap<String, (Instant, Vec<Report>)>,

@@ -223,4 +223,14 @@ pub trait Receipts: Send + Sync {
         let _ = receipts;
         Ok(())
     }
+
+    /// Keeps, for `ttl`, jobs whose final `delivered` is out, under each of their message ids:
+    /// a chat's `read` status comes after its `delivered`, when the job's receipt state is
+    /// forgotten, and still needs its job for the non-final `read` report
+    /// ([`Receipts::take_for_read`]).
+    async fn keep_for_read(&self, jobs: &[SentJob], ttl: Duration) -> Result<(), StoreError>;
+
+    /// The jobs kept for a `read` under these `(provider, message id)`s, in order; each is
+    /// handed out once, so a `read` sent again makes no second `read` report.
+    async fn take_for_read(&self, keys: &[(&str, &str)]) -> Result<Vec<Option<SentJob>>, StoreError>;
 }

@@ -63,6 +63,7 @@ conformance! {
     receipts_a_final_before_accepted_is_handed_to_its_recorder,
     receipts_the_deadline_sweep_decides_unknown_once,
     receipts_the_deadline_sweep_waits_until_accepted_is_recorded,
+    receipts_a_job_kept_for_a_read_is_handed_out_once_and_only_in_time,
     history_events_come_back_in_order_and_round_trip,
     opt_outs_are_sets_per_tenant_and_channel_and_page_in_order,
     whatsapp_a_tier_counts_unique_recipients_in_its_window,
@@ -431,6 +432,20 @@ async fn receipts_the_deadline_sweep_waits_until_accepted_is_recorded(st: Arc<dy
     let due = st.take_overdue(t(210), 10, t(240)).await.unwrap();
     assert_eq!(due.iter().map(|o| (o.job_id.as_str(), o.outcome)).collect::<Vec<_>>(), [("held", None)], "decided `unknown` now");
     assert_eq!(st.settle_part("p", "1", PartOutcome::Delivered, t(250)).await.unwrap(), Settled::Pending, "decided already");
+}
+
+async fn receipts_a_job_kept_for_a_read_is_handed_out_once_and_only_in_time(st: Arc<dyn Store>) {
+    let st = st.as_ref();
+    let (a, b) = (sent("read-a", &["wamid.a"]), sent("read-b", &["wamid.b1", "wamid.b2"]));
+    st.keep_for_read(&[a.clone(), b.clone()], Duration::from_secs(60)).await.unwrap();
+    st.keep_for_read(&[sent("read-c", &["wamid.c"])], Duration::from_millis(50)).await.unwrap();
+    let keys = [("p", "wamid.a"), ("p", "wamid.b2"), ("other", "wamid.a"), ("p", "nope")];
+    assert_eq!(st.take_for_read(&keys).await.unwrap(), [Some(a), Some(b), None, None], "by provider and any message id");
+    assert_eq!(st.take_for_read(&[("p", "wamid.a")]).await.unwrap(), [None], "a read again makes no second read");
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    assert_eq!(st.take_for_read(&[("p", "wamid.c")]).await.unwrap(), [None], "kept no longer than its ttl");
+    assert!(st.take_for_read(&[]).await.unwrap().is_empty());
+    st.keep_for_read(&[], Duration::from_secs(1)).await.unwrap();
 }
 
 async fn history_events_come_back_in_order_and_round_trip(st: Arc<dyn Store>) {

@@ -13,7 +13,7 @@ use crate::provider::{BuildDeps, BuildError, KindConfig, Provider};
 use crate::sms::decode::Alphabet;
 
 /// The address value that means "the simulator `sendgate dev` starts in-process".
-pub const EMBEDDED_SIM: &str = "embedded-sim";
+pub use crate::provider::EMBEDDED_SIM;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

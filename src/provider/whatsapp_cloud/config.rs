@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::WhatsappCloudProvider;
 use crate::config::humantime_serde;
-use crate::provider::{BuildDeps, BuildError, KindConfig, Provider};
+use crate::provider::{BuildDeps, BuildError, KindConfig, Provider, EMBEDDED_SIM};
 
 /// Meta's default throughput per business phone number, in messages per second.
 pub const DEFAULT_NUMBER_TPS: u32 = 80;
@@ -21,7 +21,8 @@ pub const MAX_NUMBER_TPS: u32 = 1000;
 #[serde(deny_unknown_fields)]
 pub struct WhatsappCloudConfig {
     /// The Graph API's origin; a BSP's or a test server's instead. `http://` only for tests
-    /// and the simulator.
+    /// and the simulator; `embedded-sim` in `sendgate dev`: the simulator dev starts for this
+    /// provider, with its own token and app secret (the files are then not needed).
     #[serde(default = "default_base_url")]
     pub base_url: String,
     /// The Graph API version in the path (`v23.0`).
@@ -32,7 +33,9 @@ pub struct WhatsappCloudConfig {
     pub phone_number_id: Option<String>,
     /// A file holding the access token (a system user's token), surrounding whitespace
     /// ignored; read at start-up and again after Meta refuses it (code 190 / HTTP 401).
-    pub token_file: PathBuf,
+    /// Required unless `base_url = "embedded-sim"`.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
     /// A file holding the app secret that signs webhooks (`X-Hub-Signature-256`). Without it
     /// the provider has no webhook: statuses and inbound messages cannot be taken.
     #[serde(default)]
@@ -77,6 +80,11 @@ pub struct WhatsappCloudConfig {
     /// then re-reads `token_file` and tries again.
     #[serde(default = "default_auth_retry", with = "humantime_serde")]
     pub auth_retry: Duration,
+    /// A `read` status this long after the job's final `delivered` is still reported (the
+    /// non-final `read` event; the store keeps the job that long); a later one is dropped.
+    /// `0s`: no `read` after `delivered` (a `read` that comes first is still reported).
+    #[serde(default = "default_read_window", with = "humantime_serde")]
+    pub read_window: Duration,
     /// A job whose `delivered`/`failed` status has not come by then ends `unknown`.
     #[serde(default = "default_receipt_timeout", with = "humantime_serde")]
     pub receipt_timeout: Duration,
@@ -135,6 +143,11 @@ fn default_max_retries() -> u32 {
 fn default_pair_backoff() -> Duration {
     Duration::from_secs(6)
 }
+/// Most reads come within minutes of delivery; an hour keeps them without holding every
+/// delivered job for as long as a read may come (days).
+fn default_read_window() -> Duration {
+    Duration::from_secs(3600)
+}
 fn default_auth_retry() -> Duration {
     Duration::from_secs(60)
 }
@@ -156,8 +169,13 @@ impl KindConfig for WhatsappCloudConfig {
                 errors.push(format!("{path}.{k}: {msg}"));
             }
         };
+        let embedded = s.base_url == EMBEDDED_SIM;
         let scheme_ok = s.base_url.starts_with("https://") || s.base_url.starts_with("http://");
-        check(scheme_ok && s.base_url.parse::<hyper::Uri>().is_ok(), "base_url", format!("must be an https:// URL, got {:?}", s.base_url));
+        check(
+            embedded || (scheme_ok && s.base_url.parse::<hyper::Uri>().is_ok()),
+            "base_url",
+            format!("must be an https:// URL (or \"{EMBEDDED_SIM}\" in `sendgate dev`), got {:?}", s.base_url),
+        );
         check(
             !s.version.is_empty() && s.version.chars().all(|c| c.is_ascii_alphanumeric() || c == '.'),
             "version",
@@ -178,7 +196,10 @@ impl KindConfig for WhatsappCloudConfig {
         check(!s.throttle_backoff.is_zero(), "throttle_backoff", "must be > 0".into());
         check(!s.pair_backoff.is_zero(), "pair_backoff", "must be > 0".into());
         check(s.max_retries <= 100, "max_retries", format!("must be <= 100, got {}", s.max_retries));
-        check(s.token_file.is_file(), "token_file", format!("not a readable file: {}", s.token_file.display()));
+        match &s.token_file {
+            Some(f) => check(f.is_file(), "token_file", format!("not a readable file: {}", f.display())),
+            None => check(embedded, "token_file", format!("required (a file holding the access token), unless base_url = \"{EMBEDDED_SIM}\"")),
+        }
         if let Some(f) = &s.app_secret_file {
             check(f.is_file(), "app_secret_file", format!("not a readable file: {}", f.display()));
         }
@@ -188,6 +209,10 @@ impl KindConfig for WhatsappCloudConfig {
         if let Some(t) = &s.verify_token {
             check(t.len() >= 8, "verify_token", "at least 8 characters".into());
         }
+    }
+
+    fn wants_provider_sim(&self) -> Option<&'static str> {
+        (self.base_url == EMBEDDED_SIM).then_some("whatsapp")
     }
 
     fn build(&self, name: &str, deps: &BuildDeps) -> Result<Arc<dyn Provider>, BuildError> {
@@ -228,5 +253,9 @@ mod tests {
         }
         let errs = parse("[providers.wa]\nkind = \"whatsapp_cloud\"\ntoken_file = \"/nonexistent/token\"\n").unwrap_err().0;
         assert!(errs[0].starts_with("providers.wa.token_file: not a readable file"), "{errs:?}");
+        let errs = parse("[providers.wa]\nkind = \"whatsapp_cloud\"\n").unwrap_err().0;
+        assert!(errs[0].starts_with("providers.wa.token_file: required"), "{errs:?}");
+        let dev = parse("[providers.wa]\nkind = \"whatsapp_cloud\"\nbase_url = \"embedded-sim\"\n").unwrap();
+        assert_eq!(dev.providers["wa"].kind().wants_provider_sim(), Some("whatsapp"));
     }
 }

@@ -32,8 +32,11 @@ use self::webhook::CloudWebhook;
 use crate::clock::Clock;
 use crate::job::Job;
 use crate::provider::credential::{read_secret, Credential};
-use crate::provider::{Accepted, BuildDeps, BuildError, OnWire, Provider, ProviderStatus, SendError, Webhook};
+use crate::provider::{Accepted, BuildDeps, BuildError, OnWire, Provider, ProviderStatus, SendError, Webhook, EMBEDDED_SIM};
 use crate::store::Store;
+
+/// How many phone numbers' worth of connections (`concurrency` each) the pool keeps idle.
+const IDLE_NUMBERS: usize = 64;
 
 pub struct WhatsappCloudProvider {
     name: String,
@@ -61,18 +64,31 @@ struct Number {
 impl WhatsappCloudProvider {
     pub fn start(name: &str, cfg: WhatsappCloudConfig, deps: &BuildDeps) -> Result<Arc<Self>, BuildError> {
         let key = |k: &str| format!("providers.{name}.{k}");
-        let auth = Credential::load(name, key("token_file"), &cfg.token_file, cfg.auth_retry)?;
-        let webhook = match &cfg.app_secret_file {
-            Some(f) => {
-                let secret = read_secret(key("app_secret_file"), f)?;
-                let channel = cfg.channels.first().cloned().unwrap_or_else(|| "whatsapp".into());
-                Some(CloudWebhook::new(secret.as_bytes(), cfg.verify_token.clone(), channel))
-            }
-            None => None,
+        let channel = cfg.channels.first().cloned().unwrap_or_else(|| "whatsapp".into());
+        // `embedded-sim` (dev): the simulator's address and its dev-only secrets, not files.
+        let (base_url, auth, secret) = if cfg.base_url == EMBEDDED_SIM {
+            let sim = deps
+                .provider_sims
+                .get(name)
+                .ok_or_else(|| BuildError { key: key("base_url"), reason: format!("\"{EMBEDDED_SIM}\" works only in `sendgate dev`") })?;
+            (sim.base_url.clone(), Credential::fixed(name, sim.token.clone(), cfg.auth_retry), Some(sim.app_secret.clone()))
+        } else {
+            let Some(token_file) = &cfg.token_file else {
+                return Err(BuildError { key: key("token_file"), reason: "required".into() });
+            };
+            let auth = Credential::load(name, key("token_file"), token_file, cfg.auth_retry)?;
+            let secret = cfg.app_secret_file.as_ref().map(|f| read_secret(key("app_secret_file"), f)).transpose()?;
+            (cfg.base_url.clone(), auth, secret)
         };
-        let client = crate::provider::https_client::build(cfg.tls_ca_file.as_deref(), cfg.connect_timeout, cfg.concurrency)
+        let webhook = secret.map(|s| CloudWebhook::new(s.as_bytes(), cfg.verify_token.clone(), channel));
+        // Idle connections kept for reuse: `concurrency` is per phone number and every number
+        // talks to the same host, so a pool capped at `concurrency` closed a connection after
+        // most requests once several numbers sent at once, and opened a new one for the next
+        // (the load test: 32 numbers x 8 in flight against a pool of 8).
+        let max_idle = cfg.concurrency.saturating_mul(IDLE_NUMBERS);
+        let client = crate::provider::https_client::build(cfg.tls_ca_file.as_deref(), cfg.connect_timeout, max_idle)
             .map_err(|reason| BuildError { key: key("tls_ca_file"), reason })?;
-        let api = format!("{}/{}", cfg.base_url.trim_end_matches('/'), cfg.version);
+        let api = format!("{}/{}", base_url.trim_end_matches('/'), cfg.version);
         Ok(Arc::new(Self {
             name: name.to_owned(),
             client,
@@ -125,5 +141,8 @@ impl Provider for WhatsappCloudProvider {
     }
     fn webhook(&self) -> Option<&dyn Webhook> {
         self.webhook.as_ref().map(|w| w as &dyn Webhook)
+    }
+    fn read_window(&self) -> Option<Duration> {
+        Some(self.cfg.read_window).filter(|w| !w.is_zero() && self.webhook.is_some())
     }
 }

@@ -130,4 +130,35 @@ impl Receipts for MemoryStore {
     fn awaiting_receipts(&self) -> Option<usize> {
         Some(self.lock().sent.len())
     }
+
+    async fn keep_for_read(&self, jobs: &[SentJob], ttl: Duration) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        let now = Instant::now();
+        while g.read_expiry.front().is_some_and(|(at, _)| *at <= now) {
+            let (at, key) = g.read_expiry.pop_front().expect("checked");
+            // Kept again since: that later expiry stands.
+            if g.reads.get(&key).is_some_and(|(until, _)| *until <= at) {
+                g.reads.remove(&key);
+            }
+        }
+        for job in jobs {
+            for id in &job.message_ids {
+                let key = read_key(&job.provider, id);
+                g.read_expiry.push_back((now + ttl, key.clone()));
+                g.reads.insert(key, (now + ttl, job.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    async fn take_for_read(&self, keys: &[(&str, &str)]) -> Result<Vec<Option<SentJob>>, StoreError> {
+        let mut g = self.lock();
+        let now = Instant::now();
+        // An expired entry lingers until the next keep purges it; it is not handed out.
+        Ok(keys.iter().map(|(provider, id)| g.reads.remove(&read_key(provider, id)).filter(|(until, _)| *until > now).map(|(_, job)| job)).collect())
+    }
+}
+
+fn read_key(provider: &str, message_id: &str) -> String {
+    format!("{provider}\n{message_id}")
 }

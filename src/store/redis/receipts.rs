@@ -152,4 +152,29 @@ impl Receipts for RedisStore {
     async fn drop_early(&self, receipts: &[(&str, &str)]) -> Result<(), StoreError> {
         self.early_drop(receipts).await
     }
+
+    async fn keep_for_read(&self, jobs: &[SentJob], ttl: Duration) -> Result<(), StoreError> {
+        let Some(first) = jobs.first() else { return Ok(()) };
+        let mut pipe = redis::pipe();
+        let ttl_ms = ttl.as_millis().max(1) as u64;
+        for job in jobs {
+            let json = serde_json::to_string(job).map_err(|e| corrupt(&job.job_id, e))?;
+            for id in &job.message_ids {
+                pipe.cmd("SET").arg(self.keys.read(&job.provider, id)).arg(&json).arg("PX").arg(ttl_ms).ignore();
+            }
+        }
+        let key = self.keys.read(&first.provider, "*");
+        pipe.query_async::<()>(&mut self.conn()).await.map_err(|e| store_err(e, &key))
+    }
+
+    async fn take_for_read(&self, keys: &[(&str, &str)]) -> Result<Vec<Option<SentJob>>, StoreError> {
+        let Some((provider, _)) = keys.first() else { return Ok(Vec::new()) };
+        let mut pipe = redis::pipe();
+        for (provider, id) in keys {
+            pipe.cmd("GETDEL").arg(self.keys.read(provider, id));
+        }
+        let key = self.keys.read(provider, "*");
+        let found: Vec<Option<String>> = pipe.query_async(&mut self.conn()).await.map_err(|e| store_err(e, &key))?;
+        found.iter().map(|j| j.as_deref().map(|j| parse_sent(&key, j)).transpose()).collect()
+    }
 }
