@@ -125,7 +125,7 @@ impl App {
         let early_tx = events_tx.clone();
         drop(events_tx);
         let webhook_events = WebhookEvents(early_tx.downgrade());
-        let router = Arc::new(Router::new(providers));
+        let router = Arc::new(Router::new(providers).with_senders(crate::policy::SenderRegistry::from_config(&cfg)));
 
         let (intake, intake_rx) = Intake::new(cfg.pipeline.max_in_flight);
         let chain = Chain::from_config(&cfg, store.clone(), busy_recheck);

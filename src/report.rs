@@ -78,6 +78,8 @@ pub enum Reason {
     ProviderUnavailable,
     InvalidJob,
     ProviderRejected,
+    /// The job's `from` is not among its tenant's registered senders for its channel.
+    SenderNotRegistered,
 }
 
 impl Reason {
@@ -90,6 +92,7 @@ impl Reason {
             Self::ProviderUnavailable => "provider_unavailable",
             Self::InvalidJob => "invalid_job",
             Self::ProviderRejected => "provider_rejected",
+            Self::SenderNotRegistered => "sender_not_registered",
         }
     }
 }

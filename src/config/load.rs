@@ -79,6 +79,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
     validate_opt_out_and_admin(&config, &mut errors);
     validate_whatsapp(&config.whatsapp, &mut errors);
     validate_rate_limits(&config, &mut errors);
+    super::senders::validate(&config, &mut errors);
     validate_minimums(&config, &mut errors);
     if errors.is_empty() {
         Ok(config)
