@@ -154,6 +154,7 @@ impl App {
                 retry_backoff: cfg.pipeline.retry_backoff,
                 mapping_slack: Duration::from_secs(3600),
                 claim_ttl: cfg.pipeline.dedup_ttl,
+                prices: cfg.prices.clone(),
             },
             completions_rx,
         ));

@@ -63,6 +63,10 @@ pub struct Config {
     /// Global sending speeds in segments per second (`[rate_limits]`); empty: no limits.
     #[serde(default)]
     pub rate_limits: RateLimitsConfig,
+    /// Each provider's price table, built from its `[providers.NAME.pricing]` (the loader
+    /// takes that key out before the kind's own keys are read: it is the same for every kind).
+    #[serde(skip)]
+    pub prices: crate::provider::price::Prices,
 }
 
 #[derive(Debug, Clone, Deserialize)]
