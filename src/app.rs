@@ -144,7 +144,7 @@ impl App {
         drop(events_tx);
         let webhook_events = WebhookEvents(early_tx.downgrade());
         let reads = providers.iter().filter_map(|p| Some((p.name().to_owned(), p.read_window()?))).collect();
-        let router = Arc::new(Router::new(providers));
+        let router = Arc::new(Router::new(providers).with_senders(crate::policy::SenderRegistry::from_config(&cfg)));
 
         let (intake, intake_rx) = Intake::new(cfg.pipeline.max_in_flight);
         let chain = Chain::from_config(&cfg, store.clone(), busy_recheck);
@@ -173,6 +173,7 @@ impl App {
                 retry_backoff: cfg.pipeline.retry_backoff,
                 mapping_slack: Duration::from_secs(3600),
                 claim_ttl: cfg.pipeline.dedup_ttl,
+                prices: cfg.prices.clone(),
             },
             completions_rx,
         ));

@@ -358,21 +358,26 @@ fn check_to(channel: &Channel, to: &str) -> FieldResult<()> {
 }
 
 fn check_from(channel: &Channel, from: &str) -> FieldResult<()> {
-    let ok = match channel {
+    if is_sender(channel.as_str(), from) {
+        Ok(())
+    } else {
+        Err(FieldError("from", format!("not a valid sender for {}: {}", channel.as_str(), quoted(from))))
+    }
+}
+
+/// Whether `from` can be a job's sender on `channel`: the config's sender lists hold the same
+/// rule, so every registered sender can match a job.
+pub fn is_sender(channel: &str, from: &str) -> bool {
+    match channel {
         // GSM 03.40 alphanumeric senders hold 11 characters; numeric ones are E.164-sized.
-        Channel::Sms => {
+        "sms" => {
             let digits = from.strip_prefix('+').unwrap_or(from);
             (!digits.is_empty() && digits.len() <= 15 && digits.bytes().all(|b| b.is_ascii_digit()))
                 || ((1..=11).contains(&from.len()) && from.bytes().all(|b| b.is_ascii_alphanumeric() || b" .-_&".contains(&b)))
         }
         // A WhatsApp phone number id is numeric.
-        Channel::Whatsapp => (1..=32).contains(&from.len()) && from.bytes().all(|b| b.is_ascii_digit()),
-        Channel::Other(_) => (1..=128).contains(&from.len()),
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(FieldError("from", format!("not a valid sender for {}: {}", channel.as_str(), quoted(from))))
+        "whatsapp" => (1..=32).contains(&from.len()) && from.bytes().all(|b| b.is_ascii_digit()),
+        _ => (1..=128).contains(&from.len()),
     }
 }
 

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::job::{Channel, Job};
+use crate::provider::price::Micros;
 
 /// Longest `tenant`, `channel` or `to` a report echoes from a job that did not parse: room
 /// for every valid value (a chat id is at most 128 bytes), so only garbage is cut.
@@ -78,6 +79,8 @@ pub enum Reason {
     ProviderUnavailable,
     InvalidJob,
     ProviderRejected,
+    /// The job's `from` is not among its tenant's registered senders for its channel.
+    SenderNotRegistered,
 }
 
 impl Reason {
@@ -90,6 +93,7 @@ impl Reason {
             Self::ProviderUnavailable => "provider_unavailable",
             Self::InvalidJob => "invalid_job",
             Self::ProviderRejected => "provider_rejected",
+            Self::SenderNotRegistered => "sender_not_registered",
         }
     }
 }
@@ -120,6 +124,16 @@ pub struct Report {
     pub error: Option<ReportError>,
     pub at: DateTime<Utc>,
     pub meta: BTreeMap<String, String>,
+    /// On `accepted`, from the provider's price table: price × segments (SMS) or per message,
+    /// an exact decimal string in `currency` (docs/reports.md).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub cost: Option<Micros>,
+    /// ISO 4217 code of `cost` and `refund`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub currency: Option<String>,
+    /// On a final after `accepted` that the provider refunds (its `refund_on`): the cost back.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub refund: Option<Micros>,
 }
 
 impl Report {
@@ -145,6 +159,9 @@ impl Report {
             error: None,
             at,
             meta: meta.clone(),
+            cost: None,
+            currency: None,
+            refund: None,
         }
     }
 

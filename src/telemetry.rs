@@ -159,11 +159,27 @@ fn describe() {
     describe_whatsapp();
     describe_rate_limits();
     describe_http();
+    describe_prices();
 }
 
 /// Quiet-hour decisions made in the tenant's zone because the zones of the number's prefix
 /// share no allowed instant within 24 h.
 pub const QUIET_HOURS_ZONE_FALLBACK_TOTAL: &str = "sendgate_quiet_hours_zone_fallback_total";
+
+/// What accepted jobs cost, in micro-units (1e-6) of `currency`, by `provider` and `currency`:
+/// an integer counter, so sums are exact.
+pub const SPEND_MICRO_UNITS_TOTAL: &str = "sendgate_spend_micro_units_total";
+/// What finals refunded (`refund_on`), in micro-units, by `provider` and `currency`.
+pub const REFUNDS_MICRO_UNITS_TOTAL: &str = "sendgate_refunds_micro_units_total";
+/// Accepted jobs on a provider with a price table that has no row for them, by `provider`.
+pub const JOBS_UNPRICED_TOTAL: &str = "sendgate_jobs_unpriced_total";
+
+fn describe_prices() {
+    use metrics::describe_counter;
+    describe_counter!(SPEND_MICRO_UNITS_TOTAL, "What accepted jobs cost, in micro-units of the currency");
+    describe_counter!(REFUNDS_MICRO_UNITS_TOTAL, "What finals refunded, in micro-units of the currency");
+    describe_counter!(JOBS_UNPRICED_TOTAL, "Accepted jobs their provider's price table has no row for");
+}
 
 /// Unique recipients a WhatsApp portfolio has reached in its moving window, by `portfolio`
 /// (as last seen by this instance; the count itself is shared, so take the max across them).

@@ -426,7 +426,11 @@ async fn a_marketing_job_at_night_waits_for_the_end_of_quiet_hours_in_the_recipi
     use sendgate::config::{QuietHoursConfig, TenantConfig};
     let hm = |s| chrono::NaiveTime::parse_from_str(s, "%H:%M").unwrap();
     let h = start(|c| {
-        let acme = TenantConfig { tz: Some(chrono_tz::Europe::Moscow), quiet_hours: Some(QuietHoursConfig::Window { start: hm("21:00"), end: hm("09:00") }) };
+        let acme = TenantConfig {
+            tz: Some(chrono_tz::Europe::Moscow),
+            quiet_hours: Some(QuietHoursConfig::Window { start: hm("21:00"), end: hm("09:00") }),
+            ..Default::default()
+        };
         c.tenants.insert("acme".into(), acme);
     })
     .await;

@@ -92,6 +92,12 @@ fn sent(id: &str, parts: &[&str]) -> SentJob {
         provider: "p".into(),
         message_ids: parts.iter().map(|s| s.to_string()).collect(),
         segments: parts.len() as u32,
+        // Carried through the store's JSON untouched: every settle and sweep below checks it.
+        charge: Some(Box::new(sendgate::provider::price::Charge {
+            cost: sendgate::provider::price::Micros(33_300 * parts.len() as u64),
+            currency: "EUR".into(),
+            refund_on: vec![sendgate::report::EventKind::Undelivered],
+        })),
         claim_until: None,
     }
 }

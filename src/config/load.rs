@@ -49,8 +49,17 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
             "admin" => config.admin = typed(&key, value, &mut errors),
             "providers" => match value {
                 Value::Table(providers) => {
-                    for (name, p) in providers {
-                        if let Some(pc) = provider(&format!("providers.{name}"), p, &mut errors) {
+                    for (name, mut p) in providers {
+                        let path = format!("providers.{name}");
+                        let pricing = match &mut p {
+                            Value::Table(t) => t.remove("pricing"),
+                            _ => None,
+                        };
+                        if let Some(pc) = provider(&path, p, &mut errors) {
+                            let path = format!("{path}.pricing");
+                            if let Some(cfg) = pricing.and_then(|v| typed(&path, v, &mut errors)) {
+                                config.prices.insert(name.clone(), crate::provider::price::ProviderPrices::build(&path, cfg, pc.channels(), &mut errors));
+                            }
                             config.providers.insert(name, pc);
                         }
                     }
@@ -79,6 +88,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
     validate_opt_out_and_admin(&config, &mut errors);
     validate_whatsapp(&config.whatsapp, &mut errors);
     validate_rate_limits(&config, &mut errors);
+    super::senders::validate(&config, &mut errors);
     validate_minimums(&config, &mut errors);
     if errors.is_empty() {
         Ok(config)

@@ -5,6 +5,7 @@
 //! the list of kinds.
 
 mod load;
+mod senders;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use load::{load_file, parse, ConfigErrors};
+pub use senders::{sender_key, SenderEntry};
 
 use crate::provider::http::HttpConfig;
 use crate::provider::smpp::SmppConfig;
@@ -61,6 +63,10 @@ pub struct Config {
     /// Global sending speeds in segments per second (`[rate_limits]`); empty: no limits.
     #[serde(default)]
     pub rate_limits: RateLimitsConfig,
+    /// Each provider's price table, built from its `[providers.NAME.pricing]` (the loader
+    /// takes that key out before the kind's own keys are read: it is the same for every kind).
+    #[serde(skip)]
+    pub prices: crate::provider::price::Prices,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -412,6 +418,9 @@ pub struct TenantConfig {
     /// Quiet hours of the tenant's marketing jobs, in the recipient's zone; a job's own
     /// `quiet_hours` overrides them.
     pub quiet_hours: Option<QuietHoursConfig>,
+    /// Channel → the senders (`from`) the tenant registered there. A channel without a list
+    /// takes any sender; a job without `from` goes out with the provider's default sender.
+    pub senders: BTreeMap<String, Vec<SenderEntry>>,
 }
 
 /// `quiet_hours = { start = "21:00", end = "09:00" }`, or `false` for none.

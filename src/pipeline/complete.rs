@@ -40,6 +40,8 @@ pub struct CompleterCtx {
     pub mapping_slack: Duration,
     /// A parked job's claim outlives its due time by this much.
     pub claim_ttl: Duration,
+    /// Each provider's price table: what an accepted job cost.
+    pub prices: crate::provider::price::Prices,
 }
 
 /// Batches settled at once: each waits mostly on Redis and the broker, so overlapping a few
@@ -125,25 +127,21 @@ async fn settle(ctx: Arc<CompleterCtx>, batch: Vec<Completion>, carried: Vec<Rep
                 let timeout =
                     ctx.router.providers().iter().find(|p| p.name() == provider).map(|p| p.receipt_timeout()).unwrap_or(Duration::from_secs(48 * 3600));
                 let deadline = now + chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::days(2));
-                let mut r = Report::about(job, EventKind::Accepted, now).with_provider(&provider);
-                r.provider_message_id = acc.message_ids.first().cloned();
-                r.segments = Some(acc.segments);
-                accepted.push(r);
-                sent.push((
-                    SentJob {
-                        job_id: job.id.clone(),
-                        tenant: job.tenant.clone(),
-                        channel: job.channel.as_str().to_owned(),
-                        to: job.to.clone(),
-                        meta: job.meta.clone(),
-                        provider,
-                        message_ids: acc.message_ids,
-                        segments: acc.segments,
-                        claim_until: env.claim_until,
-                    },
-                    deadline,
-                    env.token.clone(),
-                ));
+                let sent_job = SentJob {
+                    job_id: job.id.clone(),
+                    tenant: job.tenant.clone(),
+                    channel: job.channel.as_str().to_owned(),
+                    to: job.to.clone(),
+                    meta: job.meta.clone(),
+                    charge: ctx.prices.charge(&provider, job, acc.segments).map(Box::new),
+                    provider,
+                    message_ids: acc.message_ids,
+                    segments: acc.segments,
+                    claim_until: env.claim_until,
+                };
+                // Built from what the store keeps, as every later report of the job is.
+                accepted.push(sent_job.report(EventKind::Accepted, now));
+                sent.push((sent_job, deadline, env.token.clone()));
             }
             Err(e) if e.is_retryable() => {
                 let wait = match &e {

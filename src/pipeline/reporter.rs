@@ -61,6 +61,9 @@ impl Reporter {
         if reports.iter().any(|r| r.is_final) {
             crate::failpoint::hit("finals-published");
         }
+        // Before recording: recording an `accepted` lets its final go out, and the spend
+        // should be counted by then.
+        reports.iter().for_each(count_money);
         // Not only history: recording a final marks its claim final, and recording `accepted`
         // lets its job's receipts end it. Retried until the store answers (appending a report
         // twice to a history is the worst a lost reply can do).
@@ -96,6 +99,17 @@ impl Reporter {
     pub async fn flush(&self) {
         if let Err(e) = self.sink.flush().await {
             error!(error = %e, "report sink flush failed");
+        }
+    }
+}
+
+/// Spend (an `accepted` with `cost`) and refunds (a final with `refund`), counted once their
+/// report is out: a job counts what its reports say, and only then.
+fn count_money(r: &Report) {
+    let (Some(provider), Some(currency)) = (&r.provider, &r.currency) else { return };
+    for (name, amount) in [(telemetry::SPEND_MICRO_UNITS_TOTAL, r.cost), (telemetry::REFUNDS_MICRO_UNITS_TOTAL, r.refund)] {
+        if let Some(m) = amount {
+            metrics::counter!(name, "provider" => provider.clone(), "currency" => currency.clone()).increment(m.0);
         }
     }
 }

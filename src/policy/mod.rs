@@ -9,6 +9,7 @@ mod opt_out;
 mod quiet_hours;
 pub mod rate_limit;
 mod schedule;
+pub mod senders;
 pub mod whatsapp_tier;
 
 use async_trait::async_trait;
@@ -24,6 +25,7 @@ pub use opt_out::OptOut;
 pub use quiet_hours::QuietHours;
 pub use rate_limit::RateLimit;
 pub use schedule::Schedule;
+pub use senders::{SenderRegistry, Senders};
 pub use whatsapp_tier::WhatsappTier;
 
 /// A policy's answer for one job.
@@ -102,6 +104,9 @@ impl Chain {
         Self::new(vec![
             Box::new(Dedup::new(store.clone(), cfg.pipeline.dedup_ttl, busy_recheck)),
             Box::new(Expiry),
+            // Before `opt_out`: a job that may not go out with its sender at all is rejected,
+            // whoever it is to.
+            Box::new(Senders::new(SenderRegistry::from_config(cfg))),
             // Before `schedule`: a job to an opted-out recipient ends now instead of waiting to
             // be suppressed; a deferred job goes through the whole chain again when it is due,
             // so a STOP that arrives meanwhile still stops it.

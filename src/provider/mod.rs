@@ -12,6 +12,7 @@
 //! - [`https_client`]: the pooled HTTPS client every HTTP kind shares; [`credential`]: the
 //!   secret it sends, read from a file, and the provider down while it is refused.
 //! - [`webhook`]: the [`Webhook`] a provider may expose under `/v1/webhooks/{provider}`.
+//! - [`price`]: price tables (`[providers.NAME.pricing]`) and what a job costs.
 //! - one folder per kind: [`smpp`], [`whatsapp_cloud`], [`http`] (configured, not coded),
 //!   [`telegram`].
 
@@ -20,6 +21,7 @@ pub mod credential;
 pub mod http;
 pub mod https_client;
 mod metered;
+pub mod price;
 pub mod smpp;
 pub mod telegram;
 pub mod webhook;

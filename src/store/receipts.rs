@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::StoreError;
+use crate::provider::price::Charge;
 use crate::report::{EventKind, Report};
 
 /// A job a provider accepted, as the store keeps it until its final receipt.
@@ -24,6 +25,11 @@ pub struct SentJob {
     /// One per submitted part, in part order.
     pub message_ids: Vec<String>,
     pub segments: u32,
+    /// What it cost and which finals refund that; absent for providers without a price table
+    /// (and in jobs stored before prices existed). Boxed: most jobs have none, and `SentJob`
+    /// travels inside enums.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub charge: Option<Box<Charge>>,
     /// Not stored: until when, at least, the job's claim is kept (its dedup TTL from the
     /// claim), where the caller knows it. The store then need not extend it to the receipt
     /// deadline (`None`: it does).
@@ -105,6 +111,13 @@ impl SentJob {
         let mut r = Report::from_parts(&self.job_id, &self.tenant, &self.channel, &self.to, &self.meta, event, at).with_provider(&self.provider);
         r.provider_message_id = self.message_ids.first().cloned();
         r.segments = Some(self.segments);
+        if let Some(c) = &self.charge {
+            if event == EventKind::Accepted {
+                (r.cost, r.currency) = (Some(c.cost), Some(c.currency.clone()));
+            } else if c.refund_on.contains(&event) {
+                (r.refund, r.currency) = (Some(c.cost), Some(c.currency.clone()));
+            }
+        }
         r
     }
 }

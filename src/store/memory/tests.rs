@@ -26,6 +26,7 @@ fn sent(id: &str, parts: &[&str]) -> SentJob {
         provider: "p".into(),
         message_ids: parts.iter().map(|s| s.to_string()).collect(),
         segments: parts.len() as u32,
+        charge: None,
         claim_until: None,
     }
 }
