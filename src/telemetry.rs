@@ -50,8 +50,6 @@ pub const SMPP_SUBMITS_RESENT_TOTAL: &str = "sendgate_smpp_submits_resent_total"
 pub const OPT_OUTS_TOTAL: &str = "sendgate_opt_outs_total";
 /// Jobs currently between source and a durable point (in memory).
 pub const JOBS_IN_FLIGHT: &str = "sendgate_jobs_in_flight";
-/// Jobs currently parked in the store's scheduled set.
-pub const JOBS_SCHEDULED: &str = "sendgate_jobs_scheduled";
 
 /// `submit_sm` PDUs the built-in SMSC simulator received.
 pub const SIM_SUBMIT_SM_TOTAL: &str = "sendgate_smsc_sim_submit_sm_total";
