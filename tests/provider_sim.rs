@@ -3,7 +3,9 @@
 //! simulator injects is handled as docs/providers.md says: `130429` pauses the number and sends
 //! the same message again in its place, `131056` defers that job, a 5xx is retried later, a slow
 //! answer ends the job `unknown`, and a forged status webhook is refused and changes nothing.
-//! Everything in memory (no Redis), real loopback HTTP both ways.
+//! The same for `tg`, dev's Telegram provider, against the embedded Bot API simulator: a text job
+//! reports accepted → delivered, a 429 pauses the bot and sends the same message again in place,
+//! a 403 (blocked by the user) is rejected. Everything in memory (no Redis), real loopback HTTP.
 
 mod support;
 
@@ -194,4 +196,93 @@ async fn forged_status_webhooks_are_refused_and_nothing_in_them_is_acted_on() {
     for (id, rs) in h.reports_by_job() {
         assert!(!rs.iter().any(|r| r.event == EventKind::Undelivered), "{id}: {rs:?}");
     }
+}
+
+// ---- `sendgate dev`'s Telegram provider (`tg`) against the embedded Bot API simulator ----
+
+fn tg(cfg: &mut Config) -> &mut sendgate::provider::telegram::TelegramConfig {
+    match cfg.providers.get_mut("tg") {
+        Some(ProviderConfig::Telegram(c)) => c,
+        _ => panic!("config/dev.toml has a telegram provider named tg"),
+    }
+}
+
+fn tg_sim(h: &Harness) -> &ProviderSimHandle {
+    &h.app.provider_sims.iter().find(|(name, _)| name == "tg").expect("dev starts a simulator for tg").1
+}
+
+fn text_job(id: &str, chat: &str) -> Value {
+    json!({"id": id, "tenant": "acme", "channel": "telegram", "to": chat, "text": "Your order shipped"})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_telegram_job_goes_accepted_delivered() {
+    let h = dev(|_| {}).await;
+    submit(&h, &[text_job("tg-1", "700000001")]).await;
+    let events = events_until(&h, "tg-1", EventKind::Delivered).await;
+    assert_eq!(events, [EventKind::Accepted, EventKind::Delivered]);
+    let reports = &h.reports_by_job()["tg-1"];
+    // Telegram's ids are unique within a chat: the provider names them `<chat>:<message id>`.
+    let id = reports[0].provider_message_id.clone().unwrap();
+    assert!(id.starts_with("700000001:") && reports.iter().all(|r| r.provider.as_deref() == Some("tg")), "{reports:?}");
+    let sent = tg_sim(&h).messages();
+    assert_eq!(sent.len(), 1);
+    assert_eq!((sent[0].recipient.as_str(), &sent[0].body["chat_id"], &sent[0].body["text"]), ("700000001", &json!(700000001), &json!("Your order shipped")));
+    let st = tg_sim(&h).stats();
+    assert_eq!((st.taken, st.webhook_posts, st.live), (1, 0, 0), "no statuses from Telegram: {st:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_telegram_429_pauses_the_bot_and_sends_the_same_message_again_in_place() {
+    let h = dev(|cfg| {
+        // The third of the three first tries; the one sent again is the fourth request.
+        cfg.dev.provider_sim.throttle_every = every(3);
+        tg(cfg).concurrency = 1;
+    })
+    .await;
+    let jobs: Vec<Value> = (0..3).map(|i| text_job(&format!("tg-t{i}"), &format!("70000010{i}"))).collect();
+    submit(&h, &jobs).await;
+    for i in 0..3 {
+        let events = events_until(&h, &format!("tg-t{i}"), EventKind::Delivered).await;
+        assert_eq!(events, [EventKind::Accepted, EventKind::Delivered], "tg-t{i}: sent again in place, never deferred");
+    }
+    let log = tg_sim(&h).messages();
+    let throttled: Vec<usize> = log.iter().enumerate().filter(|(_, m)| m.answer == "throttled").map(|(i, _)| i).collect();
+    assert_eq!(throttled.len(), 1, "{log:#?}");
+    for i in throttled {
+        // The whole bot pauses for the simulator's retry_after (1 s): nothing goes out meanwhile.
+        let (refused, next) = (&log[i], &log[i + 1]);
+        assert!(next.at - refused.at >= chrono::Duration::milliseconds(990), "paused {:?}", next.at - refused.at);
+        // The same message goes again (a 429 is never a deferral), taken this time.
+        let again = log[i + 1..].iter().find(|m| m.recipient == refused.recipient).expect("sent again");
+        assert_eq!(again.answer, "taken", "{log:#?}");
+    }
+    assert_eq!(log.iter().filter(|m| m.answer == "taken").count(), 3, "each message taken once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_telegram_403_blocked_is_rejected_and_others_go_on() {
+    let h = dev(|cfg| {
+        cfg.dev.provider_sim.blocked_every = every(2);
+        tg(cfg).concurrency = 1;
+    })
+    .await;
+    let jobs: Vec<Value> = (0..3).map(|i| text_job(&format!("tg-b{i}"), &format!("70000020{i}"))).collect();
+    submit(&h, &jobs).await;
+    let ids: Vec<String> = jobs.iter().map(|j| j["id"].as_str().unwrap().to_owned()).collect();
+    let by = h.wait_final(&ids).await;
+    let log = tg_sim(&h).messages();
+    let blocked: Vec<&str> = log.iter().filter(|m| m.answer == "blocked").map(|m| m.recipient.as_str()).collect();
+    assert_eq!(blocked.len(), 1, "{log:#?}");
+    for job in &jobs {
+        let events: Vec<EventKind> = by[job["id"].as_str().unwrap()].iter().map(|r| r.event).collect();
+        if job["to"] == blocked[0] {
+            assert_eq!(events, [EventKind::Rejected], "{job}");
+            let r = &by[job["id"].as_str().unwrap()][0];
+            assert_eq!(r.error.as_ref().and_then(|e| e.code.as_deref()), Some("403"), "{r:?}");
+        } else {
+            assert_eq!(events, [EventKind::Accepted, EventKind::Delivered], "{job}");
+        }
+    }
+    assert_eq!(log.len(), 3, "the blocked one is never sent again");
 }
