@@ -286,3 +286,86 @@ async fn a_telegram_403_blocked_is_rejected_and_others_go_on() {
     }
     assert_eq!(log.len(), 3, "the blocked one is never sent again");
 }
+
+// ---- `sendgate provider-sim http`: the shipped Infobip Viber example against it ----
+
+const HTTP_TOKEN: &str = "sharedtoken0123456789abcdefABCDEF";
+
+/// `config/examples/http-infobip-viber.toml` as shipped, but for its origin (`http://` on
+/// `port`) and its secret files (temporary ones holding [`HTTP_TOKEN`]).
+fn infobip_example(port: u16, secrets: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples/http-infobip-viber.toml")).unwrap();
+    let mut out = String::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("url = \"https://") {
+            out.push_str(&format!("url = \"http://127.0.0.1:{port}{}\n", &rest[rest.find('/').unwrap()..]));
+        } else if let Some((key, file)) = line.split_once(" = \"/etc/sendgate/") {
+            let path = secrets.join(file.trim_end_matches('"'));
+            std::fs::write(&path, format!("{HTTP_TOKEN}\n")).unwrap();
+            out.push_str(&format!("{key} = {:?}\n", path.display().to_string()));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_example_runs_against_the_http_simulator_statuses_by_webhook() {
+    // The simulator's port is in the provider's url, and dev's webhook URL in the simulator's
+    // config: the port is picked first, the daemon started, then the simulator on that port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let secrets = tempfile::tempdir().unwrap();
+    let extra = sendgate::config::parse(&infobip_example(port, secrets.path())).unwrap_or_else(|e| panic!("{e}"));
+    let h = dev(|cfg| {
+        let mut p = extra.providers["infobip_viber"].clone();
+        if let ProviderConfig::Http(c) = &mut p {
+            c.concurrency = 1;
+        }
+        cfg.providers.insert("infobip_viber".into(), p);
+    })
+    .await;
+    let sim_cfg = sendgate::provider_sim::ProviderSimConfig {
+        listen: ([127, 0, 0, 1], port).into(),
+        token: Some(HTTP_TOKEN.into()),
+        webhook_url: Some(format!("{}/v1/webhooks/infobip_viber?token={HTTP_TOKEN}", h.base())),
+        status_delay: Duration::from_millis(20),
+        outcome_mix: "delivered=100".into(),
+        blocked_every: every(3),
+        forge_every: every(1),
+        record_messages: true,
+        ..Default::default()
+    };
+    let sim = sendgate::provider_sim::ProviderSim::start(sendgate::provider_sim::SimMode::Http, sim_cfg).await.unwrap();
+    let jobs: Vec<Value> = (0..3)
+        .map(|i| json!({"id": format!("ib-{i}"), "tenant": "acme", "channel": "viber", "to": format!("+49151000050{i:02}"), "text": "Your order shipped"}))
+        .collect();
+    submit(&h, &jobs).await;
+    let ids: Vec<String> = jobs.iter().map(|j| j["id"].as_str().unwrap().to_owned()).collect();
+    let by = h.wait_final(&ids).await;
+    let log = sim.messages();
+    let blocked: Vec<String> = log.iter().filter(|m| m.answer == "blocked").map(|m| format!("+{}", m.recipient)).collect();
+    assert_eq!((blocked.len(), log.len()), (1, 3), "{log:#?}");
+    for job in &jobs {
+        let rs = &by[job["id"].as_str().unwrap()];
+        let events: Vec<EventKind> = rs.iter().map(|r| r.event).collect();
+        if job["to"] == blocked[0] {
+            assert_eq!(events, [EventKind::Rejected], "{job}");
+            assert_eq!(rs[0].error.as_ref().and_then(|e| e.code.as_deref()), Some("REJECTED_DESTINATION_BLOCKLISTED"), "{rs:?}");
+        } else {
+            assert_eq!(events, [EventKind::Accepted, EventKind::Delivered], "{job}: delivered by the simulator's status webhook");
+            assert!(rs[0].provider_message_id.as_deref().is_some_and(|id| id.starts_with("ib-")), "{rs:?}");
+        }
+    }
+    // What was sent is the example's body; every forged twin (a wrong token) was refused.
+    assert_eq!((&log[0].body["messages"][0]["sender"], &log[0].body["messages"][0]["content"]["type"]), (&json!("DemoCompany"), &json!("TEXT")));
+    h.wait_until("forged twins answered", || {
+        let st = sim.stats();
+        st.live == 0 && st.forged_refused == st.webhook_posts
+    })
+    .await;
+    let st = sim.stats();
+    assert_eq!((st.sent, st.delivered, st.forged_taken), (2, 2, 0), "{st:?}");
+    sim.shutdown().await;
+}

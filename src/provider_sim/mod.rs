@@ -8,7 +8,8 @@
 //! ## Layout
 //! - [`config`]: [`ProviderSimConfig`], the flags and `[dev.provider_sim]` keys, for every mode.
 //! - [`Mode`]: what differs between providers; one file per mode: `whatsapp` (the Cloud API),
-//!   `telegram` (the Bot API, no statuses). Another mode is one more file implementing
+//!   `telegram` (the Bot API, no statuses), `http` (a generic JSON provider shaped as the
+//!   shipped `config/examples/http-infobip-viber.toml`). Another mode is one more file implementing
 //!   [`Mode`] and one more [`SimMode`] variant.
 //! - `faults`: which request is refused or answered late, which webhook POST is forged.
 //! - `statuses`: how messages end, their statuses in order, the bounded due-time queue.
@@ -17,6 +18,7 @@
 
 pub mod config;
 mod faults;
+mod http;
 mod stats;
 mod statuses;
 mod telegram;
@@ -63,6 +65,10 @@ pub enum SimMode {
     Whatsapp,
     /// Telegram's Bot API (`POST /bot<token>/sendMessage`); no statuses (Telegram has none).
     Telegram,
+    /// A generic JSON provider as `config/examples/http-infobip-viber.toml` expects it
+    /// (`POST /viber/2/messages`, `{"results": [...]}` status batches, the shared token in
+    /// `webhook_url`'s query). Standalone only: an `http` provider has no `embedded-sim`.
+    Http,
 }
 
 impl SimMode {
@@ -79,6 +85,7 @@ impl SimMode {
         match self {
             Self::Whatsapp => Box::new(whatsapp::CloudApi),
             Self::Telegram => Box::new(telegram::BotApi),
+            Self::Http => Box::new(http::JsonApi),
         }
     }
 
@@ -128,6 +135,12 @@ pub trait Mode: Send + Sync + 'static {
     /// whatever `webhook_url` says.
     fn pushes_statuses(&self) -> bool {
         true
+    }
+
+    /// Where a forged webhook POST goes, given `webhook_url`: the same URL when the body's
+    /// signature is the proof; another when the proof is in the URL (a shared token).
+    fn forged_url(&self, url: &str) -> String {
+        url.to_owned()
     }
 
     /// A token in the shape the provider issues, around `secret`.
