@@ -234,3 +234,17 @@ fn provider_sim_telegram_answers_send_message_as_the_bot_api() {
     let stats = stop_provider_sim(child, stdout);
     assert_eq!((&stats["taken"], &stats["webhook_posts"]), (&json!(1), &json!(0)), "{stats}");
 }
+
+#[test]
+fn provider_sim_http_answers_as_the_infobip_example_expects() {
+    let (child, stdout, addr) = spawn_provider_sim("http");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (status, answer) = rt.block_on(async {
+        let body = json!({"messages": [{"sender": "DemoCompany", "destinations": [{"to": "4915112345678"}], "content": {"type": "TEXT", "text": "hi"}}]});
+        support::request(addr, "POST", "/viber/2/messages", Some("application/json"), body.to_string().into()).await
+    });
+    assert_eq!((status, &answer["messages"][0]["status"]["name"]), (200, &json!("PENDING_ACCEPTED")), "{answer}");
+    assert!(answer["messages"][0]["messageId"].as_str().is_some_and(|id| id.starts_with("ib-")), "{answer}");
+    let stats = stop_provider_sim(child, stdout);
+    assert_eq!(stats["taken"], 1, "{stats}");
+}

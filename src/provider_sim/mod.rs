@@ -402,16 +402,19 @@ impl Shared {
 /// `sendgate provider-sim <mode>`: prints the listen address, then a stats JSON line every
 /// 10 s and on exit (SIGINT/SIGTERM).
 pub async fn run_cli(mode: SimMode, cfg: ProviderSimConfig) -> anyhow::Result<()> {
+    // Before the address is printed: a script that stops the simulator as soon as it read the
+    // address must meet the handler (exit 0, stats printed), not SIGTERM's default (killed).
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut int) = (signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?);
     let sim = ProviderSim::start(mode, cfg).await?;
     // Scripts read the (possibly ephemeral) port from the first stdout line.
     println!("{}", sim.local_addr());
     let period = Duration::from_secs(10);
     let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
             _ = every.tick() => println!("{}", serde_json::to_string(&sim.stats())?),
-            _ = tokio::signal::ctrl_c() => break,
+            _ = int.recv() => break,
             _ = term.recv() => break,
         }
     }
