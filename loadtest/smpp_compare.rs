@@ -241,7 +241,8 @@ async fn sendgate_run(a: &Args, sim: SocketAddr, out: &std::path::Path) -> Resul
     cfg.reports.stdout = false;
     cfg.reports.file = Some(out.join("reports.jsonl"));
     cfg.pipeline.max_in_flight = (a.binds * a.window * 4).max(5000);
-    // The SMPP path only: dev's WhatsApp provider (and its simulator) would share the CPU.
+    // The SMPP path only: dev's WhatsApp and Telegram providers (and their simulators) would
+    // share the CPU.
     cfg.providers.retain(|_, p| matches!(p, ProviderConfig::Smpp(_)));
     for p in cfg.providers.values_mut() {
         let ProviderConfig::Smpp(s) = p else { unreachable!("only smpp sections are left") };

@@ -367,7 +367,7 @@ async fn start_provider_sims(cfg: &Config, api_addr: SocketAddr) -> anyhow::Resu
         let secret = |what: &str| format!("dev-{what}-{:032x}", rand::random::<u128>());
         let mut sim_cfg = cfg.dev.provider_sim.clone();
         sim_cfg.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-        sim_cfg.token = Some(secret("token"));
+        sim_cfg.token = Some(mode.made_up_token(&secret("token")));
         sim_cfg.app_secret = secret("app-secret");
         // A provider name is [A-Za-z0-9_.-]: nothing in it needs escaping in a path.
         sim_cfg.webhook_url = Some(format!("http://{api_addr}/v1/webhooks/{name}"));

@@ -151,7 +151,8 @@ async fn serve(cfg: Config, mode: Mode) -> ExitCode {
         eprintln!("  SMSC simulator: smpp://{}", sim.local_addr());
     }
     for (provider, sim) in &app.provider_sims {
-        eprintln!("  {} simulator for {provider}: {} (statuses to /v1/webhooks/{provider})", sim.mode(), sim.base_url());
+        let statuses = if sim.pushes_statuses() { format!(" (statuses to /v1/webhooks/{provider})") } else { String::new() };
+        eprintln!("  {} simulator for {provider}: {}{statuses}", sim.mode(), sim.base_url());
     }
     wait_for_signal().await;
     // A second signal while draining exits at once.

@@ -183,18 +183,33 @@ impl Drop for KillOnDrop {
     }
 }
 
-#[test]
-fn provider_sim_prints_its_address_and_names_a_bad_flag() {
-    let bad = Command::new(BIN).args(["provider-sim", "whatsapp", "--webhook-batch", "0"]).output().unwrap();
-    assert_eq!(bad.status.code(), Some(2), "{}", String::from_utf8_lossy(&bad.stderr));
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("provider_sim.webhook_batch: must be > 0"));
-    let mut child =
-        Command::new(BIN).args(["provider-sim", "whatsapp", "--listen", "127.0.0.1:0"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+/// `sendgate provider-sim <mode> --listen 127.0.0.1:0`, its stdout, and the address it printed.
+fn spawn_provider_sim(mode: &str) -> (std::process::Child, BufReader<std::process::ChildStdout>, std::net::SocketAddr) {
+    let mut child = Command::new(BIN).args(["provider-sim", mode, "--listen", "127.0.0.1:0"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
     let mut first = String::new();
     // Kept until the child exits: it prints its stats on the way out.
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     stdout.read_line(&mut first).unwrap();
     let addr: std::net::SocketAddr = first.trim().parse().unwrap_or_else(|e| panic!("{first:?}: {e}"));
+    (child, stdout, addr)
+}
+
+/// SIGTERM; it exits 0 and its last line is its stats.
+fn stop_provider_sim(mut child: std::process::Child, mut stdout: BufReader<std::process::ChildStdout>) -> serde_json::Value {
+    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let mut last = String::new();
+    stdout.read_line(&mut last).unwrap();
+    serde_json::from_str(&last).unwrap_or_else(|e| panic!("{last:?}: {e}"))
+}
+
+#[test]
+fn provider_sim_prints_its_address_and_names_a_bad_flag() {
+    let bad = Command::new(BIN).args(["provider-sim", "whatsapp", "--webhook-batch", "0"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2), "{}", String::from_utf8_lossy(&bad.stderr));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("provider_sim.webhook_batch: must be > 0"));
+    let (child, stdout, addr) = spawn_provider_sim("whatsapp");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (status, answer) = rt.block_on(async {
         let body = json!({"messaging_product": "whatsapp", "to": "4915112345678", "type": "text", "text": {"body": "hi"}});
@@ -202,11 +217,34 @@ fn provider_sim_prints_its_address_and_names_a_bad_flag() {
     });
     assert_eq!(status, 200, "{answer}");
     assert!(answer["messages"][0]["id"].as_str().is_some_and(|id| id.starts_with("wamid.")), "{answer}");
-    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(kill.success());
-    assert_eq!(child.wait().unwrap().code(), Some(0));
-    let mut last = String::new();
-    stdout.read_line(&mut last).unwrap();
-    let stats: serde_json::Value = serde_json::from_str(&last).unwrap_or_else(|e| panic!("{last:?}: {e}"));
+    let stats = stop_provider_sim(child, stdout);
+    assert_eq!(stats["taken"], 1, "{stats}");
+}
+
+#[test]
+fn provider_sim_telegram_answers_send_message_as_the_bot_api() {
+    let (child, stdout, addr) = spawn_provider_sim("telegram");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (status, answer) = rt.block_on(async {
+        let body = json!({"chat_id": 700000001, "text": "hi"});
+        support::request(addr, "POST", "/bot123456:dev-token/sendMessage", Some("application/json"), body.to_string().into()).await
+    });
+    assert_eq!((status, &answer["ok"], &answer["result"]["chat"]["id"]), (200, &json!(true), &json!(700000001)), "{answer}");
+    assert!(answer["result"]["message_id"].is_i64(), "{answer}");
+    let stats = stop_provider_sim(child, stdout);
+    assert_eq!((&stats["taken"], &stats["webhook_posts"]), (&json!(1), &json!(0)), "{stats}");
+}
+
+#[test]
+fn provider_sim_http_answers_as_the_infobip_example_expects() {
+    let (child, stdout, addr) = spawn_provider_sim("http");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (status, answer) = rt.block_on(async {
+        let body = json!({"messages": [{"sender": "DemoCompany", "destinations": [{"to": "4915112345678"}], "content": {"type": "TEXT", "text": "hi"}}]});
+        support::request(addr, "POST", "/viber/2/messages", Some("application/json"), body.to_string().into()).await
+    });
+    assert_eq!((status, &answer["messages"][0]["status"]["name"]), (200, &json!("PENDING_ACCEPTED")), "{answer}");
+    assert!(answer["messages"][0]["messageId"].as_str().is_some_and(|id| id.starts_with("ib-")), "{answer}");
+    let stats = stop_provider_sim(child, stdout);
     assert_eq!(stats["taken"], 1, "{stats}");
 }

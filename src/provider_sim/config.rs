@@ -91,6 +91,16 @@ pub struct ProviderSimConfig {
     #[arg(long)]
     pub server_error_every: Option<NonZeroU64>,
 
+    /// Answer every Nth send request with the recipient having blocked the sender (Telegram:
+    /// HTTP 403 "Forbidden: bot was blocked by the user"; Cloud API: code 131050).
+    #[arg(long)]
+    pub blocked_every: Option<NonZeroU64>,
+
+    /// Answer every Nth send request with no such recipient (Telegram: HTTP 400 "Bad Request:
+    /// chat not found"; Cloud API: code 131026, undeliverable).
+    #[arg(long)]
+    pub unknown_recipient_every: Option<NonZeroU64>,
+
     /// Take every Nth send request but answer it only after `slow_answer`.
     #[arg(long)]
     pub slow_every: Option<NonZeroU64>,
@@ -125,6 +135,8 @@ impl Default for ProviderSimConfig {
             throttle_every: None,
             pair_limit_every: None,
             server_error_every: None,
+            blocked_every: None,
+            unknown_recipient_every: None,
             slow_every: None,
             slow_answer: Duration::from_secs(5),
             forge_every: None,

@@ -29,6 +29,11 @@ pub enum Refusal {
     PairLimit,
     /// The provider failed (HTTP 5xx): try again later.
     ServerError,
+    /// The recipient blocked the sender (Telegram 403 "bot was blocked by the user"; Cloud
+    /// API 131050, the user stopped marketing messages): final for that message.
+    Blocked,
+    /// No such recipient (Telegram 400 "chat not found"; Cloud API 131026, undeliverable).
+    UnknownRecipient,
     /// The simulator's own queue is full (Cloud API 131016, service unavailable).
     Overloaded,
     /// The access token is wrong (Cloud API 190).
@@ -46,6 +51,8 @@ impl Refusal {
             Self::Throttled => "throttled",
             Self::PairLimit => "pair_limit",
             Self::ServerError => "server_error",
+            Self::Blocked => "blocked",
+            Self::UnknownRecipient => "unknown_recipient",
             Self::Overloaded => "overloaded",
             Self::BadToken => "bad_token",
             Self::Invalid => "invalid",
@@ -59,6 +66,8 @@ pub struct Faults {
     throttle_every: Option<NonZeroU64>,
     pair_limit_every: Option<NonZeroU64>,
     server_error_every: Option<NonZeroU64>,
+    blocked_every: Option<NonZeroU64>,
+    unknown_recipient_every: Option<NonZeroU64>,
     slow_every: Option<NonZeroU64>,
     slow_answer: Duration,
     forge_every: Option<NonZeroU64>,
@@ -75,6 +84,8 @@ impl Faults {
             throttle_every: cfg.throttle_every,
             pair_limit_every: cfg.pair_limit_every,
             server_error_every: cfg.server_error_every,
+            blocked_every: cfg.blocked_every,
+            unknown_recipient_every: cfg.unknown_recipient_every,
             slow_every: cfg.slow_every,
             slow_answer: cfg.slow_answer,
             forge_every: cfg.forge_every,
@@ -93,6 +104,10 @@ impl Faults {
             Verdict::Refuse(Refusal::PairLimit)
         } else if due(self.server_error_every) {
             Verdict::Refuse(Refusal::ServerError)
+        } else if due(self.blocked_every) {
+            Verdict::Refuse(Refusal::Blocked)
+        } else if due(self.unknown_recipient_every) {
+            Verdict::Refuse(Refusal::UnknownRecipient)
         } else if due(self.slow_every) {
             Verdict::TakeSlowly(self.slow_answer)
         } else {

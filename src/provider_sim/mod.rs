@@ -7,9 +7,10 @@
 //!
 //! ## Layout
 //! - [`config`]: [`ProviderSimConfig`], the flags and `[dev.provider_sim]` keys, for every mode.
-//! - [`Mode`]: what differs between providers; one file per mode: `whatsapp` (the Cloud API).
-//!   An `http` (generic JSON) or `telegram` mode is one more file implementing [`Mode`] and
-//!   one more [`SimMode`] variant.
+//! - [`Mode`]: what differs between providers; one file per mode: `whatsapp` (the Cloud API),
+//!   `telegram` (the Bot API, no statuses), `http` (a generic JSON provider shaped as the
+//!   shipped `config/examples/http-infobip-viber.toml`). Another mode is one more file implementing
+//!   [`Mode`] and one more [`SimMode`] variant.
 //! - `faults`: which request is refused or answered late, which webhook POST is forged.
 //! - `statuses`: how messages end, their statuses in order, the bounded due-time queue.
 //! - `webhook_push`: pushing statuses with bounded concurrency and bounded retries.
@@ -17,8 +18,10 @@
 
 pub mod config;
 mod faults;
+mod http;
 mod stats;
 mod statuses;
+mod telegram;
 #[cfg(test)]
 mod tests;
 mod webhook_push;
@@ -60,6 +63,12 @@ pub enum SimMode {
     /// Meta's WhatsApp Cloud API (`POST /{version}/{phone_number_id}/messages`, signed
     /// `X-Hub-Signature-256` status webhooks).
     Whatsapp,
+    /// Telegram's Bot API (`POST /bot<token>/sendMessage`); no statuses (Telegram has none).
+    Telegram,
+    /// A generic JSON provider as `config/examples/http-infobip-viber.toml` expects it
+    /// (`POST /viber/2/messages`, `{"results": [...]}` status batches, the shared token in
+    /// `webhook_url`'s query). Standalone only: an `http` provider has no `embedded-sim`.
+    Http,
 }
 
 impl SimMode {
@@ -67,6 +76,7 @@ impl SimMode {
     pub fn named(name: &str) -> Option<Self> {
         match name {
             "whatsapp" => Some(Self::Whatsapp),
+            "telegram" => Some(Self::Telegram),
             _ => None,
         }
     }
@@ -74,7 +84,15 @@ impl SimMode {
     fn api(self) -> Box<dyn Mode> {
         match self {
             Self::Whatsapp => Box::new(whatsapp::CloudApi),
+            Self::Telegram => Box::new(telegram::BotApi),
+            Self::Http => Box::new(http::JsonApi),
         }
+    }
+
+    /// A token in the shape this mode's provider wants, around the random `secret` (`sendgate
+    /// dev` makes one up per run).
+    pub fn made_up_token(self, secret: &str) -> String {
+        self.api().made_up_token(secret)
     }
 }
 
@@ -112,6 +130,23 @@ impl Answer {
 pub trait Mode: Send + Sync + 'static {
     /// The name in `sendgate provider-sim <mode>` and the metrics' `mode` label.
     fn name(&self) -> &'static str;
+
+    /// Whether the provider reports statuses at all; `false`: nothing is queued or pushed,
+    /// whatever `webhook_url` says.
+    fn pushes_statuses(&self) -> bool {
+        true
+    }
+
+    /// Where a forged webhook POST goes, given `webhook_url`: the same URL when the body's
+    /// signature is the proof; another when the proof is in the URL (a shared token).
+    fn forged_url(&self, url: &str) -> String {
+        url.to_owned()
+    }
+
+    /// A token in the shape the provider issues, around `secret`.
+    fn made_up_token(&self, secret: &str) -> String {
+        secret.to_owned()
+    }
 
     /// A request as a send, or the refusal it gets (a wrong path, a wrong `token`, a body that
     /// is not a message). `token`: the one requests must carry, if any.
@@ -181,14 +216,15 @@ impl ProviderSim {
     pub async fn start(mode: SimMode, cfg: ProviderSimConfig) -> Result<ProviderSimHandle, SimError> {
         cfg.check().map_err(SimError::Invalid)?;
         let mix: EndMix = cfg.outcome_mix.parse().map_err(|e| SimError::Invalid(format!("provider_sim.outcome_mix: {e}")))?;
-        let target = match &cfg.webhook_url {
+        let api = mode.api();
+        let target = match cfg.webhook_url.as_ref().filter(|_| api.pushes_statuses()) {
             Some(url) => Some(Arc::new(Target::new(url, cfg.push_concurrency).map_err(|e| SimError::Invalid(format!("provider_sim.webhook_url: {e}")))?)),
             None => None,
         };
         let listener = listen(cfg.listen).map_err(|source| SimError::Listen { addr: cfg.listen, source })?;
         let local_addr = listener.local_addr().map_err(|source| SimError::Listen { addr: cfg.listen, source })?;
         let shared = Arc::new(Shared {
-            mode: mode.api(),
+            mode: api,
             mix,
             faults: Faults::new(&cfg),
             counters: Counters::default(),
@@ -234,6 +270,11 @@ impl ProviderSimHandle {
 
     pub fn mode(&self) -> &'static str {
         self.inner.shared.mode.name()
+    }
+
+    /// Whether it pushes statuses (Telegram's simulator has none to push).
+    pub fn pushes_statuses(&self) -> bool {
+        self.inner.shared.pushes
     }
 
     pub fn stats(&self) -> SimStats {
@@ -361,16 +402,19 @@ impl Shared {
 /// `sendgate provider-sim <mode>`: prints the listen address, then a stats JSON line every
 /// 10 s and on exit (SIGINT/SIGTERM).
 pub async fn run_cli(mode: SimMode, cfg: ProviderSimConfig) -> anyhow::Result<()> {
+    // Before the address is printed: a script that stops the simulator as soon as it read the
+    // address must meet the handler (exit 0, stats printed), not SIGTERM's default (killed).
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut int) = (signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?);
     let sim = ProviderSim::start(mode, cfg).await?;
     // Scripts read the (possibly ephemeral) port from the first stdout line.
     println!("{}", sim.local_addr());
     let period = Duration::from_secs(10);
     let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
             _ = every.tick() => println!("{}", serde_json::to_string(&sim.stats())?),
-            _ = tokio::signal::ctrl_c() => break,
+            _ = int.recv() => break,
             _ = term.recv() => break,
         }
     }

@@ -18,6 +18,8 @@ pub struct SimStats {
     pub overloaded: u64,
     pub bad_token: u64,
     pub invalid: u64,
+    pub blocked: u64,
+    pub unknown_recipient: u64,
     /// Taken, answered only after `slow_answer`.
     pub slow: u64,
     /// Statuses the webhook receiver took (answered 2xx), by status.
@@ -40,7 +42,7 @@ pub struct SimStats {
 #[derive(Default)]
 pub struct Counters {
     taken: AtomicU64,
-    refused: [AtomicU64; 7],
+    refused: [AtomicU64; 9],
     slow: AtomicU64,
     statuses: [AtomicU64; 4],
     webhook_posts: AtomicU64,
@@ -59,6 +61,8 @@ fn refusal_index(r: Refusal) -> usize {
         Refusal::BadToken => 4,
         Refusal::Invalid => 5,
         Refusal::UnknownPath => 6,
+        Refusal::Blocked => 7,
+        Refusal::UnknownRecipient => 8,
     }
 }
 
@@ -111,6 +115,8 @@ impl Counters {
             overloaded: r(3),
             bad_token: r(4),
             invalid: r(5) + r(6),
+            blocked: r(7),
+            unknown_recipient: r(8),
             slow: self.slow.load(Relaxed),
             sent: s(Status::Sent),
             delivered: s(Status::Delivered),

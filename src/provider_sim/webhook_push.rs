@@ -42,9 +42,9 @@ impl Target {
         Ok(Self { uri, client })
     }
 
-    /// One POST; its HTTP status, or `None` when no answer came.
-    async fn post(&self, body: Bytes, signature: (&'static str, String)) -> Option<u16> {
-        let req = Request::post(self.uri.clone())
+    /// One POST (to `uri`, else the target's); its HTTP status, or `None` when no answer came.
+    async fn post(&self, uri: Option<Uri>, body: Bytes, signature: (&'static str, String)) -> Option<u16> {
+        let req = Request::post(uri.unwrap_or_else(|| self.uri.clone()))
             .header(CONTENT_TYPE, "application/json")
             .header(signature.0, signature.1)
             .body(Full::new(body))
@@ -125,7 +125,7 @@ async fn push(shared: &Shared, target: &Target, sender: &str, batch: Vec<Pending
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(MAX_RETRY_WAIT);
         }
-        if target.post(body.clone(), signature.clone()).await.is_some_and(|s| (200..300).contains(&s)) {
+        if target.post(None, body.clone(), signature.clone()).await.is_some_and(|s| (200..300).contains(&s)) {
             taken = true;
             break;
         }
@@ -153,13 +153,15 @@ async fn push(shared: &Shared, target: &Target, sender: &str, batch: Vec<Pending
     shared.queue.done(ended);
 }
 
-/// The same messages said to have failed, signed with a secret that is not the app's.
+/// The same messages said to have failed, signed with a secret that is not the app's (and
+/// sent where the mode says a forgery goes: a wrong token in the URL).
 async fn forge(shared: &Shared, target: &Target, sender: &str, batch: &[Pending]) {
     let items: Vec<(&Pending, Status)> = batch.iter().map(|p| (p, Status::Failed)).collect();
     let body = shared.mode.webhook_body(sender, &items, shared.cfg.failed_code);
     let wrong = format!("{}-forged", shared.cfg.app_secret);
     let signature = shared.mode.signature(wrong.as_bytes(), &body);
-    let refused = target.post(body, signature).await.is_some_and(|s| s == 401 || s == 403);
+    let url = shared.mode.forged_url(&target.uri.to_string());
+    let refused = target.post(url.parse().ok(), body, signature).await.is_some_and(|s| s == 401 || s == 403);
     shared.counters.forged(refused);
     if !refused {
         tracing::error!("provider-sim: a forged webhook POST was not refused");

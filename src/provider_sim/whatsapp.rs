@@ -107,6 +107,13 @@ impl Mode for CloudApi {
             Refusal::ServerError => {
                 Self::error(StatusCode::INTERNAL_SERVER_ERROR, 131000, "Something went wrong", "Message failed to send due to an unknown error.")
             }
+            Refusal::Blocked => Self::error(
+                StatusCode::BAD_REQUEST,
+                131050,
+                "Unable to deliver message",
+                "The user has stopped receiving marketing messages from this business.",
+            ),
+            Refusal::UnknownRecipient => Self::error(StatusCode::BAD_REQUEST, 131026, "Message undeliverable", "Message Undeliverable."),
             Refusal::Overloaded => Self::error(StatusCode::SERVICE_UNAVAILABLE, 131016, "Service unavailable", "A service is temporarily unavailable."),
             Refusal::BadToken => Self::error(StatusCode::UNAUTHORIZED, 190, "Error validating access token", "The access token is invalid or has expired."),
             Refusal::Invalid => Self::error(StatusCode::BAD_REQUEST, 100, "Invalid parameter", "The message object is not a WhatsApp message."),
@@ -367,6 +374,8 @@ mod tests {
             (Refusal::PairLimit, 400, 131056, Action::DeferRecipient),
             (Refusal::ServerError, 500, 131000, Action::Retry),
             (Refusal::Overloaded, 503, 131016, Action::Retry),
+            (Refusal::Blocked, 400, 131050, Action::Reject),
+            (Refusal::UnknownRecipient, 400, 131026, Action::Reject),
             (Refusal::BadToken, 401, 190, Action::AuthDown),
             (Refusal::Invalid, 400, 100, Action::Reject),
         ] {

@@ -21,7 +21,7 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// What came back.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) enum Answer {
+pub(crate) enum Answer {
     /// `ok` with the message's id (unique within its chat only) and the chat's numeric id.
     Sent { chat_id: Option<i64>, message_id: i64 },
     /// Refused: Telegram's `error_code` (its HTTP status when the body has none), its
@@ -91,7 +91,7 @@ pub(super) async fn post(client: &Https, uri: Uri, body: Bytes, timeout: Duratio
 }
 
 /// An answer's body as the Bot API documents it.
-pub(super) fn read(status: u16, body: &[u8]) -> Answer {
+pub(crate) fn read(status: u16, body: &[u8]) -> Answer {
     let reply = serde_json::from_slice::<Reply>(body).ok();
     if (200..300).contains(&status) {
         return match reply {

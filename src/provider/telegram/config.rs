@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::TelegramProvider;
 use crate::config::humantime_serde;
-use crate::provider::{BuildDeps, BuildError, KindConfig, Provider};
+use crate::provider::{BuildDeps, BuildError, KindConfig, Provider, EMBEDDED_SIM};
 
 /// Telegram's documented bot-wide limit: "not more than 30 messages per second or so".
 pub const DEFAULT_BOT_TPS: u32 = 30;
@@ -23,13 +23,15 @@ pub const PARSE_MODES: [&str; 3] = ["HTML", "MarkdownV2", "Markdown"];
 #[serde(deny_unknown_fields)]
 pub struct TelegramConfig {
     /// The Bot API's origin; a local Bot API server's or a test server's instead. `http://`
-    /// only for tests and local servers.
+    /// only for tests and local servers. `embedded-sim` in `sendgate dev`: the Bot API
+    /// simulator dev starts for this provider, with a bot token made up per run.
     #[serde(default = "default_base_url")]
     pub base_url: String,
     /// A file holding the bot token (`<bot id>:<secret>`, from @BotFather), surrounding
     /// whitespace ignored; read at start-up and again after Telegram refuses it. Never inline:
-    /// the token is part of every request's path.
-    pub token_file: PathBuf,
+    /// the token is part of every request's path. Required unless `base_url = "embedded-sim"`.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
     /// How Telegram reads markup in `text` (`HTML`, `MarkdownV2`, `Markdown`); none: plain text.
     #[serde(default)]
     pub parse_mode: Option<String>,
@@ -137,8 +139,13 @@ impl KindConfig for TelegramConfig {
                 errors.push(format!("{path}.{k}: {msg}"));
             }
         };
+        let embedded = s.base_url == EMBEDDED_SIM;
         let scheme_ok = s.base_url.starts_with("https://") || s.base_url.starts_with("http://");
-        check(scheme_ok && s.base_url.parse::<hyper::Uri>().is_ok(), "base_url", format!("must be an https:// URL, got {:?}", s.base_url));
+        check(
+            embedded || (scheme_ok && s.base_url.parse::<hyper::Uri>().is_ok()),
+            "base_url",
+            format!("must be an https:// URL (or \"{EMBEDDED_SIM}\" in `sendgate dev`), got {:?}", s.base_url),
+        );
         if let Some(m) = &s.parse_mode {
             check(PARSE_MODES.contains(&m.as_str()), "parse_mode", format!("must be one of {PARSE_MODES:?}, got {m:?}"));
         }
@@ -152,10 +159,17 @@ impl KindConfig for TelegramConfig {
         check(!s.request_timeout.is_zero(), "request_timeout", "must be > 0".into());
         check(!s.throttle_backoff.is_zero(), "throttle_backoff", "must be > 0".into());
         check(s.max_retries <= 100, "max_retries", format!("must be <= 100, got {}", s.max_retries));
-        check(s.token_file.is_file(), "token_file", format!("not a readable file: {}", s.token_file.display()));
+        match &s.token_file {
+            Some(f) => check(f.is_file(), "token_file", format!("not a readable file: {}", f.display())),
+            None => check(embedded, "token_file", format!("required (a file holding the bot token), unless base_url = \"{EMBEDDED_SIM}\"")),
+        }
         if let Some(f) = &s.tls_ca_file {
             check(f.is_file(), "tls_ca_file", format!("not a readable file: {}", f.display()));
         }
+    }
+
+    fn wants_provider_sim(&self) -> Option<&'static str> {
+        (self.base_url == EMBEDDED_SIM).then_some("telegram")
     }
 
     fn build(&self, name: &str, deps: &BuildDeps) -> Result<Arc<dyn Provider>, BuildError> {
@@ -199,5 +213,9 @@ mod tests {
         }
         let errs = parse("[providers.tg]\nkind = \"telegram\"\ntoken_file = \"/nonexistent/token\"\n").unwrap_err().0;
         assert!(errs[0].starts_with("providers.tg.token_file: not a readable file"), "{errs:?}");
+        let errs = parse("[providers.tg]\nkind = \"telegram\"\n").unwrap_err().0;
+        assert!(errs[0].starts_with("providers.tg.token_file: required"), "{errs:?}");
+        let dev = parse("[providers.tg]\nkind = \"telegram\"\nbase_url = \"embedded-sim\"\n").unwrap();
+        assert_eq!(dev.providers["tg"].kind().wants_provider_sim(), Some("telegram"));
     }
 }

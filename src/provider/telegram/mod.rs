@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, Semaphore};
 use self::pace::{Bot, Chats};
 use crate::job::Job;
 use crate::provider::credential::Credential;
-use crate::provider::{Accepted, BuildDeps, BuildError, OnWire, Provider, ProviderStatus, SendError};
+use crate::provider::{Accepted, BuildDeps, BuildError, OnWire, Provider, ProviderStatus, SendError, EMBEDDED_SIM};
 use crate::receipt::ProviderEvent;
 use crate::store::Store;
 
@@ -69,10 +69,22 @@ fn bot_id(token: &str) -> Option<&str> {
 impl TelegramProvider {
     pub fn start(name: &str, cfg: TelegramConfig, deps: &BuildDeps) -> Result<Arc<Self>, BuildError> {
         let key = |k: &str| format!("providers.{name}.{k}");
-        let token = Credential::load(name, key("token_file"), &cfg.token_file, cfg.auth_retry)?;
+        // `embedded-sim` (dev): the simulator's address and the token dev made up, not a file.
+        let (base_url, token, from) = if cfg.base_url == EMBEDDED_SIM {
+            let sim = deps
+                .provider_sims
+                .get(name)
+                .ok_or_else(|| BuildError { key: key("base_url"), reason: format!("\"{EMBEDDED_SIM}\" works only in `sendgate dev`") })?;
+            (sim.base_url.clone(), Credential::fixed(name, sim.token.clone(), cfg.auth_retry), "the embedded simulator's token".to_owned())
+        } else {
+            let Some(file) = &cfg.token_file else {
+                return Err(BuildError { key: key("token_file"), reason: "required".into() });
+            };
+            (cfg.base_url.clone(), Credential::load(name, key("token_file"), file, cfg.auth_retry)?, file.display().to_string())
+        };
         // Only the shape is said, never the content.
         let Some(id) = token.current().as_deref().and_then(bot_id).map(str::to_owned) else {
-            return Err(BuildError { key: key("token_file"), reason: format!("{} does not hold a bot token (<bot id>:<secret>)", cfg.token_file.display()) });
+            return Err(BuildError { key: key("token_file"), reason: format!("{from} does not hold a bot token (<bot id>:<secret>)") });
         };
         let sender = format!("telegram:{id}");
         let client = crate::provider::https_client::build(cfg.tls_ca_file.as_deref(), cfg.connect_timeout, cfg.concurrency)
@@ -80,7 +92,7 @@ impl TelegramProvider {
         Ok(Arc::new(Self {
             name: name.into(),
             client,
-            base: cfg.base_url.trim_end_matches('/').to_owned(),
+            base: base_url.trim_end_matches('/').to_owned(),
             sender,
             store: deps.store.clone(),
             events: deps.events.clone(),
