@@ -49,6 +49,12 @@ impl Scheduler {
             };
             for c in claimed {
                 let job = match crate::job::parse(c.payload.as_bytes(), now) {
+                    // A cascade's later step is stored as its job, under the step's store id:
+                    // the id tells the worker which step it is.
+                    Ok(mut j) if crate::cascade::split_store_id(&c.entry).0 == j.id && c.entry != j.id => {
+                        j.id.clone_from(&c.entry);
+                        j
+                    }
                     Ok(j) => j,
                     Err(e) => {
                         // Written by us, so this is a bug; drop the entry rather than loop on it.

@@ -77,6 +77,7 @@ impl Reporter {
         let mut by_event = telemetry::Tally::default();
         for r in reports {
             by_event.add(r.event.as_str());
+            crate::cascade::count(r);
         }
         for (event, n) in by_event {
             metrics::counter!(telemetry::REPORTS_TOTAL, "event" => event).increment(n);

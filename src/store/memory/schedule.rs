@@ -30,7 +30,15 @@ impl Schedule for MemoryStore {
                         continue;
                     }
                     None => {
-                        let c = ClaimState { expires: keep, st: St::Deferred, own: j.token.clone(), src: j.src.clone(), duplicates: Vec::new(), held: true };
+                        let c = ClaimState {
+                            expires: keep,
+                            st: St::Deferred,
+                            own: j.token.clone(),
+                            src: j.src.clone(),
+                            duplicates: Vec::new(),
+                            held: true,
+                            plan: None,
+                        };
                         g.claims.insert(j.id.clone(), c);
                     }
                 }
@@ -85,6 +93,7 @@ impl Schedule for MemoryStore {
                             src,
                             duplicates: Vec::new(),
                             held: false,
+                            plan: None,
                         });
                         c.st = St::Claimed;
                         c.held = false;

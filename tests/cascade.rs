@@ -1,0 +1,162 @@
+//! Cascades (docs/cascades.md) through the daemon against its simulators: a job falls back
+//! from one channel to the next by its steps' results, with exactly one final and every step's
+//! end in the report stream; each step goes through its own channel's policies.
+//!
+//! `sendgate dev` (memory store, embedded SMSC and chat simulators) for the flows; `sendgate
+//! run` (Redis + Kafka, two instances) for the crash test.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use sendgate::config::Config;
+use sendgate::report::{EventKind, Report};
+use serde_json::{json, Value};
+use support::{finals, Harness};
+
+async fn dev(tweak: impl FnOnce(&mut Config)) -> Harness {
+    support::start(|cfg| {
+        cfg.dev.provider_sim.status_delay = Duration::from_millis(20);
+        cfg.dev.provider_sim.record_messages = true;
+        cfg.pipeline.retry_backoff = Duration::from_secs(5);
+        tweak(cfg);
+    })
+    .await
+}
+
+async fn submit(h: &Harness, jobs: &[Value]) {
+    let body: String = jobs.iter().map(|j| format!("{j}\n")).collect();
+    let (status, answer) = h.post("/v1/jobs", "application/x-ndjson", body).await;
+    assert_eq!((status, answer["accepted"].as_u64()), (202, Some(jobs.len() as u64)), "{answer}");
+}
+
+/// An SMS job to `to` falling back to Telegram chat 4242.
+fn sms_then_telegram(id: &str, to: &str, first: Value) -> Value {
+    let mut first = first;
+    first["channel"] = "sms".into();
+    json!({"id": id, "tenant": "acme", "channel": "sms", "to": to, "text": "your code is 1234",
+           "cascade": [first, {"channel": "telegram", "to": "4242"}]})
+}
+
+/// (event, step index, step outcome) of each report, in order.
+fn steps(rs: &[Report]) -> Vec<(EventKind, Option<u32>, Option<EventKind>)> {
+    rs.iter().map(|r| (r.event, r.step.as_ref().map(|s| s.index), r.step.as_ref().and_then(|s| s.outcome))).collect()
+}
+
+fn one_final<'a>(id: &str, by: &'a HashMap<String, Vec<Report>>) -> &'a Report {
+    let rs = &by[id];
+    let f = finals(rs);
+    assert_eq!(f.len(), 1, "{id}: {:?}", steps(rs));
+    f[0]
+}
+
+fn telegram_texts(h: &Harness) -> usize {
+    h.app.provider_sims.iter().find(|(n, _)| n == "tg").expect("dev simulates tg").1.messages().len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undelivered_first_step_falls_back_and_the_second_steps_delivery_is_the_one_final() {
+    let h = dev(|c| c.dev.smsc_sim.outcome_mix = "undelivered=100".into()).await;
+    submit(&h, &[sms_then_telegram("c1", "+4915112345678", json!({}))]).await;
+    let by = h.wait_final(&["c1".into()]).await;
+    let f = one_final("c1", &by);
+    assert_eq!((f.event, f.channel.as_str(), f.to.as_str()), (EventKind::Delivered, "telegram", "4242"));
+    use EventKind::*;
+    assert_eq!(
+        steps(&by["c1"]),
+        [(Accepted, Some(0), None), (Step, Some(0), Some(Undelivered)), (Accepted, Some(1), None), (Delivered, Some(1), Some(Delivered))]
+    );
+    let step = &by["c1"][1];
+    assert_eq!((step.provider.as_deref(), step.channel.as_str(), step.is_final), (Some("smsc-a"), "sms", false));
+    assert_eq!(telegram_texts(&h), 1);
+    // The job's history holds every step under the job's own id.
+    let (status, history) = h.get("/v1/jobs/c1").await;
+    assert_eq!(status, 200, "{history}");
+    h.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivered_first_step_ends_the_job_and_no_later_step_goes() {
+    let h = dev(|_| {}).await;
+    submit(&h, &[sms_then_telegram("c2", "+4915112345678", json!({}))]).await;
+    let by = h.wait_final(&["c2".into()]).await;
+    assert_eq!(one_final("c2", &by).event, EventKind::Delivered);
+    assert_eq!(steps(&by["c2"]), [(EventKind::Accepted, Some(0), None), (EventKind::Delivered, Some(0), Some(EventKind::Delivered))]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(telegram_texts(&h), 0);
+    h.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_without_a_provider_or_opted_out_on_its_channel_falls_back_at_once() {
+    let h = dev(|_| {}).await;
+    // Opted out on SMS only: the SMS step is suppressed, the Telegram step still goes.
+    h.app.store.add_opt_outs(&[("acme", "sms", "+4915100000001")]).await.unwrap();
+    let no_route = json!({"id": "c3", "tenant": "acme", "channel": "sms", "to": "+4915112345678", "text": "x",
+                          "cascade": [{"channel": "viber"}, {"channel": "telegram", "to": "4242"}]});
+    let opted_out = sms_then_telegram("c6", "+4915100000001", json!({}));
+    submit(&h, &[no_route, opted_out]).await;
+    let by = h.wait_final(&["c3".into(), "c6".into()]).await;
+    for (id, outcome) in [("c3", EventKind::Rejected), ("c6", EventKind::Suppressed)] {
+        assert_eq!(one_final(id, &by).event, EventKind::Delivered, "{id}");
+        let first = &by[id][0];
+        assert_eq!((first.event, first.step.as_ref().and_then(|s| s.outcome)), (EventKind::Step, Some(outcome)), "{id}");
+    }
+    assert!(by["c3"][0].error.as_ref().is_some_and(|e| e.message.contains("viber")), "{:?}", by["c3"][0]);
+    assert_eq!(telegram_texts(&h), 2);
+    h.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_cascade_is_rejected_naming_the_field() {
+    let h = dev(|_| {}).await;
+    let body = json!({"id": "c4", "tenant": "acme", "channel": "sms", "to": "+4915112345678", "text": "x",
+                      "cascade": [{"channel": "sms"}, {"channel": "telegram", "until": "seen"}]});
+    let (status, answer) = h.post("/v1/jobs", "application/json", body.to_string()).await;
+    assert!(answer.to_string().contains("cascade[1].until: must be"), "{status} {answer}");
+    let body = json!({"id": "c5", "tenant": "acme", "channel": "sms", "to": "+4915112345678", "text": "x", "cascade": "nope"});
+    submit(&h, &[body]).await;
+    let by = h.wait_final(&["c5".into()]).await;
+    let f = one_final("c5", &by);
+    assert_eq!(f.event, EventKind::Rejected);
+    assert_eq!(f.error.as_ref().map(|e| e.message.as_str()), Some("cascade: no cascade \"nope\" is configured"));
+    h.app.shutdown().await;
+}
+
+/// Waits until `id` has an event of `kind`; its reports so far.
+async fn wait_event(h: &Harness, id: &str, kind: EventKind) -> Vec<Report> {
+    let mut got = Vec::new();
+    h.wait_until(&format!("{id}: {kind:?}"), || {
+        got = h.reports_by_job().remove(id).unwrap_or_default();
+        got.iter().any(|r| r.event == kind)
+    })
+    .await;
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_step_moves_on_after_its_decision_time_and_its_late_receipt_is_no_second_final() {
+    // The SMSC's receipts come 3 s (real time) after the submit: after the decision time,
+    // which the test clock passes at once.
+    let h = dev(|c| c.dev.smsc_sim.receipt_delay = Duration::from_secs(3)).await;
+    submit(&h, &[sms_then_telegram("d1", "+4915112345678", json!({"decision_time": "5m"}))]).await;
+    wait_event(&h, "d1", EventKind::Accepted).await;
+    // Not yet: the step waits for its decision time.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(telegram_texts(&h), 0);
+    h.clock.advance(chrono::Duration::seconds(301));
+    let by = h.wait_final(&["d1".into()]).await;
+    use EventKind::*;
+    assert_eq!(steps(&by["d1"]), [(Accepted, Some(0), None), (Step, Some(0), Some(Unknown)), (Accepted, Some(1), None), (Delivered, Some(1), Some(Delivered))]);
+    let step = &by["d1"][1];
+    assert_eq!(step.error.as_ref().map(|e| e.message.as_str()), Some("no result within the step's decision time"));
+    // The SMS receipt comes after all: recorded as a late non-final event of step 0.
+    h.wait_until("the late receipt", || h.reports_by_job()["d1"].iter().any(|r| r.step.as_ref().is_some_and(|s| s.late))).await;
+    let rs = h.reports_by_job().remove("d1").unwrap();
+    let late = rs.iter().find(|r| r.step.as_ref().is_some_and(|s| s.late)).unwrap();
+    assert_eq!((late.event, late.is_final, late.step.as_ref().unwrap().index, late.step.as_ref().unwrap().outcome), (Step, false, 0, Some(Delivered)));
+    assert_eq!(finals(&rs).len(), 1);
+    assert_eq!(telegram_texts(&h), 1);
+    h.app.shutdown().await;
+}
