@@ -157,6 +157,8 @@ impl Report {
     /// step of a cascade that step's own (`crate::cascade::store_id`).
     pub fn store_id(&self) -> std::borrow::Cow<'_, str> {
         match &self.step {
+            // A final won by a `read` ends the next step, which it cancelled (cascade::read_won).
+            Some(s) if self.is_final && s.outcome == Some(EventKind::Read) => crate::cascade::store_id(&self.job_id, s.index + 1).into(),
             Some(s) if s.index > 0 => crate::cascade::store_id(&self.job_id, s.index).into(),
             _ => self.job_id.as_str().into(),
         }

@@ -10,6 +10,7 @@ mod support;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use sendgate::clock::Clock;
 use sendgate::config::Config;
 use sendgate::report::{EventKind, Report};
 use serde_json::{json, Value};
@@ -157,6 +158,88 @@ async fn a_silent_step_moves_on_after_its_decision_time_and_its_late_receipt_is_
     let late = rs.iter().find(|r| r.step.as_ref().is_some_and(|s| s.late)).unwrap();
     assert_eq!((late.event, late.is_final, late.step.as_ref().unwrap().index, late.step.as_ref().unwrap().outcome), (Step, false, 0, Some(Delivered)));
     assert_eq!(finals(&rs).len(), 1);
+    assert_eq!(telegram_texts(&h), 1);
+    h.app.shutdown().await;
+}
+
+/// A WhatsApp template that must be read within 30 s, then SMS.
+fn whatsapp_read_then_sms(id: &str) -> Value {
+    json!({"id": id, "tenant": "acme", "channel": "sms", "to": "+4915112345678", "text": "your order shipped",
+           "cascade": [{"channel": "whatsapp", "until": "read", "decision_time": "30s",
+                        "template": {"name": "order_shipped", "language": "en_US", "params": ["A-1042"]}},
+                       {"channel": "sms"}]})
+}
+
+fn sms_sent(h: &Harness) -> usize {
+    h.app.sim.as_ref().expect("dev embeds the SMSC simulator").messages().len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn until_read_falls_back_when_the_status_webhook_never_says_read() {
+    let h = dev(|c| c.dev.provider_sim.outcome_mix = "delivered=100".into()).await;
+    submit(&h, &[whatsapp_read_then_sms("r1")]).await;
+    let rs = wait_event(&h, "r1", EventKind::Step).await;
+    let step = rs.iter().find(|r| r.event == EventKind::Step).unwrap();
+    assert_eq!((step.channel.as_str(), step.step.as_ref().unwrap().outcome), ("whatsapp", Some(EventKind::Delivered)));
+    // Delivered, not read: the SMS waits for the rest of the decision time.
+    let waits_until = step.retry_at.expect("a step event says when the next step goes");
+    assert!(waits_until > h.clock.now() + chrono::Duration::seconds(25), "{waits_until}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sms_sent(&h), 0);
+    h.clock.advance(chrono::Duration::seconds(31));
+    let by = h.wait_final(&["r1".into()]).await;
+    let f = one_final("r1", &by);
+    assert_eq!((f.event, f.channel.as_str(), f.step.as_ref().unwrap().index), (EventKind::Delivered, "sms", 1));
+    assert_eq!(sms_sent(&h), 1);
+    h.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn until_read_a_read_within_the_decision_time_is_the_final_and_the_next_step_never_goes() {
+    let h = dev(|c| c.dev.provider_sim.outcome_mix = "read=100".into()).await;
+    submit(&h, &[whatsapp_read_then_sms("r2")]).await;
+    let by = h.wait_final(&["r2".into()]).await;
+    let f = one_final("r2", &by);
+    assert_eq!((f.event, f.channel.as_str(), f.step.as_ref().unwrap().index), (EventKind::Delivered, "whatsapp", 0));
+    wait_event(&h, "r2", EventKind::Read).await;
+    // Past the decision time: the SMS step was cancelled by the read, it never goes.
+    h.clock.advance(chrono::Duration::seconds(400));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sms_sent(&h), 0);
+    let rs = h.reports_by_job().remove("r2").unwrap();
+    assert_eq!(finals(&rs).len(), 1, "{:?}", steps(&rs));
+    assert_eq!(rs.last().map(|r| r.event), Some(EventKind::Read));
+    h.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fallback_that_falls_in_quiet_hours_waits_for_their_end() {
+    use sendgate::config::{QuietHoursConfig, TenantConfig};
+    let hm = |s| chrono::NaiveTime::parse_from_str(s, "%H:%M").unwrap();
+    let h = dev(|c| {
+        c.dev.smsc_sim.receipt_delay = Duration::from_secs(600);
+        let acme = TenantConfig {
+            tz: Some(chrono_tz::Europe::Berlin),
+            quiet_hours: Some(QuietHoursConfig::Window { start: hm("21:00"), end: hm("09:00") }),
+            ..Default::default()
+        };
+        c.tenants.insert("acme".into(), acme);
+    })
+    .await;
+    // 20:58 in Berlin: the SMS goes; its decision time ends at 21:03, in quiet hours.
+    h.clock.set(chrono::DateTime::parse_from_rfc3339("2026-11-21T19:58:00Z").unwrap().to_utc());
+    submit(&h, &[sms_then_telegram("q1", "+4915112345678", json!({"decision_time": "5m"}))]).await;
+    wait_event(&h, "q1", EventKind::Accepted).await;
+    h.clock.advance(chrono::Duration::seconds(301));
+    let rs = wait_event(&h, "q1", EventKind::Deferred).await;
+    let deferred = rs.iter().find(|r| r.event == EventKind::Deferred).unwrap();
+    assert_eq!((deferred.channel.as_str(), deferred.step.as_ref().map(|s| s.index)), ("telegram", Some(1)));
+    assert_eq!(deferred.retry_at.map(|t| t.to_rfc3339()), Some("2026-11-22T08:00:00+00:00".into()));
+    assert_eq!(telegram_texts(&h), 0);
+    h.clock.set(chrono::DateTime::parse_from_rfc3339("2026-11-22T08:00:01Z").unwrap().to_utc());
+    let by = h.wait_final(&["q1".into()]).await;
+    let f = one_final("q1", &by);
+    assert_eq!((f.event, f.channel.as_str()), (EventKind::Delivered, "telegram"));
     assert_eq!(telegram_texts(&h), 1);
     h.app.shutdown().await;
 }

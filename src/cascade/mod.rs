@@ -111,6 +111,10 @@ impl StepRef {
         if r.event.is_final() {
             step.outcome = Some(r.event);
             if !self.ends_cascade(r.event, r.at) {
+                // When the next step goes: now, or for a delivered step that waits for its
+                // read, when its decision time ends.
+                let waits = r.event == EventKind::Delivered && self.until == Until::Read;
+                r.retry_at = Some(if waits { self.decide_by.unwrap_or(r.at).max(r.at) } else { r.at });
                 r.event = EventKind::Step;
                 r.is_final = false;
             }
@@ -145,7 +149,34 @@ pub struct StepCtx {
 /// when it is due. Recording the event parks it (`History::record_events`).
 pub fn next_step(r: &Report) -> Option<(String, DateTime<Utc>)> {
     let s = r.step.as_ref().filter(|s| r.event == EventKind::Step && !s.late)?;
-    Some((store_id(&r.job_id, s.index + 1), r.at))
+    Some((store_id(&r.job_id, s.index + 1), r.retry_at.unwrap_or(r.at)))
+}
+
+/// Whether a `read` of this step can still win it: it waits for a read and a step follows.
+pub fn waits_for_read(s: &StepRef) -> bool {
+    s.until == Until::Read && !s.last
+}
+
+/// The job's final when a step's `read` came while its job was still tracked (with its
+/// `delivered`, or without one): `delivered`, final, on the step's own claim.
+pub fn read_with_delivery(mut r: Report) -> Report {
+    if r.event == EventKind::Step {
+        r.event = EventKind::Delivered;
+        r.is_final = true;
+        r.retry_at = None;
+    }
+    r
+}
+
+/// The job's final when a step's `read` came after its `delivered` ended the step but before
+/// the next step started ([`crate::store::Schedule::cancel_steps`]): `delivered`, final, with
+/// `step.outcome = "read"`, which puts it on the cancelled step's claim (`Report::store_id`).
+pub fn read_won(mut r: Report) -> Report {
+    r = read_with_delivery(r);
+    if let Some(s) = r.step.as_mut() {
+        s.outcome = Some(EventKind::Read);
+    }
+    r
 }
 
 /// Counts a published report of a cascade step: each step's terminal outcome by cascade and

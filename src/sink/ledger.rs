@@ -127,7 +127,11 @@ fn ending(key: &str, payload: &[u8]) -> Option<String> {
     let step = v.get("step");
     let late = step.and_then(|s| s.get("late")?.as_bool()) == Some(true);
     let ends = v.get("final")?.as_bool() == Some(true) || (v.get("event")?.as_str() == Some("step") && !late);
-    let index = step.and_then(|s| s.get("index")?.as_u64()).unwrap_or(0);
+    let mut index = step.and_then(|s| s.get("index")?.as_u64()).unwrap_or(0);
+    // A final won by a `read` ends the next step's claim (Report::store_id).
+    if v.get("final")?.as_bool() == Some(true) && step.and_then(|s| s.get("outcome")?.as_str()) == Some("read") {
+        index += 1;
+    }
     ends.then(|| crate::cascade::store_id(key, index as u32))
 }
 

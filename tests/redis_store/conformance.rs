@@ -60,6 +60,7 @@ conformance! {
     schedule_a_resumed_job_moves_its_claim_to_the_new_token,
     schedule_a_parking_is_not_resumed_before_its_deferred_is_recorded,
     cascade_a_steps_end_parks_the_next_step_once_under_its_own_claim,
+    cascade_a_read_cancels_the_next_step_only_before_it_is_resumed,
     receipts_parts_count_down_and_the_first_failure_decides,
     receipts_a_final_before_accepted_is_handed_to_its_recorder,
     receipts_the_deadline_sweep_decides_unknown_once,
@@ -591,23 +592,7 @@ async fn cascade_a_steps_end_parks_the_next_step_once_under_its_own_claim(st: Ar
     let token = mint_token(st.owner());
     let req = ClaimReq { id: "cj", token: &token, src: Some("jobs/0/cj"), plan: Some(plan) };
     assert_eq!(st.claim_ids(&[req], TTL).await.unwrap(), [Claim::New]);
-    let step = |index: u32, event: EventKind, at: DateTime<Utc>| {
-        let mut r = report("cj", event);
-        r.at = at;
-        let s = sendgate::cascade::StepRef {
-            job_id: "cj".into(),
-            index,
-            cascade: "inline".into(),
-            until: sendgate::job::Until::Delivered,
-            last: index == 1,
-            job_expires_at: None,
-            decision_ms: None,
-            decide_by: None,
-        };
-        r.job_id = sendgate::cascade::store_id("cj", index);
-        s.stamp(&mut r);
-        r
-    };
+    let step = |index: u32, event: EventKind, at: DateTime<Utc>| step_report("cj", index, sendgate::job::Until::Delivered, event, at);
     let ended = step(0, EventKind::Undelivered, t(5));
     assert_eq!((ended.event, ended.is_final, ended.store_id().as_ref()), (EventKind::Step, false, "cj"));
     st.record_events(std::slice::from_ref(&ended), TTL).await.unwrap();
@@ -633,4 +618,55 @@ async fn cascade_a_steps_end_parks_the_next_step_once_under_its_own_claim(st: Ar
     let events: Vec<(EventKind, Option<u32>)> = st.events("cj").await.unwrap().iter().map(|r| (r.event, r.step.as_ref().map(|s| s.index))).collect();
     assert_eq!(events[0], (EventKind::Step, Some(0)));
     assert_eq!(events.last(), Some(&(EventKind::Rejected, Some(1))));
+}
+
+/// A report of step `index` (of two) of job `id`, as the pipeline makes it.
+fn step_report(id: &str, index: u32, until: sendgate::job::Until, event: EventKind, at: DateTime<Utc>) -> Report {
+    let mut r = report(id, event);
+    r.at = at;
+    let s = sendgate::cascade::StepRef {
+        job_id: id.into(),
+        index,
+        cascade: "inline".into(),
+        until,
+        last: index == 1,
+        job_expires_at: None,
+        decision_ms: Some(60_000),
+        decide_by: Some(at + chrono::Duration::seconds(60)),
+    };
+    r.job_id = sendgate::cascade::store_id(id, index);
+    s.stamp(&mut r);
+    r
+}
+
+/// Claims `id` as a cascade's first step (with its plan) and records its delivered step
+/// waiting for a read: its next step is parked for when the decision time ends (t(65)).
+async fn delivered_waiting_for_read(st: &dyn Store, id: &str) {
+    let plan = format!(r#"{{"id":"{id}","tenant":"t","channel":"sms","to":"+4915112345678","text":"x"}}"#);
+    let token = mint_token(st.owner());
+    assert_eq!(st.claim_ids(&[ClaimReq { id, token: &token, src: None, plan: Some(&plan) }], TTL).await.unwrap(), [Claim::New]);
+    let ended = step_report(id, 0, sendgate::job::Until::Read, EventKind::Delivered, t(5));
+    assert_eq!((ended.event, ended.retry_at), (EventKind::Step, Some(t(65))));
+    st.record_events(&[ended], TTL).await.unwrap();
+}
+
+/// A `read` in time cancels the parked next step and decides the job's final on that step's
+/// claim, once; after the scheduler resumed the step it cancels nothing (the read is late).
+async fn cascade_a_read_cancels_the_next_step_only_before_it_is_resumed(st: Arc<dyn Store>) {
+    let st = st.as_ref();
+    delivered_waiting_for_read(st, "rw").await;
+    assert!(st.claim_due(t(64), 10, LEASE, TTL).await.unwrap().is_empty(), "waits for the read until the decision time ends");
+    let fin = sendgate::cascade::read_won(step_report("rw", 0, sendgate::job::Until::Read, EventKind::Delivered, t(6)));
+    assert_eq!((fin.event, fin.is_final, fin.store_id().as_ref()), (EventKind::Delivered, true, "rw #1"));
+    let json = serde_json::to_string(&fin).unwrap();
+    assert_eq!(st.cancel_steps(&[("rw #1", &json)], t(36)).await.unwrap(), [true]);
+    assert_eq!(st.cancel_steps(&[("rw #1", &json)], t(36)).await.unwrap(), [false], "decided already");
+    st.record_events(&[fin], TTL).await.unwrap();
+    assert!(st.claim_due(t(100), 10, LEASE, TTL).await.unwrap().is_empty(), "the next step never goes");
+
+    delivered_waiting_for_read(st, "rl").await;
+    let due = st.claim_due(t(65), 10, LEASE, TTL).await.unwrap();
+    assert_eq!(due.iter().map(|c| c.entry.as_str()).collect::<Vec<_>>(), ["rl #1"]);
+    let fin = sendgate::cascade::read_won(step_report("rl", 0, sendgate::job::Until::Read, EventKind::Delivered, t(66)));
+    assert_eq!(st.cancel_steps(&[("rl #1", &serde_json::to_string(&fin).unwrap())], t(96)).await.unwrap(), [false], "resumed already: late");
 }

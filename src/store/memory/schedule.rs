@@ -124,6 +124,21 @@ impl Schedule for MemoryStore {
         Ok(out)
     }
 
+    async fn cancel_steps(&self, steps: &[(&str, &str)], _confirm_by: DateTime<Utc>) -> Result<Vec<bool>, StoreError> {
+        let mut g = self.lock();
+        let mut out = Vec::with_capacity(steps.len());
+        for (id, _) in steps {
+            let parked = g.claims.get(*id).is_some_and(|c| c.st == St::Deferred) && g.scheduled.get(*id).is_some_and(|e| e.lease.is_none());
+            if parked {
+                let e = g.scheduled.remove(*id).expect("checked above");
+                g.due.remove(&(e.due, id.to_string()));
+                g.claims.get_mut(*id).expect("checked above").st = St::Finishing;
+            }
+            out.push(parked);
+        }
+        Ok(out)
+    }
+
     async fn finish_scheduled(&self, done: &[(String, u64)]) -> Result<(), StoreError> {
         let mut g = self.lock();
         for (entry, lease) in done {
