@@ -17,13 +17,7 @@ use serde_json::{json, Value};
 use support::{finals, Harness};
 
 async fn dev(tweak: impl FnOnce(&mut Config)) -> Harness {
-    support::start(|cfg| {
-        cfg.dev.provider_sim.status_delay = Duration::from_millis(20);
-        cfg.dev.provider_sim.record_messages = true;
-        cfg.pipeline.retry_backoff = Duration::from_secs(5);
-        tweak(cfg);
-    })
-    .await
+    support::start_with_chats(tweak).await
 }
 
 async fn submit(h: &Harness, jobs: &[Value]) {
@@ -245,131 +239,20 @@ async fn a_fallback_that_falls_in_quiet_hours_waits_for_their_end() {
 }
 
 /// `sendgate run`: two instances sharing Redis and a consumer group, jobs in and reports out
-/// through Kafka, the SMPP simulator as the provider.
+/// through Kafka, the SMPP simulator as the provider (tests/support/services.rs).
 mod run {
     use std::collections::HashMap;
-    use std::io::{BufRead, BufReader, Write};
-    use std::path::{Path, PathBuf};
-    use std::process::{Child, Command, Stdio};
-    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-    use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
 
-    use rdkafka::config::ClientConfig;
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::message::Message;
-    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
     use sendgate::report::{EventKind, Report};
     use sendgate::smsc_sim::{SimConfig, SmscSim};
     use serde_json::json;
 
-    fn env(name: &str) -> String {
-        std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: `scripts/services start` and `eval \"$(scripts/services env)\"`"))
-    }
-
-    fn create_topic(name: &str, partitions: u32) {
-        let out = Command::new(env("SENDGATE_TEST_TANSU_BIN"))
-            .args(["topic", "create", "--broker", &format!("tcp://{}", env("SENDGATE_TEST_KAFKA_BROKERS")), "--partitions", &partitions.to_string(), name])
-            .output()
-            .expect("tansu runs");
-        assert!(out.status.success(), "topic create {name}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-
-    struct Daemon {
-        name: &'static str,
-        config: PathBuf,
-        child: Child,
-        pid: u32,
-    }
-
-    fn spawn(name: &'static str, config: &Path, log: &Path) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sendgate"))
-            .args(["run", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "info,rdkafka=warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("sendgate starts");
-        let (stderr, pid) = (child.stderr.take().expect("piped"), child.id());
-        let (log, tag) = (log.to_owned(), format!("[{name} pid {pid}] "));
-        std::thread::spawn(move || {
-            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = writeln!(f, "{tag}{line}");
-            }
-        });
-        Daemon { name, config: config.to_owned(), child, pid }
-    }
-
-    fn config(dir: &Path, instance: &str, run: &str, smsc: std::net::SocketAddr) -> PathBuf {
-        let text = format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-metrics_listen = "127.0.0.1:0"
-drain_timeout = "20s"
-[pipeline]
-scheduler_tick = "100ms"
-scheduler_lease = "5s"
-[reports]
-stdout = false
-[providers.smsc-a]
-kind = "smpp"
-address = "{smsc}"
-system_id = "sendgate"
-password = "kill"
-binds = 2
-window = 16
-receipt_timeout = "60s"
-reconnect_min = "100ms"
-reconnect_max = "1s"
-[kafka]
-brokers = "{brokers}"
-group_id = "{run}-gw"
-jobs_topic = "{run}.jobs"
-reports_topic = "{run}.reports"
-dlq_topic = "{run}.dlq"
-inbound_topic = "{run}.inbound"
-session_timeout = "6s"
-commit_interval = "200ms"
-[redis]
-url = "{redis}"
-prefix = "{run}:"
-instance_id = "{instance}"
-heartbeat_ttl = "3s"
-"#,
-            brokers = env("SENDGATE_TEST_KAFKA_BROKERS"),
-            redis = env("SENDGATE_TEST_REDIS_URL"),
-        );
-        let path = dir.join(format!("{instance}.toml"));
-        std::fs::write(&path, text).expect("config written");
-        path
-    }
-
-    /// Every report on the topic, in partition order (a job's reports share one).
-    fn read_reports(topic: &str, group: &str, stop: Arc<AtomicBool>, seen: Arc<Mutex<Vec<Report>>>) -> std::thread::JoinHandle<()> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", env("SENDGATE_TEST_KAFKA_BROKERS"))
-            .set("group.id", group)
-            .set("auto.offset.reset", "earliest")
-            .set("enable.auto.commit", "false")
-            .set("fetch.wait.max.ms", "50")
-            .create()
-            .expect("reports consumer");
-        consumer.subscribe(&[topic]).expect("subscribe");
-        std::thread::spawn(move || {
-            while !stop.load(Relaxed) {
-                let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) else { continue };
-                let r: Report = serde_json::from_slice(m.payload().unwrap_or_default()).expect("reports parse");
-                seen.lock().unwrap().push(r);
-            }
-        })
-    }
+    use crate::support::services::{self, Collector, Daemon, Topics};
 
     const JOBS: usize = 200;
-    const BINDS_X_WINDOW: usize = 2 * 16;
+    /// The config's binds × window: what one kill can leave ambiguous.
+    const BINDS_X_WINDOW: usize = 2 * 128;
 
     /// Kill -9 during a decision time and again as it ends (when step events are being
     /// published and next steps parked and sent): no job gets two finals or none, no step's
@@ -378,106 +261,81 @@ heartbeat_ttl = "3s"
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn kill_9_during_decision_times_repeats_no_step_and_skips_none() {
         let dir = tempfile::tempdir().unwrap();
-        let run = format!("cc{:08x}", rand::random::<u32>());
-        create_topic(&format!("{run}.jobs"), 2);
-        create_topic(&format!("{run}.reports"), 3);
-        create_topic(&format!("{run}.dlq"), 1);
-        create_topic(&format!("{run}.inbound"), 1);
+        let topics = Topics::create(2);
         // Receipts come after the first step's decision time (4 s): its step is silent, its
         // receipt late; the second step waits for nothing (`until = "accepted"`).
         let sim = SmscSim::start(SimConfig { receipt_delay: Duration::from_secs(10), record_messages: true, ..SimConfig::default() }).await.expect("simulator");
-        let (stop, seen) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(Vec::new())));
-        let reader = read_reports(&format!("{run}.reports"), &format!("{run}-reader"), stop.clone(), seen.clone());
-        let log = dir.path().join("daemons.log");
-        let mut daemons: Vec<Daemon> = ["gw-a", "gw-b"].into_iter().map(|n| spawn(n, &config(dir.path(), n, &run, sim.local_addr()), &log)).collect();
-        let joined = Instant::now() + Duration::from_secs(90);
-        while !daemons.iter().all(|d| {
-            std::fs::read_to_string(&log)
-                .unwrap_or_default()
-                .lines()
-                .any(|l| l.starts_with(&format!("[{} pid {}]", d.name, d.pid)) && l.contains("partitions assigned"))
-        }) {
-            assert!(Instant::now() < joined, "the instances never both joined the group; log {}", log.display());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let reports = Collector::start(&topics.reports);
+        let (group, prefix, redis) = (services::unique("casc"), format!("{}:", services::unique("casc")), services::env("SENDGATE_TEST_REDIS_URL"));
+        let configs: Vec<_> =
+            ["gw-a", "gw-b"].iter().map(|n| services::run_config(dir.path(), n, &topics, &group, &redis, &prefix, sim.local_addr())).collect();
+        let log = |n: usize| dir.path().join(format!("gw-{n}.log"));
+        let mut daemons: Vec<Daemon> = configs.iter().enumerate().map(|(i, c)| Daemon::start(c, log(i))).collect();
 
-        let producer: ThreadedProducer<DefaultProducerContext> =
-            ClientConfig::new().set("bootstrap.servers", env("SENDGATE_TEST_KAFKA_BROKERS")).set("linger.ms", "5").create().expect("producer");
-        for i in 0..JOBS {
-            let id = format!("{run}-{i}");
-            let job = json!({"id": id, "tenant": "acme", "channel": "sms", "to": format!("+4479{i:08}"), "text": format!("{id} step"), "quiet_hours": false,
-                             "cascade": [{"channel": "sms", "decision_time": "4s"}, {"channel": "sms", "to": format!("+4478{i:08}"), "until": "accepted"}]});
-            producer.send(BaseRecord::to(&format!("{run}.jobs")).key(&id).payload(&job.to_string())).map_err(|(e, _)| e).expect("produced");
-        }
-        producer.flush(Duration::from_secs(30)).expect("flushed");
+        let ids: Vec<String> = (0..JOBS).map(|i| services::unique(&format!("cj{i}"))).collect();
+        let records: Vec<(String, Vec<u8>)> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let job = json!({"id": id, "tenant": "acme", "channel": "sms", "to": format!("+4479{i:08}"), "text": format!("{id} step"), "quiet_hours": false,
+                                 "cascade": [{"channel": "sms", "decision_time": "4s"}, {"channel": "sms", "to": format!("+4478{i:08}"), "until": "accepted"}]});
+                (id.clone(), job.to_string().into_bytes())
+            })
+            .collect();
+        services::produce(&services::producer(), &topics.jobs, &records).await;
 
-        let count = |f: &dyn Fn(&Report) -> bool| seen.lock().unwrap().iter().filter(|r| f(r)).count();
-        let waited = Instant::now() + Duration::from_secs(60);
+        let count = |f: &dyn Fn(&Report) -> bool| reports.reports().iter().filter(|r| f(r)).count();
+        let waited = Instant::now() + Duration::from_secs(90);
         while count(&|r| r.event == EventKind::Accepted && r.step.as_ref().is_some_and(|s| s.index == 0)) < JOBS {
             assert!(Instant::now() < waited, "first steps never all accepted");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         // Mid decision time: the first steps are all out, waiting; nothing is being submitted.
-        let kill = |d: &mut Daemon, log: &Path| {
-            d.child.kill().expect("SIGKILL");
-            let _ = d.child.wait();
-            *d = spawn(d.name, &d.config.clone(), log);
-        };
-        kill(&mut daemons[0], &log);
+        daemons.remove(0).kill9();
+        daemons.insert(0, Daemon::start(&configs[0], log(0)));
         // As the decision times end: step events published, next steps parked and submitted.
         tokio::time::sleep(Duration::from_millis(3_500)).await;
-        kill(&mut daemons[1], &log);
+        daemons.remove(1).kill9();
+        daemons.push(Daemon::start(&configs[1], log(1)));
 
-        let ids: Vec<String> = (0..JOBS).map(|i| format!("{run}-{i}")).collect();
-        let waited = Instant::now() + Duration::from_secs(120);
-        while count(&|r| r.is_final) < JOBS {
-            assert!(Instant::now() < waited, "{} of {JOBS} jobs have a final; log {}", count(&|r| r.is_final), log.display());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        reports.wait_finals(JOBS, Duration::from_secs(120)).await;
         // Late events and any second final would show up by now.
         tokio::time::sleep(Duration::from_secs(8)).await;
-        for d in &mut daemons {
-            let _ = Command::new("kill").args(["-TERM", &d.pid.to_string()]).status();
-            let _ = d.child.wait();
+        for d in daemons {
+            d.terminate();
         }
-        stop.store(true, Relaxed);
-        reader.join().unwrap();
 
-        let reports = seen.lock().unwrap().clone();
-        let mut by: HashMap<&str, Vec<&Report>> = HashMap::new();
-        for r in &reports {
-            by.entry(r.job_id.as_str()).or_default().push(r);
+        let mut by: HashMap<String, Vec<Report>> = HashMap::new();
+        for r in reports.reports() {
+            by.entry(r.job_id.clone()).or_default().push(r);
         }
-        let sent: Vec<String> = sim.messages().into_iter().map(|m| m.destination).collect();
-        let mut at_smsc: HashMap<&str, usize> = HashMap::new();
-        for d in &sent {
-            *at_smsc.entry(d.as_str()).or_default() += 1;
+        let mut at_smsc: HashMap<String, usize> = HashMap::new();
+        for m in sim.messages() {
+            *at_smsc.entry(m.destination).or_default() += 1;
         }
         let mut unknown = 0;
         for (i, id) in ids.iter().enumerate() {
-            let rs = by.get(id.as_str()).unwrap_or_else(|| panic!("{id}: no reports"));
+            let rs = by.get(id).unwrap_or_else(|| panic!("{id}: no reports"));
             let shape: Vec<_> = rs.iter().map(|r| (r.event, r.step.as_ref().map(|s| (s.index, s.late)))).collect();
             let finals: Vec<_> = rs.iter().filter(|r| r.is_final).collect();
             assert_eq!(finals.len(), 1, "{id}: {shape:?}");
             // Nothing after the final but late events and `read`.
             let at = rs.iter().position(|r| r.is_final).unwrap();
             assert!(rs[at + 1..].iter().all(|r| r.step.as_ref().is_some_and(|s| s.late) || r.event == EventKind::Read), "{id}: {shape:?}");
-            let first = format!("4479{i:08}");
-            let second = format!("4478{i:08}");
-            assert_eq!(at_smsc.get(first.as_str()), Some(&1), "{id}: the first step's SMS, once: {shape:?}");
-            assert!(at_smsc.get(second.as_str()).copied().unwrap_or(0) <= 1, "{id}: the second step's SMS twice: {shape:?}");
-            let fin = finals[0];
-            if fin.event == EventKind::Unknown {
+            let (first, second) = (format!("4479{i:08}"), format!("4478{i:08}"));
+            assert_eq!(at_smsc.get(&first), Some(&1), "{id}: the first step's SMS, once: {shape:?}");
+            assert!(at_smsc.get(&second).copied().unwrap_or(0) <= 1, "{id}: the second step's SMS twice: {shape:?}");
+            let step_ends = rs.iter().filter(|r| r.event == EventKind::Step && r.step.as_ref().is_some_and(|s| !s.late)).count();
+            assert_eq!(step_ends, 1, "{id}: the first step ends once: {shape:?}");
+            if finals[0].event == EventKind::Unknown {
                 unknown += 1;
             } else {
                 // Not skipped: the job ended on its second step, which reached the SMSC.
-                assert_eq!(fin.step.as_ref().map(|s| s.index), Some(1), "{id}: {shape:?}");
-                assert_eq!(at_smsc.get(second.as_str()), Some(&1), "{id}: {shape:?}");
+                assert_eq!(finals[0].step.as_ref().map(|s| s.index), Some(1), "{id}: {shape:?}");
+                assert_eq!(at_smsc.get(&second), Some(&1), "{id}: {shape:?}");
             }
-            let step_ends = rs.iter().filter(|r| r.event == EventKind::Step && r.step.as_ref().is_some_and(|s| !s.late)).count();
-            assert_eq!(step_ends, 1, "{id}: the first step ends once: {shape:?}");
         }
         assert!(unknown <= 2 * BINDS_X_WINDOW, "{unknown} unknown finals for two kills");
-        eprintln!("{JOBS} jobs, {} reports, {} SMSC messages, {unknown} unknown finals", reports.len(), sent.len());
+        eprintln!("{JOBS} jobs, {} reports, {} SMSC messages, {unknown} unknown finals", reports.reports().len(), at_smsc.values().sum::<usize>());
     }
 }

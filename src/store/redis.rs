@@ -68,6 +68,7 @@ impl Scripts {
             // fenced, and the finals would never be published.
             begin_finals: Script::new(concat!(
                 include_str!("scripts/zbatch.lua"),
+                include_str!("scripts/decide_final.lua"),
                 include_str!("scripts/replay_open.lua"),
                 include_str!("scripts/begin_finals.lua"),
                 include_str!("scripts/replay_close.lua")
@@ -110,6 +111,7 @@ impl Scripts {
             // answer 0, and the decided final would never be published.
             cancel_step: Script::new(concat!(
                 include_str!("scripts/zbatch.lua"),
+                include_str!("scripts/decide_final.lua"),
                 include_str!("scripts/replay_open.lua"),
                 include_str!("scripts/cancel_step.lua"),
                 include_str!("scripts/replay_close.lua")

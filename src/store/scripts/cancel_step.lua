@@ -16,8 +16,7 @@ for i = 5, #ARGV - 1, 2 do
   if st == 'deferred' and not redis.call('HGET', KEYS[4], id) then
     redis.call('ZREM', KEYS[2], id)
     redis.call('HDEL', KEYS[3], id)
-    redis.call('HSET', key, 'st', 'finishing', 'fin', 'pipeline', 'fa', now, 'fo', me, 'fr', report)
-    zadd_later(confirm_by, id)
+    decide_final(key, id, report, now, confirm_by, me)
     out[#out + 1] = 1
   else
     out[#out + 1] = 0
