@@ -339,3 +339,88 @@ mod run {
         eprintln!("{JOBS} jobs, {} reports, {} SMSC messages, {unknown} unknown finals", reports.reports().len(), at_smsc.values().sum::<usize>());
     }
 }
+
+/// The instant between the broker taking a batch of `step` events and the store recording them
+/// (which would park the next steps): the instance is killed there (cargo feature
+/// `failpoints`), restarted under the same id, and its decided step events are read back from
+/// the reports topic, not published again; recording them parks the next steps.
+#[cfg(feature = "failpoints")]
+mod failpoints {
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use sendgate::report::EventKind;
+    use sendgate::smsc_sim::{SimConfig, SmscSim};
+    use serde_json::json;
+
+    use crate::support::services::{self, Collector, Daemon, Topics};
+
+    /// A log without its terminal colours.
+    fn plain(log: &str) -> String {
+        let mut out = String::with_capacity(log.len());
+        let mut rest = log;
+        while let Some(at) = rest.find('\x1b') {
+            out.push_str(&rest[..at]);
+            rest = rest[at..].find('m').map_or("", |m| &rest[at + m + 1..]);
+        }
+        out + rest
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn killed_after_the_broker_took_step_events_and_before_the_store_recorded_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let topics = Topics::create(2);
+        let sim =
+            SmscSim::start(SimConfig { receipt_delay: Duration::from_millis(20), record_messages: true, ..SimConfig::default() }).await.expect("simulator");
+        let reports = Collector::start(&topics.reports);
+        let (group, prefix, redis) = (services::unique("casf"), format!("{}:", services::unique("casf")), services::env("SENDGATE_TEST_REDIS_URL"));
+        let cfg = services::run_config(dir.path(), "gw-a", &topics, &group, &redis, &prefix, sim.local_addr());
+        let mut a = Daemon::start_with(&cfg, dir.path().join("gw-a.first.log"), &[("SENDGATE_FAILPOINTS", "finals-published=kill-after(2)")]);
+        // The first step has no provider (viber): it ends `rejected` at once, a `step` event.
+        let ids: Vec<String> = (0..500).map(|i| services::unique(&format!("cf{i}"))).collect();
+        let records: Vec<(String, Vec<u8>)> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let job = json!({"id": id, "tenant": "acme", "channel": "sms", "to": format!("+4477{i:08}"), "text": "x", "quiet_hours": false,
+                                 "cascade": [{"channel": "viber"}, {"channel": "sms", "until": "accepted"}]});
+                (id.clone(), job.to_string().into_bytes())
+            })
+            .collect();
+        services::produce(&services::producer(), &topics.jobs, &records).await;
+        a.wait_dead(Duration::from_secs(120)).await;
+        let b = Daemon::start(&cfg, dir.path().join("gw-a.log"));
+        let finals = reports.wait_finals(ids.len(), Duration::from_secs(180)).await;
+        assert_eq!(finals.len(), ids.len(), "jobs without a final");
+        // Past the confirmation grace: a step event published twice would be in the topic.
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        while !b.log_text().contains("read back finals of a dead instance") {
+            assert!(std::time::Instant::now() < deadline, "no read-back: {}", b.log_text());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        // The batch the broker took before the kill was found in the topic, not sent again.
+        let log = plain(&b.log_text());
+        let found: usize = log
+            .lines()
+            .filter(|l| l.contains("read back finals"))
+            .filter_map(|l| l.split("in_topic=").nth(1)?.split(|c: char| !c.is_ascii_digit()).next()?.parse::<usize>().ok())
+            .sum();
+        assert!(found > 0, "no step event of the dead instance was found in the topic: {log}");
+        let mut by: HashMap<String, Vec<EventKind>> = HashMap::new();
+        for r in reports.reports() {
+            by.entry(r.job_id.clone()).or_default().push(r.event);
+        }
+        let mut at_smsc: HashMap<String, usize> = HashMap::new();
+        for m in sim.messages() {
+            *at_smsc.entry(m.destination).or_default() += 1;
+        }
+        for (i, id) in ids.iter().enumerate() {
+            let events = &by[id];
+            assert_eq!(events.iter().filter(|e| e.is_final()).count(), 1, "{id}: {events:?}");
+            assert_eq!(events.iter().filter(|e| **e == EventKind::Step).count(), 1, "{id}: the first step ends once: {events:?}");
+            assert!(at_smsc.get(&format!("4477{i:08}")).copied().unwrap_or(0) <= 1, "{id}: sent twice");
+        }
+        assert_eq!(b.terminate(), Some(0));
+    }
+}

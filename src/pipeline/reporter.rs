@@ -58,7 +58,9 @@ impl Reporter {
             }
         })
         .await;
-        if reports.iter().any(|r| r.is_final) {
+        // A cascade step's `step` event ends its claim as a final does (and parks the next step
+        // when recorded): the same instant.
+        if reports.iter().any(Report::ends_claim) {
             crate::failpoint::hit("finals-published");
         }
         // Before recording: recording an `accepted` lets its final go out, and the spend
