@@ -28,11 +28,20 @@ impl Scheduler {
     pub async fn run(self, stop: CancellationToken) {
         let mut tick = tokio::time::interval(self.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A full batch claimed means more are due: claim again at once rather than a tick
+        // later (a cascade's next steps all come back through here; one batch per tick capped
+        // them at batch / tick).
+        let mut more = false;
         loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = stop.cancelled() => return,
+            if !more {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.cancelled() => return,
+                }
+            } else if stop.is_cancelled() {
+                return;
             }
+            more = false;
             // Never claim more than intake can take now: a claimed job waiting for room
             // would only hold its lease hostage.
             let limit = self.batch.min(self.intake.room());
@@ -41,7 +50,10 @@ impl Scheduler {
             }
             let now = self.clock.now();
             let claimed = match self.store.claim_due(now, limit, self.lease, self.claim_ttl).await {
-                Ok(c) => c,
+                Ok(c) => {
+                    more = c.len() == limit;
+                    c
+                }
                 Err(e) => {
                     warn!(error = %e, "cannot claim due jobs");
                     continue;
