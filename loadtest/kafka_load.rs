@@ -94,6 +94,11 @@ struct Args {
     /// Produce all jobs before the daemons start, then measure the drain.
     #[arg(long)]
     backlog: bool,
+    /// Give every job a two-step cascade (SMS, then SMS again `until = "accepted"`) and make
+    /// the simulator answer every message `undelivered`: each job falls back once, so it costs
+    /// two messages, two claims and a step event (docs/cascades.md).
+    #[arg(long)]
+    cascade: bool,
     /// Print one JSON object on stdout instead of the text summary.
     #[arg(long)]
     json: bool,
@@ -821,10 +826,12 @@ struct Batch<'a> {
     n: usize,
     seq_base: usize,
     texts: &'a str,
+    cascade: bool,
 }
 
 fn produce_jobs(p: &JobProducer, counts: &Counts, b: Batch<'_>) -> Produced {
-    let Batch { topic, run, tag, n, seq_base, texts: kinds } = b;
+    let Batch { topic, run, tag, n, seq_base, texts: kinds, cascade } = b;
+    let steps = if cascade { r#","cascade":[{"channel":"sms"},{"channel":"sms","until":"accepted"}]"# } else { "" };
     let pick: &[usize] = match kinds {
         "short" => &[0],
         "long" => &[2],
@@ -855,7 +862,7 @@ fn produce_jobs(p: &JobProducer, counts: &Counts, b: Batch<'_>) -> Produced {
         use std::fmt::Write as _;
         let _ = write!(
             payload,
-            r#"{{"id":"{run}-{tag}{i}","tenant":"acme","channel":"sms","to":"{to}","text":{a}{seq}{b},"quiet_hours":false,"meta":{{"t0":"{t0}","seq":"{seq}"}}}}"#
+            r#"{{"id":"{run}-{tag}{i}","tenant":"acme","channel":"sms","to":"{to}","text":{a}{seq}{b},"quiet_hours":false,"meta":{{"t0":"{t0}","seq":"{seq}"}}{steps}}}"#
         );
         let mut rec = BaseRecord::to(topic).key(to.as_str()).payload(payload.as_str());
         loop {
@@ -1172,7 +1179,12 @@ fn run(a: Args) -> Result<bool, String> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("smsc-sim").enable_all().build().map_err(|e| e.to_string())?;
     on_interrupt(&rt);
     let sim: SimHandle = rt
-        .block_on(SmscSim::start(SimConfig { receipt_delay: a.receipt_delay, record_messages: false, ..SimConfig::default() }))
+        .block_on(SmscSim::start(SimConfig {
+            receipt_delay: a.receipt_delay,
+            record_messages: false,
+            outcome_mix: if a.cascade { "undelivered=100".into() } else { "delivered=100".into() },
+            ..SimConfig::default()
+        }))
         .map_err(|e| format!("simulator: {e}"))?;
 
     let watched = Watched::default();
@@ -1197,7 +1209,11 @@ fn run(a: Args) -> Result<bool, String> {
     let mut backlog_produced = None;
     if a.backlog {
         say!("backlog: producing {} jobs before any daemon starts", a.jobs);
-        let p = produce_jobs(&producer, &counts, Batch { topic: &names.topics.jobs, run: &run, tag: 'm', n: a.jobs, seq_base: warm_n, texts: &a.texts });
+        let p = produce_jobs(
+            &producer,
+            &counts,
+            Batch { topic: &names.topics.jobs, run: &run, tag: 'm', n: a.jobs, seq_base: warm_n, texts: &a.texts, cascade: a.cascade },
+        );
         let secs = (p.acked_us - p.first_us) as f64 / 1e6;
         say!("backlog: {} jobs acknowledged in {secs:.1} s ({:.0}/s)", p.n, p.n as f64 / secs);
         backlog_produced = Some(p);
@@ -1238,7 +1254,11 @@ fn run(a: Args) -> Result<bool, String> {
         if warm_n > 0 {
             say!("warm-up: {warm_n} jobs");
             let t = Instant::now();
-            produce_jobs(&producer, &counts, Batch { topic: &names.topics.jobs, run: &run, tag: 'w', n: warm_n, seq_base: 0, texts: &a.texts });
+            produce_jobs(
+                &producer,
+                &counts,
+                Batch { topic: &names.topics.jobs, run: &run, tag: 'w', n: warm_n, seq_base: 0, texts: &a.texts, cascade: a.cascade },
+            );
             wait_finals(&progress, |p| p.warm_done.load(Relaxed), warm_n as u64, Duration::from_secs(180), a.stall_timeout, "warm-up")?;
             say!("warm-up done in {:.1} s", t.elapsed().as_secs_f64());
         }
@@ -1246,10 +1266,10 @@ fn run(a: Args) -> Result<bool, String> {
         let redis_a = redis_cmdstats(&redis_url);
         say!("measured run: {} jobs", a.jobs);
         let (p, c, topic, r) = (producer.clone(), counts.clone(), names.topics.jobs.clone(), run.clone());
-        let (jobs, base, kinds) = (a.jobs, warm_n, a.texts.clone());
+        let (jobs, base, kinds, cascade) = (a.jobs, warm_n, a.texts.clone(), a.cascade);
         let prod = std::thread::Builder::new()
             .name("jobs-producer".into())
-            .spawn(move || produce_jobs(&p, &c, Batch { topic: &topic, run: &r, tag: 'm', n: jobs, seq_base: base, texts: &kinds }))
+            .spawn(move || produce_jobs(&p, &c, Batch { topic: &topic, run: &r, tag: 'm', n: jobs, seq_base: base, texts: &kinds, cascade }))
             .map_err(|e| e.to_string())?;
         let r = wait_finals(&progress, |p| p.meas_done.load(Relaxed), a.jobs as u64, limit, a.stall_timeout, "measured");
         let produced = prod.join().map_err(|_| "producer thread panicked".to_string())?;

@@ -161,6 +161,7 @@ impl App {
                 // Not in the chain: it needs the routed provider. See policy::rate_limit.
                 rate_limit: Arc::new(RateLimit::new(store.clone(), cfg.rate_limits.clone())),
                 claim_ttl: cfg.pipeline.dedup_ttl,
+                cascades: Arc::new(crate::cascade::Cascades::from_config(&cfg)),
             },
             intake_rx,
         ));
@@ -194,7 +195,16 @@ impl App {
         rest_tasks.push(tokio::spawn(
             Correlator { clock: clock.clone(), store: store.clone(), reporter: reporter.clone(), stop_replies, inbound, reads }.run(events_rx),
         ));
-        let sweep = Sweep { clock: clock.clone(), store: store.clone(), reporter: reporter.clone(), ledger, every: Duration::from_secs(1), receipts: early_tx };
+        let late_window = router.providers().iter().map(|p| p.receipt_timeout()).max().unwrap_or(Duration::from_secs(3600));
+        let sweep = Sweep {
+            clock: clock.clone(),
+            store: store.clone(),
+            reporter: reporter.clone(),
+            ledger,
+            every: Duration::from_secs(1),
+            receipts: early_tx,
+            late_window,
+        };
         rest_tasks.push(tokio::spawn(sweep.run(stop_rest.clone())));
         if reports_topic.is_some() {
             rest_tasks.push(tokio::spawn(checkpoint_offsets(clock.clone(), store.clone(), reporter.clone(), stop_rest.clone())));

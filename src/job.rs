@@ -11,6 +11,10 @@ use serde_json::{Map, Value};
 
 use crate::report;
 
+pub mod cascade;
+
+pub use cascade::{CascadeSpec, Step, Until, Validity};
+
 /// Largest serialized `meta` accepted (CONTRACT.md: "up to 4 KiB").
 pub const META_MAX_BYTES: usize = 4096;
 /// Largest JSON text of one job that `POST /v1/jobs` parses: room for the longest text with
@@ -101,6 +105,11 @@ pub struct Job {
     pub route: Option<String>,
     pub campaign: Option<String>,
     pub meta: BTreeMap<String, String>,
+    /// The channels to try in order (docs/cascades.md), as given.
+    pub cascade: Option<Box<CascadeSpec>>,
+    /// Set on the job of one step of a cascade (`crate::cascade`): this job's fields are that
+    /// step's, its id is the step's own store id, and it is written back as its parent.
+    pub step: Option<Box<crate::cascade::StepCtx>>,
 }
 
 /// Why bytes did not become a job.
@@ -110,7 +119,7 @@ pub enum JobError {
     #[error("{0}")]
     NotAJob(String),
     /// A job with an id, invalid otherwise: it gets a final `rejected` report.
-    #[error("{field}: {message}")]
+    #[error("{field}{}{message}", if message.starts_with('[') { "" } else { ": " })]
     Invalid { id: String, fields: Box<InvalidJobFields>, field: &'static str, message: String },
 }
 
@@ -229,7 +238,8 @@ fn build(obj: &Map<String, Value>, id: String, now: DateTime<Utc>) -> FieldResul
     })?;
     let route = opt(obj, "route", |v| name("route", v))?;
     let campaign = opt(obj, "campaign", |v| name("campaign", v))?;
-    Ok(Job { id, tenant, channel, to, from, content, priority, send_at, expires_at, quiet_hours, tz, route, campaign, meta })
+    let cascade = opt(obj, "cascade", cascade::spec)?.map(Box::new);
+    Ok(Job { id, tenant, channel, to, from, content, priority, send_at, expires_at, quiet_hours, tz, route, campaign, meta, cascade, step: None })
 }
 
 /// Longest part of a value an error quotes: errors go into `rejected` reports, which must stay
@@ -490,6 +500,10 @@ impl Job {
     /// The job as contract JSON, with `ttl_s` already turned into `expires_at`, so that
     /// parsing it again (from the scheduled set) gives the same job.
     pub fn to_json(&self) -> Value {
+        // A step's job is stored as the job it is a step of: its store id says which step.
+        if let Some(s) = &self.step {
+            return s.parent.to_json();
+        }
         let mut o = Map::new();
         let mut put = |k: &str, v: Value| {
             o.insert(k.to_owned(), v);
@@ -532,6 +546,9 @@ impl Job {
         }
         if !self.meta.is_empty() {
             put("meta", serde_json::to_value(&self.meta).expect("string map serializes"));
+        }
+        if let Some(c) = &self.cascade {
+            put("cascade", c.to_json());
         }
         Value::Object(o)
     }

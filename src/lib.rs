@@ -12,6 +12,7 @@
 //! - [`pipeline`]: intake (bounded), the decision worker, the completer, the reporter.
 //! - [`policy`]: the chain that decides whether and when a job may go (`dedup`, `expiry`, `opt_out`,
 //!   `schedule`, `quiet_hours`, `whatsapp_tier`).
+//! - [`cascade`]: a job tried on one channel after another (docs/cascades.md).
 //! - [`scheduler`]: feeds deferred jobs back into the chain when they fall due.
 //! - [`route`]: picks the provider for a job.
 //! - [`provider`]: the `Provider` trait and its SMPP implementation.
@@ -33,6 +34,7 @@
 
 pub mod api;
 pub mod app;
+pub mod cascade;
 pub mod clock;
 pub mod config;
 pub mod failpoint;

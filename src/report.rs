@@ -43,12 +43,15 @@ pub enum EventKind {
     Suppressed,
     Failed,
     Unknown,
+    /// A cascade step ended without ending its job (`step.outcome` says how): the next step
+    /// goes. Non-final (docs/cascades.md).
+    Step,
 }
 
 impl EventKind {
     /// Whether this event ends the job: the invariant is exactly one of these per job id.
     pub fn is_final(self) -> bool {
-        !matches!(self, Self::Accepted | Self::Deferred | Self::Duplicate | Self::Read)
+        !matches!(self, Self::Accepted | Self::Deferred | Self::Duplicate | Self::Read | Self::Step)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -64,6 +67,7 @@ impl EventKind {
             Self::Suppressed => "suppressed",
             Self::Failed => "failed",
             Self::Unknown => "unknown",
+            Self::Step => "step",
         }
     }
 }
@@ -134,12 +138,36 @@ pub struct Report {
     /// On a final after `accepted` that the provider refunds (its `refund_on`): the cost back.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub refund: Option<Micros>,
+    /// On every report of a job with a cascade: which step it is about (docs/reports.md).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub step: Option<Box<crate::cascade::ReportStep>>,
 }
 
 impl Report {
     /// A report about `job` with every optional field empty; callers fill what applies.
     pub fn about(job: &Job, event: EventKind, at: DateTime<Utc>) -> Self {
-        Self::from_parts(&job.id, &job.tenant, job.channel.as_str(), &job.to, &job.meta, event, at)
+        let mut r = Self::from_parts(&job.id, &job.tenant, job.channel.as_str(), &job.to, &job.meta, event, at);
+        if let Some(s) = &job.step {
+            s.at.stamp(&mut r);
+        }
+        r
+    }
+
+    /// The id of the claim this report belongs to in the store: its job's, or for a later
+    /// step of a cascade that step's own (`crate::cascade::store_id`).
+    pub fn store_id(&self) -> std::borrow::Cow<'_, str> {
+        match &self.step {
+            // A final won by a `read` ends the next step, which it cancelled (cascade::read_won).
+            Some(s) if self.is_final && s.outcome == Some(EventKind::Read) => crate::cascade::store_id(&self.job_id, s.index + 1).into(),
+            Some(s) if s.index > 0 => crate::cascade::store_id(&self.job_id, s.index).into(),
+            _ => self.job_id.as_str().into(),
+        }
+    }
+
+    /// Whether this report ends what its claim was for: the job's final, or a cascade step's
+    /// non-final `step` event (which ends that step's claim and parks the next step).
+    pub fn ends_claim(&self) -> bool {
+        self.is_final || (self.event == EventKind::Step && self.step.as_ref().is_some_and(|s| !s.late))
     }
 
     /// A report for a job known only by its parts (a rejected record, a receipt's mapping).
@@ -162,6 +190,7 @@ impl Report {
             cost: None,
             currency: None,
             refund: None,
+            step: None,
         }
     }
 

@@ -28,11 +28,20 @@ impl Scheduler {
     pub async fn run(self, stop: CancellationToken) {
         let mut tick = tokio::time::interval(self.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A full batch claimed means more are due: claim again at once rather than a tick
+        // later (a cascade's next steps all come back through here; one batch per tick capped
+        // them at batch / tick).
+        let mut more = false;
         loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = stop.cancelled() => return,
+            if !more {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.cancelled() => return,
+                }
+            } else if stop.is_cancelled() {
+                return;
             }
+            more = false;
             // Never claim more than intake can take now: a claimed job waiting for room
             // would only hold its lease hostage.
             let limit = self.batch.min(self.intake.room());
@@ -41,7 +50,10 @@ impl Scheduler {
             }
             let now = self.clock.now();
             let claimed = match self.store.claim_due(now, limit, self.lease, self.claim_ttl).await {
-                Ok(c) => c,
+                Ok(c) => {
+                    more = c.len() == limit;
+                    c
+                }
                 Err(e) => {
                     warn!(error = %e, "cannot claim due jobs");
                     continue;
@@ -49,6 +61,12 @@ impl Scheduler {
             };
             for c in claimed {
                 let job = match crate::job::parse(c.payload.as_bytes(), now) {
+                    // A cascade's later step is stored as its job, under the step's store id:
+                    // the id tells the worker which step it is.
+                    Ok(mut j) if crate::cascade::split_store_id(&c.entry).0 == j.id && c.entry != j.id => {
+                        j.id.clone_from(&c.entry);
+                        j
+                    }
                     Ok(j) => j,
                     Err(e) => {
                         // Written by us, so this is a bug; drop the entry rather than loop on it.

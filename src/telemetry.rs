@@ -158,6 +158,24 @@ fn describe() {
     describe_rate_limits();
     describe_http();
     describe_prices();
+    describe_cascades();
+}
+
+/// Cascade steps that ended, by `cascade` (its config name, or `inline`), `step` (index) and
+/// `outcome` (the step's own: delivered, undelivered, unknown, ...).
+pub const CASCADE_STEPS_TOTAL: &str = "sendgate_cascade_steps_total";
+/// Fallbacks fired: a step ended without ending its job, so the next step goes; by `cascade`
+/// and `step` (the index of the step that fell back).
+pub const CASCADE_FALLBACKS_TOTAL: &str = "sendgate_cascade_fallbacks_total";
+/// Receipts of a cascade step that came after the step had ended (its decision time over):
+/// recorded in the job's history, never a second final; by `cascade`.
+pub const CASCADE_LATE_RESULTS_TOTAL: &str = "sendgate_cascade_late_results_total";
+
+fn describe_cascades() {
+    use metrics::describe_counter;
+    describe_counter!(CASCADE_STEPS_TOTAL, "Cascade steps that ended, by cascade, step and outcome");
+    describe_counter!(CASCADE_FALLBACKS_TOTAL, "Cascade fallbacks fired, by cascade and the step that fell back");
+    describe_counter!(CASCADE_LATE_RESULTS_TOTAL, "Receipts of cascade steps that had already ended");
 }
 
 /// Quiet-hour decisions made in the tenant's zone because the zones of the number's prefix

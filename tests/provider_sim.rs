@@ -23,13 +23,7 @@ const NUMBER: &str = "106540352242922";
 /// The dev daemon with its embedded simulator (statuses after 20 ms, every request recorded),
 /// as `tweak` changes it.
 async fn dev(tweak: impl FnOnce(&mut Config)) -> Harness {
-    support::start(|cfg| {
-        cfg.dev.provider_sim.status_delay = Duration::from_millis(20);
-        cfg.dev.provider_sim.record_messages = true;
-        cfg.pipeline.retry_backoff = Duration::from_secs(5);
-        tweak(cfg);
-    })
-    .await
+    support::start_with_chats(tweak).await
 }
 
 fn wa(cfg: &mut Config) -> &mut sendgate::provider::whatsapp_cloud::WhatsappCloudConfig {

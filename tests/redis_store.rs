@@ -99,6 +99,7 @@ fn sent(id: &str, parts: &[&str]) -> SentJob {
             refund_on: vec![sendgate::report::EventKind::Undelivered],
         })),
         claim_until: None,
+        step: None,
     }
 }
 
@@ -130,7 +131,7 @@ async fn claim(st: &RedisStore, ids: &[&str]) -> Vec<Claim> {
 /// Claims `(id, record)` pairs, each under a fresh token; returns the answers and the tokens.
 async fn claim_from(st: &RedisStore, reqs: &[(&str, Option<&str>)]) -> (Vec<Claim>, Vec<String>) {
     let tokens: Vec<String> = reqs.iter().map(|_| mint_token(st.owner())).collect();
-    let r: Vec<ClaimReq> = reqs.iter().zip(&tokens).map(|((id, src), token)| ClaimReq { id, token, src: *src }).collect();
+    let r: Vec<ClaimReq> = reqs.iter().zip(&tokens).map(|((id, src), token)| ClaimReq { id, token, src: *src, plan: None }).collect();
     (st.claim_ids(&r, TTL).await.unwrap(), tokens)
 }
 
@@ -201,7 +202,7 @@ async fn a_claim_whose_owner_died_while_submitting_is_orphaned_once() {
     let (got, tb) = claim_from(&b, &recs).await;
     assert_eq!(got, [Claim::Orphaned, Claim::New]);
     // Asked again under b's token (a retried step): still orphaned, not a send.
-    let again = b.claim_ids(&[ClaimReq { id: "x", token: &tb[0], src: Some("jobs/0/1") }], TTL).await.unwrap();
+    let again = b.claim_ids(&[ClaimReq { id: "x", token: &tb[0], src: Some("jobs/0/1"), plan: None }], TTL).await.unwrap();
     assert_eq!(again, [Claim::Orphaned]);
     // b now holds it (alive): nobody else reports it too.
     assert_eq!(claim_from(&c, &recs[..1]).await.0, [Claim::Busy]);
@@ -348,7 +349,7 @@ async fn multipart_is_final_once_every_part_is_delivered_or_one_fails() {
     assert_eq!(b.settle_part("p", "1", PartOutcome::Delivered, confirm_by).await.unwrap(), Settled::Pending);
     assert_eq!(
         a.settle_part("p", "2", PartOutcome::Delivered, confirm_by).await.unwrap(),
-        Settled::Final { job: sent("j1", &["1", "2"]), outcome: PartOutcome::Delivered }
+        Settled::Final { job: Box::new(sent("j1", &["1", "2"])), outcome: PartOutcome::Delivered }
     );
     assert!(matches!(b.settle_part("p", "3", PartOutcome::Undelivered, confirm_by).await.unwrap(), Settled::Final { outcome: PartOutcome::Undelivered, .. }));
     // j2 is decided already: its other part changes nothing.
@@ -403,7 +404,7 @@ async fn a_job_tracked_by_the_previous_version_still_settles() {
     assert_eq!(a.settle_part("p", "1", PartOutcome::Delivered, confirm_by).await.unwrap(), Settled::Pending);
     assert_eq!(
         a.settle_part("p", "2", PartOutcome::Delivered, confirm_by).await.unwrap(),
-        Settled::Final { job: sent("old", &["1", "2"]), outcome: PartOutcome::Delivered }
+        Settled::Final { job: Box::new(sent("old", &["1", "2"])), outcome: PartOutcome::Delivered }
     );
     assert_eq!(s.cmd::<i64>(&["HEXISTS", &s.key("job:old"), "left"]).await, 0, "no field of the new count is left on it");
     a.record_events(&[report("old", EventKind::Delivered)], TTL).await.unwrap();
@@ -561,7 +562,7 @@ async fn scripts_reload_after_a_flush_and_foreign_data_is_corrupt() {
     let _: String = s.cmd(&["SCRIPT", "FLUSH"]).await;
     assert_eq!(claim(&a, &["x"]).await, [Claim::New]);
     let _: String = s.cmd(&["SET", &s.key("job:str"), "v"]).await;
-    let err = a.claim_ids(&[ClaimReq { id: "str", token: "a/1/1", src: None }], TTL).await.unwrap_err();
+    let err = a.claim_ids(&[ClaimReq { id: "str", token: "a/1/1", src: None, plan: None }], TTL).await.unwrap_err();
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
     let _: i64 = s.cmd(&["RPUSH", &s.key("hist:bad"), "not json"]).await;
     let err = a.events("bad").await.unwrap_err();

@@ -79,8 +79,9 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
             },
             "whatsapp" => section(&key, value, &mut errors, &mut config.whatsapp),
             "rate_limits" => section(&key, value, &mut errors, &mut config.rate_limits),
+            "cascades" => super::cascades::parse(value, &mut errors, &mut config.cascades),
             other => errors.push(format!(
-                "{other}: unknown section (expected server, pipeline, reports, providers, kafka, redis, dev, opt_out, admin, tenant_defaults, tenants, whatsapp, rate_limits)"
+                "{other}: unknown section (expected server, pipeline, reports, providers, kafka, redis, dev, opt_out, admin, tenant_defaults, tenants, whatsapp, rate_limits, cascades)"
             )),
         }
     }
@@ -89,6 +90,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
     validate_whatsapp(&config.whatsapp, &mut errors);
     validate_rate_limits(&config, &mut errors);
     super::senders::validate(&config, &mut errors);
+    super::cascades::validate(&config, &mut errors);
     validate_minimums(&config, &mut errors);
     if errors.is_empty() {
         Ok(config)

@@ -4,6 +4,7 @@
 //! kind's section is its own (`provider/<kind>/config.rs`): here is only [`ProviderConfig`],
 //! the list of kinds.
 
+mod cascades;
 mod load;
 mod senders;
 
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use cascades::CascadeConfig;
 pub use load::{load_file, parse, ConfigErrors};
 pub use senders::{sender_key, SenderEntry};
 
@@ -63,6 +65,9 @@ pub struct Config {
     /// Global sending speeds in segments per second (`[rate_limits]`); empty: no limits.
     #[serde(default)]
     pub rate_limits: RateLimitsConfig,
+    /// Cascades jobs may name (`[cascades.NAME]`, docs/cascades.md).
+    #[serde(skip)]
+    pub cascades: BTreeMap<String, CascadeConfig>,
     /// Each provider's price table, built from its `[providers.NAME.pricing]` (the loader
     /// takes that key out before the kind's own keys are read: it is the same for every kind).
     #[serde(skip)]
@@ -421,6 +426,8 @@ pub struct TenantConfig {
     /// Channel → the senders (`from`) the tenant registered there. A channel without a list
     /// takes any sender; a job without `from` goes out with the provider's default sender.
     pub senders: BTreeMap<String, Vec<SenderEntry>>,
+    /// The cascade (`[cascades.NAME]`) of the tenant's jobs that give no `cascade` of their own.
+    pub cascade: Option<String>,
 }
 
 /// `quiet_hours = { start = "21:00", end = "09:00" }`, or `false` for none.

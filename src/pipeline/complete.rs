@@ -126,7 +126,14 @@ async fn settle(ctx: Arc<CompleterCtx>, batch: Vec<Completion>, carried: Vec<Rep
             Ok(acc) => {
                 let timeout =
                     ctx.router.providers().iter().find(|p| p.name() == provider).map(|p| p.receipt_timeout()).unwrap_or(Duration::from_secs(48 * 3600));
-                let deadline = now + chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::days(2));
+                let mut deadline = now + chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::days(2));
+                // A cascade step waits for its result no longer than its decision time: the
+                // deadline sweep then ends the step `unknown`, and the next step goes.
+                let decide_by =
+                    job.step.as_ref().and_then(|s| s.at.decision_ms).filter(|_| job.step.as_ref().is_some_and(|s| s.at.until != crate::job::Until::Accepted));
+                if let Some(ms) = decide_by {
+                    deadline = deadline.min(now + chrono::Duration::milliseconds(ms as i64));
+                }
                 let sent_job = SentJob {
                     job_id: job.id.clone(),
                     tenant: job.tenant.clone(),
@@ -138,6 +145,14 @@ async fn settle(ctx: Arc<CompleterCtx>, batch: Vec<Completion>, carried: Vec<Rep
                     message_ids: acc.message_ids,
                     segments: acc.segments,
                     claim_until: env.claim_until,
+                    step: job.step.as_ref().map(|s| {
+                        // `until = "accepted"`: the provider took it, so this step is the
+                        // cascade's last; its receipt's outcome is the job's final.
+                        let mut at = s.at.clone();
+                        at.last |= at.until == crate::job::Until::Accepted;
+                        at.decide_by = Some(deadline);
+                        Box::new(at)
+                    }),
                 };
                 // Built from what the store keeps, as every later report of the job is.
                 accepted.push(sent_job.report(EventKind::Accepted, now));

@@ -225,7 +225,8 @@ pub async fn begin_finals(store: &dyn Store, finals: Vec<(Report, String)>) -> V
     }
     let json: Vec<String> = finals.iter().map(|(r, _)| serde_json::to_string(r).expect("reports serialize")).collect();
     let begun = {
-        let rows: Vec<(&str, &str, &str)> = finals.iter().zip(&json).map(|((r, t), j)| (r.job_id.as_str(), t.as_str(), j.as_str())).collect();
+        let ids: Vec<std::borrow::Cow<str>> = finals.iter().map(|(r, _)| r.store_id()).collect();
+        let rows: Vec<(&str, &str, &str)> = finals.iter().zip(&json).zip(&ids).map(|(((_, t), j), id)| (&**id, t.as_str(), j.as_str())).collect();
         let confirm_by = chrono::Utc::now() + crate::receipt::correlate::FINAL_CONFIRM_GRACE;
         crate::retry::until_ok("begin_finals", rows.len(), || store.begin_finals(&rows, confirm_by)).await
     };

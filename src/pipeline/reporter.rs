@@ -58,7 +58,9 @@ impl Reporter {
             }
         })
         .await;
-        if reports.iter().any(|r| r.is_final) {
+        // A cascade step's `step` event ends its claim as a final does (and parks the next step
+        // when recorded): the same instant.
+        if reports.iter().any(Report::ends_claim) {
             crate::failpoint::hit("finals-published");
         }
         // Before recording: recording an `accepted` lets its final go out, and the spend
@@ -77,6 +79,7 @@ impl Reporter {
         let mut by_event = telemetry::Tally::default();
         for r in reports {
             by_event.add(r.event.as_str());
+            crate::cascade::count(r);
         }
         for (event, n) in by_event {
             metrics::counter!(telemetry::REPORTS_TOTAL, "event" => event).increment(n);

@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 
 use super::dispatch::{Decided, Dispatch};
 use super::{Completion, Envelope, Reporter};
+use crate::cascade::Cascades;
 use crate::clock::Clock;
 use crate::policy::{Candidate, Chain, RateLimit, Verdict};
 use crate::report::{EventKind, Reason, Report};
@@ -28,6 +29,8 @@ pub struct WorkerCtx {
     /// How long a claim is kept (`pipeline.dedup_ttl`): a parked job's claim outlives its
     /// due time by this much.
     pub claim_ttl: Duration,
+    /// Configured cascades: a job with one becomes the job of its current step before the chain.
+    pub cascades: Arc<Cascades>,
 }
 
 /// Runs until intake closes and is empty; spawned sends finish on their own.
@@ -56,6 +59,15 @@ async fn decide(ctx: &WorkerCtx, dispatch: &Arc<Dispatch>, mut batch: Vec<Envelo
     for env in batch.iter_mut().filter(|e| e.token.is_empty()) {
         env.token = crate::store::mint_token(ctx.store.owner());
     }
+    // A cascade's job goes through the chain as its current step's job (that step's channel,
+    // recipient, sender...), so that every policy applies to what is sent now. One that
+    // cannot be applied (an unknown name) ends `rejected`, after its claim like any final.
+    let mut unresolved = Vec::new();
+    for (i, env) in batch.iter_mut().enumerate() {
+        if let Err(u) = ctx.cascades.resolve(&mut env.job, now) {
+            unresolved.push((i, u));
+        }
+    }
     let verdicts = {
         let mut cands: Vec<Candidate> = batch
             .iter()
@@ -76,9 +88,20 @@ async fn decide(ctx: &WorkerCtx, dispatch: &Arc<Dispatch>, mut batch: Vec<Envelo
     // A record let through was claimed by this chain pass (not before `now`, though a step
     // retried under the same token may have claimed it a little earlier: the margin).
     let claim_until = now + chrono::Duration::from_std(ctx.claim_ttl).unwrap_or(chrono::Duration::hours(1)) - chrono::Duration::minutes(10);
-    for (mut env, verdict) in batch.into_iter().zip(verdicts) {
+    let mut unresolved = unresolved.into_iter().peekable();
+    for (i, (mut env, verdict)) in batch.into_iter().zip(verdicts).enumerate() {
         if !env.claimed && matches!(verdict, Verdict::Allow) {
             env.claim_until = Some(claim_until);
+        }
+        // Claimed by the chain (a final needs the claim), then rejected: the step it was for
+        // is named in the report, so the final lands on that step's claim.
+        if let Some((_, u)) = unresolved.next_if(|(j, _)| *j == i) {
+            if matches!(verdict, Verdict::Allow | Verdict::Defer { .. }) {
+                let mut r = Report::about(&env.job, EventKind::Rejected, now).with_reason(Reason::InvalidJob).with_error(None, u.message);
+                u.at.stamp(&mut r);
+                out.end(env, r);
+                continue;
+            }
         }
         match verdict {
             Verdict::Allow => match ctx.router.route(&env.job) {

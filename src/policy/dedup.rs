@@ -38,7 +38,13 @@ impl Policy for Dedup {
         if fresh.is_empty() {
             return Ok(());
         }
-        let reqs: Vec<ClaimReq> = fresh.iter().map(|&i| ClaimReq { id: batch[i].job.id.as_str(), token: &batch[i].token, src: batch[i].src }).collect();
+        // A cascade's job as read, kept with its claim for its later steps.
+        let plans: Vec<Option<String>> = fresh.iter().map(|&i| batch[i].job.step.as_ref().map(|s| s.parent.to_json().to_string())).collect();
+        let reqs: Vec<ClaimReq> = fresh
+            .iter()
+            .zip(&plans)
+            .map(|(&i, plan)| ClaimReq { id: batch[i].job.id.as_str(), token: &batch[i].token, src: batch[i].src, plan: plan.as_deref() })
+            .collect();
         let claims = self.store.claim_ids(&reqs, self.ttl).await?;
         drop(reqs);
         let mut replayed = 0;

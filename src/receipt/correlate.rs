@@ -14,7 +14,7 @@ use super::opt_out::StopReplies;
 use super::{InboundReceipt, ProviderEvent};
 use crate::clock::Clock;
 use crate::pipeline::{BatchTasks, Reporter};
-use crate::report::EventKind;
+use crate::report::{EventKind, Report};
 use crate::store::{EarlyReceipt, PartOutcome, PartReceipt, SentJob, Settled, Store};
 use crate::telemetry;
 
@@ -130,6 +130,10 @@ impl Correlator {
         // Early receipts to keep in the store before they are acknowledged, and kept ones that
         // have matched now.
         let (mut keep, mut matched_kept) = (Vec::new(), Vec::new());
+        // Delivered cascade steps whose `read` came: the read wins unless the next step started.
+        let mut read_wins: Vec<SentJob> = Vec::new();
+        // Receipts that matched nothing through their grace, and their outcomes.
+        let mut gone: Vec<(&InboundReceipt, PartOutcome)> = Vec::new();
         for ((first_seen, r, outcome), settled) in receipts.iter().zip(settled) {
             let label = match settled {
                 Settled::Final { job, outcome } => {
@@ -141,16 +145,32 @@ impl Correlator {
                     // A chat's `read` settled it (its `delivered` skipped or late): `delivered`
                     // first, then the non-final `read`, in one publish.
                     if r.read && outcome == PartOutcome::Delivered {
+                        // A step waiting for its read has it: the job's final.
+                        if job.step.as_deref().is_some_and(crate::cascade::waits_for_read) {
+                            let rep = reports.pop().expect("pushed above");
+                            reports.push(crate::cascade::read_with_delivery(rep));
+                        }
                         reports.push(job.report(EventKind::Read, now));
                     } else if let Some(window) = self.reads.get(&*r.provider).filter(|_| outcome == PartOutcome::Delivered) {
                         match keep_for_read.iter_mut().find(|(w, _)| w == window) {
-                            Some((_, jobs)) => jobs.push(job.clone()),
-                            None => keep_for_read.push((*window, vec![job.clone()])),
+                            Some((_, jobs)) => jobs.push((*job).clone()),
+                            None => keep_for_read.push((*window, vec![(*job).clone()])),
                         }
                     }
                     "matched"
                 }
                 Settled::Unmatched if r.read => match read_jobs.next().flatten() {
+                    // A step waiting for its read, delivered: the read wins if the next step
+                    // has not started (decided below, in one store call).
+                    Some(job) if job.step.as_deref().is_some_and(crate::cascade::waits_for_read) => {
+                        read_wins.push(job);
+                        "read"
+                    }
+                    // A cascade step that ended before its read came: late.
+                    Some(job) if job.step.as_ref().is_some_and(|s| !s.last) => {
+                        reports.push(crate::cascade::late(job.report(EventKind::Read, now)));
+                        "late"
+                    }
                     Some(job) => {
                         reports.push(job.report(EventKind::Read, now));
                         "read"
@@ -164,6 +184,9 @@ impl Correlator {
             if label == "early" {
                 continue;
             }
+            if label == "unmatched" && !r.read {
+                gone.push((r, *outcome));
+            }
             if r.stored && (label == "matched" || label == "read") {
                 matched_kept.push((&*r.provider, r.message_id.as_str()));
             }
@@ -174,6 +197,39 @@ impl Correlator {
         }
         if !keep.is_empty() {
             crate::retry::until_ok("keep_early", keep.len(), || self.store.keep_early(&keep, now)).await;
+        }
+        // Receipts that matched nothing through their grace: a cascade step ended by its
+        // decision time is kept for them (receipt/deadlines.rs). Looked up only now, once per
+        // such receipt, so early receipts cost nothing more.
+        if !read_wins.is_empty() {
+            let finals: Vec<Report> = read_wins.iter().map(|j| crate::cascade::read_won(j.report(EventKind::Delivered, now))).collect();
+            let json: Vec<String> = finals.iter().map(|r| serde_json::to_string(r).expect("reports serialize")).collect();
+            let ids: Vec<String> = finals.iter().map(|r| r.store_id().into_owned()).collect();
+            let rows: Vec<(&str, &str)> = ids.iter().map(String::as_str).zip(json.iter().map(String::as_str)).collect();
+            let won = crate::retry::until_ok("cancel_steps", rows.len(), || self.store.cancel_steps(&rows, now + FINAL_CONFIRM_GRACE)).await;
+            for ((job, fin), won) in read_wins.iter().zip(finals).zip(won) {
+                if won {
+                    reports.push(fin);
+                    reports.push(job.report(EventKind::Read, now));
+                } else {
+                    reports.push(crate::cascade::late(job.report(EventKind::Read, now)));
+                }
+            }
+        }
+        if !gone.is_empty() {
+            let late_keys: Vec<(&str, &str)> = gone.iter().map(|(r, _)| (&*r.provider, r.message_id.as_str())).collect();
+            let kept = crate::retry::until_ok("take_for_read", late_keys.len(), || self.store.take_for_read(&late_keys)).await;
+            for ((r, outcome), job) in gone.iter().zip(kept) {
+                if let Some(job) = job.filter(|j| j.step.is_some()) {
+                    let rep = job.report(outcome.event(), now);
+                    let rep = if *outcome == PartOutcome::Delivered {
+                        rep
+                    } else {
+                        rep.with_error(r.error_code.clone(), format!("receipt for message {}", r.message_id))
+                    };
+                    reports.push(crate::cascade::late(rep));
+                }
+            }
         }
         if !matched_kept.is_empty() {
             crate::retry::until_ok("drop_early", matched_kept.len(), || self.store.drop_early(&matched_kept)).await;

@@ -30,6 +30,9 @@ pub struct Sweep {
     /// Reads the reports topic back (Kafka); `None` where there is no topic to read (dev).
     pub ledger: Option<Arc<Ledger>>,
     pub every: Duration,
+    /// How long a cascade step ended by its decision time is kept for a late receipt: the
+    /// longest receipt timeout of any provider.
+    pub late_window: Duration,
     /// Where early receipts kept in the store go back in (the correlator), once the instance
     /// that held them gave up on them or died.
     pub receipts: mpsc::Sender<ProviderEvent>,
@@ -80,6 +83,13 @@ impl Sweep {
         let mut reports: Vec<Report> = sure.iter().filter_map(|j| report_of(j, now)).collect();
         reports.extend(self.not_yet_published(unsure, now).await);
         self.reporter.emit(&reports).await;
+        // Cascade steps ended by their decision time may still get their receipt: kept like
+        // a delivered chat job for its `read`, so that the correlator can record it as late.
+        let silent: Vec<crate::store::SentJob> =
+            sure.into_iter().filter_map(|j| j.sent.filter(|s| j.outcome.is_none() && s.step.as_ref().is_some_and(|st| !st.last))).collect();
+        if !silent.is_empty() {
+            crate::retry::until_ok("keep_for_read", silent.len(), || self.store.keep_for_read(&silent, self.late_window)).await;
+        }
     }
 
     /// Of finals decided by instances that died, those the reports topic does not hold yet.
@@ -92,7 +102,8 @@ impl Sweep {
         };
         let mut by_partition: BTreeMap<i32, Vec<Overdue>> = BTreeMap::new();
         for j in unsure {
-            by_partition.entry(ledger.partition_for(&j.job_id).await).or_default().push(j);
+            // A cascade step's reports go under its job's id (its store id names the step).
+            by_partition.entry(ledger.partition_for(crate::cascade::split_store_id(&j.job_id).0).await).or_default().push(j);
         }
         let mut publish = Vec::new();
         for (partition, jobs) in by_partition {
@@ -141,6 +152,10 @@ fn report_of(j: &Overdue, now: DateTime<Utc>) -> Option<Report> {
     Some(match j.outcome {
         // Decided by a receipt on an instance that did not live to publish it.
         Some(o) if o != crate::store::PartOutcome::Unknown => sent.report(o.event(), now),
+        // A cascade step's deadline is its decision time where that is shorter.
+        _ if sent.step.as_ref().is_some_and(|s| !s.last && s.decision_ms.is_some()) => {
+            sent.report(EventKind::Unknown, now).with_error(None, "no result within the step's decision time")
+        }
         _ => sent.report(EventKind::Unknown, now).with_error(None, "no receipt within the provider's receipt timeout"),
     })
 }

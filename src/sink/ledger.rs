@@ -56,7 +56,9 @@ impl Ledger {
     }
 
     /// The final reports (JSON) of `ids` found in `partition` from offset `from` (`None`: its
-    /// start) to its end, by job id.
+    /// start) to its end, by job id. `ids` are store ids: for a cascade's step, what is found
+    /// is the report that ended that step (its job's final, or its `step` event), matched by
+    /// the job id it is keyed by and its `step.index`.
     pub async fn finals_in(&self, partition: i32, from: Option<i64>, ids: HashSet<String>) -> Result<HashMap<String, String>, LedgerError> {
         let (client, topic, timeout) = (self.client.clone(), self.topic.name.clone(), self.timeout);
         let err = {
@@ -96,6 +98,8 @@ fn scan(
     consumer.assign(&tpl).map_err(|e| e.to_string())?;
     let deadline = Instant::now() + timeout;
     let mut found = HashMap::new();
+    // Reports are keyed by their job's id; a cascade step's store id names its job.
+    let keys: HashSet<&str> = ids.iter().map(|id| crate::cascade::split_store_id(id).0).collect();
     while Instant::now() < deadline {
         match consumer.poll(Duration::from_millis(100)) {
             None => {}
@@ -103,16 +107,42 @@ fn scan(
             Some(Err(e)) => return Err(e.to_string()),
             Some(Ok(m)) => {
                 let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else { continue };
-                if !ids.contains(key) {
+                if !keys.contains(key) {
                     continue;
                 }
                 let payload = m.payload().unwrap_or_default();
-                let is_final = serde_json::from_slice::<serde_json::Value>(payload).ok().and_then(|v| v.get("final")?.as_bool()) == Some(true);
-                if is_final {
-                    found.insert(key.to_owned(), String::from_utf8_lossy(payload).into_owned());
+                if let Some(id) = ending(key, payload).filter(|id| ids.contains(id)) {
+                    found.insert(id, String::from_utf8_lossy(payload).into_owned());
                 }
             }
         }
     }
     Err(format!("did not reach the end within {timeout:?}"))
+}
+
+/// The store id whose claim a report keyed `key` ends, if it ends one: a final, or a cascade
+/// step's `step` event (for a step, the store id names the step).
+fn ending(key: &str, payload: &[u8]) -> Option<String> {
+    let v = serde_json::from_slice::<serde_json::Value>(payload).ok()?;
+    let step = v.get("step");
+    let late = step.and_then(|s| s.get("late")?.as_bool()) == Some(true);
+    let ends = v.get("final")?.as_bool() == Some(true) || (v.get("event")?.as_str() == Some("step") && !late);
+    let mut index = step.and_then(|s| s.get("index")?.as_u64()).unwrap_or(0);
+    // A final won by a `read` ends the next step's claim (Report::store_id).
+    if v.get("final")?.as_bool() == Some(true) && step.and_then(|s| s.get("outcome")?.as_str()) == Some("read") {
+        index += 1;
+    }
+    ends.then(|| crate::cascade::store_id(key, index as u32))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_step_report_ends_its_steps_claim() {
+        assert_eq!(super::ending("j", br#"{"final":true,"event":"delivered"}"#).as_deref(), Some("j"));
+        assert_eq!(super::ending("j", br#"{"final":false,"event":"accepted"}"#), None);
+        assert_eq!(super::ending("j", br#"{"final":false,"event":"step","step":{"index":1}}"#).as_deref(), Some("j #1"));
+        assert_eq!(super::ending("j", br#"{"final":true,"event":"delivered","step":{"index":2}}"#).as_deref(), Some("j #2"));
+        assert_eq!(super::ending("j", br#"{"final":false,"event":"step","step":{"index":1,"late":true}}"#), None);
+    }
 }

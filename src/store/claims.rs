@@ -36,6 +36,9 @@ pub struct ClaimReq<'a> {
     pub id: &'a str,
     pub token: &'a str,
     pub src: Option<&'a str>,
+    /// For the first step of a cascade: the job as read (contract JSON), kept with the claim so
+    /// that recording a step's end can park the next step (`History::record_events`).
+    pub plan: Option<&'a str>,
 }
 
 /// A job id and the fencing token of the claim that handles it: every transition is a

@@ -65,6 +65,9 @@ struct ClaimState {
     duplicates: Vec<String>,
     /// Parked, and the `deferred` report of that is not recorded yet: not resumed meanwhile.
     held: bool,
+    /// The first step of a cascade: the job as read, for parking its later steps
+    /// (`ClaimReq::plan`).
+    plan: Option<String>,
 }
 
 #[derive(Default)]

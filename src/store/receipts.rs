@@ -30,6 +30,10 @@ pub struct SentJob {
     /// travels inside enums.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub charge: Option<Box<Charge>>,
+    /// The cascade step this job is (its `job_id` is then the step's store id); absent for a
+    /// job without a cascade.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<Box<crate::cascade::StepRef>>,
     /// Not stored: until when, at least, the job's claim is kept (its dedup TTL from the
     /// claim), where the caller knows it. The store then need not extend it to the receipt
     /// deadline (`None`: it does).
@@ -118,6 +122,12 @@ impl SentJob {
                 (r.refund, r.currency) = (Some(c.cost), Some(c.currency.clone()));
             }
         }
+        if let Some(s) = &self.step {
+            s.stamp(&mut r);
+            if let (Some(c), Some(rs)) = (&self.charge, r.step.as_mut().filter(|rs| rs.outcome.is_some())) {
+                (rs.cost, rs.currency) = (Some(c.cost), Some(c.currency.clone()));
+            }
+        }
         r
     }
 }
@@ -130,7 +140,8 @@ pub type PartReceipt<'a> = (&'a str, &'a str, PartOutcome, Option<&'a str>);
 #[derive(Debug, Clone, PartialEq)]
 pub enum Settled {
     /// The job is now final: report `outcome` (with the receipt's error, if any).
-    Final { job: SentJob, outcome: PartOutcome },
+    /// Boxed: a SentJob is large and the other variants carry nothing.
+    Final { job: Box<SentJob>, outcome: PartOutcome },
     /// Other parts are still out.
     Pending,
     /// The job is final now, but its `accepted` report is not recorded yet: the final goes

@@ -50,6 +50,7 @@ struct Scripts {
     record_inbound: Script,
     rate_lease: Script,
     take_early: Script,
+    cancel_step: Script,
 }
 
 impl Scripts {
@@ -67,6 +68,7 @@ impl Scripts {
             // fenced, and the finals would never be published.
             begin_finals: Script::new(concat!(
                 include_str!("scripts/zbatch.lua"),
+                include_str!("scripts/decide_final.lua"),
                 include_str!("scripts/replay_open.lua"),
                 include_str!("scripts/begin_finals.lua"),
                 include_str!("scripts/replay_close.lua")
@@ -105,6 +107,15 @@ impl Scripts {
             record_inbound: Script::new(include_str!("scripts/record_inbound.lua")),
             rate_lease: Script::new(include_str!("scripts/rate_lease.lua")),
             take_early: Script::new(include_str!("scripts/take_early.lua")),
+            // Replay-guarded: run twice, the second run would find the step `finishing` and
+            // answer 0, and the decided final would never be published.
+            cancel_step: Script::new(concat!(
+                include_str!("scripts/zbatch.lua"),
+                include_str!("scripts/decide_final.lua"),
+                include_str!("scripts/replay_open.lua"),
+                include_str!("scripts/cancel_step.lua"),
+                include_str!("scripts/replay_close.lua")
+            )),
         }
     }
 }

@@ -85,4 +85,11 @@ pub trait Schedule: Send + Sync {
 
     /// Removes claimed entries whose lease still matches (a re-scheduled entry stays).
     async fn finish_scheduled(&self, done: &[(String, u64)]) -> Result<(), StoreError>;
+
+    /// Cancels cascade steps parked but not yet resumed (a `read` won their predecessor's
+    /// `until = "read"`), deciding the job's final on each cancelled step's claim: `(store id,
+    /// final report JSON)`. `true` where cancelled (the final is then due on the deadline sweep
+    /// until recorded, like [`super::Claims::begin_finals`]); `false` where the scheduler has
+    /// resumed the step already (the read is late).
+    async fn cancel_steps(&self, steps: &[(&str, &str)], confirm_by: DateTime<Utc>) -> Result<Vec<bool>, StoreError>;
 }

@@ -59,6 +59,8 @@ conformance! {
     schedule_a_recheck_never_replaces_the_owners_entry,
     schedule_a_resumed_job_moves_its_claim_to_the_new_token,
     schedule_a_parking_is_not_resumed_before_its_deferred_is_recorded,
+    cascade_a_steps_end_parks_the_next_step_once_under_its_own_claim,
+    cascade_a_read_cancels_the_next_step_only_before_it_is_resumed,
     receipts_parts_count_down_and_the_first_failure_decides,
     receipts_a_final_before_accepted_is_handed_to_its_recorder,
     receipts_the_deadline_sweep_decides_unknown_once,
@@ -77,13 +79,13 @@ conformance! {
 /// the claimer alive, as the memory store always does); the answers and the tokens.
 async fn claim(st: &dyn Store, reqs: &[(&str, Option<&str>)]) -> (Vec<Claim>, Vec<String>) {
     let tokens: Vec<String> = reqs.iter().map(|_| mint_token(st.owner())).collect();
-    let r: Vec<ClaimReq> = reqs.iter().zip(&tokens).map(|((id, src), token)| ClaimReq { id, token, src: *src }).collect();
+    let r: Vec<ClaimReq> = reqs.iter().zip(&tokens).map(|((id, src), token)| ClaimReq { id, token, src: *src, plan: None }).collect();
     (st.claim_ids(&r, TTL).await.unwrap(), tokens)
 }
 
 /// The same ids asked again under the tokens given.
 async fn claim_as(st: &dyn Store, reqs: &[(&str, &str, Option<&str>)]) -> Vec<Claim> {
-    let r: Vec<ClaimReq> = reqs.iter().map(|(id, token, src)| ClaimReq { id, token, src: *src }).collect();
+    let r: Vec<ClaimReq> = reqs.iter().map(|(id, token, src)| ClaimReq { id, token, src: *src, plan: None }).collect();
     st.claim_ids(&r, TTL).await.unwrap()
 }
 
@@ -224,7 +226,7 @@ async fn claims_lapse_with_their_ttl_but_a_tracked_job_keeps_its_claim_past_its_
     let st = st.as_ref();
     let short = Duration::from_millis(300);
     let tokens: Vec<String> = (0..2).map(|_| mint_token(st.owner())).collect();
-    let reqs = [ClaimReq { id: "idle", token: &tokens[0], src: None }, ClaimReq { id: "out", token: &tokens[1], src: None }];
+    let reqs = [ClaimReq { id: "idle", token: &tokens[0], src: None, plan: None }, ClaimReq { id: "out", token: &tokens[1], src: None, plan: None }];
     assert_eq!(st.claim_ids(&reqs, short).await.unwrap(), [Claim::New, Claim::New]);
     assert_eq!(st.mark_submitting(&[("out", &tokens[1])]).await.unwrap(), [true]);
     // The receipt may take until its deadline; the id stays claimed at least that long.
@@ -340,7 +342,10 @@ async fn receipts_parts_count_down_and_the_first_failure_decides(st: Arc<dyn Sto
     // Out of order: only the last delivered part decides.
     assert_eq!(st.settle_part("p", "33", PartOutcome::Delivered, t(30)).await.unwrap(), Settled::Pending);
     assert_eq!(st.settle_part("p", "31", PartOutcome::Delivered, t(30)).await.unwrap(), Settled::Pending);
-    assert_eq!(st.settle_part("p", "32", PartOutcome::Delivered, t(30)).await.unwrap(), Settled::Final { job: three, outcome: PartOutcome::Delivered });
+    assert_eq!(
+        st.settle_part("p", "32", PartOutcome::Delivered, t(30)).await.unwrap(),
+        Settled::Final { job: Box::new(three), outcome: PartOutcome::Delivered }
+    );
     // The first part that fails decides; the others then change nothing. One call, in order.
     let batch = [
         ("p", "21", PartOutcome::Undelivered, Some("0x0b")),
@@ -576,4 +581,92 @@ async fn rates_campaign_speeds_are_per_tenant_then_for_every_tenant(st: Arc<dyn 
     assert_eq!(st.campaign_rates(&[("acme", "bf")]).await.unwrap(), [Some(4.0)], "cleared: the every-tenant speed again");
     st.set_campaign_rate(None, "bf", None).await.unwrap();
     assert_eq!(st.campaign_rates(&[("acme", "bf")]).await.unwrap(), [None]);
+}
+
+/// A cascade's step 0 claimed with its plan; recording its `step` event ends its claim and
+/// parks step 1 (store id `cj #1`, the plan as payload) in the same call, once however often
+/// it is recorded; step 1 comes back as a resumed job of its own, and its final ends its claim.
+async fn cascade_a_steps_end_parks_the_next_step_once_under_its_own_claim(st: Arc<dyn Store>) {
+    let st = st.as_ref();
+    let plan = r#"{"id":"cj","tenant":"t","channel":"sms","to":"+4915112345678","text":"x","cascade":[{"channel":"sms"},{"channel":"sms"}]}"#;
+    let token = mint_token(st.owner());
+    let req = ClaimReq { id: "cj", token: &token, src: Some("jobs/0/cj"), plan: Some(plan) };
+    assert_eq!(st.claim_ids(&[req], TTL).await.unwrap(), [Claim::New]);
+    let step = |index: u32, event: EventKind, at: DateTime<Utc>| step_report("cj", index, sendgate::job::Until::Delivered, event, at);
+    let ended = step(0, EventKind::Undelivered, t(5));
+    assert_eq!((ended.event, ended.is_final, ended.store_id().as_ref()), (EventKind::Step, false, "cj"));
+    st.record_events(std::slice::from_ref(&ended), TTL).await.unwrap();
+    // Recorded again (a lost reply, a read-back): nothing parked twice.
+    st.record_events(std::slice::from_ref(&ended), TTL).await.unwrap();
+    // Step 0's claim is ended: the record read again is nothing, a second record a duplicate.
+    assert_eq!(claim_as(st, &[("cj", "other/1/1", Some("jobs/0/cj"))]).await, [Claim::Replay]);
+    assert!(st.claim_due(t(4), 10, LEASE, TTL).await.unwrap().is_empty(), "due when its predecessor ended");
+    let due = st.claim_due(t(5), 10, LEASE, TTL).await.unwrap();
+    assert_eq!(due.len(), 1, "{due:?}");
+    assert_eq!((due[0].entry.as_str(), due[0].payload.as_str(), due[0].kind), ("cj #1", plan, DueKind::Resumed));
+    let tok = due[0].token.clone().unwrap();
+    st.record_events(std::slice::from_ref(&ended), TTL).await.unwrap();
+    assert!(st.claim_due(t(100), 10, LEASE, TTL).await.unwrap().is_empty(), "leased, and not parked again");
+    // Step 1 runs under its own claim: its pipeline final is begun and recorded on it.
+    let last = step(1, EventKind::Rejected, t(6));
+    assert!(last.is_final);
+    let json = serde_json::to_string(&last).unwrap();
+    assert_eq!(st.begin_finals(&[("cj #1", &tok, &json)], t(36)).await.unwrap(), [true]);
+    st.record_events(&[last], TTL).await.unwrap();
+    st.finish_scheduled(&[("cj #1".into(), due[0].lease)]).await.unwrap();
+    assert!(st.claim_due(t(200), 10, LEASE, TTL).await.unwrap().is_empty());
+    let events: Vec<(EventKind, Option<u32>)> = st.events("cj").await.unwrap().iter().map(|r| (r.event, r.step.as_ref().map(|s| s.index))).collect();
+    assert_eq!(events[0], (EventKind::Step, Some(0)));
+    assert_eq!(events.last(), Some(&(EventKind::Rejected, Some(1))));
+}
+
+/// A report of step `index` (of two) of job `id`, as the pipeline makes it.
+fn step_report(id: &str, index: u32, until: sendgate::job::Until, event: EventKind, at: DateTime<Utc>) -> Report {
+    let mut r = report(id, event);
+    r.at = at;
+    let s = sendgate::cascade::StepRef {
+        job_id: id.into(),
+        index,
+        cascade: "inline".into(),
+        until,
+        last: index == 1,
+        job_expires_at: None,
+        decision_ms: Some(60_000),
+        decide_by: Some(at + chrono::Duration::seconds(60)),
+    };
+    r.job_id = sendgate::cascade::store_id(id, index);
+    s.stamp(&mut r);
+    r
+}
+
+/// Claims `id` as a cascade's first step (with its plan) and records its delivered step
+/// waiting for a read: its next step is parked for when the decision time ends (t(65)).
+async fn delivered_waiting_for_read(st: &dyn Store, id: &str) {
+    let plan = format!(r#"{{"id":"{id}","tenant":"t","channel":"sms","to":"+4915112345678","text":"x"}}"#);
+    let token = mint_token(st.owner());
+    assert_eq!(st.claim_ids(&[ClaimReq { id, token: &token, src: None, plan: Some(&plan) }], TTL).await.unwrap(), [Claim::New]);
+    let ended = step_report(id, 0, sendgate::job::Until::Read, EventKind::Delivered, t(5));
+    assert_eq!((ended.event, ended.retry_at), (EventKind::Step, Some(t(65))));
+    st.record_events(&[ended], TTL).await.unwrap();
+}
+
+/// A `read` in time cancels the parked next step and decides the job's final on that step's
+/// claim, once; after the scheduler resumed the step it cancels nothing (the read is late).
+async fn cascade_a_read_cancels_the_next_step_only_before_it_is_resumed(st: Arc<dyn Store>) {
+    let st = st.as_ref();
+    delivered_waiting_for_read(st, "rw").await;
+    assert!(st.claim_due(t(64), 10, LEASE, TTL).await.unwrap().is_empty(), "waits for the read until the decision time ends");
+    let fin = sendgate::cascade::read_won(step_report("rw", 0, sendgate::job::Until::Read, EventKind::Delivered, t(6)));
+    assert_eq!((fin.event, fin.is_final, fin.store_id().as_ref()), (EventKind::Delivered, true, "rw #1"));
+    let json = serde_json::to_string(&fin).unwrap();
+    assert_eq!(st.cancel_steps(&[("rw #1", &json)], t(36)).await.unwrap(), [true]);
+    assert_eq!(st.cancel_steps(&[("rw #1", &json)], t(36)).await.unwrap(), [false], "decided already");
+    st.record_events(&[fin], TTL).await.unwrap();
+    assert!(st.claim_due(t(100), 10, LEASE, TTL).await.unwrap().is_empty(), "the next step never goes");
+
+    delivered_waiting_for_read(st, "rl").await;
+    let due = st.claim_due(t(65), 10, LEASE, TTL).await.unwrap();
+    assert_eq!(due.iter().map(|c| c.entry.as_str()).collect::<Vec<_>>(), ["rl #1"]);
+    let fin = sendgate::cascade::read_won(step_report("rl", 0, sendgate::job::Until::Read, EventKind::Delivered, t(66)));
+    assert_eq!(st.cancel_steps(&[("rl #1", &serde_json::to_string(&fin).unwrap())], t(96)).await.unwrap(), [false], "resumed already: late");
 }

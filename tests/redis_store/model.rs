@@ -533,8 +533,10 @@ impl World {
             Some(_) => Claim::Orphaned,
         };
         self.stats.calls += 1;
-        let got =
-            store.claim_ids(&[ClaimReq { id: &id, token: &token, src: Some(&src) }], CLAIM_TTL).await.map_err(|e| self.fail(format!("claim_ids: {e}")))?;
+        let got = store
+            .claim_ids(&[ClaimReq { id: &id, token: &token, src: Some(&src), plan: None }], CLAIM_TTL)
+            .await
+            .map_err(|e| self.fail(format!("claim_ids: {e}")))?;
         let retried = if retry { " (retried)" } else { "" };
         self.note(format!("{} claim {id} record {src} token {token}{retried} -> {got:?}", Self::who(store, stalled)));
         ensure!(self, got.len() == 1, "claim_ids answered {} claims for one", got.len());
@@ -847,7 +849,7 @@ impl World {
                     m.fin = Some(outcome.as_str().into());
                     m.fo = Some(me.clone());
                     self.deadlines.insert(id.clone(), confirm_by);
-                    Settled::Final { job: sent(&id, &[]), outcome }
+                    Settled::Final { job: Box::new(sent(&id, &[])), outcome }
                 }
             }
         };

@@ -61,6 +61,18 @@ pub async fn start(tweak: impl FnOnce(&mut Config)) -> Harness {
     h
 }
 
+/// The dev daemon with its chat simulators answering statuses after 20 ms and recording every
+/// request, failed sends retried after 5 s, as `tweak` changes it.
+pub async fn start_with_chats(tweak: impl FnOnce(&mut Config)) -> Harness {
+    start(|cfg| {
+        cfg.dev.provider_sim.status_delay = Duration::from_millis(20);
+        cfg.dev.provider_sim.record_messages = true;
+        cfg.pipeline.retry_backoff = Duration::from_secs(5);
+        tweak(cfg);
+    })
+    .await
+}
+
 impl Harness {
     pub fn base(&self) -> String {
         format!("http://{}", self.app.api_addr)

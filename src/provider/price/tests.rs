@@ -167,6 +167,7 @@ fn finals_after_acceptance_carry_a_refund_only_where_refund_on_says() {
         segments: 2,
         charge: p.charge("a", &j, 2).map(Box::new),
         claim_until: None,
+        step: None,
     };
     // The charge survives the store's JSON.
     let sent: crate::store::SentJob = serde_json::from_str(&serde_json::to_string(&sent).unwrap()).unwrap();

@@ -244,7 +244,7 @@ fn commit(consumer: &StreamConsumer<Ctx>, offsets: &Offsets, mode: CommitMode) {
 async fn reject(store: &dyn Store, reporter: &Reporter, e: JobError, ttl: Duration, now: chrono::DateTime<chrono::Utc>, src: &str) {
     let JobError::Invalid { id, fields, .. } = &e else { return };
     let token = crate::store::mint_token(store.owner());
-    let req = [ClaimReq { id, token: &token, src: Some(src) }];
+    let req = [ClaimReq { id, token: &token, src: Some(src), plan: None }];
     let claim = loop {
         match crate::retry::until_ok("claim", 1, || store.claim_ids(&req, ttl)).await[..] {
             // The same record in a live instance's hands (a rebalance): it reports it, unless

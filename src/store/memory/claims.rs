@@ -35,6 +35,7 @@ impl Claims for MemoryStore {
                         src: r.src.map(str::to_owned),
                         duplicates: Vec::new(),
                         held: false,
+                        plan: r.plan.map(str::to_owned),
                     };
                     g.claims.insert(r.id.to_owned(), c);
                     Claim::New

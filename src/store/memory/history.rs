@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::{ClaimState, MemoryStore, St};
+use super::{ClaimState, Entry, Inner, MemoryStore, St};
 use crate::report::Report;
 use crate::store::{HandedFinal, History, StoreError};
 
@@ -19,10 +19,11 @@ impl History for MemoryStore {
         g.sweep();
         let exp = Instant::now() + ttl;
         for r in reports {
-            if r.is_final {
+            let sid = r.store_id();
+            if r.ends_claim() {
                 // Its receipt state is forgotten in the same step, as record_events.lua does.
-                g.forget_sent(&r.job_id);
-                match g.claims.get_mut(r.job_id.as_str()) {
+                g.forget_sent(&sid);
+                match g.claims.get_mut(&*sid) {
                     Some(c) => {
                         c.st = St::Final;
                         c.expires = c.expires.max(exp);
@@ -30,12 +31,15 @@ impl History for MemoryStore {
                     // A final for an id whose claim lapsed still marks it, as record_events.lua
                     // does: without it a second record of the id was taken for a new job.
                     None => {
-                        let c = ClaimState { expires: exp, st: St::Final, own: String::new(), src: None, duplicates: Vec::new(), held: false };
-                        g.claims.insert(r.job_id.clone(), c);
+                        let c = ClaimState { expires: exp, st: St::Final, own: String::new(), src: None, duplicates: Vec::new(), held: false, plan: None };
+                        g.claims.insert(sid.clone().into_owned(), c);
                     }
                 }
+                if let Some((next, due)) = crate::cascade::next_step(r) {
+                    g.park_next_step(&r.job_id, next, due, ttl);
+                }
             } else if r.event == crate::report::EventKind::Accepted {
-                if let Some(t) = g.sent.get_mut(r.job_id.as_str()) {
+                if let Some(t) = g.sent.get_mut(&*sid) {
                     t.held = false;
                     // A receipt decided it meanwhile: its final goes out now, after `accepted`.
                     if let (Some((error_code, decided_at)), Some(outcome)) = (t.handed.clone(), t.decided) {
@@ -43,7 +47,7 @@ impl History for MemoryStore {
                     }
                 }
             } else if r.event == crate::report::EventKind::Deferred {
-                if let Some(c) = g.claims.get_mut(r.job_id.as_str()) {
+                if let Some(c) = g.claims.get_mut(&*sid) {
                     c.held = false;
                 }
             }
@@ -67,5 +71,29 @@ impl History for MemoryStore {
     async fn events(&self, job_id: &str) -> Result<Vec<Report>, StoreError> {
         let g = self.lock();
         Ok(g.history.get(job_id).filter(|(exp, _)| *exp > Instant::now()).map(|(_, v)| v.clone()).unwrap_or_default())
+    }
+}
+
+impl Inner {
+    /// Parks the next step of a cascade whose step just ended, as record_events.lua does: its
+    /// claim `deferred` and unheld, its entry due with the job as read (kept with the job's
+    /// own claim) as payload. Nothing if it is parked already (a report recorded again).
+    fn park_next_step(&mut self, job_id: &str, next: String, due: chrono::DateTime<chrono::Utc>, ttl: Duration) {
+        if self.claims.contains_key(&next) {
+            return;
+        }
+        let Some(plan) = self.claims.get(job_id).and_then(|c| c.plan.clone()) else {
+            tracing::error!(job_id, step = %next, "no cascade plan kept for this job; its next step is not parked");
+            return;
+        };
+        let expires = Instant::now() + (due - chrono::Utc::now()).to_std().unwrap_or_default() + ttl;
+        if let Some(c) = self.claims.get_mut(job_id) {
+            c.expires = c.expires.max(expires);
+        }
+        let c = ClaimState { expires, st: St::Deferred, own: String::new(), src: None, duplicates: Vec::new(), held: false, plan: None };
+        self.claims.insert(next.clone(), c);
+        self.due.insert((due, next.clone()));
+        let e = Entry { due, id: next.clone(), payload: plan, src: None, lease: None, recheck: false };
+        self.scheduled.insert(next, e);
     }
 }

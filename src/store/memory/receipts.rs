@@ -43,7 +43,7 @@ impl Inner {
         if held {
             return Settled::HandedOff;
         }
-        Settled::Final { job, outcome }
+        Settled::Final { job: Box::new(job), outcome }
     }
 
     pub(super) fn forget_sent(&mut self, job_id: &str) -> Option<Tracked> {
@@ -76,7 +76,7 @@ impl Receipts for MemoryStore {
                 // No claim at all (it expired): nobody else can hold it. Claimed again here, as
                 // in Redis, so that the id stays seen.
                 None => {
-                    let c = ClaimState { expires: keep, st: St::Sent, own: token.clone(), src: None, duplicates: Vec::new(), held: false };
+                    let c = ClaimState { expires: keep, st: St::Sent, own: token.clone(), src: None, duplicates: Vec::new(), held: false, plan: None };
                     g.claims.insert(job.job_id.clone(), c);
                 }
                 Some(_) => {

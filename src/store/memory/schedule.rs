@@ -30,7 +30,15 @@ impl Schedule for MemoryStore {
                         continue;
                     }
                     None => {
-                        let c = ClaimState { expires: keep, st: St::Deferred, own: j.token.clone(), src: j.src.clone(), duplicates: Vec::new(), held: true };
+                        let c = ClaimState {
+                            expires: keep,
+                            st: St::Deferred,
+                            own: j.token.clone(),
+                            src: j.src.clone(),
+                            duplicates: Vec::new(),
+                            held: true,
+                            plan: None,
+                        };
                         g.claims.insert(j.id.clone(), c);
                     }
                 }
@@ -85,6 +93,7 @@ impl Schedule for MemoryStore {
                             src,
                             duplicates: Vec::new(),
                             held: false,
+                            plan: None,
                         });
                         c.st = St::Claimed;
                         c.held = false;
@@ -111,6 +120,21 @@ impl Schedule for MemoryStore {
             e.due = lease_until;
             out.push(ClaimedJob { entry: entry.clone(), payload: e.payload.clone(), lease, token, src: e.src.clone(), kind });
             g.due.insert((lease_until, entry));
+        }
+        Ok(out)
+    }
+
+    async fn cancel_steps(&self, steps: &[(&str, &str)], _confirm_by: DateTime<Utc>) -> Result<Vec<bool>, StoreError> {
+        let mut g = self.lock();
+        let mut out = Vec::with_capacity(steps.len());
+        for (id, _) in steps {
+            let parked = g.claims.get(*id).is_some_and(|c| c.st == St::Deferred) && g.scheduled.get(*id).is_some_and(|e| e.lease.is_none());
+            if parked {
+                let e = g.scheduled.remove(*id).expect("checked above");
+                g.due.remove(&(e.due, id.to_string()));
+                g.claims.get_mut(*id).expect("checked above").st = St::Finishing;
+            }
+            out.push(parked);
         }
         Ok(out)
     }

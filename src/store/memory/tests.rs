@@ -28,6 +28,7 @@ fn sent(id: &str, parts: &[&str]) -> SentJob {
         segments: parts.len() as u32,
         charge: None,
         claim_until: None,
+        step: None,
     }
 }
 
@@ -38,7 +39,7 @@ fn report(id: &str, event: EventKind) -> Report {
 /// Claims `id` and marks it submitting under a fresh token.
 async fn claimed(s: &MemoryStore, id: &str) -> String {
     let token = mint_token(s.owner());
-    s.claim_ids(&[ClaimReq { id, token: &token, src: None }], TTL).await.unwrap();
+    s.claim_ids(&[ClaimReq { id, token: &token, src: None, plan: None }], TTL).await.unwrap();
     assert_eq!(s.mark_submitting(&[(id, &token)]).await.unwrap(), [true]);
     token
 }

@@ -48,7 +48,7 @@ impl Claims for RedisStore {
         }
         inv.arg(millis(ttl)).arg(self.keys.alive_prefix());
         for r in reqs {
-            inv.arg(r.token).arg(r.src.unwrap_or(""));
+            inv.arg(r.token).arg(r.src.unwrap_or("")).arg(r.plan.unwrap_or(""));
         }
         let codes: Vec<i64> = self.invoke_replayable(&mut inv, "claim").await?;
         if codes.len() != reqs.len() {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{corrupt, millis, store_err, RedisStore};
-use crate::report::Report;
+use crate::report::{EventKind, Report};
 use chrono::{DateTime, Utc};
 
 use crate::store::{HandedFinal, History, PartOutcome, SentJob, StoreError};
@@ -33,15 +33,22 @@ impl History for RedisStore {
         }
         // One script: each history and its final mark land together even if Redis dies mid-batch.
         let mut inv = self.scripts.record_events.key(self.keys.deadlines());
+        inv.key(self.keys.sched()).key(self.keys.sched_payload()).key(self.keys.sched_lease());
         inv.arg(self.keys.hist_prefix()).arg(self.keys.job_prefix()).arg(millis(ttl)).arg(&self.owner);
         for (r, json) in reports.iter().zip(json) {
             let kind = match r.event {
                 _ if r.is_final => "1",
-                crate::report::EventKind::Accepted => "a",
-                crate::report::EventKind::Deferred => "d",
+                EventKind::Step if r.ends_claim() => "s",
+                EventKind::Accepted => "a",
+                EventKind::Deferred => "d",
                 _ => "0",
             };
-            inv.arg(&r.job_id).arg(kind).arg(json);
+            let sid = r.store_id();
+            inv.arg(&r.job_id).arg(if sid == r.job_id { "" } else { &*sid }).arg(kind).arg(json);
+            match crate::cascade::next_step(r) {
+                Some((next, due)) => inv.arg(next).arg(due.timestamp_millis()),
+                None => inv.arg("").arg(""),
+            };
         }
         let handed: Vec<(String, String, String, i64)> = inv.invoke_async(&mut self.conn()).await.map_err(|e| store_err(e, "record_events"))?;
         handed

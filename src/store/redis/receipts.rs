@@ -19,7 +19,8 @@ fn overdue(key: &str, row: &[String]) -> Result<Overdue, StoreError> {
     let report = (!report.is_empty()).then(|| report.clone());
     let job_id = match (&sent, &report) {
         (Some(s), _) => s.job_id.clone(),
-        (None, Some(r)) => serde_json::from_str::<Report>(r).map_err(|e| corrupt(key, e))?.job_id,
+        // A cascade step's report names its job: its claim is the step's own.
+        (None, Some(r)) => serde_json::from_str::<Report>(r).map_err(|e| corrupt(key, e))?.store_id().into_owned(),
         (None, None) => return Err(corrupt(key, "an overdue job with neither a SentJob nor a report")),
     };
     let decided_at = at.parse::<i64>().ok().and_then(DateTime::<Utc>::from_timestamp_millis);
@@ -82,7 +83,7 @@ impl Receipts for RedisStore {
                 "u" => Ok(Settled::Unmatched),
                 "p" => Ok(Settled::Pending),
                 "h" => Ok(Settled::HandedOff),
-                "f" => Ok(Settled::Final { job: parse_sent(&key, &pair[1])?, outcome: *outcome }),
+                "f" => Ok(Settled::Final { job: Box::new(parse_sent(&key, &pair[1])?), outcome: *outcome }),
                 other => Err(corrupt(&key, format!("unexpected settle answer {other:?}"))),
             })
             .collect()

@@ -46,6 +46,23 @@ impl Schedule for RedisStore {
         Ok(stored.into_iter().map(|v| v == 1).collect())
     }
 
+    async fn cancel_steps(&self, steps: &[(&str, &str)], confirm_by: DateTime<Utc>) -> Result<Vec<bool>, StoreError> {
+        if steps.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut inv = self.scripts.cancel_step.key(self.keys.deadlines());
+        inv.key(self.keys.sched()).key(self.keys.sched_payload()).key(self.keys.sched_lease());
+        inv.arg(self.keys.job_prefix()).arg(Utc::now().timestamp_millis()).arg(confirm_by.timestamp_millis()).arg(&self.owner);
+        for (id, report) in steps {
+            inv.arg(*id).arg(*report);
+        }
+        let done: Vec<i64> = self.invoke_replayable(&mut inv, "cancel_step").await?;
+        if done.len() != steps.len() {
+            return Err(corrupt("cancel_step", format!("{} answers for {} steps", done.len(), steps.len())));
+        }
+        Ok(done.into_iter().map(|v| v == 1).collect())
+    }
+
     async fn claim_due(&self, now: DateTime<Utc>, limit: usize, lease: Duration, claim_ttl: Duration) -> Result<Vec<ClaimedJob>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new());

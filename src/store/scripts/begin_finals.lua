@@ -14,8 +14,7 @@ for i = 2, #KEYS do
   local id, tok, report = ARGV[a], ARGV[a + 1], ARGV[a + 2]
   local h = redis.call('HMGET', key, 'st', 'own')
   if h[2] == tok and h[1] ~= 'final' and h[1] ~= 'finishing' then
-    redis.call('HSET', key, 'st', 'finishing', 'fin', 'pipeline', 'fa', now, 'fo', me, 'fr', report)
-    zadd_later(confirm_by, id)
+    decide_final(key, id, report, now, confirm_by, me)
     out[#out + 1] = 1
   else
     out[#out + 1] = 0

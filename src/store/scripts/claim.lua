@@ -1,6 +1,8 @@
 -- claim_ids: one answer per job id, in KEYS order. 0 New, 1 Duplicate, 2 Busy, 3 Orphaned,
 -- 4 Replay. KEYS: the job hashes. ARGV[1] claim TTL (ms), ARGV[2] the alive-key prefix
--- (keys.rs), then per job: its fencing token, its source record ('' if none).
+-- (keys.rs), then per job: its fencing token, its source record ('' if none), and for the
+-- first step of a cascade the job as read ('' if none): kept as `cp` while the claim is ours,
+-- for record_events.lua to park the cascade's later steps from.
 -- The hash: `st` claimed | submitting | orphaned | deferred | sent | final, `own` the token
 -- of the claim that may act on it, `src` the record (topic/partition/offset) that claimed it.
 local ttl = ARGV[1]
@@ -8,7 +10,7 @@ alive_prefix = ARGV[2]
 
 local out = {}
 for i, key in ipairs(KEYS) do
-  local tok, src = ARGV[1 + 2 * i], ARGV[2 + 2 * i]
+  local tok, src, plan = ARGV[3 * i], ARGV[3 * i + 1], ARGV[3 * i + 2]
   local h = redis.call('HMGET', key, 'st', 'own', 'src')
   local st, own, osrc = h[1], h[2], h[3]
   if not st then
@@ -40,6 +42,9 @@ for i, key in ipairs(KEYS) do
     -- Died mid-submit: the provider may have it. Ours to end `unknown`, never to resend.
     redis.call('HSET', key, 'st', 'orphaned', 'own', tok)
     out[i] = 3
+  end
+  if plan ~= '' and (out[i] == 0 or out[i] == 3) then
+    redis.call('HSET', key, 'cp', plan)
   end
 end
 return out

@@ -1,6 +1,14 @@
--- record_events: KEYS[1] deadlines zset. ARGV[1..2] history/job key prefixes, ARGV[3] TTL
--- (ms), ARGV[4] this owner (`instance/incarnation`), then per report: job id, '1' if final,
--- 'a' if `accepted`, 'd' if `deferred`, else '0', report JSON.
+-- record_events: KEYS[1] deadlines zset, KEYS[2..4] the scheduled set, its payloads and its
+-- leases (schedule.lua). ARGV[1..2] history/job key prefixes, ARGV[3] TTL (ms), ARGV[4] this
+-- owner (`instance/incarnation`), then per report: job id (its history), its claim's store id
+-- ('' if the job id: a cascade's later step has its own), '1' if final, 's' if a cascade
+-- step's non-final end, 'a' if `accepted`, 'd' if `deferred`, else '0', report JSON, and for
+-- 's' the next step's store id and when it is due (ms), else '' twice.
+-- A step's end (`step` event) ends its claim as a final does, and parks the next step in the
+-- same step: its claim made `deferred` (unheld: its predecessor's report is recorded now) and
+-- its entry due in the scheduled set, with the job as read (`cp`, kept by claim.lua on the
+-- job's own claim) as payload; the scheduler resumes it like any parked job. Run again (a lost
+-- reply, a read-back), it finds the next step's claim there and parks nothing.
 -- Appends to the job's history. A final report marks its claim final and forgets what
 -- track_sent.lua / begin_finals.lua wrote for its job (forget_sent.lua, in
 -- the same step). `deferred` lifts the hold schedule.lua put on the job's resumption.
@@ -11,21 +19,43 @@
 -- is recorded). TTLs are set only where a key was created here: an RPUSH that returns 1 made
 -- the list; an HSET that adds `st` found no claim (it expired).
 local hist_prefix, job_prefix, ttl, me = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+
+local function park_next(job_id, next_id, due)
+  local nkey = job_prefix .. next_id
+  if redis.call('EXISTS', nkey) == 1 then return end
+  local plan = redis.call('HGET', job_prefix .. job_id, 'cp')
+  if not plan then
+    redis.log(redis.LOG_WARNING, 'sendgate: no cascade plan kept for job ' .. job_id .. '; step ' .. next_id .. ' not parked')
+    return
+  end
+  local keep = string.format('%d', tonumber(due) + tonumber(ttl))
+  redis.call('HSET', nkey, 'st', 'deferred', 'own', me .. '/c', 'src', '')
+  redis.call('PEXPIREAT', nkey, keep)
+  -- The plan must outlive the step parked from it.
+  redis.call('PEXPIREAT', job_prefix .. job_id, keep, 'GT')
+  redis.call('ZADD', KEYS[2], due, next_id)
+  redis.call('HSET', KEYS[3], next_id, '0\n' .. plan)
+  redis.call('HDEL', KEYS[4], next_id)
+end
+
 local out = {}
-for i = 5, #ARGV, 3 do
+for i = 5, #ARGV, 6 do
   local id = ARGV[i]
   local hist = hist_prefix .. id
-  if redis.call('RPUSH', hist, ARGV[i + 2]) == 1 then
+  if redis.call('RPUSH', hist, ARGV[i + 3]) == 1 then
     redis.call('PEXPIRE', hist, ttl)
   end
-  local kind = ARGV[i + 1]
-  local key = job_prefix .. id
-  if kind == '1' then
+  local kind = ARGV[i + 2]
+  local sid = ARGV[i + 1]
+  if sid == '' then sid = id end
+  local key = job_prefix .. sid
+  if kind == '1' or kind == 's' then
     if redis.call('HSET', key, 'st', 'final') == 1 then
       redis.call('PEXPIRE', key, ttl)
     end
     forget_fields(key)
-    zrem_later(id)
+    zrem_later(sid)
+    if kind == 's' then park_next(id, ARGV[i + 4], ARGV[i + 5]) end
   elseif kind == 'a' and redis.call('HDEL', key, 'hold') == 0 then
     local h = redis.call('HMGET', key, 'ho', 'fo', 'st', 'j', 'fin', 'fc', 'fa')
     if h[1] and h[2] == me and h[3] ~= 'final' and h[4] then
