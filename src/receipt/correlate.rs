@@ -198,9 +198,8 @@ impl Correlator {
         if !keep.is_empty() {
             crate::retry::until_ok("keep_early", keep.len(), || self.store.keep_early(&keep, now)).await;
         }
-        // Receipts that matched nothing through their grace: a cascade step ended by its
-        // decision time is kept for them (receipt/deadlines.rs). Looked up only now, once per
-        // such receipt, so early receipts cost nothing more.
+        // Delivered cascade steps whose `read` came: one store call decides, per step, whether
+        // the read won (the next step still parked) or is late (the next step started).
         if !read_wins.is_empty() {
             let finals: Vec<Report> = read_wins.iter().map(|j| crate::cascade::read_won(j.report(EventKind::Delivered, now))).collect();
             let json: Vec<String> = finals.iter().map(|r| serde_json::to_string(r).expect("reports serialize")).collect();
@@ -216,6 +215,9 @@ impl Correlator {
                 }
             }
         }
+        // Receipts that matched nothing through their grace: a cascade step ended by its
+        // decision time is kept for them (receipt/deadlines.rs). Looked up only now, once per
+        // such receipt, so early receipts cost nothing more.
         if !gone.is_empty() {
             let late_keys: Vec<(&str, &str)> = gone.iter().map(|(r, _)| (&*r.provider, r.message_id.as_str())).collect();
             let kept = crate::retry::until_ok("take_for_read", late_keys.len(), || self.store.take_for_read(&late_keys)).await;
