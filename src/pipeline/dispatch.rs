@@ -15,7 +15,9 @@ use tracing::{debug, warn};
 use super::gate::SubmitGate;
 use super::{Completion, Envelope, Reporter};
 use crate::clock::Clock;
-use crate::policy::rate_limit::{Admission, Outgoing};
+use crate::job::Job;
+use crate::policy::pace::{Pace, PaceNote};
+use crate::policy::rate_limit::{Admission, LimitKind, Outgoing};
 use crate::policy::{RateLimit, Verdict};
 use crate::provider::Provider;
 use crate::report::{EventKind, Report};
@@ -42,6 +44,8 @@ pub(super) struct Dispatch {
     pub reporter: Arc<Reporter>,
     pub completions: mpsc::Sender<Completion>,
     pub rate_limit: Arc<RateLimit>,
+    /// Smooth sending: campaigns' paces, applied through `rate_limit`.
+    pub pace: Arc<Pace>,
     /// A parked job's claim outlives its due time by this much.
     pub claim_ttl: Duration,
     /// Marks jobs `submitting` at the write, one store call per batch of writes.
@@ -53,6 +57,13 @@ impl Dispatch {
     /// that wait, adds the deferred to `out`, then carries `out` out. `again`: these jobs
     /// missed their slots once already.
     pub async fn run(self: &Arc<Self>, routed: Vec<Routed>, now: DateTime<Utc>, mut out: Decided, again: bool) {
+        // Campaign jobs' pacing: the routed ones are pending, and so are the ones parked above;
+        // the ended ones are not. Counted before the pace is read, so that it includes them.
+        let mut notes = std::mem::take(&mut out.pace);
+        notes.extend(routed.iter().filter_map(|(env, _)| PaceNote::of(&env.job, true)));
+        if !notes.is_empty() {
+            crate::retry::until_ok("pace", notes.len(), || self.pace.register(&notes, now)).await;
+        }
         let outgoing: Vec<Outgoing> = routed
             .iter()
             .map(|(env, p)| Outgoing {
@@ -61,10 +72,15 @@ impl Dispatch {
                 sender: p.sender(&env.job),
                 sender_rate: p.sender_rate(),
                 segments: p.segments(&env.job),
+                pace: self.pace.rate(&env.job, now),
             })
             .collect();
-        let admissions = self.admit(&outgoing, now).await;
+        let mut admissions = self.admit(&outgoing, now).await;
         drop(outgoing);
+        if !notes.is_empty() {
+            let jobs: Vec<&Job> = routed.iter().map(|(env, _)| &env.job).collect();
+            self.settle_pace(&jobs, &mut admissions, now).await;
+        }
         let mut waves: BTreeMap<Instant, Vec<Routed>> = BTreeMap::new();
         let base = Instant::now();
         for ((env, provider), a) in routed.into_iter().zip(admissions) {
@@ -126,6 +142,32 @@ impl Dispatch {
         }
     }
 
+    /// Jobs let go leave their campaigns' pending sets before they are sent (so none is left
+    /// there if this instance dies after sending it); jobs deferred on their campaign's pace
+    /// come back about when their place in its queue comes, not at the limiter's estimate.
+    async fn settle_pace(&self, jobs: &[&Job], admissions: &mut [Admission], now: DateTime<Utc>) {
+        let (mut admitted, mut deferred): (Vec<&Job>, Vec<&Job>) = (Vec::new(), Vec::new());
+        let mut on_pace = Vec::new();
+        for (i, (job, a)) in jobs.iter().zip(admissions.iter()).enumerate() {
+            if job.campaign.is_none() {
+                continue;
+            }
+            if a.verdict == Verdict::Allow {
+                admitted.push(job);
+            } else {
+                deferred.push(job);
+                on_pace.push((i, a.held_by == Some(LimitKind::Pace)));
+            }
+        }
+        let ranks = crate::retry::until_ok("pace", admitted.len() + deferred.len(), || self.pace.settle(&admitted, &deferred, now)).await;
+        for ((i, paced), rank) in on_pace.into_iter().zip(ranks) {
+            let (Some(rank), true) = (rank, paced) else { continue };
+            if let (Some(at), Verdict::Defer { until, .. }) = (self.pace.retry_at(jobs[i], rank, now), &mut admissions[i].verdict) {
+                *until = at;
+            }
+        }
+    }
+
     /// The rate limiter's answers; like the chain, it retries until the store answers, the
     /// jobs staying in hand (a lease whose answer was lost only wastes its tokens).
     async fn admit(&self, outgoing: &[Outgoing<'_>], now: DateTime<Utc>) -> Vec<Admission> {
@@ -147,6 +189,8 @@ pub(super) struct Decided {
     pub finals: Vec<(Report, String)>,
     pub done: Vec<Envelope>,
     pub sends: Vec<Routed>,
+    /// Campaign jobs parked (pending) or ended (not) by the chain or routing, for pacing.
+    pub pace: Vec<PaceNote>,
 }
 
 impl Decided {
@@ -196,7 +240,7 @@ impl Decided {
     /// report is out. A deferral or a final whose claim another token holds now (this
     /// instance stalled past its heartbeat) is dropped: the taker handles that job.
     pub async fn finish(self, store: &dyn Store, reporter: &Reporter, claim_ttl: Duration) {
-        let Self { mut reports, parked, finals, done, sends } = self;
+        let Self { mut reports, parked, finals, done, sends, pace: _ } = self;
         debug_assert!(sends.is_empty(), "sends go out before a batch finishes");
         if !parked.is_empty() {
             let (jobs, deferred): (Vec<ScheduledJob>, Vec<Option<Report>>) = parked.into_iter().unzip();

@@ -20,7 +20,7 @@
 //!   both count from their own now; two instances racing one limit or one WhatsApp portfolio.
 
 use sendgate::store::whatsapp::{Attempt, Decision, Portfolio};
-use sendgate::store::{MemoryStore, OptOutPage, Overdue};
+use sendgate::store::{MemoryStore, OptOutPage, Overdue, PaceCall, PaceState};
 
 use super::*;
 
@@ -71,6 +71,9 @@ conformance! {
     whatsapp_a_service_window_is_open_for_24_hours_after_the_last_contact,
     rates_a_lease_takes_slots_up_to_its_horizon,
     rates_campaign_speeds_are_per_tenant_then_for_every_tenant,
+    pacing_pending_is_a_set_in_first_seen_order,
+    pacing_only_campaigns_with_a_finish_by_are_tracked,
+    pacing_the_first_offered_finish_by_sticks_and_the_admins_is_apart,
 }
 
 /// Claims `(id, record)` pairs, each under a fresh token of this store's owner (so Redis sees
@@ -143,6 +146,7 @@ async fn empty_batches_are_answered_empty(st: Arc<dyn Store>) {
     assert!(st.add_opt_outs(&[]).await.unwrap().is_empty());
     assert!(st.rate_lease(&[], Utc::now()).await.unwrap().is_empty());
     assert!(st.campaign_rates(&[]).await.unwrap().is_empty());
+    assert!(st.pace(&[], Utc::now(), TTL).await.unwrap().is_empty());
     st.ping().await.unwrap();
 }
 
@@ -576,4 +580,61 @@ async fn rates_campaign_speeds_are_per_tenant_then_for_every_tenant(st: Arc<dyn 
     assert_eq!(st.campaign_rates(&[("acme", "bf")]).await.unwrap(), [Some(4.0)], "cleared: the every-tenant speed again");
     st.set_campaign_rate(None, "bf", None).await.unwrap();
     assert_eq!(st.campaign_rates(&[("acme", "bf")]).await.unwrap(), [None]);
+}
+
+/// One campaign's pacing call (`acme/<campaign>`).
+fn pace_call<'a>(campaign: &'a str, configured: bool, add: &[&'a str], remove: &[&'a str], rank: &[&'a str]) -> PaceCall<'a> {
+    PaceCall { tenant: "acme", campaign, configured, offer: None, add: add.to_vec(), remove: remove.to_vec(), rank: rank.to_vec() }
+}
+
+async fn pace_one(st: &dyn Store, call: PaceCall<'_>, now: DateTime<Utc>) -> PaceState {
+    st.pace(&[call], now, TTL).await.unwrap().pop().unwrap()
+}
+
+async fn pacing_pending_is_a_set_in_first_seen_order(st: Arc<dyn Store>) {
+    let st = st.as_ref();
+    // a and b first seen at 0 s, c at 1 s; adding again (a retried call, a job read again)
+    // neither counts twice nor moves a job back in the queue.
+    pace_one(st, pace_call("bf", true, &["b", "a"], &[], &[]), t(0)).await;
+    let s = pace_one(st, pace_call("bf", true, &["c", "a", "b"], &[], &["a", "b", "c", "zz"]), t(1)).await;
+    assert_eq!((s.pending, s.ranks), (3, vec![Some(0), Some(1), Some(2), None]));
+    // Removed (sent, ended) once or twice: gone once.
+    let s = pace_one(st, pace_call("bf", true, &[], &["a", "a", "zz"], &["b", "c", "a"]), t(2)).await;
+    assert_eq!((s.pending, s.ranks), (2, vec![Some(0), Some(1), None]));
+    // A job that comes back pending after leaving goes to the back.
+    let s = pace_one(st, pace_call("bf", true, &["a"], &["b"], &["a", "c"]), t(3)).await;
+    assert_eq!((s.pending, s.ranks), (2, vec![Some(1), Some(0)]));
+    // Campaigns are apart, tenants too.
+    let other = PaceCall { tenant: "beta", ..pace_call("bf", true, &[], &[], &[]) };
+    let both = st.pace(&[pace_call("promo", true, &["a"], &[], &[]), other], t(3), TTL).await.unwrap();
+    assert_eq!((both[0].pending, both[1].pending), (1, 0));
+}
+
+async fn pacing_only_campaigns_with_a_finish_by_are_tracked(st: Arc<dyn Store>) {
+    let st = st.as_ref();
+    // Neither configured nor set by the admin or a job: nothing kept, nothing to rank.
+    let s = pace_one(st, pace_call("plain", false, &["a"], &[], &["a"]), t(0)).await;
+    assert_eq!((s.pending, s.ranks, s.admin_finish_by, s.job_finish_by), (0, vec![None], None, None));
+    // A job offering a finish_by makes its campaign paced in the same call.
+    let offer = PaceCall { offer: Some(t(600)), ..pace_call("plain", false, &["a"], &[], &["a"]) };
+    let s = pace_one(st, offer, t(0)).await;
+    assert_eq!((s.pending, s.ranks, s.job_finish_by), (1, vec![Some(0)], Some(t(600))));
+    // So does an admin's, for campaigns no job offered one for.
+    st.set_finish_by("acme", "admin", Some(t(900))).await.unwrap();
+    let s = pace_one(st, pace_call("admin", false, &["x"], &[], &[]), t(0)).await;
+    assert_eq!((s.pending, s.admin_finish_by), (1, Some(t(900))));
+}
+
+async fn pacing_the_first_offered_finish_by_sticks_and_the_admins_is_apart(st: Arc<dyn Store>) {
+    let st = st.as_ref();
+    let offer = |at| PaceCall { offer: Some(at), ..pace_call("bf", false, &[], &[], &[]) };
+    assert_eq!(pace_one(st, offer(t(600)), t(0)).await.job_finish_by, Some(t(600)));
+    assert_eq!(pace_one(st, offer(t(900)), t(1)).await.job_finish_by, Some(t(600)), "a later job's does not move it");
+    st.set_finish_by("acme", "bf", Some(t(1200))).await.unwrap();
+    let s = pace_one(st, offer(t(900)), t(2)).await;
+    assert_eq!((s.admin_finish_by, s.job_finish_by), (Some(t(1200)), Some(t(600))));
+    // Cleared by the admin: both gone, so the next job's offer sets it afresh.
+    st.set_finish_by("acme", "bf", None).await.unwrap();
+    let s = pace_one(st, offer(t(900)), t(3)).await;
+    assert_eq!((s.admin_finish_by, s.job_finish_by), (None, Some(t(900))));
 }

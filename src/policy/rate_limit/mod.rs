@@ -1,5 +1,6 @@
 //! `rate_limit`: speeds in SMS segments per second that hold across every instance: per
-//! provider, per sender (`from`), per tenant and per campaign.
+//! provider, per sender (`from`), per tenant and per campaign; and a campaign's pace to its
+//! `finish_by` in jobs per second ([`super::pace`]).
 //!
 //! Each limit is a GCRA timeline in the store (`Rates::rate_lease`; Redis: one script on
 //! Redis's clock). An instance leases the next slots of a limit, at least `rate × lease` of
@@ -86,6 +87,8 @@ pub enum LimitKind {
     Sender,
     Tenant,
     Campaign,
+    /// A campaign's pace to its `finish_by` (`policy::pace`): counts jobs, not segments.
+    Pace,
 }
 
 impl LimitKind {
@@ -95,6 +98,7 @@ impl LimitKind {
             Self::Sender => "sender",
             Self::Tenant => "tenant",
             Self::Campaign => "campaign",
+            Self::Pace => "pace",
         }
     }
 }
@@ -108,8 +112,10 @@ pub struct Outgoing<'a> {
     pub sender: Option<&'a str>,
     /// The sender limit when `[rate_limits.senders]` names none ([`crate::provider::Provider::sender_rate`]).
     pub sender_rate: Option<f64>,
-    /// SMS segments it costs with this provider's encoding: what every limit counts.
+    /// SMS segments it costs with this provider's encoding: what every limit but the pace counts.
     pub segments: u32,
+    /// Its campaign's pace in jobs per second, when it is paced to a `finish_by`.
+    pub pace: Option<f64>,
 }
 
 /// The limiter's answer for one job.
@@ -119,6 +125,8 @@ pub struct Admission {
     pub verdict: Verdict,
     /// When an allowed job may go: its slot, on tokio's clock (now, for a job no limit holds).
     pub not_before: Instant,
+    /// For a deferred job, the limit whose turn was furthest off.
+    pub held_by: Option<LimitKind>,
 }
 
 /// The limits of one batch, while it is being decided.
@@ -165,7 +173,7 @@ impl RateLimit {
         let (limits, per_job) = self.limits_of(batch);
         let started = Instant::now();
         if limits.is_empty() {
-            return Ok(batch.iter().map(|_| Admission { verdict: Verdict::Allow, not_before: started }).collect());
+            return Ok(batch.iter().map(|_| Admission { verdict: Verdict::Allow, not_before: started, held_by: None }).collect());
         }
         let latest = started + self.cfg.max_wait;
 
@@ -181,10 +189,14 @@ impl RateLimit {
                         let largest = l.demands.iter().copied().max().unwrap_or(1).max(1);
                         // A job may start up to max_wait out; its other tokens follow its first.
                         let spill = Duration::from_micros(leased.interval_us()) * (largest - 1);
+                        // A pace is not leased ahead: slots one instance holds and does not use are
+                        // lost to the campaign, which then falls behind and must catch up at the end.
+                        // Its batches make pacing store calls anyway, so leasing exactly costs none.
+                        let least = if l.kind == LimitKind::Pace { 1 } else { lease_tokens(l.rate, self.cfg.lease) };
                         RateLease {
                             limit: l.id.clone(),
                             interval_us: leased.interval_us(),
-                            want: missing.min(u64::from(u32::MAX)).max(u64::from(lease_tokens(l.rate, self.cfg.lease))) as u32,
+                            want: missing.min(u64::from(u32::MAX)).max(u64::from(least)) as u32,
                             horizon_us: (self.cfg.max_wait + spill).as_micros() as u64,
                         }
                     })
@@ -224,10 +236,12 @@ impl RateLimit {
     /// takes none and is deferred.
     fn admit(&self, local: &mut Local, limits: &[BatchLimit], mine: &[usize], n: u32, now: Instant, now_utc: DateTime<Utc>) -> Admission {
         if mine.is_empty() {
-            return Admission { verdict: Verdict::Allow, not_before: now };
+            return Admission { verdict: Verdict::Allow, not_before: now, held_by: None };
         }
         let latest = now + self.cfg.max_wait;
-        let fit_from = |from: Instant| -> Vec<_> { mine.iter().map(|&i| local.leased.get(&limits[i].id).and_then(|l| l.fit(n, from, latest))).collect() };
+        // The pace counts jobs; every other limit the job's segments.
+        let cost = |i: usize| if limits[i].kind == LimitKind::Pace { 1 } else { n };
+        let fit_from = |from: Instant| -> Vec<_> { mine.iter().map(|&i| local.leased.get(&limits[i].id).and_then(|l| l.fit(cost(i), from, latest))).collect() };
         let mut fits = fit_from(now);
         // Under several limits: one start that all of them have slots for, so that each limit
         // spends its slots when the job really goes. Where a limit's leased slots do not reach
@@ -255,14 +269,14 @@ impl RateLimit {
                     (at, binding) = (fit.start, limits[i].kind);
                 }
                 if let Some(l) = local.leased.get_mut(&limits[i].id) {
-                    l.take(fit, n);
+                    l.take(fit, cost(i));
                 }
             }
             let wait = at - now;
             if !wait.is_zero() {
                 metrics::histogram!(telemetry::RATE_LIMIT_WAIT_SECONDS, "limit" => binding.as_str()).record(wait.as_secs_f64());
             }
-            return Admission { verdict: Verdict::Allow, not_before: at };
+            return Admission { verdict: Verdict::Allow, not_before: at, held_by: None };
         }
         // Its turn, as far as this instance can tell: after what is booked and after the
         // jobs it deferred before. It comes back a little before that, so it waits the rest of
@@ -271,7 +285,7 @@ impl RateLimit {
         let mut binding = limits[mine[0]].kind;
         for (&i, fit) in mine.iter().zip(&fits) {
             if fit.is_none() {
-                let at = local.leased.get_mut(&limits[i].id).map_or(now, |l| l.defer(n, now));
+                let at = local.leased.get_mut(&limits[i].id).map_or(now, |l| l.defer(cost(i), now));
                 if at >= turn {
                     (turn, binding) = (at, limits[i].kind);
                 }
@@ -280,7 +294,7 @@ impl RateLimit {
         let back_in = (turn - now).saturating_sub(self.cfg.max_wait / 2).max(self.cfg.lease);
         metrics::counter!(telemetry::RATE_LIMITED_TOTAL, "limit" => binding.as_str()).increment(1);
         let until = now_utc + chrono::Duration::from_std(back_in).unwrap_or(chrono::Duration::seconds(1));
-        Admission { verdict: Verdict::Defer { until, reason: Reason::RateLimited }, not_before: now }
+        Admission { verdict: Verdict::Defer { until, reason: Reason::RateLimited }, not_before: now, held_by: Some(binding) }
     }
 
     /// The batch's limits, and for each job the indices of those that hold it.
@@ -303,6 +317,7 @@ impl RateLimit {
                     (LimitKind::Sender, o.sender.and_then(|s| Some((format!("sender:{s}"), self.cfg.senders.get(s).copied().or(o.sender_rate)?)))),
                     (LimitKind::Tenant, self.cfg.tenants.get(&job.tenant).map(|r| (format!("tenant:{}", job.tenant), *r))),
                     (LimitKind::Campaign, campaign),
+                    (LimitKind::Pace, o.pace.zip(job.campaign.as_deref()).map(|(r, c)| (crate::store::pace_limit(&job.tenant, c), r))),
                 ];
                 candidates
                     .into_iter()
@@ -312,7 +327,7 @@ impl RateLimit {
                             limits.push(BatchLimit { id, kind, rate, demands: Vec::new() });
                             limits.len() - 1
                         });
-                        limits[i].demands.push(o.segments.max(1));
+                        limits[i].demands.push(if kind == LimitKind::Pace { 1 } else { o.segments.max(1) });
                         Some(i)
                     })
                     .collect()
