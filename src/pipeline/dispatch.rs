@@ -81,12 +81,13 @@ impl Dispatch {
             let jobs: Vec<&Job> = routed.iter().map(|(env, _)| &env.job).collect();
             self.settle_pace(&jobs, &mut admissions, now).await;
         }
-        let mut waves: BTreeMap<Instant, Vec<Routed>> = BTreeMap::new();
+        // Keyed by the slot and how late the wave may still go (see `Admission::late_ok`).
+        let mut waves: BTreeMap<(Instant, Duration), Vec<Routed>> = BTreeMap::new();
         let base = Instant::now();
         for ((env, provider), a) in routed.into_iter().zip(admissions) {
             match a.verdict {
                 // Rounded up to the tick: a wave goes at its last job's slot, never before any.
-                Verdict::Allow if a.not_before > base => waves.entry(round_up(a.not_before, base)).or_default().push((env, provider)),
+                Verdict::Allow if a.not_before > base => waves.entry((round_up(a.not_before, base), a.late_ok)).or_default().push((env, provider)),
                 Verdict::Allow => out.sends.push((env, provider)),
                 other => out.settle(env, other, now),
             }
@@ -98,17 +99,18 @@ impl Dispatch {
         // providers' jobs meanwhile; the jobs waiting hold their in-flight permits, so memory
         // stays bounded. A job is marked submitting only at its write: an instance that dies
         // while jobs wait leaves them claimed, and another instance takes them over.
-        for (at, wave) in waves {
-            tokio::spawn(self.clone().wave(at, wave, again));
+        for ((at, late_ok), wave) in waves {
+            tokio::spawn(self.clone().wave(at, late_ok.max(LATE), wave, again));
         }
         out.finish(self.store.as_ref(), &self.reporter, self.claim_ttl).await;
     }
 
-    /// Sends a wave at its time. Boxed: [`Dispatch::run`] spawns it and it may run `run` again.
-    fn wave(self: Arc<Self>, at: Instant, jobs: Vec<Routed>, again: bool) -> BoxFuture<'static, ()> {
+    /// Sends a wave at its time, or up to `late` after it. Boxed: [`Dispatch::run`] spawns it
+    /// and it may run `run` again.
+    fn wave(self: Arc<Self>, at: Instant, late: Duration, jobs: Vec<Routed>, again: bool) -> BoxFuture<'static, ()> {
         Box::pin(async move {
             tokio::time::sleep_until(at).await;
-            if again || Instant::now() <= at + LATE {
+            if again || Instant::now() <= at + late {
                 return self.send(jobs).await;
             }
             self.readmit(jobs, at).await;

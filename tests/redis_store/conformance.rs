@@ -70,6 +70,7 @@ conformance! {
     whatsapp_the_pair_limit_holds_but_not_against_the_same_job,
     whatsapp_a_service_window_is_open_for_24_hours_after_the_last_contact,
     rates_a_lease_takes_slots_up_to_its_horizon,
+    rates_a_tolerance_catches_up_slots_missed_a_moment_ago,
     rates_campaign_speeds_are_per_tenant_then_for_every_tenant,
     pacing_pending_is_a_set_in_first_seen_order,
     pacing_only_campaigns_with_a_finish_by_are_tracked,
@@ -553,7 +554,7 @@ async fn whatsapp_a_service_window_is_open_for_24_hours_after_the_last_contact(s
 }
 
 fn lease(limit: &str, interval_us: u64, want: u32) -> RateLease {
-    RateLease { limit: limit.into(), interval_us, want, horizon_us: 100_000 }
+    RateLease { limit: limit.into(), interval_us, want, horizon_us: 100_000, tolerance_us: 0 }
 }
 
 async fn rates_a_lease_takes_slots_up_to_its_horizon(st: Arc<dyn Store>) {
@@ -569,6 +570,23 @@ async fn rates_a_lease_takes_slots_up_to_its_horizon(st: Arc<dyn Store>) {
     let g = st.rate_lease(&[lease("slow", 500_000, 5)], Utc::now()).await.unwrap();
     assert_eq!(g[0].granted, 0);
     assert!(g[0].next_free_us > 100_000 && g[0].next_free_us <= 500_000, "{g:?}");
+}
+
+async fn rates_a_tolerance_catches_up_slots_missed_a_moment_ago(st: Arc<dyn Store>) {
+    let st = st.as_ref();
+    // 10/s with a 500 ms tolerance (a pace's): one token, then 350 ms unused.
+    let paced = |want| RateLease { tolerance_us: 500_000, horizon_us: 2_000_000, ..lease("pace:acme/bf", 100_000, want) };
+    let g = st.rate_lease(&[paced(1)], Utc::now()).await.unwrap();
+    assert_eq!((g[0].granted, g[0].first_us), (1, 0), "a fresh timeline starts at now: no burst");
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    // The slots missed since 100 ms are still there, already due.
+    let g = st.rate_lease(&[paced(3)], Utc::now()).await.unwrap();
+    assert_eq!(g[0].granted, 3);
+    assert!((-300_000..=-200_000).contains(&g[0].first_us), "{g:?}");
+    // Idle for more than twice the tolerance: from now again.
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    let g = st.rate_lease(&[paced(1)], Utc::now()).await.unwrap();
+    assert_eq!((g[0].granted, g[0].first_us), (1, 0), "{g:?}");
 }
 
 async fn rates_campaign_speeds_are_per_tenant_then_for_every_tenant(st: Arc<dyn Store>) {

@@ -127,6 +127,11 @@ pub struct Admission {
     pub not_before: Instant,
     /// For a deferred job, the limit whose turn was furthest off.
     pub held_by: Option<LimitKind>,
+    /// For an allowed job, how late after `not_before` it may still go (a wave woken later
+    /// than that is admitted again): its limits' catch-up tolerance when every one of them
+    /// has one (a pace's), else zero. A pace's slot used a moment late is what its tolerance
+    /// allows anyway; admitting the job again would lose the slot, and the campaign fall behind.
+    pub late_ok: Duration,
 }
 
 /// The limits of one batch, while it is being decided.
@@ -160,6 +165,20 @@ impl RateLimit {
         Self { store, cfg, local: Mutex::new(Local::default()) }
     }
 
+    /// How long ago a limit's missed slots may still be used. A speed limit's passed slots are
+    /// lost (no burst after idling). A pace's are recovered for a quarter of `max_wait`: its
+    /// deferred jobs come back half a `max_wait` before their turn, and a busy instance that
+    /// brings them back later than that would otherwise lose those slots for good, the whole
+    /// campaign falling behind and catching up at the end (docs/policies.md). A quarter keeps
+    /// what one 10 s can gain from that small (`rate × max_wait / 4`, 5% at the 2 s default).
+    fn tolerance(&self, kind: LimitKind) -> Duration {
+        if kind == LimitKind::Pace {
+            self.cfg.max_wait / 4
+        } else {
+            Duration::ZERO
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Local> {
         self.local.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -173,7 +192,7 @@ impl RateLimit {
         let (limits, per_job) = self.limits_of(batch);
         let started = Instant::now();
         if limits.is_empty() {
-            return Ok(batch.iter().map(|_| Admission { verdict: Verdict::Allow, not_before: started, held_by: None }).collect());
+            return Ok(batch.iter().map(|_| Admission { verdict: Verdict::Allow, not_before: started, held_by: None, late_ok: Duration::ZERO }).collect());
         }
         let latest = started + self.cfg.max_wait;
 
@@ -183,7 +202,7 @@ impl RateLimit {
             limits
                 .iter()
                 .filter_map(|l| {
-                    let leased = local.leased_for(&l.id, l.rate);
+                    let leased = local.leased_for(&l.id, l.rate, self.tolerance(l.kind));
                     let missing = leased.uncovered(l.demands.iter().copied(), started, latest);
                     (missing > 0).then(|| {
                         let largest = l.demands.iter().copied().max().unwrap_or(1).max(1);
@@ -198,6 +217,7 @@ impl RateLimit {
                             interval_us: leased.interval_us(),
                             want: missing.min(u64::from(u32::MAX)).max(u64::from(least)) as u32,
                             horizon_us: (self.cfg.max_wait + spill).as_micros() as u64,
+                            tolerance_us: self.tolerance(l.kind).as_micros() as u64,
                         }
                     })
                 })
@@ -207,10 +227,10 @@ impl RateLimit {
         let replied = Instant::now();
         let mut local = self.lock();
         if let Some(g) = grants.first() {
-            local.clock.observe(g.first_at_us - g.first_us, replied);
+            local.clock.observe(g.first_at_us.saturating_add_signed(-g.first_us), replied);
         }
         for (req, g) in requests.iter().zip(&grants) {
-            let store_now = g.first_at_us - g.first_us;
+            let store_now = g.first_at_us.saturating_add_signed(-g.first_us);
             let first = local.clock.local(g.first_at_us);
             let booked = local.clock.local(store_now + g.next_free_us);
             if let Some(leased) = local.leased.get_mut(&req.limit) {
@@ -236,7 +256,7 @@ impl RateLimit {
     /// takes none and is deferred.
     fn admit(&self, local: &mut Local, limits: &[BatchLimit], mine: &[usize], n: u32, now: Instant, now_utc: DateTime<Utc>) -> Admission {
         if mine.is_empty() {
-            return Admission { verdict: Verdict::Allow, not_before: now, held_by: None };
+            return Admission { verdict: Verdict::Allow, not_before: now, held_by: None, late_ok: Duration::ZERO };
         }
         let latest = now + self.cfg.max_wait;
         // The pace counts jobs; every other limit the job's segments.
@@ -276,7 +296,8 @@ impl RateLimit {
             if !wait.is_zero() {
                 metrics::histogram!(telemetry::RATE_LIMIT_WAIT_SECONDS, "limit" => binding.as_str()).record(wait.as_secs_f64());
             }
-            return Admission { verdict: Verdict::Allow, not_before: at, held_by: None };
+            let late_ok = mine.iter().map(|&i| self.tolerance(limits[i].kind)).min().unwrap_or_default();
+            return Admission { verdict: Verdict::Allow, not_before: at, held_by: None, late_ok };
         }
         // Its turn, as far as this instance can tell: after what is booked and after the
         // jobs it deferred before. It comes back a little before that, so it waits the rest of
@@ -294,7 +315,7 @@ impl RateLimit {
         let back_in = (turn - now).saturating_sub(self.cfg.max_wait / 2).max(self.cfg.lease);
         metrics::counter!(telemetry::RATE_LIMITED_TOTAL, "limit" => binding.as_str()).increment(1);
         let until = now_utc + chrono::Duration::from_std(back_in).unwrap_or(chrono::Duration::seconds(1));
-        Admission { verdict: Verdict::Defer { until, reason: Reason::RateLimited }, not_before: now, held_by: Some(binding) }
+        Admission { verdict: Verdict::Defer { until, reason: Reason::RateLimited }, not_before: now, held_by: Some(binding), late_ok: Duration::ZERO }
     }
 
     /// The batch's limits, and for each job the indices of those that hold it.
@@ -366,11 +387,11 @@ impl RateLimit {
 impl Local {
     /// This limit's leased tokens; a changed speed starts afresh (slots leased at the old one
     /// are dropped: conservative).
-    fn leased_for(&mut self, id: &str, rate: f64) -> &mut Leased {
+    fn leased_for(&mut self, id: &str, rate: f64, tolerance: Duration) -> &mut Leased {
         let interval = interval_us(rate);
-        let entry = self.leased.entry(id.to_owned()).or_insert_with(|| Leased::new(interval));
+        let entry = self.leased.entry(id.to_owned()).or_insert_with(|| Leased::new(interval).with_tolerance(tolerance));
         if entry.interval_us() != interval {
-            *entry = Leased::new(interval);
+            *entry = Leased::new(interval).with_tolerance(tolerance);
         }
         entry
     }
