@@ -10,12 +10,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::api::admin::{Admin, WhatsappAdmin};
+use crate::api::admin::{Admin, CampaignAdmin, WhatsappAdmin};
 use crate::api::webhooks::WebhookEvents;
 use crate::api::{self as http, Api, Ingest};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::pipeline::{completer, worker, CompleterCtx, DrainHandle, Intake, Reporter, WorkerCtx};
+use crate::policy::pace::Pace;
 use crate::policy::{Chain, RateLimit, WhatsappTier};
 use crate::provider::{self, BuildDeps, EmbeddedApi};
 use crate::provider_sim::{ProviderSim, ProviderSimHandle, SimMode};
@@ -85,11 +86,14 @@ impl App {
             Some(r) => r.clone(),
             None => Arc::new(MemoryStore::new()),
         };
+        let pace = Arc::new(Pace::from_config(&cfg, store.clone()));
         // Read before anything is started: a bad token file fails fast.
         let admin = match &cfg.admin {
-            Some(a) => {
-                Some(Admin::new(a, store.clone())?.with_whatsapp(WhatsappAdmin { tier: WhatsappTier::new(store.clone(), &cfg.whatsapp), clock: clock.clone() }))
-            }
+            Some(a) => Some(
+                Admin::new(a, store.clone())?
+                    .with_whatsapp(WhatsappAdmin { tier: WhatsappTier::new(store.clone(), &cfg.whatsapp), clock: clock.clone() })
+                    .with_campaigns(CampaignAdmin { pace: pace.clone(), speeds: cfg.rate_limits.campaigns.clone(), clock: clock.clone() }),
+            ),
             None => None,
         };
         // A claim held by a live instance is looked at again once its heartbeat could lapse.
@@ -160,6 +164,7 @@ impl App {
                 batch_size: cfg.pipeline.batch_size,
                 // Not in the chain: it needs the routed provider. See policy::rate_limit.
                 rate_limit: Arc::new(RateLimit::new(store.clone(), cfg.rate_limits.clone())),
+                pace: pace.clone(),
                 claim_ttl: cfg.pipeline.dedup_ttl,
                 cascades: Arc::new(crate::cascade::Cascades::from_config(&cfg)),
             },

@@ -104,6 +104,10 @@ pub struct Job {
     pub tz: Option<chrono_tz::Tz>,
     pub route: Option<String>,
     pub campaign: Option<String>,
+    /// The campaign's deadline as this job proposes it (smooth sending): the first job seen
+    /// sets it for its campaign when neither the admin API nor config has one. Only its
+    /// format is checked: a parked job read back after the deadline must still parse.
+    pub finish_by: Option<DateTime<Utc>>,
     pub meta: BTreeMap<String, String>,
     /// The channels to try in order (docs/cascades.md), as given.
     pub cascade: Option<Box<CascadeSpec>>,
@@ -239,7 +243,11 @@ fn build(obj: &Map<String, Value>, id: String, now: DateTime<Utc>) -> FieldResul
     let route = opt(obj, "route", |v| name("route", v))?;
     let campaign = opt(obj, "campaign", |v| name("campaign", v))?;
     let cascade = opt(obj, "cascade", cascade::spec)?.map(Box::new);
-    Ok(Job { id, tenant, channel, to, from, content, priority, send_at, expires_at, quiet_hours, tz, route, campaign, meta, cascade, step: None })
+    let finish_by = opt(obj, "finish_by", |v| time("finish_by", v))?;
+    if finish_by.is_some() && campaign.is_none() {
+        return Err(FieldError("finish_by", "needs a campaign: it is the deadline of the job's campaign".into()));
+    }
+    Ok(Job { id, tenant, channel, to, from, content, priority, send_at, expires_at, quiet_hours, tz, route, campaign, finish_by, meta, cascade, step: None })
 }
 
 /// Longest part of a value an error quotes: errors go into `rejected` reports, which must stay
@@ -543,6 +551,9 @@ impl Job {
         }
         if let Some(c) = &self.campaign {
             put("campaign", c.clone().into());
+        }
+        if let Some(t) = self.finish_by {
+            put("finish_by", t.to_rfc3339().into());
         }
         if !self.meta.is_empty() {
             put("meta", serde_json::to_value(&self.meta).expect("string map serializes"));

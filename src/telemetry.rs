@@ -218,16 +218,27 @@ fn describe_whatsapp() {
 }
 
 /// Time jobs waited in place for their rate-limit slot, by the `limit` kind that held them
-/// (`provider`, `sender`, `tenant`, `campaign`): `_sum` is the seconds waited, `_count` the
+/// (`provider`, `sender`, `tenant`, `campaign`, `pace`): `_sum` is the seconds waited, `_count` the
 /// jobs that waited. A histogram because counters here are integers.
 pub const RATE_LIMIT_WAIT_SECONDS: &str = "sendgate_rate_limit_wait_seconds";
 /// Jobs deferred as `rate_limited` (their turn was further off than `max_wait`), by `limit`.
 pub const RATE_LIMITED_TOTAL: &str = "sendgate_rate_limited_total";
 
+/// Campaigns this instance paces now (smooth sending: a `finish_by` from the admin API,
+/// config or a job). Per-campaign figures are in the admin API: campaign names are unbounded.
+pub const CAMPAIGNS_PACED: &str = "sendgate_campaigns_paced";
+/// Jobs pending in the campaigns this instance paces, summed, as the store last counted them.
+pub const CAMPAIGN_JOBS_PENDING: &str = "sendgate_campaign_jobs_pending";
+/// Jobs of a paced campaign let go by the rate limiter after their campaign's `finish_by`.
+pub const CAMPAIGN_JOBS_LATE_TOTAL: &str = "sendgate_campaign_jobs_late_total";
+
 fn describe_rate_limits() {
-    use metrics::{describe_counter, describe_histogram, Unit};
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_histogram!(RATE_LIMIT_WAIT_SECONDS, Unit::Seconds, "Time jobs waited in place for a rate-limit slot");
     describe_counter!(RATE_LIMITED_TOTAL, "Jobs deferred by a rate limit");
+    describe_gauge!(CAMPAIGNS_PACED, "Campaigns paced to a finish_by by this instance");
+    describe_gauge!(CAMPAIGN_JOBS_PENDING, "Jobs pending in the campaigns this instance paces");
+    describe_counter!(CAMPAIGN_JOBS_LATE_TOTAL, "Jobs of paced campaigns let go after their finish_by");
 }
 
 /// HTTP connections the server closed before their client did, by `reason`

@@ -601,14 +601,20 @@ async fn the_admin_api_shows_a_portfolios_use_and_opens_service_windows() {
     h.app.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn campaign_speeds_are_set_and_read_through_the_admin_api() {
-    const TOKEN: &str = "test-admin-token-0123456789";
+const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// The embedded default with the admin API on, and the header value it wants.
+async fn start_with_admin() -> (support::Harness, String) {
     let h = start(|c| {
-        c.admin = Some(sendgate::config::AdminConfig { token: Some(TOKEN.into()), token_file: None, actor: "ops".into() });
+        c.admin = Some(sendgate::config::AdminConfig { token: Some(ADMIN_TOKEN.into()), token_file: None, actor: "ops".into() });
     })
     .await;
-    let auth = format!("Bearer {TOKEN}");
+    (h, format!("Bearer {ADMIN_TOKEN}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn campaign_speeds_are_set_and_read_through_the_admin_api() {
+    let (h, auth) = start_with_admin().await;
     let put = |path: &'static str, body: &'static str, auth: Option<String>| {
         let addr = h.app.api_addr;
         async move {
@@ -637,5 +643,65 @@ async fn campaign_speeds_are_set_and_read_through_the_admin_api() {
     let (status, _, _) = put("/v1/admin/campaigns/acme/black-friday", r#"{"rate": null}"#, Some(auth.clone())).await;
     assert_eq!(status, 200);
     assert_eq!(h.app.store.campaign_rates(&[("acme", "black-friday")]).await.unwrap(), [None]);
+    h.app.shutdown().await;
+}
+
+/// Smooth sending through the admin route on the embedded default (memory store, a clock that
+/// stands still): a `finish_by` set, its campaign paced, and mistakes named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_finish_by_is_set_and_its_pace_shown_through_the_admin_api() {
+    let (h, auth) = start_with_admin().await;
+    let put = |path: &'static str, body: String| {
+        let (addr, auth) = (h.app.api_addr, auth.clone());
+        async move { support::request_with(addr, "PUT", path, &[("authorization", &auth)], body.into()).await }
+    };
+    let path = "/v1/admin/campaigns/acme/bf";
+    let day_ahead = (support::t0() + chrono::Duration::hours(24)).to_rfc3339();
+    let (status, _, body) = put(path, format!(r#"{{"finish_by": "{day_ahead}"}}"#)).await;
+    assert_eq!((status, body["finish_by"].as_str()), (200, Some(day_ahead.as_str())), "{body}");
+    let (_, _, body) = h.admin("GET", path, Some(&auth)).await;
+    assert_eq!((&body["finish_by_source"], &body["pending"], &body["pace_jobs_per_second"]), (&json!("admin"), &json!(0), &Value::Null), "{body}");
+
+    // Three jobs: the first goes at once, the other two wait for their turns.
+    let jobs: Vec<Value> = (0..3)
+        .map(|i| json!({"id": format!("bf-{i}"), "tenant": "acme", "channel": "sms", "to": format!("+4915112345{i:03}"), "text": "sale", "campaign": "bf"}))
+        .collect();
+    let (status, _) = h.post("/v1/jobs", "application/json", serde_json::to_vec(&jobs).unwrap()).await;
+    assert_eq!(status, 202);
+    h.wait_until("one sent, two deferred", || {
+        let r = h.reports();
+        r.iter().filter(|r| r.event == EventKind::Deferred).count() == 2 && r.iter().any(|r| r.event == EventKind::Accepted)
+    })
+    .await;
+    let (_, _, body) = h.admin("GET", path, Some(&auth)).await;
+    assert_eq!(body["pending"], json!(2), "{body}");
+    // The first job took the pace's first slot and booked the next 8 h out (a day for three):
+    // the other two share the 16 h from there.
+    let pace = body["pace_jobs_per_second"].as_f64().unwrap();
+    assert!((1.98 / 57_600.0..2.02 / 57_600.0).contains(&pace), "{body}");
+    let projected: chrono::DateTime<chrono::Utc> = body["projected_finish"].as_str().unwrap().parse().unwrap();
+    assert!((projected - (support::t0() + chrono::Duration::hours(24))).num_seconds().abs() < 600, "{body}");
+
+    // Mistakes name the field and change nothing.
+    let past = (support::t0() - chrono::Duration::seconds(1)).to_rfc3339();
+    for (path, body, want) in [
+        (path, format!(r#"{{"finish_by": "{past}"}}"#), "finish_by: must be in the future"),
+        (path, r#"{"finish_by": "Friday"}"#.to_owned(), "finish_by: not an RFC 3339 time"),
+        (path, r#"{"finish_by": 1700000000}"#.to_owned(), "finish_by: must be an RFC 3339 time"),
+        (path, format!(r#"{{"rate": 0, "finish_by": "{day_ahead}"}}"#), "rate: must be > 0"),
+        ("/v1/admin/campaigns/*/bf", format!(r#"{{"finish_by": "{day_ahead}"}}"#), "tenant: a finish_by is one tenant's"),
+        ("/v1/admin/campaigns/acme/b%20f", format!(r#"{{"finish_by": "{day_ahead}"}}"#), "campaign:"),
+    ] {
+        let (status, _, resp) = put(path, body.clone()).await;
+        assert_eq!(status, 400, "{path} {body}: {resp}");
+        assert!(resp["error"].as_str().unwrap_or_default().starts_with(want), "{path} {body}: {resp}");
+    }
+    let (_, _, body) = h.admin("GET", path, Some(&auth)).await;
+    assert_eq!(body["finish_by"].as_str(), Some(day_ahead.as_str()), "{body}");
+    // Cleared: not paced any more (the two waiting jobs go when they come back).
+    let (status, _, _) = put(path, r#"{"finish_by": null}"#.to_owned()).await;
+    assert_eq!(status, 200);
+    let (_, _, body) = h.admin("GET", path, Some(&auth)).await;
+    assert_eq!((&body["finish_by"], &body["pace_jobs_per_second"]), (&Value::Null, &Value::Null), "{body}");
     h.app.shutdown().await;
 }

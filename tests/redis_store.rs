@@ -607,7 +607,7 @@ mod round_trips;
 mod whatsapp;
 
 fn rate_req(limit: &str, interval_us: u64, want: u32, horizon_us: u64) -> RateLease {
-    RateLease { limit: limit.into(), interval_us, want, horizon_us }
+    RateLease { limit: limit.into(), interval_us, want, horizon_us, tolerance_us: 0 }
 }
 
 /// Two instances leasing from one limit as fast as they can for 1.5 s of Redis time: no slot

@@ -1,4 +1,5 @@
-//! The admin API under `/v1/admin/`: opt-out lists and WhatsApp tiers (`whatsapp.rs`), behind
+//! The admin API under `/v1/admin/`: opt-out lists, WhatsApp tiers (`whatsapp.rs`) and
+//! campaign speeds and pacing (`campaigns.rs`), behind
 //! the configured bearer token.
 //!
 //! Without `[admin]` in config the whole prefix answers 404 (see `mod.rs`). Every request is
@@ -23,6 +24,7 @@ use crate::telemetry;
 mod campaigns;
 mod whatsapp;
 
+pub use campaigns::CampaignAdmin;
 pub use whatsapp::WhatsappAdmin;
 
 /// A token shorter than this is refused at startup (as `admin.token` is by config checks).
@@ -49,6 +51,9 @@ pub struct Admin {
     actor: String,
     /// The WhatsApp routes; `None` until [`Admin::with_whatsapp`].
     whatsapp: Option<WhatsappAdmin>,
+    /// Campaign pacing for `/v1/admin/campaigns/...`; `None` until [`Admin::with_campaigns`]
+    /// (speeds alone then).
+    campaigns: Option<CampaignAdmin>,
 }
 
 impl Admin {
@@ -67,12 +72,18 @@ impl Admin {
             // Config validation refuses an [admin] without either.
             (None, None) => String::new(),
         };
-        Ok(Self { store, token: token.into_bytes(), actor: cfg.actor.clone(), whatsapp: None })
+        Ok(Self { store, token: token.into_bytes(), actor: cfg.actor.clone(), whatsapp: None, campaigns: None })
     }
 
     /// Adds `/v1/admin/whatsapp/...`: a portfolio's tier and use, and inbound contacts.
     pub fn with_whatsapp(mut self, whatsapp: WhatsappAdmin) -> Self {
         self.whatsapp = Some(whatsapp);
+        self
+    }
+
+    /// Adds smooth sending to `/v1/admin/campaigns/...`: `finish_by`, pending, pace.
+    pub fn with_campaigns(mut self, campaigns: CampaignAdmin) -> Self {
+        self.campaigns = Some(campaigns);
         self
     }
 
@@ -114,8 +125,8 @@ impl Admin {
                 _ => method_not_allowed("POST"),
             },
             ["campaigns", tenant, campaign] => match method {
-                Method::PUT => campaigns::set(self.store.as_ref(), tenant, campaign, req, &self.actor).await,
-                Method::GET => campaigns::get(self.store.as_ref(), tenant, campaign).await,
+                Method::PUT => campaigns::set(self.store.as_ref(), self.campaigns.as_ref(), tenant, campaign, req, &self.actor).await,
+                Method::GET => campaigns::get(self.store.as_ref(), self.campaigns.as_ref(), tenant, campaign).await,
                 _ => method_not_allowed("PUT, GET"),
             },
             _ => json_resp(StatusCode::NOT_FOUND, json!({"error": format!("no admin route for {path}")})),

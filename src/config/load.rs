@@ -67,21 +67,13 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
                 _ => errors.push("providers: must be a table of providers".into()),
             },
             "tenant_defaults" => section(&key, value, &mut errors, &mut config.tenant_defaults),
-            "tenants" => match value {
-                Value::Table(tenants) => {
-                    for (name, t) in tenants {
-                        if let Some(tc) = typed(&format!("tenants.{name}"), t, &mut errors) {
-                            config.tenants.insert(name, tc);
-                        }
-                    }
-                }
-                _ => errors.push("tenants: must be a table of tenants".into()),
-            },
+            "tenants" => named_sections(&key, value, "tenants", &mut errors, &mut config.tenants),
             "whatsapp" => section(&key, value, &mut errors, &mut config.whatsapp),
             "rate_limits" => section(&key, value, &mut errors, &mut config.rate_limits),
             "cascades" => super::cascades::parse(value, &mut errors, &mut config.cascades),
+            "campaigns" => named_sections(&key, value, "\"tenant/campaign\" sections", &mut errors, &mut config.campaigns),
             other => errors.push(format!(
-                "{other}: unknown section (expected server, pipeline, reports, providers, kafka, redis, dev, opt_out, admin, tenant_defaults, tenants, whatsapp, rate_limits, cascades)"
+                "{other}: unknown section (expected server, pipeline, reports, providers, kafka, redis, dev, opt_out, admin, tenant_defaults, tenants, whatsapp, rate_limits, cascades, campaigns)"
             )),
         }
     }
@@ -89,6 +81,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
     validate_opt_out_and_admin(&config, &mut errors);
     validate_whatsapp(&config.whatsapp, &mut errors);
     validate_rate_limits(&config, &mut errors);
+    validate_campaigns(&config, &mut errors);
     super::senders::validate(&config, &mut errors);
     super::cascades::validate(&config, &mut errors);
     validate_minimums(&config, &mut errors);
@@ -129,6 +122,19 @@ fn provider(path: &str, value: Value, errors: &mut Vec<String>) -> Option<Provid
 fn section<T: DeserializeOwned>(key: &str, value: Value, errors: &mut Vec<String>, slot: &mut T) {
     if let Some(v) = typed(key, value, errors) {
         *slot = v;
+    }
+}
+
+/// `[key.NAME]` sections, each read on its own so that every one at fault is named.
+fn named_sections<T: DeserializeOwned>(key: &str, value: Value, what: &str, errors: &mut Vec<String>, out: &mut std::collections::BTreeMap<String, T>) {
+    let Value::Table(sections) = value else {
+        errors.push(format!("{key}: must be a table of {what}"));
+        return;
+    };
+    for (name, v) in sections {
+        if let Some(t) = typed(&format!("{key}.{name}"), v, errors) {
+            out.insert(name, t);
+        }
     }
 }
 
@@ -299,6 +305,16 @@ fn validate_rate_limits(c: &Config, errors: &mut Vec<String>) {
     }
     if r.campaign_refresh.is_zero() {
         errors.push("rate_limits.campaign_refresh: must be > 0".into());
+    }
+}
+
+/// `[campaigns."tenant/campaign"]`: keys name one tenant's campaign, as jobs do.
+fn validate_campaigns(c: &Config, errors: &mut Vec<String>) {
+    for name in c.campaigns.keys() {
+        let ok = name.split_once('/').is_some_and(|(t, c)| crate::job::is_tenant(t) && crate::policy::rate_limit::valid_name(c));
+        if !ok {
+            errors.push(format!("campaigns.{name}: must be \"tenant/campaign\", as jobs name them"));
+        }
     }
 }
 
@@ -525,6 +541,25 @@ quiet_hours = false
         ] {
             let errs = parse(&format!("{base}{extra}\n")).unwrap_err().0;
             assert!(errs.len() == 1 && errs[0].starts_with(want), "{extra}: {errs:?}");
+        }
+    }
+
+    #[test]
+    fn campaign_sections_are_checked() {
+        let ok = parse("[campaigns.\"acme/bf\"]\nfinish_by = \"2026-11-27T20:00:00+03:00\"\ntz = \"Europe/Moscow\"\n").unwrap();
+        let bf = &ok.campaigns["acme/bf"];
+        assert_eq!(bf.finish_by.map(|t| t.to_rfc3339()), Some("2026-11-27T17:00:00+00:00".into()));
+        assert_eq!(bf.tz, Some(chrono_tz::Europe::Moscow));
+        for (body, want) in [
+            ("[campaigns.bf]\nfinish_by = \"2026-11-27T20:00:00Z\"", "campaigns.bf: must be \"tenant/campaign\""),
+            ("[campaigns.\"acme/bf\"]\nfinish_by = \"tomorrow\"", "campaigns.acme/bf.finish_by: not an RFC 3339 time: \"tomorrow\""),
+            ("[campaigns.\"acme/bf\"]\nfinish_by = 2026", "campaigns.acme/bf.finish_by: must be an RFC 3339 time"),
+            ("[campaigns.\"acme/bf\"]\ntz = \"Mars/Olympus\"", "campaigns.acme/bf.tz: not an IANA zone"),
+            ("[campaigns.\"acme/bf\"]\nfinsh_by = \"2026-11-27T20:00:00Z\"", "campaigns.acme/bf.finsh_by: unknown field"),
+            ("campaigns = 3", "campaigns: must be a table"),
+        ] {
+            let errs = parse(&format!("{body}\n")).unwrap_err().0;
+            assert!(errs.len() == 1 && errs[0].starts_with(want), "{body}: {errs:?}");
         }
     }
 

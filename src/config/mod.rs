@@ -68,6 +68,10 @@ pub struct Config {
     /// Cascades jobs may name (`[cascades.NAME]`, docs/cascades.md).
     #[serde(skip)]
     pub cascades: BTreeMap<String, CascadeConfig>,
+    /// Per-campaign settings, keyed `"tenant/campaign"` (`[campaigns."acme/black-friday"]`):
+    /// smooth sending to a deadline.
+    #[serde(default)]
+    pub campaigns: BTreeMap<String, CampaignConfig>,
     /// Each provider's price table, built from its `[providers.NAME.pricing]` (the loader
     /// takes that key out before the kind's own keys are read: it is the same for every kind).
     #[serde(skip)]
@@ -589,5 +593,32 @@ impl Default for RateLimitsConfig {
             lease: Duration::from_millis(100),
             campaign_refresh: Duration::from_secs(5),
         }
+    }
+}
+
+/// `[campaigns."tenant/campaign"]`: smooth sending. A campaign with a `finish_by` (here, set
+/// through the admin API, or carried by its first job) is paced so that what is pending goes
+/// out evenly by then (`policy::pace`; docs/policies.md).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct CampaignConfig {
+    /// RFC 3339 (a string, or a TOML offset date-time). One set through the admin API wins; this wins over a job's.
+    /// A time already past is accepted (a restart after the deadline must not fail): the
+    /// campaign is then simply not paced.
+    #[serde(deserialize_with = "rfc3339_serde::deserialize")]
+    pub finish_by: Option<chrono::DateTime<chrono::Utc>>,
+    /// The zone of the campaign's recipients, for the quiet hours that do not count as
+    /// sending time; default: the tenant's `tz`.
+    #[serde(deserialize_with = "tz_serde::deserialize")]
+    pub tz: Option<chrono_tz::Tz>,
+}
+
+/// RFC 3339 instants for serde, with an error that says what was expected.
+mod rfc3339_serde {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<chrono::DateTime<chrono::Utc>>, D::Error> {
+        let s = String::deserialize(d).map_err(|_| serde::de::Error::custom("must be an RFC 3339 time, like \"2026-11-27T20:00:00+03:00\""))?;
+        chrono::DateTime::parse_from_rfc3339(&s).map(|t| Some(t.to_utc())).map_err(|_| serde::de::Error::custom(format!("not an RFC 3339 time: {s:?}")))
     }
 }

@@ -27,6 +27,15 @@ fn contract_example_parses_and_round_trips() {
     assert_eq!(again, job);
 }
 
+/// A past `finish_by` still parses: a job parked before the deadline is read back after it.
+#[test]
+fn finish_by_round_trips_even_when_past() {
+    let input = r#"{"id":"a","tenant":"t","channel":"sms","to":"+4915112345678","text":"x","campaign":"bf","finish_by":"2026-11-20T20:00:00+03:00"}"#;
+    let job = parse(input.as_bytes(), now()).unwrap();
+    assert_eq!(job.finish_by, Some(Utc.with_ymd_and_hms(2026, 11, 20, 17, 0, 0).unwrap()));
+    assert_eq!(from_value(job.to_json(), now()).unwrap(), job);
+}
+
 #[test]
 fn ttl_becomes_absolute_expiry() {
     let job = parse(br#"{"id":"a","tenant":"t","channel":"sms","to":"+4915112345678","text":"x","ttl_s":60}"#, now()).unwrap();
@@ -51,6 +60,8 @@ const BAD: &[(&str, &str, &str)] = &[
     // Fuzzing: in UTC these are years 10000 and -1, which to_json cannot write back.
     (r#"{"id":"j","tenant":"a","channel":"sms","to":"+79161234567","text":"x","send_at":"9999-12-31T23:59:59-23:59"}"#, "send_at", "out of range"),
     (r#"{"id":"j","tenant":"a","channel":"sms","to":"+79161234567","text":"x","expires_at":"0000-01-01T00:00:00+00:01"}"#, "expires_at", "out of range"),
+    (r#"{"id":"j","tenant":"a","channel":"sms","to":"+79161234567","text":"x","campaign":"c","finish_by":"Friday"}"#, "finish_by", "RFC 3339"),
+    (r#"{"id":"j","tenant":"a","channel":"sms","to":"+79161234567","text":"x","finish_by":"2026-11-27T20:00:00Z"}"#, "finish_by", "needs a campaign"),
     (r#"{"id":"j","tenant":"a","channel":"fax machine","to":"+79161234567","text":"x"}"#, "channel", "not a channel name"),
     (r#"{"id":"j","tenant":"a","channel":"sms","to":"+79161234567","text":"x","priority":"urgent"}"#, "priority", "marketing"),
     (r#"{"id":"j","tenant":"a","channel":"sms","to":"+79161234567","text":"x","meta":{"k":1}}"#, "meta", "values must be strings"),

@@ -15,7 +15,9 @@ use tracing::{debug, warn};
 use super::gate::SubmitGate;
 use super::{Completion, Envelope, Reporter};
 use crate::clock::Clock;
-use crate::policy::rate_limit::{Admission, Outgoing};
+use crate::job::Job;
+use crate::policy::pace::{Pace, PaceNote};
+use crate::policy::rate_limit::{Admission, LimitKind, Outgoing};
 use crate::policy::{RateLimit, Verdict};
 use crate::provider::Provider;
 use crate::report::{EventKind, Report};
@@ -42,6 +44,8 @@ pub(super) struct Dispatch {
     pub reporter: Arc<Reporter>,
     pub completions: mpsc::Sender<Completion>,
     pub rate_limit: Arc<RateLimit>,
+    /// Smooth sending: campaigns' paces, applied through `rate_limit`.
+    pub pace: Arc<Pace>,
     /// A parked job's claim outlives its due time by this much.
     pub claim_ttl: Duration,
     /// Marks jobs `submitting` at the write, one store call per batch of writes.
@@ -53,6 +57,13 @@ impl Dispatch {
     /// that wait, adds the deferred to `out`, then carries `out` out. `again`: these jobs
     /// missed their slots once already.
     pub async fn run(self: &Arc<Self>, routed: Vec<Routed>, now: DateTime<Utc>, mut out: Decided, again: bool) {
+        // Campaign jobs' pacing: the routed ones are pending, and so are the ones parked above;
+        // the ended ones are not. Counted before the pace is read, so that it includes them.
+        let mut notes = std::mem::take(&mut out.pace);
+        notes.extend(routed.iter().filter_map(|(env, _)| PaceNote::of(&env.job, true)));
+        if !notes.is_empty() {
+            crate::retry::until_ok("pace", notes.len(), || self.pace.register(&notes, now)).await;
+        }
         let outgoing: Vec<Outgoing> = routed
             .iter()
             .map(|(env, p)| Outgoing {
@@ -61,16 +72,22 @@ impl Dispatch {
                 sender: p.sender(&env.job),
                 sender_rate: p.sender_rate(),
                 segments: p.segments(&env.job),
+                pace: self.pace.rate(&env.job, now),
             })
             .collect();
-        let admissions = self.admit(&outgoing, now).await;
+        let mut admissions = self.admit(&outgoing, now).await;
         drop(outgoing);
-        let mut waves: BTreeMap<Instant, Vec<Routed>> = BTreeMap::new();
+        if !notes.is_empty() {
+            let jobs: Vec<&Job> = routed.iter().map(|(env, _)| &env.job).collect();
+            self.settle_pace(&jobs, &mut admissions, now).await;
+        }
+        // Keyed by the slot and how late the wave may still go (see `Admission::late_ok`).
+        let mut waves: BTreeMap<(Instant, Duration), Vec<Routed>> = BTreeMap::new();
         let base = Instant::now();
         for ((env, provider), a) in routed.into_iter().zip(admissions) {
             match a.verdict {
                 // Rounded up to the tick: a wave goes at its last job's slot, never before any.
-                Verdict::Allow if a.not_before > base => waves.entry(round_up(a.not_before, base)).or_default().push((env, provider)),
+                Verdict::Allow if a.not_before > base => waves.entry((round_up(a.not_before, base), a.late_ok)).or_default().push((env, provider)),
                 Verdict::Allow => out.sends.push((env, provider)),
                 other => out.settle(env, other, now),
             }
@@ -82,17 +99,18 @@ impl Dispatch {
         // providers' jobs meanwhile; the jobs waiting hold their in-flight permits, so memory
         // stays bounded. A job is marked submitting only at its write: an instance that dies
         // while jobs wait leaves them claimed, and another instance takes them over.
-        for (at, wave) in waves {
-            tokio::spawn(self.clone().wave(at, wave, again));
+        for ((at, late_ok), wave) in waves {
+            tokio::spawn(self.clone().wave(at, late_ok.max(LATE), wave, again));
         }
         out.finish(self.store.as_ref(), &self.reporter, self.claim_ttl).await;
     }
 
-    /// Sends a wave at its time. Boxed: [`Dispatch::run`] spawns it and it may run `run` again.
-    fn wave(self: Arc<Self>, at: Instant, jobs: Vec<Routed>, again: bool) -> BoxFuture<'static, ()> {
+    /// Sends a wave at its time, or up to `late` after it. Boxed: [`Dispatch::run`] spawns it
+    /// and it may run `run` again.
+    fn wave(self: Arc<Self>, at: Instant, late: Duration, jobs: Vec<Routed>, again: bool) -> BoxFuture<'static, ()> {
         Box::pin(async move {
             tokio::time::sleep_until(at).await;
-            if again || Instant::now() <= at + LATE {
+            if again || Instant::now() <= at + late {
                 return self.send(jobs).await;
             }
             self.readmit(jobs, at).await;
@@ -126,6 +144,32 @@ impl Dispatch {
         }
     }
 
+    /// Jobs let go leave their campaigns' pending sets before they are sent (so none is left
+    /// there if this instance dies after sending it); jobs deferred on their campaign's pace
+    /// come back about when their place in its queue comes, not at the limiter's estimate.
+    async fn settle_pace(&self, jobs: &[&Job], admissions: &mut [Admission], now: DateTime<Utc>) {
+        let (mut admitted, mut deferred): (Vec<&Job>, Vec<&Job>) = (Vec::new(), Vec::new());
+        let mut on_pace = Vec::new();
+        for (i, (job, a)) in jobs.iter().zip(admissions.iter()).enumerate() {
+            if job.campaign.is_none() {
+                continue;
+            }
+            if a.verdict == Verdict::Allow {
+                admitted.push(job);
+            } else {
+                deferred.push(job);
+                on_pace.push((i, a.held_by == Some(LimitKind::Pace)));
+            }
+        }
+        let ranks = crate::retry::until_ok("pace", admitted.len() + deferred.len(), || self.pace.settle(&admitted, &deferred, now)).await;
+        for ((i, paced), rank) in on_pace.into_iter().zip(ranks) {
+            let (Some(rank), true) = (rank, paced) else { continue };
+            if let (Some(at), Verdict::Defer { until, .. }) = (self.pace.retry_at(jobs[i], rank, now), &mut admissions[i].verdict) {
+                *until = at;
+            }
+        }
+    }
+
     /// The rate limiter's answers; like the chain, it retries until the store answers, the
     /// jobs staying in hand (a lease whose answer was lost only wastes its tokens).
     async fn admit(&self, outgoing: &[Outgoing<'_>], now: DateTime<Utc>) -> Vec<Admission> {
@@ -147,6 +191,8 @@ pub(super) struct Decided {
     pub finals: Vec<(Report, String)>,
     pub done: Vec<Envelope>,
     pub sends: Vec<Routed>,
+    /// Campaign jobs parked (pending) or ended (not) by the chain or routing, for pacing.
+    pub pace: Vec<PaceNote>,
 }
 
 impl Decided {
@@ -196,7 +242,7 @@ impl Decided {
     /// report is out. A deferral or a final whose claim another token holds now (this
     /// instance stalled past its heartbeat) is dropped: the taker handles that job.
     pub async fn finish(self, store: &dyn Store, reporter: &Reporter, claim_ttl: Duration) {
-        let Self { mut reports, parked, finals, done, sends } = self;
+        let Self { mut reports, parked, finals, done, sends, pace: _ } = self;
         debug_assert!(sends.is_empty(), "sends go out before a batch finishes");
         if !parked.is_empty() {
             let (jobs, deferred): (Vec<ScheduledJob>, Vec<Option<Report>>) = parked.into_iter().unzip();

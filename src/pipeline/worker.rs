@@ -10,6 +10,8 @@ use super::dispatch::{Decided, Dispatch};
 use super::{Completion, Envelope, Reporter};
 use crate::cascade::Cascades;
 use crate::clock::Clock;
+use crate::job::Job;
+use crate::policy::pace::{Pace, PaceNote};
 use crate::policy::{Candidate, Chain, RateLimit, Verdict};
 use crate::report::{EventKind, Reason, Report};
 use crate::route::Router;
@@ -26,6 +28,8 @@ pub struct WorkerCtx {
     pub batch_size: usize,
     /// After routing: the provider and the segment count are known only then.
     pub rate_limit: Arc<RateLimit>,
+    /// Smooth sending: campaigns paced to a `finish_by` (applied through `rate_limit`).
+    pub pace: Arc<Pace>,
     /// How long a claim is kept (`pipeline.dedup_ttl`): a parked job's claim outlives its
     /// due time by this much.
     pub claim_ttl: Duration,
@@ -41,6 +45,7 @@ pub async fn worker(ctx: WorkerCtx, mut rx: mpsc::Receiver<Envelope>) {
         reporter: ctx.reporter.clone(),
         completions: ctx.completions.clone(),
         rate_limit: ctx.rate_limit.clone(),
+        pace: ctx.pace.clone(),
         claim_ttl: ctx.claim_ttl,
         gate: super::SubmitGate::spawn(ctx.store.clone()),
     });
@@ -108,15 +113,30 @@ async fn decide(ctx: &WorkerCtx, dispatch: &Arc<Dispatch>, mut batch: Vec<Envelo
                 Ok(provider) => routed.push((env, provider)),
                 Err(message) => {
                     let r = Report::about(&env.job, EventKind::Rejected, now).with_reason(Reason::InvalidJob).with_error(None, message);
+                    out.pace.extend(PaceNote::of(&env.job, false));
                     out.end(env, r);
                 }
             },
-            other => out.settle(env, other, now),
+            other => {
+                out.pace.extend(pace_note(&env.job, &other));
+                out.settle(env, other, now);
+            }
         }
     }
 
     // Rate limits last: a job stopped or deferred above never spends a token.
     dispatch.run(routed, now, out, false).await;
+}
+
+/// What a chain verdict means for the job's campaign's pending count: parked, it is still
+/// pending; ended, it is not. A duplicate, a replay or a recheck is another record of a job
+/// handled elsewhere: nothing.
+fn pace_note(job: &Job, verdict: &Verdict) -> Option<PaceNote> {
+    match verdict {
+        Verdict::Defer { .. } => PaceNote::of(job, true),
+        Verdict::Stop { event, .. } if event.is_final() => PaceNote::of(job, false),
+        _ => None,
+    }
 }
 
 /// A parked job whose claimer died mid-submit: the provider may have it, so it ends `unknown`.

@@ -6,7 +6,8 @@
 mod dedup;
 mod expiry;
 mod opt_out;
-mod quiet_hours;
+pub mod pace;
+pub mod quiet_hours;
 pub mod rate_limit;
 mod schedule;
 pub mod senders;

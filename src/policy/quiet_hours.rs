@@ -26,7 +26,7 @@ use crate::report::{EventKind, Reason};
 use crate::store::StoreError;
 use crate::telemetry;
 
-pub use window::{next_allowed, Window};
+pub use window::{next_allowed, next_quiet, Window};
 
 /// How far ahead zones of one prefix must share an allowed instant before the tenant's zone
 /// is used instead.
@@ -90,7 +90,8 @@ impl QuietHours {
         Self::new(default, tenants)
     }
 
-    fn tenant(&self, name: &str) -> &TenantQuiet {
+    /// A tenant's zone and quiet window (its own, else `[tenant_defaults]`'s).
+    pub fn tenant(&self, name: &str) -> &TenantQuiet {
         self.tenants.get(name).unwrap_or(&self.default)
     }
 

@@ -18,6 +18,12 @@ pub struct RateLease {
     pub want: u32,
     /// Only slots starting at most this far from the store's now are leased.
     pub horizon_us: u64,
+    /// Catch-up: slots missed at most this long ago are still leased (they go at once). 0 for
+    /// a speed limit, whose passed slots are lost; a campaign's pace recovers what a busy
+    /// instance missed by a moment, instead of the whole campaign falling behind and catching up at
+    /// the end (docs/policies.md, "Smooth sending to a deadline"). A TAT further behind than
+    /// twice this counts as none: the limit was idle, not late.
+    pub tolerance_us: u64,
 }
 
 /// What a lease got: the slots `first_us`, `first_us + interval`, … (`granted` of them), each an
@@ -25,7 +31,8 @@ pub struct RateLease {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateGrant {
     pub granted: u32,
-    pub first_us: u64,
+    /// Below 0 for slots recovered by a catch-up tolerance (already due).
+    pub first_us: i64,
     /// The first slot on the store's own timeline (µs since the epoch): a lease starting where
     /// the last one ended continues it.
     pub first_at_us: u64,
@@ -37,11 +44,15 @@ pub struct RateGrant {
 /// grant and the TAT to store.
 pub fn lease(tat: Option<u64>, now_us: u64, req: &RateLease) -> (RateGrant, u64) {
     let interval = req.interval_us.max(1);
-    let tat = tat.unwrap_or(0).max(now_us);
+    let floor = now_us.saturating_sub(req.tolerance_us);
+    let tat = match tat {
+        Some(t) if req.tolerance_us > 0 && t.saturating_add(2 * req.tolerance_us) >= now_us => t.max(floor),
+        _ => tat.unwrap_or(0).max(now_us),
+    };
     let limit = now_us.saturating_add(req.horizon_us);
     let granted = if tat <= limit { ((limit - tat) / interval + 1).min(u64::from(req.want)) } else { 0 };
     let new_tat = tat + granted * interval;
-    let grant = RateGrant { granted: granted as u32, first_us: tat - now_us, first_at_us: tat, next_free_us: new_tat - now_us };
+    let grant = RateGrant { granted: granted as u32, first_us: tat as i64 - now_us as i64, first_at_us: tat, next_free_us: new_tat.saturating_sub(now_us) };
     (grant, new_tat)
 }
 
@@ -50,7 +61,7 @@ mod tests {
     use super::*;
 
     fn req(interval_us: u64, want: u32, horizon_us: u64) -> RateLease {
-        RateLease { limit: "provider:p".into(), interval_us, want, horizon_us }
+        RateLease { limit: "provider:p".into(), interval_us, want, horizon_us, tolerance_us: 0 }
     }
 
     /// (stored TAT, now, interval, want, horizon) → (granted, first, next_free, new TAT).
@@ -88,7 +99,7 @@ mod tests {
         while now < 60_000_000 {
             for want in [7, 20] {
                 let (g, t) = lease(tat, now, &req(rate_interval, want, 100_000));
-                slots.extend((0..u64::from(g.granted)).map(|i| now + g.first_us + i * rate_interval));
+                slots.extend((0..u64::from(g.granted)).map(|i| (now as i64 + g.first_us) as u64 + i * rate_interval));
                 tat = Some(t);
             }
             now += 37_000;
@@ -97,5 +108,23 @@ mod tests {
         assert!(slots.windows(2).all(|w| w[1] - w[0] >= rate_interval), "a slot handed out twice");
         let in_minute = slots.iter().filter(|s| **s < 60_000_000).count();
         assert_eq!(in_minute, 12_000);
+    }
+
+    /// With a catch-up tolerance, slots missed less than it ago are still handed out (already
+    /// due), older ones are not, and a limit idle for more than twice it starts at now.
+    #[test]
+    fn a_tolerance_recovers_slots_missed_a_moment_ago() {
+        let tol = |interval_us, want| RateLease { tolerance_us: 500_000, ..req(interval_us, want, 2_000_000) };
+        // TAT 300 ms behind: those 30 slots of 10 ms come first, from 300 ms ago.
+        let (g, t) = lease(Some(700_000), 1_000_000, &tol(10_000, 50));
+        assert_eq!((g.granted, g.first_us, g.next_free_us, t), (50, -300_000, 200_000, 1_200_000));
+        // 800 ms behind: only the last 500 ms are recovered.
+        let (g, _) = lease(Some(200_000), 1_000_000, &tol(10_000, 1));
+        assert_eq!((g.first_us, g.first_at_us), (-500_000, 500_000));
+        // Idle (more than 2 × 500 ms behind), or never used: from now, no burst.
+        for tat in [Some(0), None] {
+            let (g, _) = lease(tat, 1_500_000, &tol(10_000, 1));
+            assert_eq!(g.first_us, 0, "{tat:?}");
+        }
     }
 }

@@ -141,6 +141,19 @@ impl Keys {
     pub fn campaign_rates(&self) -> String {
         format!("{}campaign_rates", self.prefix)
     }
+
+    /// Hash `tenant/campaign` → `finish_by` set through the admin API (unix ms).
+    pub fn campaign_finish_by(&self) -> String {
+        format!("{}campaign_finish_by", self.prefix)
+    }
+    /// Hash `tenant/campaign` → `finish_by` proposed by the campaign's first job (unix ms).
+    pub fn campaign_finish_by_job(&self) -> String {
+        format!("{}campaign_finish_by_job", self.prefix)
+    }
+    /// ZSET job id → when first seen pending (unix ms): a paced campaign's pending jobs.
+    pub fn campaign_pending(&self, tenant: &str, campaign: &str) -> String {
+        format!("{}pending:{tenant}/{campaign}", self.prefix)
+    }
 }
 
 #[cfg(test)]
@@ -180,6 +193,9 @@ mod tests {
             k.wa_pair("1", "+1"),
             k.rate("provider:p"),
             k.campaign_rates(),
+            k.campaign_finish_by(),
+            k.campaign_finish_by_job(),
+            k.campaign_pending("t", "c"),
         ] {
             assert!(key.starts_with("sg:"), "{key}");
         }

@@ -1,7 +1,7 @@
 //! The in-memory store: `sendgate dev` and unit tests. One process, nothing survives it.
 //!
 //! The state lives here, one impl per store concern beside it (`claims.rs`, `schedule.rs`,
-//! `receipts.rs`, `history.rs`, `opt_outs.rs`, `whatsapp.rs`, `rates.rs`), each the same
+//! `receipts.rs`, `history.rs`, `opt_outs.rs`, `whatsapp.rs`, `rates.rs`, `pacing.rs`), each the same
 //! decisions as its Redis script on plain maps under one lock. It differs from Redis only
 //! where one process makes the difference: every owner is alive, so nothing is taken over.
 //!
@@ -24,6 +24,7 @@ use crate::report::Report;
 mod claims;
 mod history;
 mod opt_outs;
+mod pacing;
 mod rates;
 mod receipts;
 mod schedule;
@@ -96,6 +97,8 @@ struct Inner {
     rate_tats: HashMap<String, u64>,
     /// `campaign_field` → speed set at runtime.
     campaign_rates: HashMap<String, f64>,
+    /// Smooth sending: deadlines and pending jobs per campaign.
+    pacing: pacing::PacingState,
 }
 
 struct Entry {

@@ -8,6 +8,7 @@
 //! - [`opt_outs`]: per-tenant, per-channel opt-out lists.
 //! - [`whatsapp`]: WhatsApp tier windows, service windows and the pair limit.
 //! - [`rates`]: rate-limit leases ([`gcra`]) and campaign speeds.
+//! - [`pacing`]: smooth sending: campaign deadlines and pending jobs.
 //!
 //! [`Store`] is all of them together; callers hold an `Arc<dyn Store>`. [`redis`] is the
 //! shared store (key names in [`keys`], one Lua script per multi-step update in `scripts/`);
@@ -23,6 +24,7 @@ pub mod history;
 pub mod keys;
 pub mod memory;
 pub mod opt_outs;
+pub mod pacing;
 pub mod rates;
 pub mod receipts;
 pub mod redis;
@@ -34,6 +36,7 @@ pub use gcra::{RateGrant, RateLease};
 pub use history::History;
 pub use memory::MemoryStore;
 pub use opt_outs::{OptOutEntry, OptOutPage, OptOuts};
+pub use pacing::{pace_field, pace_limit, PaceCall, PaceState, Pacing};
 pub use rates::{campaign_field, Rates};
 pub use receipts::{EarlyReceipt, HandedFinal, Overdue, PartOutcome, PartReceipt, Receipts, SentJob, Settled, EARLY_RECEIPT_KEEP};
 pub use redis::RedisStore;
@@ -53,6 +56,6 @@ pub enum StoreError {
 /// The whole store contract. Implement the concern traits; this follows. Method calls through
 /// `dyn Store` reach every concern's methods without importing its trait (a concrete store
 /// needs the concern's trait in scope).
-pub trait Store: Claims + Schedule + Receipts + History + OptOuts + Whatsapp + Rates + Send + Sync + 'static {}
+pub trait Store: Claims + Schedule + Receipts + History + OptOuts + Whatsapp + Rates + Pacing + Send + Sync + 'static {}
 
-impl<T> Store for T where T: Claims + Schedule + Receipts + History + OptOuts + Whatsapp + Rates + Send + Sync + 'static {}
+impl<T> Store for T where T: Claims + Schedule + Receipts + History + OptOuts + Whatsapp + Rates + Pacing + Send + Sync + 'static {}

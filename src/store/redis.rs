@@ -3,7 +3,7 @@
 //!
 //! This file holds the connection, the heartbeat, the scripts and the helpers every concern
 //! shares; each store concern's impl is a file beside it (`claims.rs`, `schedule.rs`,
-//! `receipts.rs`, `history.rs`, `opt_outs.rs`, `whatsapp.rs`, `rates.rs`).
+//! `receipts.rs`, `history.rs`, `opt_outs.rs`, `whatsapp.rs`, `rates.rs`, `pacing.rs`).
 //!
 //! Claims carry their owner as `instance/incarnation`; an owner is alive while
 //! `alive:{instance}` holds its incarnation, which its heartbeat task keeps refreshing.
@@ -23,6 +23,7 @@ mod claims;
 mod early;
 mod history;
 mod opt_outs;
+mod pacing;
 mod rates;
 mod receipts;
 mod schedule;
@@ -49,6 +50,7 @@ struct Scripts {
     whatsapp_admit: Script,
     record_inbound: Script,
     rate_lease: Script,
+    pace: Script,
     take_early: Script,
     cancel_step: Script,
 }
@@ -106,6 +108,7 @@ impl Scripts {
             whatsapp_admit: Script::new(include_str!("scripts/whatsapp_admit.lua")),
             record_inbound: Script::new(include_str!("scripts/record_inbound.lua")),
             rate_lease: Script::new(include_str!("scripts/rate_lease.lua")),
+            pace: Script::new(include_str!("scripts/pace.lua")),
             take_early: Script::new(include_str!("scripts/take_early.lua")),
             // Replay-guarded: run twice, the second run would find the step `finishing` and
             // answer 0, and the decided final would never be published.

@@ -20,7 +20,7 @@
 //!   both count from their own now; two instances racing one limit or one WhatsApp portfolio.
 
 use sendgate::store::whatsapp::{Attempt, Decision, Portfolio};
-use sendgate::store::{MemoryStore, OptOutPage, Overdue};
+use sendgate::store::{MemoryStore, OptOutPage, Overdue, PaceCall, PaceState};
 
 use super::*;
 
@@ -72,7 +72,11 @@ conformance! {
     whatsapp_the_pair_limit_holds_but_not_against_the_same_job,
     whatsapp_a_service_window_is_open_for_24_hours_after_the_last_contact,
     rates_a_lease_takes_slots_up_to_its_horizon,
+    rates_a_tolerance_catches_up_slots_missed_a_moment_ago,
     rates_campaign_speeds_are_per_tenant_then_for_every_tenant,
+    pacing_pending_is_a_set_in_first_seen_order,
+    pacing_only_campaigns_with_a_finish_by_are_tracked,
+    pacing_the_first_offered_finish_by_sticks_and_the_admins_is_apart,
 }
 
 /// Claims `(id, record)` pairs, each under a fresh token of this store's owner (so Redis sees
@@ -145,6 +149,7 @@ async fn empty_batches_are_answered_empty(st: Arc<dyn Store>) {
     assert!(st.add_opt_outs(&[]).await.unwrap().is_empty());
     assert!(st.rate_lease(&[], Utc::now()).await.unwrap().is_empty());
     assert!(st.campaign_rates(&[]).await.unwrap().is_empty());
+    assert!(st.pace(&[], Utc::now(), TTL).await.unwrap().is_empty());
     st.ping().await.unwrap();
 }
 
@@ -554,7 +559,7 @@ async fn whatsapp_a_service_window_is_open_for_24_hours_after_the_last_contact(s
 }
 
 fn lease(limit: &str, interval_us: u64, want: u32) -> RateLease {
-    RateLease { limit: limit.into(), interval_us, want, horizon_us: 100_000 }
+    RateLease { limit: limit.into(), interval_us, want, horizon_us: 100_000, tolerance_us: 0 }
 }
 
 async fn rates_a_lease_takes_slots_up_to_its_horizon(st: Arc<dyn Store>) {
@@ -570,6 +575,23 @@ async fn rates_a_lease_takes_slots_up_to_its_horizon(st: Arc<dyn Store>) {
     let g = st.rate_lease(&[lease("slow", 500_000, 5)], Utc::now()).await.unwrap();
     assert_eq!(g[0].granted, 0);
     assert!(g[0].next_free_us > 100_000 && g[0].next_free_us <= 500_000, "{g:?}");
+}
+
+async fn rates_a_tolerance_catches_up_slots_missed_a_moment_ago(st: Arc<dyn Store>) {
+    let st = st.as_ref();
+    // 10/s with a 500 ms tolerance (a pace's): one token, then 350 ms unused.
+    let paced = |want| RateLease { tolerance_us: 500_000, horizon_us: 2_000_000, ..lease("pace:acme/bf", 100_000, want) };
+    let g = st.rate_lease(&[paced(1)], Utc::now()).await.unwrap();
+    assert_eq!((g[0].granted, g[0].first_us), (1, 0), "a fresh timeline starts at now: no burst");
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    // The slots missed since 100 ms are still there, already due.
+    let g = st.rate_lease(&[paced(3)], Utc::now()).await.unwrap();
+    assert_eq!(g[0].granted, 3);
+    assert!((-300_000..=-200_000).contains(&g[0].first_us), "{g:?}");
+    // Idle for more than twice the tolerance: from now again.
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    let g = st.rate_lease(&[paced(1)], Utc::now()).await.unwrap();
+    assert_eq!((g[0].granted, g[0].first_us), (1, 0), "{g:?}");
 }
 
 async fn rates_campaign_speeds_are_per_tenant_then_for_every_tenant(st: Arc<dyn Store>) {
@@ -669,4 +691,61 @@ async fn cascade_a_read_cancels_the_next_step_only_before_it_is_resumed(st: Arc<
     assert_eq!(due.iter().map(|c| c.entry.as_str()).collect::<Vec<_>>(), ["rl #1"]);
     let fin = sendgate::cascade::read_won(step_report("rl", 0, sendgate::job::Until::Read, EventKind::Delivered, t(66)));
     assert_eq!(st.cancel_steps(&[("rl #1", &serde_json::to_string(&fin).unwrap())], t(96)).await.unwrap(), [false], "resumed already: late");
+}
+
+/// One campaign's pacing call (`acme/<campaign>`).
+fn pace_call<'a>(campaign: &'a str, configured: bool, add: &[&'a str], remove: &[&'a str], rank: &[&'a str]) -> PaceCall<'a> {
+    PaceCall { tenant: "acme", campaign, configured, offer: None, add: add.to_vec(), remove: remove.to_vec(), rank: rank.to_vec() }
+}
+
+async fn pace_one(st: &dyn Store, call: PaceCall<'_>, now: DateTime<Utc>) -> PaceState {
+    st.pace(&[call], now, TTL).await.unwrap().pop().unwrap()
+}
+
+async fn pacing_pending_is_a_set_in_first_seen_order(st: Arc<dyn Store>) {
+    let st = st.as_ref();
+    // a and b first seen at 0 s, c at 1 s; adding again (a retried call, a job read again)
+    // neither counts twice nor moves a job back in the queue.
+    pace_one(st, pace_call("bf", true, &["b", "a"], &[], &[]), t(0)).await;
+    let s = pace_one(st, pace_call("bf", true, &["c", "a", "b"], &[], &["a", "b", "c", "zz"]), t(1)).await;
+    assert_eq!((s.pending, s.ranks), (3, vec![Some(0), Some(1), Some(2), None]));
+    // Removed (sent, ended) once or twice: gone once.
+    let s = pace_one(st, pace_call("bf", true, &[], &["a", "a", "zz"], &["b", "c", "a"]), t(2)).await;
+    assert_eq!((s.pending, s.ranks), (2, vec![Some(0), Some(1), None]));
+    // A job that comes back pending after leaving goes to the back.
+    let s = pace_one(st, pace_call("bf", true, &["a"], &["b"], &["a", "c"]), t(3)).await;
+    assert_eq!((s.pending, s.ranks), (2, vec![Some(1), Some(0)]));
+    // Campaigns are apart, tenants too.
+    let other = PaceCall { tenant: "beta", ..pace_call("bf", true, &[], &[], &[]) };
+    let both = st.pace(&[pace_call("promo", true, &["a"], &[], &[]), other], t(3), TTL).await.unwrap();
+    assert_eq!((both[0].pending, both[1].pending), (1, 0));
+}
+
+async fn pacing_only_campaigns_with_a_finish_by_are_tracked(st: Arc<dyn Store>) {
+    let st = st.as_ref();
+    // Neither configured nor set by the admin or a job: nothing kept, nothing to rank.
+    let s = pace_one(st, pace_call("plain", false, &["a"], &[], &["a"]), t(0)).await;
+    assert_eq!((s.pending, s.ranks, s.admin_finish_by, s.job_finish_by), (0, vec![None], None, None));
+    // A job offering a finish_by makes its campaign paced in the same call.
+    let offer = PaceCall { offer: Some(t(600)), ..pace_call("plain", false, &["a"], &[], &["a"]) };
+    let s = pace_one(st, offer, t(0)).await;
+    assert_eq!((s.pending, s.ranks, s.job_finish_by), (1, vec![Some(0)], Some(t(600))));
+    // So does an admin's, for campaigns no job offered one for.
+    st.set_finish_by("acme", "admin", Some(t(900))).await.unwrap();
+    let s = pace_one(st, pace_call("admin", false, &["x"], &[], &[]), t(0)).await;
+    assert_eq!((s.pending, s.admin_finish_by), (1, Some(t(900))));
+}
+
+async fn pacing_the_first_offered_finish_by_sticks_and_the_admins_is_apart(st: Arc<dyn Store>) {
+    let st = st.as_ref();
+    let offer = |at| PaceCall { offer: Some(at), ..pace_call("bf", false, &[], &[], &[]) };
+    assert_eq!(pace_one(st, offer(t(600)), t(0)).await.job_finish_by, Some(t(600)));
+    assert_eq!(pace_one(st, offer(t(900)), t(1)).await.job_finish_by, Some(t(600)), "a later job's does not move it");
+    st.set_finish_by("acme", "bf", Some(t(1200))).await.unwrap();
+    let s = pace_one(st, offer(t(900)), t(2)).await;
+    assert_eq!((s.admin_finish_by, s.job_finish_by), (Some(t(1200)), Some(t(600))));
+    // Cleared by the admin: both gone, so the next job's offer sets it afresh.
+    st.set_finish_by("acme", "bf", None).await.unwrap();
+    let s = pace_one(st, offer(t(900)), t(3)).await;
+    assert_eq!((s.admin_finish_by, s.job_finish_by), (None, Some(t(900))));
 }

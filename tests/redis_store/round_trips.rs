@@ -79,7 +79,7 @@ async fn requests_for(store: &Arc<RedisStore>, tag: &str, n: usize) -> (u64, usi
     let allowed: Vec<Outgoing> = batch
         .iter()
         .filter(|c| matches!(c.verdict, Verdict::Allow))
-        .map(|c| Outgoing { job: c.job, provider: "smsc-a", sender: c.job.from.as_deref(), sender_rate: None, segments: 1 })
+        .map(|c| Outgoing { job: c.job, provider: "smsc-a", sender: c.job.from.as_deref(), sender_rate: None, segments: 1, pace: None })
         .collect();
     limiter.evaluate(&allowed, now).await.expect("rate limits");
     (store.requests() - before, allowed.len())

@@ -116,6 +116,29 @@ pub fn next_allowed(window: &Window, zones: &[Tz], now: DateTime<Utc>, horizon: 
     })
 }
 
+/// The first instant in `[now, now + horizon]` that is inside the window in `tz`, or `None`:
+/// `now` itself when it is quiet already. A zone can only turn quiet when its clock reaches the
+/// window's start (the second reading of a repeated start time included).
+pub fn next_quiet(window: &Window, tz: Tz, now: DateTime<Utc>, horizon: Duration) -> Option<DateTime<Utc>> {
+    if window.is_quiet(tz, now) {
+        return Some(now);
+    }
+    let until = now + horizon;
+    let mut candidates = Vec::new();
+    let mut day = now.with_timezone(&tz).date_naive() - Duration::days(1);
+    let last = until.with_timezone(&tz).date_naive() + Duration::days(1);
+    while day <= last {
+        match tz.from_local_datetime(&day.and_time(window.start)) {
+            LocalResult::Single(t) => candidates.push(t.to_utc()),
+            LocalResult::Ambiguous(a, b) => candidates.extend([a.to_utc(), b.to_utc()]),
+            LocalResult::None => candidates.extend(after_gap(tz, day.and_time(window.start))),
+        }
+        day += Duration::days(1);
+    }
+    candidates.sort_unstable();
+    candidates.into_iter().find(|&t| now < t && t <= until && window.is_quiet(tz, t))
+}
+
 /// The instant the clock jumps over the gap that swallows `wall`: the earliest instant of the
 /// first wall time after `wall` that exists. Gaps are an hour or so; a day (Samoa, 2011) at most.
 fn after_gap(tz: Tz, wall: NaiveDateTime) -> Option<DateTime<Utc>> {

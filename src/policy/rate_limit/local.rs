@@ -1,7 +1,8 @@
 //! Tokens this instance has leased from one limit and not yet spent: runs of slots on the
 //! local clock, spent in order, each slot at most once, none before its time. A slot whose
 //! time passes unused is lost, never saved up: that is what keeps the global rate exact when
-//! several instances lease from one limit.
+//! several instances lease from one limit. (A pace keeps its passed slots usable for a moment,
+//! its catch-up tolerance, as the store leased them: [`Leased::with_tolerance`].)
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -57,11 +58,27 @@ pub struct Leased {
     /// slots booked and after the jobs it deferred before, so that those do not all come back
     /// at once to find the same slots taken.
     deferred_until: Option<Instant>,
+    /// Slots passed at most this long ago still count (a pace's catch-up, `gcra::RateLease`).
+    tolerance: Duration,
 }
 
 impl Leased {
     pub fn new(interval_us: u64) -> Self {
-        Self { interval: Duration::from_micros(interval_us), interval_us, runs: VecDeque::new(), booked_until: None, deferred_until: None }
+        Self {
+            interval: Duration::from_micros(interval_us),
+            interval_us,
+            runs: VecDeque::new(),
+            booked_until: None,
+            deferred_until: None,
+            tolerance: Duration::ZERO,
+        }
+    }
+
+    /// Keeps slots that passed at most `tolerance` ago usable (they go at once), as the store
+    /// leased them.
+    pub fn with_tolerance(mut self, tolerance: Duration) -> Self {
+        self.tolerance = tolerance;
+        self
     }
 
     pub fn interval_us(&self) -> u64 {
@@ -87,8 +104,9 @@ impl Leased {
     }
 
     /// `r`'s first slot a job starting at `from` can use: its next, or the last one at or
-    /// before `from`.
+    /// before `from` less the tolerance.
     fn usable_slot(&self, r: &Run, from: Instant) -> Instant {
+        let from = from.checked_sub(self.tolerance).unwrap_or(from);
         if from <= r.next {
             return r.next;
         }
@@ -266,5 +284,22 @@ mod tests {
         assert_eq!(g.fit(2, t, t + ms(100)).map(|a| a.start), Some(t));
         assert_eq!(g.uncovered([2, 2, 1].into_iter(), t, t + ms(100)), 1);
         assert_eq!(g.booked_until(t), t + ms(25));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_a_tolerance_slots_passed_a_moment_ago_still_go_at_once() {
+        let t = Instant::now();
+        let ms = Duration::from_millis;
+        let mut l = Leased::new(5_000).with_tolerance(ms(10));
+        l.add(t, 1_000_000, 6, t + ms(30)); // slots at 0, 5, …, 25 ms
+                                            // At 17 ms the slots from 5 ms on (at most 10 ms ago) still count, all at once.
+        let starts: Vec<_> = (0..6)
+            .filter_map(|_| {
+                let at = l.fit(1, t + ms(17), t + ms(100))?;
+                l.take(at, 1);
+                Some(at.start.duration_since(t).as_millis())
+            })
+            .collect();
+        assert_eq!(starts, [17, 17, 17, 20, 25], "the slot at 0 ms is too old");
     }
 }

@@ -1,5 +1,6 @@
 //! `rate_limit`: speeds in SMS segments per second that hold across every instance: per
-//! provider, per sender (`from`), per tenant and per campaign.
+//! provider, per sender (`from`), per tenant and per campaign; and a campaign's pace to its
+//! `finish_by` in jobs per second ([`super::pace`]).
 //!
 //! Each limit is a GCRA timeline in the store (`Rates::rate_lease`; Redis: one script on
 //! Redis's clock). An instance leases the next slots of a limit, at least `rate × lease` of
@@ -86,6 +87,8 @@ pub enum LimitKind {
     Sender,
     Tenant,
     Campaign,
+    /// A campaign's pace to its `finish_by` (`policy::pace`): counts jobs, not segments.
+    Pace,
 }
 
 impl LimitKind {
@@ -95,6 +98,7 @@ impl LimitKind {
             Self::Sender => "sender",
             Self::Tenant => "tenant",
             Self::Campaign => "campaign",
+            Self::Pace => "pace",
         }
     }
 }
@@ -108,8 +112,10 @@ pub struct Outgoing<'a> {
     pub sender: Option<&'a str>,
     /// The sender limit when `[rate_limits.senders]` names none ([`crate::provider::Provider::sender_rate`]).
     pub sender_rate: Option<f64>,
-    /// SMS segments it costs with this provider's encoding: what every limit counts.
+    /// SMS segments it costs with this provider's encoding: what every limit but the pace counts.
     pub segments: u32,
+    /// Its campaign's pace in jobs per second, when it is paced to a `finish_by`.
+    pub pace: Option<f64>,
 }
 
 /// The limiter's answer for one job.
@@ -119,6 +125,13 @@ pub struct Admission {
     pub verdict: Verdict,
     /// When an allowed job may go: its slot, on tokio's clock (now, for a job no limit holds).
     pub not_before: Instant,
+    /// For a deferred job, the limit whose turn was furthest off.
+    pub held_by: Option<LimitKind>,
+    /// For an allowed job, how late after `not_before` it may still go (a wave woken later
+    /// than that is admitted again): its limits' catch-up tolerance when every one of them
+    /// has one (a pace's), else zero. A pace's slot used a moment late is what its tolerance
+    /// allows anyway; admitting the job again would lose the slot, and the campaign fall behind.
+    pub late_ok: Duration,
 }
 
 /// The limits of one batch, while it is being decided.
@@ -152,6 +165,20 @@ impl RateLimit {
         Self { store, cfg, local: Mutex::new(Local::default()) }
     }
 
+    /// How long ago a limit's missed slots may still be used. A speed limit's passed slots are
+    /// lost (no burst after idling). A pace's are recovered for a quarter of `max_wait`: its
+    /// deferred jobs come back half a `max_wait` before their turn, and a busy instance that
+    /// brings them back later than that would otherwise lose those slots for good, the whole
+    /// campaign falling behind and catching up at the end (docs/policies.md). A quarter keeps
+    /// what one 10 s can gain from that small (`rate × max_wait / 4`, 5% at the 2 s default).
+    fn tolerance(&self, kind: LimitKind) -> Duration {
+        if kind == LimitKind::Pace {
+            self.cfg.max_wait / 4
+        } else {
+            Duration::ZERO
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Local> {
         self.local.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -165,7 +192,7 @@ impl RateLimit {
         let (limits, per_job) = self.limits_of(batch);
         let started = Instant::now();
         if limits.is_empty() {
-            return Ok(batch.iter().map(|_| Admission { verdict: Verdict::Allow, not_before: started }).collect());
+            return Ok(batch.iter().map(|_| Admission { verdict: Verdict::Allow, not_before: started, held_by: None, late_ok: Duration::ZERO }).collect());
         }
         let latest = started + self.cfg.max_wait;
 
@@ -175,17 +202,22 @@ impl RateLimit {
             limits
                 .iter()
                 .filter_map(|l| {
-                    let leased = local.leased_for(&l.id, l.rate);
+                    let leased = local.leased_for(&l.id, l.rate, self.tolerance(l.kind));
                     let missing = leased.uncovered(l.demands.iter().copied(), started, latest);
                     (missing > 0).then(|| {
                         let largest = l.demands.iter().copied().max().unwrap_or(1).max(1);
                         // A job may start up to max_wait out; its other tokens follow its first.
                         let spill = Duration::from_micros(leased.interval_us()) * (largest - 1);
+                        // A pace is not leased ahead: slots one instance holds and does not use are
+                        // lost to the campaign, which then falls behind and must catch up at the end.
+                        // Its batches make pacing store calls anyway, so leasing exactly costs none.
+                        let least = if l.kind == LimitKind::Pace { 1 } else { lease_tokens(l.rate, self.cfg.lease) };
                         RateLease {
                             limit: l.id.clone(),
                             interval_us: leased.interval_us(),
-                            want: missing.min(u64::from(u32::MAX)).max(u64::from(lease_tokens(l.rate, self.cfg.lease))) as u32,
+                            want: missing.min(u64::from(u32::MAX)).max(u64::from(least)) as u32,
                             horizon_us: (self.cfg.max_wait + spill).as_micros() as u64,
+                            tolerance_us: self.tolerance(l.kind).as_micros() as u64,
                         }
                     })
                 })
@@ -195,10 +227,10 @@ impl RateLimit {
         let replied = Instant::now();
         let mut local = self.lock();
         if let Some(g) = grants.first() {
-            local.clock.observe(g.first_at_us - g.first_us, replied);
+            local.clock.observe(g.first_at_us.saturating_add_signed(-g.first_us), replied);
         }
         for (req, g) in requests.iter().zip(&grants) {
-            let store_now = g.first_at_us - g.first_us;
+            let store_now = g.first_at_us.saturating_add_signed(-g.first_us);
             let first = local.clock.local(g.first_at_us);
             let booked = local.clock.local(store_now + g.next_free_us);
             if let Some(leased) = local.leased.get_mut(&req.limit) {
@@ -224,10 +256,12 @@ impl RateLimit {
     /// takes none and is deferred.
     fn admit(&self, local: &mut Local, limits: &[BatchLimit], mine: &[usize], n: u32, now: Instant, now_utc: DateTime<Utc>) -> Admission {
         if mine.is_empty() {
-            return Admission { verdict: Verdict::Allow, not_before: now };
+            return Admission { verdict: Verdict::Allow, not_before: now, held_by: None, late_ok: Duration::ZERO };
         }
         let latest = now + self.cfg.max_wait;
-        let fit_from = |from: Instant| -> Vec<_> { mine.iter().map(|&i| local.leased.get(&limits[i].id).and_then(|l| l.fit(n, from, latest))).collect() };
+        // The pace counts jobs; every other limit the job's segments.
+        let cost = |i: usize| if limits[i].kind == LimitKind::Pace { 1 } else { n };
+        let fit_from = |from: Instant| -> Vec<_> { mine.iter().map(|&i| local.leased.get(&limits[i].id).and_then(|l| l.fit(cost(i), from, latest))).collect() };
         let mut fits = fit_from(now);
         // Under several limits: one start that all of them have slots for, so that each limit
         // spends its slots when the job really goes. Where a limit's leased slots do not reach
@@ -255,14 +289,15 @@ impl RateLimit {
                     (at, binding) = (fit.start, limits[i].kind);
                 }
                 if let Some(l) = local.leased.get_mut(&limits[i].id) {
-                    l.take(fit, n);
+                    l.take(fit, cost(i));
                 }
             }
             let wait = at - now;
             if !wait.is_zero() {
                 metrics::histogram!(telemetry::RATE_LIMIT_WAIT_SECONDS, "limit" => binding.as_str()).record(wait.as_secs_f64());
             }
-            return Admission { verdict: Verdict::Allow, not_before: at };
+            let late_ok = mine.iter().map(|&i| self.tolerance(limits[i].kind)).min().unwrap_or_default();
+            return Admission { verdict: Verdict::Allow, not_before: at, held_by: None, late_ok };
         }
         // Its turn, as far as this instance can tell: after what is booked and after the
         // jobs it deferred before. It comes back a little before that, so it waits the rest of
@@ -271,7 +306,7 @@ impl RateLimit {
         let mut binding = limits[mine[0]].kind;
         for (&i, fit) in mine.iter().zip(&fits) {
             if fit.is_none() {
-                let at = local.leased.get_mut(&limits[i].id).map_or(now, |l| l.defer(n, now));
+                let at = local.leased.get_mut(&limits[i].id).map_or(now, |l| l.defer(cost(i), now));
                 if at >= turn {
                     (turn, binding) = (at, limits[i].kind);
                 }
@@ -280,7 +315,7 @@ impl RateLimit {
         let back_in = (turn - now).saturating_sub(self.cfg.max_wait / 2).max(self.cfg.lease);
         metrics::counter!(telemetry::RATE_LIMITED_TOTAL, "limit" => binding.as_str()).increment(1);
         let until = now_utc + chrono::Duration::from_std(back_in).unwrap_or(chrono::Duration::seconds(1));
-        Admission { verdict: Verdict::Defer { until, reason: Reason::RateLimited }, not_before: now }
+        Admission { verdict: Verdict::Defer { until, reason: Reason::RateLimited }, not_before: now, held_by: Some(binding), late_ok: Duration::ZERO }
     }
 
     /// The batch's limits, and for each job the indices of those that hold it.
@@ -303,6 +338,7 @@ impl RateLimit {
                     (LimitKind::Sender, o.sender.and_then(|s| Some((format!("sender:{s}"), self.cfg.senders.get(s).copied().or(o.sender_rate)?)))),
                     (LimitKind::Tenant, self.cfg.tenants.get(&job.tenant).map(|r| (format!("tenant:{}", job.tenant), *r))),
                     (LimitKind::Campaign, campaign),
+                    (LimitKind::Pace, o.pace.zip(job.campaign.as_deref()).map(|(r, c)| (crate::store::pace_limit(&job.tenant, c), r))),
                 ];
                 candidates
                     .into_iter()
@@ -312,7 +348,7 @@ impl RateLimit {
                             limits.push(BatchLimit { id, kind, rate, demands: Vec::new() });
                             limits.len() - 1
                         });
-                        limits[i].demands.push(o.segments.max(1));
+                        limits[i].demands.push(if kind == LimitKind::Pace { 1 } else { o.segments.max(1) });
                         Some(i)
                     })
                     .collect()
@@ -351,11 +387,11 @@ impl RateLimit {
 impl Local {
     /// This limit's leased tokens; a changed speed starts afresh (slots leased at the old one
     /// are dropped: conservative).
-    fn leased_for(&mut self, id: &str, rate: f64) -> &mut Leased {
+    fn leased_for(&mut self, id: &str, rate: f64, tolerance: Duration) -> &mut Leased {
         let interval = interval_us(rate);
-        let entry = self.leased.entry(id.to_owned()).or_insert_with(|| Leased::new(interval));
+        let entry = self.leased.entry(id.to_owned()).or_insert_with(|| Leased::new(interval).with_tolerance(tolerance));
         if entry.interval_us() != interval {
-            *entry = Leased::new(interval);
+            *entry = Leased::new(interval).with_tolerance(tolerance);
         }
         entry
     }

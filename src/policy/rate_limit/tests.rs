@@ -43,7 +43,7 @@ impl Clocks {
 }
 
 fn out<'a>(job: &'a Job, segments: u32) -> Outgoing<'a> {
-    Outgoing { job, provider: "p", sender: Some("ACME"), sender_rate: None, segments }
+    Outgoing { job, provider: "p", sender: Some("ACME"), sender_rate: None, segments, pace: None }
 }
 
 fn allowed_at(c: &Clocks, a: &[Admission]) -> Vec<Option<u128>> {

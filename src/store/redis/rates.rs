@@ -18,14 +18,14 @@ impl Rates for RedisStore {
         let mut inv = self.scripts.rate_lease.prepare_invoke();
         for r in reqs {
             inv.key(self.keys.rate(&r.limit));
-            inv.arg(r.interval_us).arg(r.want).arg(r.horizon_us);
+            inv.arg(r.interval_us).arg(r.want).arg(r.horizon_us).arg(r.tolerance_us);
         }
         let flat: Vec<i64> = inv.invoke_async(&mut self.conn()).await.map_err(|e| store_err(e, "rate_lease"))?;
         if flat.len() != reqs.len() * 4 {
             return Err(corrupt("rate_lease", format!("{} answers for {} limits", flat.len() / 4, reqs.len())));
         }
         let us = |v: i64| v.max(0) as u64;
-        Ok(flat.chunks(4).map(|c| RateGrant { granted: us(c[0]) as u32, first_us: us(c[1]), next_free_us: us(c[2]), first_at_us: us(c[3]) }).collect())
+        Ok(flat.chunks(4).map(|c| RateGrant { granted: us(c[0]) as u32, first_us: c[1], next_free_us: us(c[2]), first_at_us: us(c[3]) }).collect())
     }
 
     async fn set_campaign_rate(&self, tenant: Option<&str>, campaign: &str, rate: Option<f64>) -> Result<(), StoreError> {
