@@ -347,6 +347,71 @@ async fn proxy_faults_as_the_daemons_redis_client_sees_them() {
     assert!(t.elapsed() >= Duration::from_millis(900), "{:?}", t.elapsed());
 }
 
+/// Receipt settling's reply lost: the store retries under the same reply key and gets the
+/// first run's answers back, not a second run's (whose mappings are consumed: all unmatched).
+/// The stored reply keeps a final's job id and the retry reads its SentJob back from the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_settle_reply_is_answered_again_from_the_stored_reply() {
+    use sendgate::store::{mint_token, ClaimReq, Claims, History, PartOutcome, Receipts, SentJob, Settled};
+    let proxy = FaultProxy::start(&redis_url()).await;
+    let prefix = key("settle-replay:");
+    let cfg = RedisConfig { url: proxy.url(), prefix: prefix.clone(), instance_id: Some("a".into()), heartbeat_ttl: Duration::from_secs(30) };
+    let st = sendgate::store::RedisStore::connect(&cfg).await.expect("connect through the proxy");
+    let ttl = Duration::from_secs(60);
+    let sent = |id: &str, parts: &[&str]| SentJob {
+        job_id: id.into(),
+        tenant: "t".into(),
+        channel: "sms".into(),
+        to: "+4915112345678".into(),
+        meta: Default::default(),
+        provider: "p".into(),
+        message_ids: parts.iter().map(|s| s.to_string()).collect(),
+        segments: parts.len() as u32,
+        charge: None,
+        claim_until: None,
+        step: None,
+    };
+    let jobs = [sent("one", &["rp-1"]), sent("two", &["rp-2a", "rp-2b"])];
+    let tokens: Vec<String> = jobs.iter().map(|_| mint_token(st.owner())).collect();
+    let reqs: Vec<ClaimReq> = jobs.iter().zip(&tokens).map(|(j, t)| ClaimReq { id: &j.job_id, token: t, src: None, plan: None }).collect();
+    st.claim_ids(&reqs, ttl).await.unwrap();
+    let deadline = chrono::Utc::now() + chrono::Duration::seconds(100);
+    let with: Vec<(SentJob, chrono::DateTime<chrono::Utc>, String)> = jobs.iter().cloned().zip(tokens).map(|(j, t)| (j, deadline, t)).collect();
+    assert_eq!(st.track_sent(&with, ttl).await.unwrap(), [true, true]);
+    let accepted: Vec<sendgate::report::Report> = jobs
+        .iter()
+        .map(|j| sendgate::report::Report::from_parts(&j.job_id, "t", "sms", "+4915112345678", &Default::default(), sendgate::report::EventKind::Accepted, chrono::Utc::now()))
+        .collect();
+    st.record_events(&accepted, ttl).await.unwrap();
+
+    let rule = proxy.drop_reply(Match::request([b"rp-2a".as_slice()]), 1);
+    let receipts = [
+        ("p", "rp-1", PartOutcome::Delivered, None),
+        ("p", "rp-2a", PartOutcome::Delivered, None),
+        ("p", "rp-none", PartOutcome::Delivered, None),
+    ];
+    let answers = st.settle_parts(&receipts, deadline).await.expect("retried until answered");
+    assert_eq!(rule.fired(), 1, "the first reply was dropped: the answers are the replay's");
+    match &answers[0] {
+        Settled::Final { job, outcome } => assert_eq!((job.as_ref(), *outcome), (&jobs[0], PartOutcome::Delivered)),
+        other => panic!("job one's only part delivered: final, got {other:?}"),
+    }
+    assert_eq!(answers[1..], [Settled::Pending, Settled::Unmatched]);
+    // What was stored for the replay is the short form: no SentJob in it.
+    let mut raw = redis::Client::open(redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}reply:*")).query_async(&mut raw).await.unwrap();
+    let mut stored = Vec::new();
+    for k in &keys {
+        let v: String = redis::cmd("GET").arg(k).query_async(&mut raw).await.unwrap();
+        stored.push(v);
+    }
+    let settle = stored.iter().find(|v| v.contains("\"f\"")).unwrap_or_else(|| panic!("no stored settle reply among {stored:?}"));
+    assert_eq!(settle, r#"["f","one","p","","u",""]"#);
+    for k in keys.iter().chain(&[format!("{prefix}job:one"), format!("{prefix}job:two")]) {
+        let _: i64 = redis::cmd("DEL").arg(k).query_async(&mut raw).await.unwrap();
+    }
+}
+
 // ------------------------------------------------------------------------------------------
 // The daemon through the proxy: `sendgate dev`'s pipeline in this process (HTTP ingest, the
 // embedded SMSC simulator recording every message, reports to a JSONL file) with the Redis

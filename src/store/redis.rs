@@ -60,6 +60,7 @@ impl Scripts {
         Self {
             // Lua scripts cannot include each other: shared heads are prepended here.
             claim: Script::new(concat!(
+                include_str!("scripts/replay_plain.lua"),
                 include_str!("scripts/replay_open.lua"),
                 include_str!("scripts/owner_alive.lua"),
                 include_str!("scripts/claim.lua"),
@@ -71,6 +72,7 @@ impl Scripts {
             begin_finals: Script::new(concat!(
                 include_str!("scripts/zbatch.lua"),
                 include_str!("scripts/decide_final.lua"),
+                include_str!("scripts/replay_plain.lua"),
                 include_str!("scripts/replay_open.lua"),
                 include_str!("scripts/begin_finals.lua"),
                 include_str!("scripts/replay_close.lua")
@@ -79,6 +81,7 @@ impl Scripts {
             // Replay-guarded: a lost reply retried would lease the entries again under new
             // tokens and fence off the jobs the first run handed out.
             claim_due: Script::new(concat!(
+                include_str!("scripts/replay_plain.lua"),
                 include_str!("scripts/replay_open.lua"),
                 include_str!("scripts/owner_alive.lua"),
                 include_str!("scripts/claim_due.lua"),
@@ -88,11 +91,13 @@ impl Scripts {
             track_sent: Script::new(concat!(include_str!("scripts/zbatch.lua"), include_str!("scripts/track_sent.lua"))),
             settle_part: Script::new(concat!(
                 include_str!("scripts/zbatch.lua"),
+                include_str!("scripts/settle_replay.lua"),
                 include_str!("scripts/replay_open.lua"),
                 include_str!("scripts/settle_part.lua"),
                 include_str!("scripts/replay_close.lua")
             )),
             take_overdue: Script::new(concat!(
+                include_str!("scripts/replay_plain.lua"),
                 include_str!("scripts/replay_open.lua"),
                 include_str!("scripts/owner_alive.lua"),
                 include_str!("scripts/forget_sent.lua"),
@@ -115,6 +120,7 @@ impl Scripts {
             cancel_step: Script::new(concat!(
                 include_str!("scripts/zbatch.lua"),
                 include_str!("scripts/decide_final.lua"),
+                include_str!("scripts/replay_plain.lua"),
                 include_str!("scripts/replay_open.lua"),
                 include_str!("scripts/cancel_step.lua"),
                 include_str!("scripts/replay_close.lua")

@@ -81,6 +81,8 @@ for i = 6, #ARGV - 1, 4 do
       end
     end
   end
+  -- A final's job, for its stored reply (settle_replay.lua).
+  if res == 'f' then __final_ids[#out + 1] = id end
   out[#out + 1] = res
   out[#out + 1] = json
 end
