@@ -352,6 +352,7 @@ async fn proxy_faults_as_the_daemons_redis_client_sees_them() {
 /// The stored reply keeps a final's job id and the retry reads its SentJob back from the job.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_settle_reply_is_answered_again_from_the_stored_reply() {
+    use sendgate::report::{EventKind, Report};
     use sendgate::store::{mint_token, ClaimReq, Claims, History, PartOutcome, Receipts, SentJob, Settled};
     let proxy = FaultProxy::start(&redis_url()).await;
     let prefix = key("settle-replay:");
@@ -378,18 +379,12 @@ async fn a_lost_settle_reply_is_answered_again_from_the_stored_reply() {
     let deadline = chrono::Utc::now() + chrono::Duration::seconds(100);
     let with: Vec<(SentJob, chrono::DateTime<chrono::Utc>, String)> = jobs.iter().cloned().zip(tokens).map(|(j, t)| (j, deadline, t)).collect();
     assert_eq!(st.track_sent(&with, ttl).await.unwrap(), [true, true]);
-    let accepted: Vec<sendgate::report::Report> = jobs
-        .iter()
-        .map(|j| sendgate::report::Report::from_parts(&j.job_id, "t", "sms", "+4915112345678", &Default::default(), sendgate::report::EventKind::Accepted, chrono::Utc::now()))
-        .collect();
+    let now = chrono::Utc::now();
+    let accepted: Vec<Report> = jobs.iter().map(|j| Report::from_parts(&j.job_id, "t", "sms", &j.to, &j.meta, EventKind::Accepted, now)).collect();
     st.record_events(&accepted, ttl).await.unwrap();
 
     let rule = proxy.drop_reply(Match::request([b"rp-2a".as_slice()]), 1);
-    let receipts = [
-        ("p", "rp-1", PartOutcome::Delivered, None),
-        ("p", "rp-2a", PartOutcome::Delivered, None),
-        ("p", "rp-none", PartOutcome::Delivered, None),
-    ];
+    let receipts = [("p", "rp-1", PartOutcome::Delivered, None), ("p", "rp-2a", PartOutcome::Delivered, None), ("p", "rp-none", PartOutcome::Delivered, None)];
     let answers = st.settle_parts(&receipts, deadline).await.expect("retried until answered");
     assert_eq!(rule.fired(), 1, "the first reply was dropped: the answers are the replay's");
     match &answers[0] {
