@@ -3,8 +3,9 @@
 -- settle call's reply (a SentJob per final, ~300 bytes each) was written to Redis's memory and
 -- AOF and kept five minutes for a retry that almost never comes. Read back, it is the same
 -- answer: `j` stays until the final is recorded (record_events.lua); if it is gone, the final
--- was published and recorded since (the deadline sweep re-emits a decided final nobody
--- recorded, take_overdue.lua) and the replay says pending ('p'): nothing more to publish.
+-- was published and recorded since (by another instance's deadline sweep, which takes a
+-- decided final over once its decider is taken for dead: take_overdue.lua) and the replay
+-- says pending ('p'): nothing more to publish.
 local __final_ids = {}
 local function __replay_store(r)
   local c = {}
