@@ -153,6 +153,7 @@ impl App {
         let (intake, intake_rx) = Intake::new(cfg.pipeline.max_in_flight);
         let chain = Chain::from_config(&cfg, store.clone(), busy_recheck);
         let (completions_tx, completions_rx) = mpsc::channel(cfg.pipeline.max_in_flight.max(1));
+        let untracked = Arc::new(crate::pipeline::Untracked::new());
         let worker_task = tokio::spawn(worker(
             WorkerCtx {
                 clock: clock.clone(),
@@ -167,6 +168,7 @@ impl App {
                 pace: pace.clone(),
                 claim_ttl: cfg.pipeline.dedup_ttl,
                 cascades: Arc::new(crate::cascade::Cascades::from_config(&cfg)),
+                untracked: untracked.clone(),
             },
             intake_rx,
         ));
@@ -180,6 +182,7 @@ impl App {
                 mapping_slack: Duration::from_secs(3600),
                 claim_ttl: cfg.pipeline.dedup_ttl,
                 prices: cfg.prices.clone(),
+                untracked: untracked.clone(),
             },
             completions_rx,
         ));
@@ -198,7 +201,7 @@ impl App {
             None => InboundOut::Log,
         });
         rest_tasks.push(tokio::spawn(
-            Correlator { clock: clock.clone(), store: store.clone(), reporter: reporter.clone(), stop_replies, inbound, reads }.run(events_rx),
+            Correlator { clock: clock.clone(), store: store.clone(), reporter: reporter.clone(), stop_replies, inbound, reads, untracked }.run(events_rx),
         ));
         let late_window = router.providers().iter().map(|p| p.receipt_timeout()).max().unwrap_or(Duration::from_secs(3600));
         let sweep = Sweep {

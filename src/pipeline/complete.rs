@@ -42,10 +42,12 @@ pub struct CompleterCtx {
     pub claim_ttl: Duration,
     /// Each provider's price table: what an accepted job cost.
     pub prices: crate::provider::price::Prices,
+    /// Told when the mappings of message ids the dispatch noted are stored.
+    pub untracked: Arc<super::Untracked>,
 }
 
-/// Batches settled at once: each waits mostly on Redis and the broker, so overlapping a few
-/// keeps both busy; the bound keeps the jobs held here bounded too.
+/// Batch tails publishing at once: each waits mostly on the broker (and then Redis), so
+/// overlapping a few keeps both busy; the bound keeps the jobs held here bounded too.
 const BATCHES_IN_FLIGHT: usize = 8;
 
 /// Finals of handed-over jobs wait at most this long for the next batch to ride with before
@@ -79,7 +81,12 @@ pub async fn completer(ctx: CompleterCtx, mut rx: mpsc::Receiver<Completion>) {
                     carry.push(r);
                 }
                 carry_due = None;
-                tasks.spawn(settle(ctx.clone(), std::mem::take(&mut batch), std::mem::take(&mut carry), carry_tx.clone())).await;
+                // The batch's store steps here, one batch at a time: whatever answers come in
+                // meanwhile make the next batch, so the store and the broker get fewer, larger
+                // calls (concurrent batches each took the few answers there were). Only the
+                // publishing tail overlaps.
+                let tail = record(&ctx, std::mem::take(&mut batch), std::mem::take(&mut carry)).await;
+                tasks.spawn(publish(ctx.clone(), tail, carry_tx.clone())).await;
             }
             Some(r) = carry_rx.recv(), if carry_due.is_none() => {
                 carry.push(r);
@@ -90,7 +97,7 @@ pub async fn completer(ctx: CompleterCtx, mut rx: mpsc::Receiver<Completion>) {
                     carry.push(r);
                 }
                 carry_due = None;
-                tasks.spawn(settle(ctx.clone(), Vec::new(), std::mem::take(&mut carry), carry_tx.clone())).await;
+                tasks.spawn(publish(ctx.clone(), Tail { reports: std::mem::take(&mut carry), done: Vec::new() }, carry_tx.clone())).await;
             }
         }
     }
@@ -105,10 +112,17 @@ pub async fn completer(ctx: CompleterCtx, mut rx: mpsc::Receiver<Completion>) {
     }
 }
 
-/// One batch of answers: accepted jobs are tracked (under their claim), then their `accepted`
-/// reports go out with the batch's other reports; retries are parked; finals are checked
-/// against the claim before they are published.
-async fn settle(ctx: Arc<CompleterCtx>, batch: Vec<Completion>, carried: Vec<Report>, carry: mpsc::UnboundedSender<Report>) {
+/// What is left of a batch once its store steps are done: reports to publish (and record),
+/// then the jobs to acknowledge.
+struct Tail {
+    reports: Vec<Report>,
+    done: Vec<Envelope>,
+}
+
+/// One batch of answers, its store steps: accepted jobs are tracked (under their claim), and
+/// their `accepted` reports join the batch's other reports; retries are parked; finals are
+/// checked against the claim before they are published.
+async fn record(ctx: &CompleterCtx, batch: Vec<Completion>, carried: Vec<Report>) -> Tail {
     let now = ctx.clock.now();
     let mut sent: Vec<(SentJob, DateTime<Utc>, String)> = Vec::new();
     let mut accepted = Vec::new();
@@ -206,6 +220,7 @@ async fn settle(ctx: Arc<CompleterCtx>, batch: Vec<Completion>, carried: Vec<Rep
         // The provider has these messages: the mapping must be stored, or their receipts are
         // orphaned. A job whose claim another token holds now is left to that instance.
         let tracked = crate::retry::until_ok("track_sent", sent.len(), || ctx.store.track_sent(&sent, ctx.mapping_slack)).await;
+        ctx.untracked.tracked(sent.iter().map(|(job, _, _)| (job.provider.as_str(), job.message_ids.as_slice())));
         let lost = tracked.iter().filter(|t| !**t).count();
         if lost > 0 {
             metrics::counter!(telemetry::JOBS_FENCED_TOTAL, "step" => "track").increment(lost as u64);
@@ -222,6 +237,11 @@ async fn settle(ctx: Arc<CompleterCtx>, batch: Vec<Completion>, carried: Vec<Rep
     reports.extend(begin_finals(ctx.store.as_ref(), finals).await);
     // Finals handed over by earlier batches: their `accepted` is published and recorded.
     reports.extend(carried);
+    Tail { reports, done }
+}
+
+/// A batch's tail: its reports published, then recorded, then its jobs acknowledged.
+async fn publish(ctx: Arc<CompleterCtx>, Tail { reports, done }: Tail, carry: mpsc::UnboundedSender<Report>) {
     // `accepted` is recorded (lifting the hold on its job's final) only after it is published:
     // a receipt that raced ahead leaves its final to this recording, and it goes with a later
     // batch. If the process dies first, the deadline sweep publishes it (take_overdue.lua).

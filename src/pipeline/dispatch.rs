@@ -50,6 +50,8 @@ pub(super) struct Dispatch {
     pub claim_ttl: Duration,
     /// Marks jobs `submitting` at the write, one store call per batch of writes.
     pub gate: Arc<SubmitGate>,
+    /// Where a provider's answer says which message ids now wait for their mappings.
+    pub untracked: Arc<super::Untracked>,
 }
 
 impl Dispatch {
@@ -135,9 +137,14 @@ impl Dispatch {
         for (env, provider) in sends {
             let tx = self.completions.clone();
             let gate = self.gate.clone();
+            let untracked = self.untracked.clone();
             tokio::spawn(async move {
                 let ticket = gate.ticket(&env.job.id, &env.token);
                 let result = provider.send(&env.job, &ticket).await;
+                if let Ok(acc) = &result {
+                    // Before the completer can store the mappings: their receipts wait for it.
+                    untracked.taken(provider.name(), &acc.message_ids);
+                }
                 let slot = ticket.into_slot();
                 let _ = tx.send(Completion { env, provider: provider.name().into(), result, slot }).await;
             });

@@ -9,6 +9,7 @@ mod complete;
 mod dispatch;
 mod gate;
 mod reporter;
+mod untracked;
 mod worker;
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ pub use complete::{completer, CompleterCtx, Completion};
 pub use dispatch::begin_finals;
 pub use gate::{SubmitGate, Ticket};
 pub use reporter::Reporter;
+pub use untracked::Untracked;
 pub use worker::{worker, WorkerCtx};
 
 /// Marks a job done at its durable point. Dropping it without [`Ack::done`] means "not done":

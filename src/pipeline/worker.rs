@@ -35,6 +35,9 @@ pub struct WorkerCtx {
     pub claim_ttl: Duration,
     /// Configured cascades: a job with one becomes the job of its current step before the chain.
     pub cascades: Arc<Cascades>,
+    /// Message ids taken by a provider whose mappings are not stored yet (shared with the
+    /// completer, which stores them, and the correlator, whose receipts wait for them).
+    pub untracked: Arc<super::Untracked>,
 }
 
 /// Runs until intake closes and is empty; spawned sends finish on their own.
@@ -48,6 +51,7 @@ pub async fn worker(ctx: WorkerCtx, mut rx: mpsc::Receiver<Envelope>) {
         pace: ctx.pace.clone(),
         claim_ttl: ctx.claim_ttl,
         gate: super::SubmitGate::spawn(ctx.store.clone()),
+        untracked: ctx.untracked.clone(),
     });
     let mut batch = Vec::with_capacity(ctx.batch_size);
     while rx.recv_many(&mut batch, ctx.batch_size).await > 0 {

@@ -13,7 +13,7 @@ use super::inbound::InboundOut;
 use super::opt_out::StopReplies;
 use super::{InboundReceipt, ProviderEvent};
 use crate::clock::Clock;
-use crate::pipeline::{BatchTasks, Reporter};
+use crate::pipeline::{BatchTasks, Reporter, Untracked};
 use crate::report::{EventKind, Report};
 use crate::store::{EarlyReceipt, PartOutcome, PartReceipt, SentJob, Settled, Store};
 use crate::telemetry;
@@ -22,6 +22,10 @@ use crate::telemetry;
 /// we stored the mapping): such a receipt is retried for this long before it counts unmatched.
 const EARLY_RECEIPT_GRACE: Duration = Duration::from_secs(10);
 const EARLY_RECEIPT_RETRY: Duration = Duration::from_millis(250);
+/// A receipt for a message whose mapping this instance is storing waits for it at most this
+/// long (then it goes the early way): a store that takes longer is down, and the wait
+/// unacknowledged must stay well inside an SMSC's `deliver_sm` response timeout.
+const UNTRACKED_WAIT: Duration = Duration::from_secs(5);
 /// A final decided by one instance and not confirmed within this (it died between deciding
 /// and publishing) is handed out again by the deadline sweep of any instance.
 pub(crate) const FINAL_CONFIRM_GRACE: chrono::Duration = chrono::Duration::seconds(30);
@@ -40,12 +44,19 @@ pub struct Correlator {
     /// Providers whose `read` statuses come after `delivered`, by name: how long a delivered
     /// job is kept in the store for its `read` ([`crate::provider::Provider::read_window`]).
     pub reads: HashMap<String, Duration>,
+    /// Message ids whose mappings this instance is storing right now: their receipts wait.
+    pub untracked: Arc<Untracked>,
 }
+
+/// Receipts in hand: when first seen, and the receipt.
+type Seen = Vec<(Instant, InboundReceipt)>;
 
 impl Correlator {
     /// Runs until every provider's event sender is gone.
     pub async fn run(self, mut rx: mpsc::Receiver<ProviderEvent>) {
         let mut early: VecDeque<(Instant, Instant, InboundReceipt)> = VecDeque::new();
+        // Receipts waiting for their mappings, which this instance is storing (`untracked`).
+        let mut waiting: Seen = Vec::new();
         let mut batch = Vec::with_capacity(512);
         let mut tick = tokio::time::interval(EARLY_RECEIPT_RETRY);
         let mut publishing = BatchTasks::new(PUBLISHES_IN_FLIGHT, "publish finals");
@@ -69,11 +80,17 @@ impl Correlator {
                     for m in &inbound {
                         m.ack.done();
                     }
+                    let receipts = self.not_untracked(receipts, &mut waiting);
                     self.handle(receipts, &mut early, &mut publishing).await;
                 }
-                _ = tick.tick(), if !early.is_empty() => {
+                () = self.untracked.stored(), if !waiting.is_empty() => {
+                    let ready = self.not_untracked(std::mem::take(&mut waiting), &mut waiting);
+                    self.handle(ready, &mut early, &mut publishing).await;
+                }
+                _ = tick.tick(), if !early.is_empty() || !waiting.is_empty() => {
                     let now = Instant::now();
-                    let mut due = Vec::new();
+                    // Waiting ones past UNTRACKED_WAIT too, should no mapping be stored meanwhile.
+                    let mut due = self.not_untracked(std::mem::take(&mut waiting), &mut waiting);
                     while early.front().is_some_and(|(_, retry, _)| *retry <= now) {
                         let (first, _, r) = early.pop_front().expect("checked");
                         due.push((first, r));
@@ -82,7 +99,24 @@ impl Correlator {
                 }
             }
         }
+        // Stopping: whatever still waits goes the early way (kept in the store) or settles.
+        self.handle(waiting, &mut early, &mut publishing).await;
         publishing.drain().await;
+    }
+
+    /// Those of `receipts` whose messages' mappings are not being stored by this instance right
+    /// now; the others join `waiting` (unacknowledged) until they are, or for at most
+    /// [`UNTRACKED_WAIT`].
+    fn not_untracked(&self, receipts: Seen, waiting: &mut Seen) -> Seen {
+        let mut ready = Vec::with_capacity(receipts.len());
+        for (first_seen, r) in receipts {
+            if r.outcome.is_some() && first_seen.elapsed() < UNTRACKED_WAIT && self.untracked.contains(&r.provider, &r.message_id) {
+                waiting.push((first_seen, r));
+            } else {
+                ready.push((first_seen, r));
+            }
+        }
+        ready
     }
 
     async fn handle(&self, receipts: Vec<(Instant, InboundReceipt)>, early: &mut VecDeque<(Instant, Instant, InboundReceipt)>, publishing: &mut BatchTasks) {
@@ -283,3 +317,7 @@ impl Correlator {
         "early"
     }
 }
+
+#[cfg(test)]
+#[path = "correlate_tests.rs"]
+mod tests;

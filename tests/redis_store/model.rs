@@ -1297,14 +1297,23 @@ impl World {
         }
         for (id, m) in &self.jobs {
             let h: BTreeMap<String, String> = next(&mut vals);
+            // How the scripts write the model's `hold` and `ho` (settle_part.lua, record_events.lua):
+            // `hold` 1 = `accepted` not recorded; a handed-over final (`ho` present) with `hold` 2 =
+            // its `accepted` not recorded, counted down below 2 = recorded.
+            let hold_n = h.get("hold").map(|v| v.parse::<i64>().expect("hold is a count"));
+            let (hold, ho) = match h.get("ho").map(|v| v.parse::<u8>().expect("ho is a number")) {
+                None => (hold_n == Some(1), 0),
+                Some(_) if hold_n == Some(2) => (false, 1),
+                Some(_) => (false, 2),
+            };
             let have = (
                 h.get("st").cloned(),
                 h.get("own").cloned(),
                 h.get("src").cloned(),
                 h.contains_key("j"),
                 h.get("left").and_then(|l| l.parse::<i64>().ok()),
-                h.contains_key("hold"),
-                h.get("ho").and_then(|v| v.parse::<u8>().ok()).unwrap_or(0),
+                hold,
+                ho,
                 h.contains_key("dhold"),
                 h.get("fin").cloned(),
                 h.get("fo").cloned(),

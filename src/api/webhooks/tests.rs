@@ -250,6 +250,7 @@ async fn a_webhook_stop_reply_reaches_the_opt_out_list_through_the_correlator() 
         stop_replies: Arc::new(StopReplies::new(&cfg.opt_out, store.clone())),
         inbound: Arc::new(InboundOut::Log),
         reads: Default::default(),
+        untracked: Default::default(),
     };
     let running = tokio::spawn(correlator.run(rx));
     let stop = CancellationToken::new();

@@ -19,20 +19,21 @@ local function final(key, id, outcome, json)
 end
 
 -- The job's state once its last part is in (or one failed): final now, pending, unmatched,
--- or handed off: its `accepted` is not recorded yet (track_sent.lua's hold), so the final is
--- decided here but published after that `accepted` by whoever records it (record_events.lua
+-- or handed off: its `accepted` is not recorded yet (track_sent.lua's `hold` = 1), so the final
+-- is decided here but published after that `accepted` by whoever records it (record_events.lua
 -- returns it to the tracker: the owner of the claim, `fo`, which the deadline sweep waits for
--- while it lives and reads the reports topic back for if it dies).
+-- while it lives and reads the reports topic back for if it dies). `hold` = 2 says so in the
+-- same write: recording `accepted` counts it down (to 1: handed, `accepted` recorded), one
+-- command where lifting and re-reading a deleted hold took three.
 local function decide(key, id, outcome, code)
   local h = redis.call('HMGET', key, 'j', 'fin', 'hold', 'own')
   if not h[1] then
     return 'u', ''
   elseif h[2] then
     return 'p', ''
-  elseif h[3] then
+  elseif h[3] == '1' then
     local tracker = string.match(h[4] or '', '^(.*)/[^/]*$') or me
-    redis.call('HSET', key, 'fin', outcome, 'fa', now, 'fo', tracker, 'ho', 1, 'fc', code)
-    redis.call('HDEL', key, 'hold')
+    redis.call('HSET', key, 'fin', outcome, 'fa', now, 'fo', tracker, 'ho', 1, 'fc', code, 'hold', 2)
     zadd_later(confirm_by, id)
     return 'h', ''
   end

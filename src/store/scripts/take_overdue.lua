@@ -7,11 +7,11 @@
 -- A decided job whose decider is alive is its decider's to publish: leased again, not handed
 -- out (a slow broker must not make two instances publish one final). One whose final report
 -- is recorded already (st=final) is forgotten instead of published twice. An undecided job
--- whose `accepted` is not recorded yet (track_sent.lua's `hold`) is its tracker's while the
+-- whose `accepted` is not recorded yet (track_sent.lua's `hold` = 1) is its tracker's while the
 -- tracker lives: leased again, not decided, so that the `unknown` can never be published
 -- before that `accepted`. A dead tracker's unrecorded `accepted` is never published (or was
 -- published before it died): then the job is decided here as any other. A receipt's final
--- handed to a tracker that died before recording its `accepted` (`ho` = 1, settle_part.lua)
+-- handed to a tracker that died before recording its `accepted` (`hold` = 2, settle_part.lua)
 -- becomes `unknown`: the `accepted` may never have been published, and a `delivered` must
 -- not come without it.
 local job_prefix, now, me = ARGV[3], ARGV[1], ARGV[6]
@@ -32,14 +32,16 @@ for _, id in ipairs(due) do
   elseif fin then
     -- Decided by an instance that died (or by this instance id before a restart): it may be
     -- in the topic already. Ours now; the caller reads the topic back before publishing.
-    if ho == '1' then fin = 'unknown' end
+    -- Handed over and its `accepted` not recorded: `hold` = 2 (settle_part.lua); a build
+    -- before the count deleted `hold` and marked a recorded one `ho` = 2.
+    if hold == '2' or (ho == '1' and not hold) then fin = 'unknown' end
     redis.call('HSET', key, 'fo', me, 'fin', fin)
     redis.call('ZADD', KEYS[1], ARGV[4], id)
     out[#out + 1] = j or ''
     out[#out + 1] = fin
     out[#out + 1] = fr or ''
     out[#out + 1] = fa or '0'
-  elseif hold and (string.match(own or '', '^(.*)/[^/]*$') == me or alive(own)) then
+  elseif hold == '1' and (string.match(own or '', '^(.*)/[^/]*$') == me or alive(own)) then
     -- Its `accepted` is still on its way to the broker, in its tracker's hands: back later.
     redis.call('ZADD', KEYS[1], ARGV[4], id)
   else
