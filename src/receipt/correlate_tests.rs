@@ -12,25 +12,10 @@ use crate::receipt::inbound::InboundOut;
 use crate::receipt::opt_out::StopReplies;
 use crate::receipt::{InboundReceipt, ProviderEvent, ReceiptAck};
 use crate::report::{EventKind, Report};
-use crate::store::{mint_token, ClaimReq, MemoryStore, PartOutcome, SentJob, Store};
+use crate::store::memory::tests::sent;
+use crate::store::{mint_token, ClaimReq, MemoryStore, PartOutcome, Store};
 
 const TTL: Duration = Duration::from_secs(3600);
-
-fn sent(id: &str, message_id: &str) -> SentJob {
-    SentJob {
-        job_id: id.into(),
-        tenant: "t".into(),
-        channel: "sms".into(),
-        to: "+4915112345678".into(),
-        meta: Default::default(),
-        provider: "p".into(),
-        message_ids: vec![message_id.into()],
-        segments: 1,
-        charge: None,
-        claim_until: None,
-        step: None,
-    }
-}
 
 fn receipt(message_id: &str) -> (InboundReceipt, oneshot::Receiver<()>) {
     let (ack, acked) = ReceiptAck::pair();
@@ -78,7 +63,7 @@ async fn a_receipt_for_a_message_whose_mapping_is_being_stored_waits_unacknowled
     assert_eq!(acked.try_recv(), Err(oneshot::error::TryRecvError::Empty), "acknowledged before its mapping was stored");
 
     let now = chrono::Utc::now();
-    let tracked = store.track_sent(&[(sent("j1", "m1"), now + chrono::Duration::hours(1), token.clone())], TTL).await.unwrap();
+    let tracked = store.track_sent(&[(sent("j1", &["m1"]), now + chrono::Duration::hours(1), token.clone())], TTL).await.unwrap();
     assert_eq!(tracked, [true]);
     let accepted = Report::from_parts("j1", "t", "sms", "+4915112345678", &Default::default(), EventKind::Accepted, now);
     reporter.emit(&[accepted]).await;

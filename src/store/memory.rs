@@ -29,7 +29,7 @@ mod rates;
 mod receipts;
 mod schedule;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod whatsapp;
 
 pub struct MemoryStore {

@@ -16,7 +16,8 @@ fn t(s: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_800_000_000 + s, 0).unwrap()
 }
 
-fn sent(id: &str, parts: &[&str]) -> SentJob {
+/// A sent job of provider `p` with these message ids (also used by the correlator's tests).
+pub(crate) fn sent(id: &str, parts: &[&str]) -> SentJob {
     SentJob {
         job_id: id.into(),
         tenant: "t".into(),
