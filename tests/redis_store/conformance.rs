@@ -393,6 +393,12 @@ async fn receipts_a_final_before_accepted_is_handed_to_its_recorder(st: Arc<dyn 
     let got: Vec<(&str, PartOutcome, Option<&str>)> = handed.iter().map(|h| (h.job.job_id.as_str(), h.outcome, h.error_code.as_deref())).collect();
     assert_eq!(got, [("held", PartOutcome::Delivered, None), ("failed", PartOutcome::Undelivered, Some("0x0b"))]);
     assert_eq!((&handed[0].job, &handed[1].job), (&held, &failed));
+    // Run again after a lost reply (twice: retries can lose replies in a row), the recording
+    // hands the same finals over again, until they are recorded.
+    for _ in 0..2 {
+        let again = st.record_events(&accepted, TTL).await.unwrap();
+        assert_eq!(again.iter().map(|h| h.job.job_id.as_str()).collect::<Vec<_>>(), ["held", "failed"], "recorded again");
+    }
     let finals: Vec<Report> = handed.iter().map(|h| h.report()).collect();
     assert_eq!(finals[1].event, EventKind::Undelivered);
     assert_eq!(finals[1].error.as_ref().and_then(|e| e.code.as_deref()), Some("0x0b"));

@@ -1298,12 +1298,12 @@ impl World {
         for (id, m) in &self.jobs {
             let h: BTreeMap<String, String> = next(&mut vals);
             // How the scripts write the model's `hold` and `ho` (settle_part.lua, record_events.lua):
-            // `hold` 1 = `accepted` not recorded; a handed-over final (`ho` present) with `hold` 2 =
-            // its `accepted` not recorded, counted down below 2 = recorded.
+            // `hold` 1 = `accepted` not recorded; a handed-over final (`ho` present) with `hold` -1 =
+            // its `accepted` not recorded, counted down below -1 = recorded.
             let hold_n = h.get("hold").map(|v| v.parse::<i64>().expect("hold is a count"));
             let (hold, ho) = match h.get("ho").map(|v| v.parse::<u8>().expect("ho is a number")) {
                 None => (hold_n == Some(1), 0),
-                Some(_) if hold_n == Some(2) => (false, 1),
+                Some(_) if hold_n == Some(-1) => (false, 1),
                 Some(_) => (false, 2),
             };
             let have = (

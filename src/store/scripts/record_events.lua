@@ -14,7 +14,7 @@
 -- the same step). `deferred` lifts the hold schedule.lua put on the job's resumption.
 -- `accepted` lifts the hold track_sent.lua put on its job's receipts (`hold` counted down: 1 -> 0,
 -- at most 0 means recorded); if a receipt decided the job meanwhile (settle_part.lua handed the
--- final over: `ho`, `hold` = 2, decided by this owner), returns
+-- final over: `ho`, `hold` = -1, decided by this owner), returns
 -- that final, {SentJob JSON, outcome, error code, decided at (ms)}, for the caller to publish
 -- now, after its `accepted`. Run again after a lost reply it returns it again (until the final
 -- is recorded). TTLs are set only where a key was created here: an RPUSH that returns 1 made
@@ -59,9 +59,9 @@ for i = 5, #ARGV, 6 do
     if kind == 's' then park_next(id, ARGV[i + 4], ARGV[i + 5]) end
   elseif kind == 'a' and redis.call('HINCRBY', key, 'hold', -1) ~= 0 then
     -- Not the plain 1 -> 0: a receipt decided the job meanwhile and handed its final here
-    -- (2 -> 1: from now on a sweep that takes it over from a dead tracker may publish it as
-    -- decided, take_overdue.lua), or this is a run again after a lost reply (0 -> -1, or
-    -- 1 -> 0 for a handed one), or a job tracked without a hold (a build before holds).
+    -- (-1 -> -2: from now on a sweep that takes it over from a dead tracker may publish it as
+    -- decided, take_overdue.lua; run again after a lost reply, -3 and on: returned again), or
+    -- a plain one run again (0 -> -1), or a job tracked without a hold (a build before holds).
     local h = redis.call('HMGET', key, 'ho', 'fo', 'st', 'j', 'fin', 'fc', 'fa')
     if not h[3] then
       -- No claim here: the count made the hash, which must not stay without a TTL.

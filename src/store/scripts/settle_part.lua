@@ -22,9 +22,10 @@ end
 -- or handed off: its `accepted` is not recorded yet (track_sent.lua's `hold` = 1), so the final
 -- is decided here but published after that `accepted` by whoever records it (record_events.lua
 -- returns it to the tracker: the owner of the claim, `fo`, which the deadline sweep waits for
--- while it lives and reads the reports topic back for if it dies). `hold` = 2 says so in the
--- same write: recording `accepted` counts it down (to 1: handed, `accepted` recorded), one
--- command where lifting and re-reading a deleted hold took three.
+-- while it lives and reads the reports topic back for if it dies). `hold` = -1 says so in the
+-- same write: recording `accepted` counts it down (-2 and below: handed, `accepted` recorded),
+-- never to 0, the plain case, however often a lost reply makes it run again; one command where
+-- lifting and re-reading a deleted hold took three.
 local function decide(key, id, outcome, code)
   local h = redis.call('HMGET', key, 'j', 'fin', 'hold', 'own')
   if not h[1] then
@@ -33,7 +34,7 @@ local function decide(key, id, outcome, code)
     return 'p', ''
   elseif h[3] == '1' then
     local tracker = string.match(h[4] or '', '^(.*)/[^/]*$') or me
-    redis.call('HSET', key, 'fin', outcome, 'fa', now, 'fo', tracker, 'ho', 1, 'fc', code, 'hold', 2)
+    redis.call('HSET', key, 'fin', outcome, 'fa', now, 'fo', tracker, 'ho', 1, 'fc', code, 'hold', -1)
     zadd_later(confirm_by, id)
     return 'h', ''
   end

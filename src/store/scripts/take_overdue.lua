@@ -11,7 +11,7 @@
 -- tracker lives: leased again, not decided, so that the `unknown` can never be published
 -- before that `accepted`. A dead tracker's unrecorded `accepted` is never published (or was
 -- published before it died): then the job is decided here as any other. A receipt's final
--- handed to a tracker that died before recording its `accepted` (`hold` = 2, settle_part.lua)
+-- handed to a tracker that died before recording its `accepted` (`hold` = -1, settle_part.lua)
 -- becomes `unknown`: the `accepted` may never have been published, and a `delivered` must
 -- not come without it.
 local job_prefix, now, me = ARGV[3], ARGV[1], ARGV[6]
@@ -32,9 +32,9 @@ for _, id in ipairs(due) do
   elseif fin then
     -- Decided by an instance that died (or by this instance id before a restart): it may be
     -- in the topic already. Ours now; the caller reads the topic back before publishing.
-    -- Handed over and its `accepted` not recorded: `hold` = 2 (settle_part.lua); a build
+    -- Handed over and its `accepted` not recorded: `hold` = -1 (settle_part.lua); a build
     -- before the count deleted `hold` and marked a recorded one `ho` = 2.
-    if hold == '2' or (ho == '1' and not hold) then fin = 'unknown' end
+    if ho == '1' and (hold == '-1' or not hold) then fin = 'unknown' end
     redis.call('HSET', key, 'fo', me, 'fin', fin)
     redis.call('ZADD', KEYS[1], ARGV[4], id)
     out[#out + 1] = j or ''
