@@ -146,7 +146,11 @@ impl Dispatch {
                     untracked.taken(provider.name(), &acc.message_ids);
                 }
                 let slot = ticket.into_slot();
-                let _ = tx.send(Completion { env, provider: provider.name().into(), result, slot }).await;
+                // Reserved first, then filled: `send(value)` keeps the value inside its future,
+                // which made every job's task half again as large (and copied on every spawn).
+                if let Ok(permit) = tx.reserve().await {
+                    permit.send(Completion { env, provider: provider.name().into(), result, slot });
+                }
             });
         }
     }

@@ -133,7 +133,9 @@ impl SmppProvider {
                         continue;
                     }
                 }
-                match submit_once(&seat.link, pdu.clone(), self.cfg.response_timeout).await {
+                // Boxed: inline, its state (a PDU and rusmppc's request) was 60% of this
+                // future's size, which every job in flight carries from its first poll.
+                match Box::pin(submit_once(&seat.link, pdu.clone(), self.cfg.response_timeout)).await {
                     Answer::Id(id) => {
                         // Stored as the mapping's key: in the form receipts are read into.
                         message_ids.push(ids::from_resp(self.cfg.receipt_id_format, &id));
