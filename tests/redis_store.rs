@@ -536,6 +536,32 @@ async fn a_history_and_the_claim_a_final_makes_carry_the_ttl() {
 }
 
 #[tokio::test]
+async fn a_history_keeps_its_order_and_ttl_and_one_an_older_build_kept_as_a_list_is_read_and_added_to() {
+    let s = Space::new().await;
+    let a = s.instance("a", Duration::from_secs(30)).await;
+    let kinds = |r: Vec<Report>| r.into_iter().map(|r| r.event).collect::<Vec<_>>();
+    // `deferred` first: the history is made by an append, which `accepted` then adds to.
+    for ev in [EventKind::Deferred, EventKind::Accepted, EventKind::Delivered] {
+        a.record_events(&[report("j", ev)], TTL).await.unwrap();
+    }
+    assert_eq!(kinds(a.events("j").await.unwrap()), [EventKind::Deferred, EventKind::Accepted, EventKind::Delivered]);
+    let pttl = s.pttl("hist:j").await;
+    assert!(pttl > 50_000 && pttl <= 60_000, "history TTL, got {pttl}");
+    // A final alone (rejected at ingest, say) makes the history too, with its TTL.
+    a.record_events(&[report("f", EventKind::Rejected)], TTL).await.unwrap();
+    assert_eq!(kinds(a.events("f").await.unwrap()), [EventKind::Rejected]);
+    let pttl = s.pttl("hist:f").await;
+    assert!(pttl > 50_000 && pttl <= 60_000, "history TTL, got {pttl}");
+    // A list an older build wrote (one per event, RPUSH) is read and added to as a list.
+    let old = serde_json::to_string(&report("o", EventKind::Accepted)).unwrap();
+    let _: i64 = s.cmd(&["RPUSH", &s.key("hist:o"), &old]).await;
+    a.record_events(&[report("o", EventKind::Delivered)], TTL).await.unwrap();
+    assert_eq!(kinds(a.events("o").await.unwrap()), [EventKind::Accepted, EventKind::Delivered]);
+    assert_eq!(s.cmd::<String>(&["TYPE", &s.key("hist:o")]).await, "list");
+    s.cleanup().await;
+}
+
+#[tokio::test]
 async fn a_thousand_claims_go_in_one_call() {
     let s = Space::new().await;
     let (a, b) = s.two().await;

@@ -64,7 +64,15 @@ impl History for RedisStore {
 
     async fn events(&self, job_id: &str) -> Result<Vec<Report>, StoreError> {
         let key = self.keys.hist(job_id);
-        let rows: Vec<String> = redis::cmd("LRANGE").arg(&key).arg(0).arg(-1).query_async(&mut self.conn()).await.map_err(|e| store_err(e, &key))?;
-        rows.iter().map(|json| serde_json::from_str(json).map_err(|e| corrupt(&key, e))).collect()
+        // One string of JSON lines (record_events.lua); a list where an older build wrote it.
+        let text: Option<String> = match redis::cmd("GET").arg(&key).query_async(&mut self.conn()).await {
+            Ok(text) => text,
+            Err(e) if e.code() == Some("WRONGTYPE") => {
+                let rows: Vec<String> = redis::cmd("LRANGE").arg(&key).arg(0).arg(-1).query_async(&mut self.conn()).await.map_err(|e| store_err(e, &key))?;
+                return rows.iter().map(|json| serde_json::from_str(json).map_err(|e| corrupt(&key, e))).collect();
+            }
+            Err(e) => return Err(store_err(e, &key)),
+        };
+        text.unwrap_or_default().lines().filter(|l| !l.is_empty()).map(|json| serde_json::from_str(json).map_err(|e| corrupt(&key, e))).collect()
     }
 }

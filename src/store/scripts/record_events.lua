@@ -9,7 +9,7 @@
 -- its entry due in the scheduled set, with the job as read (`cp`, kept by claim.lua on the
 -- job's own claim) as payload; the scheduler resumes it like any parked job. Run again (a lost
 -- reply, a read-back), it finds the next step's claim there and parks nothing.
--- Appends to the job's history. A final report marks its claim final and forgets what
+-- Appends to the job's history (add_history). A final report marks its claim final and forgets what
 -- track_sent.lua / begin_finals.lua wrote for its job (forget_sent.lua, in
 -- the same step). `deferred` lifts the hold schedule.lua put on the job's resumption.
 -- `accepted` lifts the hold track_sent.lua put on its job's receipts (`hold` counted down: 1 -> 0,
@@ -17,9 +17,24 @@
 -- final over: `ho`, `hold` = -1, decided by this owner), returns
 -- that final, {SentJob JSON, outcome, error code, decided at (ms)}, for the caller to publish
 -- now, after its `accepted`. Run again after a lost reply it returns it again (until the final
--- is recorded). TTLs are set only where a key was created here: an RPUSH that returns 1 made
--- the list; an HSET that adds `st` found no claim (it expired).
+-- is recorded). TTLs are set only where a key was created here: a history SET or APPEND that
+-- made it; an HSET that adds `st` found no claim (it expired).
 local hist_prefix, job_prefix, ttl, me = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+
+-- A job's history is one string of report JSON lines (JSON never holds a raw newline). An
+-- `accepted`, usually the first event, creates it with its TTL in one command (SET NX PX);
+-- anything else appends (the TTL stays), setting the TTL if the append created it. One command
+-- per plain job fewer than a list (RPUSH, PEXPIRE, RPUSH). A list an older build wrote is
+-- appended to as a list.
+local function add_history(hist, kind, json)
+  if kind == 'a' and redis.call('SET', hist, json, 'PX', ttl, 'NX') then return end
+  local n = redis.pcall('APPEND', hist, '\n' .. json)
+  if type(n) == 'table' then
+    if redis.call('RPUSH', hist, json) == 1 then redis.call('PEXPIRE', hist, ttl) end
+  elseif n == #json + 1 then
+    redis.call('PEXPIRE', hist, ttl)
+  end
+end
 
 local function park_next(job_id, next_id, due)
   local nkey = job_prefix .. next_id
@@ -42,11 +57,8 @@ end
 local out = {}
 for i = 5, #ARGV, 6 do
   local id = ARGV[i]
-  local hist = hist_prefix .. id
-  if redis.call('RPUSH', hist, ARGV[i + 3]) == 1 then
-    redis.call('PEXPIRE', hist, ttl)
-  end
   local kind = ARGV[i + 2]
+  add_history(hist_prefix .. id, kind, ARGV[i + 3])
   local sid = ARGV[i + 1]
   if sid == '' then sid = id end
   local key = job_prefix .. sid
