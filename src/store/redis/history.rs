@@ -1,4 +1,5 @@
-//! Histories in Redis: one list of report JSON per job (`Keys::hist`), appended by
+//! Histories in Redis: one string of report JSON lines per job (`Keys::hist`; a list where
+//! a build before session 10 wrote it), appended by
 //! `record_events.lua` together with the claim's final mark (which forgets its receipt state)
 //! and the lifted holds (a receipt's final waits for `accepted`, a parked job's resumption for
 //! `deferred`).
