@@ -526,7 +526,7 @@ async fn a_history_and_the_claim_a_final_makes_carry_the_ttl() {
     let a = s.instance("a", Duration::from_secs(30)).await;
     a.record_events(&[report("j", EventKind::Accepted)], TTL).await.unwrap();
     a.record_events(&[report("j", EventKind::Delivered)], TTL).await.unwrap();
-    let pttl = s.pttl("hist:j").await;
+    let pttl = s.pttl("history:j").await;
     assert!(pttl > 50_000 && pttl <= 60_000, "history TTL, got {pttl}");
     // A final report for an id with no claim (expired, say) marks it, with a TTL.
     assert_eq!(s.job_state("j").await.as_deref(), Some("final"));
@@ -536,7 +536,7 @@ async fn a_history_and_the_claim_a_final_makes_carry_the_ttl() {
 }
 
 #[tokio::test]
-async fn a_history_keeps_its_order_and_ttl_and_one_an_older_build_kept_as_a_list_is_read_and_added_to() {
+async fn a_history_keeps_its_order_and_ttl_and_one_an_older_build_began_as_a_list_is_read_with_it() {
     let s = Space::new().await;
     let a = s.instance("a", Duration::from_secs(30)).await;
     let kinds = |r: Vec<Report>| r.into_iter().map(|r| r.event).collect::<Vec<_>>();
@@ -545,19 +545,21 @@ async fn a_history_keeps_its_order_and_ttl_and_one_an_older_build_kept_as_a_list
         a.record_events(&[report("j", ev)], TTL).await.unwrap();
     }
     assert_eq!(kinds(a.events("j").await.unwrap()), [EventKind::Deferred, EventKind::Accepted, EventKind::Delivered]);
-    let pttl = s.pttl("hist:j").await;
+    let pttl = s.pttl("history:j").await;
     assert!(pttl > 50_000 && pttl <= 60_000, "history TTL, got {pttl}");
     // A final alone (rejected at ingest, say) makes the history too, with its TTL.
     a.record_events(&[report("f", EventKind::Rejected)], TTL).await.unwrap();
     assert_eq!(kinds(a.events("f").await.unwrap()), [EventKind::Rejected]);
-    let pttl = s.pttl("hist:f").await;
+    let pttl = s.pttl("history:f").await;
     assert!(pttl > 50_000 && pttl <= 60_000, "history TTL, got {pttl}");
-    // A list an older build wrote (one per event, RPUSH) is read and added to as a list.
-    let old = serde_json::to_string(&report("o", EventKind::Accepted)).unwrap();
-    let _: i64 = s.cmd(&["RPUSH", &s.key("hist:o"), &old]).await;
-    a.record_events(&[report("o", EventKind::Delivered)], TTL).await.unwrap();
+    // Begun by this build, ended by an older one (a list under `hist:`, during an upgrade):
+    // read as one history, in the order the events happened.
+    let mut accepted = report("o", EventKind::Accepted);
+    accepted.at = Utc::now() - chrono::Duration::seconds(5);
+    a.record_events(&[accepted], TTL).await.unwrap();
+    let _: i64 = s.cmd(&["RPUSH", &s.key("hist:o"), &serde_json::to_string(&report("o", EventKind::Delivered)).unwrap()]).await;
     assert_eq!(kinds(a.events("o").await.unwrap()), [EventKind::Accepted, EventKind::Delivered]);
-    assert_eq!(s.cmd::<String>(&["TYPE", &s.key("hist:o")]).await, "list");
+    assert_eq!(s.cmd::<String>(&["TYPE", &s.key("hist:o")]).await, "list", "the old list is left as it is");
     s.cleanup().await;
 }
 

@@ -97,12 +97,19 @@ impl Keys {
         format!("{}deadlines", self.prefix)
     }
 
-    /// List of report JSON, oldest first: `GET /v1/jobs/{id}`.
-    pub fn hist(&self, job_id: &str) -> String {
-        format!("{}{job_id}", self.hist_prefix())
+    /// A job's history, `GET /v1/jobs/{id}`: one string of report JSON lines, oldest first
+    /// (`record_events.lua`).
+    pub fn history(&self, job_id: &str) -> String {
+        format!("{}{job_id}", self.history_prefix())
     }
-    pub fn hist_prefix(&self) -> String {
-        format!("{}hist:", self.prefix)
+    pub fn history_prefix(&self) -> String {
+        format!("{}history:", self.prefix)
+    }
+
+    /// A job's history as builds before session 10 kept it: a list of report JSON (read still,
+    /// for histories written before or during an upgrade; never written).
+    pub fn hist(&self, job_id: &str) -> String {
+        format!("{}hist:{job_id}", self.prefix)
     }
 
     /// ZSET of the recipients on one tenant's opt-out list for one channel, every score 0 so
@@ -166,7 +173,7 @@ mod tests {
         // The Lua scripts do exactly these concatenations.
         assert_eq!(k.alive("host-1"), format!("{}{}", k.alive_prefix(), "host-1"));
         assert_eq!(k.job("j1"), format!("{}{}", k.job_prefix(), "j1"));
-        assert_eq!(k.hist("j1"), format!("{}{}", k.hist_prefix(), "j1"));
+        assert_eq!(k.history("j1"), format!("{}{}", k.history_prefix(), "j1"));
         assert_eq!(k.msg("acme", "0a1"), format!("{}{}:{}", k.msg_prefix(), "acme", "0a1"));
         assert_eq!(k.early("acme", "0a1"), format!("{}{}:{}", k.early_prefix(), "acme", "0a1"));
     }

@@ -1,5 +1,5 @@
-//! Histories in Redis: one string of report JSON lines per job (`Keys::hist`; a list where
-//! a build before session 10 wrote it), appended by
+//! Histories in Redis: one string of report JSON lines per job (`Keys::history`; read with
+//! the list builds before session 10 kept, `Keys::hist`), appended by
 //! `record_events.lua` together with the claim's final mark (which forgets its receipt state)
 //! and the lifted holds (a receipt's final waits for `accepted`, a parked job's resumption for
 //! `deferred`).
@@ -17,7 +17,7 @@ use crate::store::{HandedFinal, History, PartOutcome, SentJob, StoreError};
 #[async_trait]
 impl History for RedisStore {
     async fn record_events(&self, reports: &[Report], ttl: Duration) -> Result<Vec<HandedFinal>, StoreError> {
-        let json = reports.iter().map(|r| serde_json::to_string(r).map_err(|e| corrupt(self.keys.hist(&r.job_id), e))).collect::<Result<Vec<_>, _>>()?;
+        let json = reports.iter().map(|r| serde_json::to_string(r).map_err(|e| corrupt(self.keys.history(&r.job_id), e))).collect::<Result<Vec<_>, _>>()?;
         self.record_events_json(reports, &json, ttl).await
     }
 
@@ -35,7 +35,7 @@ impl History for RedisStore {
         // One script: each history and its final mark land together even if Redis dies mid-batch.
         let mut inv = self.scripts.record_events.key(self.keys.deadlines());
         inv.key(self.keys.sched()).key(self.keys.sched_payload()).key(self.keys.sched_lease());
-        inv.arg(self.keys.hist_prefix()).arg(self.keys.job_prefix()).arg(millis(ttl)).arg(&self.owner);
+        inv.arg(self.keys.history_prefix()).arg(self.keys.job_prefix()).arg(millis(ttl)).arg(&self.owner);
         for (r, json) in reports.iter().zip(json) {
             let kind = match r.event {
                 _ if r.is_final => "1",
@@ -64,16 +64,18 @@ impl History for RedisStore {
     }
 
     async fn events(&self, job_id: &str) -> Result<Vec<Report>, StoreError> {
-        let key = self.keys.hist(job_id);
-        // One string of JSON lines (record_events.lua); a list where an older build wrote it.
-        let text: Option<String> = match redis::cmd("GET").arg(&key).query_async(&mut self.conn()).await {
-            Ok(text) => text,
-            Err(e) if e.code() == Some("WRONGTYPE") => {
-                let rows: Vec<String> = redis::cmd("LRANGE").arg(&key).arg(0).arg(-1).query_async(&mut self.conn()).await.map_err(|e| store_err(e, &key))?;
-                return rows.iter().map(|json| serde_json::from_str(json).map_err(|e| corrupt(&key, e))).collect();
-            }
-            Err(e) => return Err(store_err(e, &key)),
-        };
-        text.unwrap_or_default().lines().filter(|l| !l.is_empty()).map(|json| serde_json::from_str(json).map_err(|e| corrupt(&key, e))).collect()
+        let (key, list) = (self.keys.history(job_id), self.keys.hist(job_id));
+        // A history begun before an upgrade (or by an older instance during one) is partly in
+        // the old list: both are read, in the order the events happened.
+        let (text, rows): (Option<String>, Vec<String>) =
+            redis::pipe().get(&key).lrange(&list, 0, -1).query_async(&mut self.conn()).await.map_err(|e| store_err(e, &key))?;
+        let mut events = rows.iter().map(|json| serde_json::from_str(json).map_err(|e| corrupt(&list, e))).collect::<Result<Vec<Report>, _>>()?;
+        for json in text.as_deref().unwrap_or_default().lines().filter(|l| !l.is_empty()) {
+            events.push(serde_json::from_str(json).map_err(|e| corrupt(&key, e))?);
+        }
+        if !rows.is_empty() {
+            events.sort_by_key(|r| r.at);
+        }
+        Ok(events)
     }
 }

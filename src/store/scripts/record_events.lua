@@ -24,15 +24,13 @@ local hist_prefix, job_prefix, ttl, me = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 -- A job's history is one string of report JSON lines (JSON never holds a raw newline). An
 -- `accepted`, usually the first event, creates it with its TTL in one command (SET NX PX);
 -- anything else appends (the TTL stays), setting the TTL if the append created it. One command
--- per plain job fewer than a list (RPUSH, PEXPIRE, RPUSH). A list an older build wrote is
--- appended to as a list.
-local function add_history(hist, kind, json)
-  if kind == 'a' and redis.call('SET', hist, json, 'PX', ttl, 'NX') then return end
-  local n = redis.pcall('APPEND', hist, '\n' .. json)
-  if type(n) == 'table' then
-    if redis.call('RPUSH', hist, json) == 1 then redis.call('PEXPIRE', hist, ttl) end
-  elseif n == #json + 1 then
-    redis.call('PEXPIRE', hist, ttl)
+-- per plain job fewer than the list builds before session 10 kept (RPUSH, PEXPIRE, RPUSH),
+-- under another key (`hist:`), so that they and this build never meet one key's other type
+-- during an upgrade.
+local function add_history(key, kind, json)
+  if kind == 'a' and redis.call('SET', key, json, 'PX', ttl, 'NX') then return end
+  if redis.call('APPEND', key, '\n' .. json) == #json + 1 then
+    redis.call('PEXPIRE', key, ttl)
   end
 end
 
