@@ -128,7 +128,7 @@ enum Op {
     Tick { secs: u8 },
 }
 
-/// Two steps in five lose its store call's reply.
+/// Two steps in five lose their store call's reply.
 fn lose() -> impl Strategy<Value = bool> {
     proptest::bool::weighted(0.4)
 }
