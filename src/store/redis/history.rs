@@ -69,9 +69,10 @@ impl History for RedisStore {
         // the old list: both are read, in the order the events happened.
         let (text, rows): (Option<String>, Vec<String>) =
             redis::pipe().get(&key).lrange(&list, 0, -1).query_async(&mut self.conn()).await.map_err(|e| store_err(e, &key))?;
-        let mut events = rows.iter().map(|json| serde_json::from_str(json).map_err(|e| corrupt(&list, e))).collect::<Result<Vec<Report>, _>>()?;
+        let parse = |from: &str, json: &str| serde_json::from_str::<Report>(json).map_err(|e| corrupt(from, e));
+        let mut events = rows.iter().map(|json| parse(&list, json)).collect::<Result<Vec<_>, _>>()?;
         for json in text.as_deref().unwrap_or_default().lines().filter(|l| !l.is_empty()) {
-            events.push(serde_json::from_str(json).map_err(|e| corrupt(&key, e))?);
+            events.push(parse(&key, json)?);
         }
         if !rows.is_empty() {
             events.sort_by_key(|r| r.at);

@@ -19,7 +19,7 @@
 -- now, after its `accepted`. Run again after a lost reply it returns it again (until the final
 -- is recorded). TTLs are set only where a key was created here: a history SET or APPEND that
 -- made it; an HSET that adds `st` found no claim (it expired).
-local hist_prefix, job_prefix, ttl, me = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local history_prefix, job_prefix, ttl, me = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 
 -- A job's history is one string of report JSON lines (JSON never holds a raw newline). An
 -- `accepted`, usually the first event, creates it with its TTL in one command (SET NX PX);
@@ -56,7 +56,7 @@ local out = {}
 for i = 5, #ARGV, 6 do
   local id = ARGV[i]
   local kind = ARGV[i + 2]
-  add_history(hist_prefix .. id, kind, ARGV[i + 3])
+  add_history(history_prefix .. id, kind, ARGV[i + 3])
   local sid = ARGV[i + 1]
   if sid == '' then sid = id end
   local key = job_prefix .. sid
