@@ -23,4 +23,11 @@ eval "$(scripts/services env --dir "$SERVICES_DIR")"
 
 status=0
 target/release/examples/kill_loop "$@" || status=$?
+if [ "$status" = 1 ]; then
+  # Redis's data (the jobs' histories, what is left of their claims) is evidence: kept aside
+  # (the next run starts on an empty Redis), loadable with `redis-server --dir` on it.
+  scripts/services stop --dir "$SERVICES_DIR" >/dev/null 2>&1 || true
+  kept="$SERVICES_DIR/redis-failed-$(date -u +%Y%m%dT%H%M%SZ)"
+  mv "$SERVICES_DIR/redis" "$kept" && echo "[run_kill_loop] Redis data of the failed run kept in $kept" >&2
+fi
 exit "$status"

@@ -261,6 +261,8 @@ struct Seen {
     events: Vec<Event>,
     /// When this process read each event (unix µs), parallel to `events`.
     read_us: Vec<i64>,
+    /// Where each event was read from (partition, offset), parallel to `events`.
+    at: Vec<(i32, i64)>,
     finals: HashSet<String>,
     unparsable: u64,
 }
@@ -302,6 +304,7 @@ impl Reader {
                         }
                         s.events.push(ev);
                         s.read_us.push(now);
+                        s.at.push((m.partition(), m.offset()));
                     }
                     None => s.unparsable += 1,
                 }
@@ -358,6 +361,9 @@ pub struct Outcome {
     pub waited_for_finals_s: f64,
     pub total_s: f64,
     pub unparsable_reports: u64,
+    /// For a failed run, per id a check names: what the first read, a second read of the topic
+    /// and Redis hold about it ([`evidence`]).
+    pub evidence: Vec<String>,
 }
 
 impl Outcome {
@@ -443,6 +449,10 @@ impl Outcome {
             out += "  VERDICT: FAIL\n";
             for f in failures {
                 out += &format!("    - {f}\n");
+            }
+            out += "  evidence for the ids named above (first read; a second read of the topic without a group; Redis):\n";
+            for line in &self.evidence {
+                out += &format!("    {line}\n");
             }
         }
         out
@@ -657,6 +667,13 @@ pub async fn run(p: Params) -> Outcome {
 
     let smsc = audit::smsc_counts(messages.iter().map(|m| m.text.as_str()), "kill loop job ");
     let audit = audit::audit(&seen.events, &records, &smsc);
+    let mut named: Vec<String> = audit.receipt_final_without_accepted.clone();
+    named.extend(audit.no_final.iter().cloned());
+    named.extend(audit.many_finals.iter().map(|(id, _)| id.clone()));
+    named.extend(audit.accepted_twice.iter().cloned());
+    named.extend(audit.after_final.iter().map(|(id, _)| id.clone()));
+    named.dedup();
+    let evidence = if named.is_empty() { Vec::new() } else { evidence(&p, &run, &topics.reports, &named, &seen).await };
 
     // `unknown` finals per kill, by when they were decided.
     let mut unknown_before_kills = 0;
@@ -725,8 +742,127 @@ pub async fn run(p: Params) -> Outcome {
         waited_for_finals_s,
         total_s: started.elapsed().as_secs_f64(),
         unparsable_reports: seen.unparsable,
+        evidence,
         params: p,
     }
+}
+
+/// What tells a rare failure's causes apart, per id: the events the first reader saw (with
+/// partition and offset), the events a second read of the whole topic finds (every partition
+/// from its start, assigned, no group: a record the first reader's group missed shows up here;
+/// one the broker lost does not, and leaves a gap in the offsets if it was stored), and what
+/// Redis recorded (the job's history, written only after the broker confirmed each report, and
+/// what is left of its claim hash). Runs before the services stop (the broker keeps its data
+/// in memory).
+async fn evidence(p: &Params, run: &str, topic: &str, ids: &[String], first: &Seen) -> Vec<String> {
+    let mut out = Vec::new();
+    let wanted: HashSet<String> = ids.iter().cloned().collect();
+    let (brokers, topic_name, w) = (p.brokers.clone(), topic.to_owned(), wanted.clone());
+    let reread = tokio::task::spawn_blocking(move || reread_topic(&brokers, &topic_name, &w)).await.expect("re-read");
+    match &reread {
+        Ok(r) => {
+            out.push(format!("second read: {} records, events by kind {:?}", r.records, r.by_kind));
+            for (part, (n, first_off, last_off, gaps)) in &r.partitions {
+                out.push(format!("  partition {part}: {n} records, offsets {first_off}..={last_off}, {gaps} gaps"));
+            }
+        }
+        Err(e) => out.push(format!("second read failed: {e}")),
+    }
+    let redis = async {
+        let client = redis::Client::open(p.redis_url.as_str())?;
+        client.get_multiplexed_async_connection().await
+    }
+    .await;
+    for id in ids {
+        out.push(format!("{id}:"));
+        let firsts: Vec<String> = first
+            .events
+            .iter()
+            .zip(&first.at)
+            .filter(|(e, _)| &e.job_id == id)
+            .map(|(e, (part, off))| {
+                format!("p{part}@{off} {} at {}", e.event, chrono::DateTime::from_timestamp_micros(e.at_us).map_or(e.at_us.to_string(), |t| t.to_rfc3339()))
+            })
+            .collect();
+        out.push(format!("  first read:  {firsts:?}"));
+        if let Ok(r) = &reread {
+            let again: Vec<String> = r.about.iter().filter(|(i, ..)| i == id).map(|(_, part, off, what)| format!("p{part}@{off} {what}")).collect();
+            out.push(format!("  second read: {again:?}"));
+        }
+        match &redis {
+            Ok(conn) => {
+                let mut conn = conn.clone();
+                let history: Option<String> =
+                    redis::cmd("GET").arg(format!("{run}:history:{id}")).query_async(&mut conn).await.unwrap_or_else(|e| Some(format!("GET failed: {e}")));
+                let kinds: Vec<String> = history
+                    .unwrap_or_default()
+                    .lines()
+                    .map(|l| match serde_json::from_str::<Value>(l) {
+                        Ok(v) => format!("{} at {}", v["event"].as_str().unwrap_or("?"), v["at"].as_str().unwrap_or("?")),
+                        Err(_) => l.chars().take(80).collect(),
+                    })
+                    .collect();
+                out.push(format!("  redis history: {kinds:?}"));
+                let hash: Vec<(String, String)> = redis::cmd("HGETALL").arg(format!("{run}:job:{id}")).query_async(&mut conn).await.unwrap_or_default();
+                let hash: Vec<String> = hash.into_iter().map(|(k, v)| format!("{k}={}", v.chars().take(60).collect::<String>())).collect();
+                out.push(format!("  redis job hash: {hash:?}"));
+            }
+            Err(e) => out.push(format!("  redis: {e}")),
+        }
+    }
+    out
+}
+
+/// The reports topic read once more from the start of every partition.
+struct Reread {
+    records: u64,
+    by_kind: std::collections::BTreeMap<String, u64>,
+    /// Per partition: records, first and last offset, offsets skipped between two records.
+    partitions: std::collections::BTreeMap<i32, (u64, i64, i64, u64)>,
+    /// Records of the wanted ids: id, partition, offset, event and its `at`.
+    about: Vec<(String, i32, i64, String)>,
+}
+
+fn reread_topic(brokers: &str, topic: &str, wanted: &HashSet<String>) -> Result<Reread, String> {
+    use rdkafka::{Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("{topic}-evidence"))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "50")
+        .create()
+        .map_err(|e| e.to_string())?;
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(|e| e.to_string())?;
+    let parts: Vec<i32> = md.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+    let mut tpl = TopicPartitionList::new();
+    for &part in &parts {
+        tpl.add_partition_offset(topic, part, Offset::Beginning).map_err(|e| e.to_string())?;
+    }
+    consumer.assign(&tpl).map_err(|e| e.to_string())?;
+    // Tansu's ListOffsets answer is wrong (RECIPES.md), so no end offsets to read up to: the
+    // read stops once nothing came for a few seconds.
+    let mut r = Reread { records: 0, by_kind: Default::default(), partitions: Default::default(), about: Vec::new() };
+    let mut last_record = Instant::now();
+    while last_record.elapsed() < Duration::from_secs(5) {
+        let Some(m) = consumer.poll(Duration::from_millis(200)) else { continue };
+        let m = m.map_err(|e| e.to_string())?;
+        last_record = Instant::now();
+        r.records += 1;
+        let (part, off) = (m.partition(), m.offset());
+        let e = r.partitions.entry(part).or_insert((0, off, off - 1, 0));
+        e.0 += 1;
+        if off != e.2 + 1 {
+            e.3 += 1;
+        }
+        e.2 = off;
+        let v: Value = serde_json::from_slice(m.payload().unwrap_or_default()).unwrap_or(Value::Null);
+        let event = v["event"].as_str().unwrap_or("?").to_owned();
+        *r.by_kind.entry(event.clone()).or_default() += 1;
+        if let Some(id) = v["job_id"].as_str().filter(|id| wanted.contains(*id)) {
+            r.about.push((id.to_owned(), part, off, format!("{event} at {}", v["at"].as_str().unwrap_or("?"))));
+        }
+    }
+    Ok(r)
 }
 
 /// Every `every`th job (offset so that job 0 is not one) is scheduled ahead.
