@@ -361,6 +361,8 @@ pub struct Outcome {
     pub waited_for_finals_s: f64,
     pub total_s: f64,
     pub unparsable_reports: u64,
+    /// The live read against the read after the run.
+    pub read: Reads,
     /// For a failed run, per id a check names: what the first read, a second read of the topic
     /// and Redis hold about it ([`evidence`]).
     pub evidence: Vec<String>,
@@ -379,6 +381,16 @@ impl Outcome {
         let total_bound = bound * self.kills.len();
         if self.audit.unknown.len() > total_bound {
             f.push(format!("{} `unknown` finals: more than kills × binds × window = {total_bound}", self.audit.unknown.len()));
+        }
+        if !self.read.vanished.is_empty() {
+            f.push(format!(
+                "{} report records read live are not in the topic after the run (the broker lost them), e.g. {:?}",
+                self.read.vanished.len(),
+                &self.read.vanished[..self.read.vanished.len().min(5)]
+            ));
+        }
+        if let Some(e) = &self.read.error {
+            f.push(format!("the reports topic could not be read after the run: {e}"));
         }
         if self.unknown_unexplained > 0 {
             f.push(format!(
@@ -422,6 +434,10 @@ impl Outcome {
         rows.insert(8, ("  most decided between two kills".into(), worst.to_string(), String::new()));
         rows.insert(8, ("  decided before the first kill".into(), self.unknown_before_kills.to_string(), "0".into()));
         rows.insert(8, ("  allowed: kills x binds x window".into(), (bound * self.kills.len()).to_string(), String::new()));
+        // After "report events read" (the read after the run).
+        rows.insert(2, ("  read live, gone from the topic after the run".into(), self.read.vanished.len().to_string(), "0".into()));
+        rows.insert(2, ("  in the topic, never read live (broker's fetch race)".into(), self.read.missed_live.to_string(), String::new()));
+        rows.insert(2, ("  read live, as they came".into(), self.read.live.to_string(), String::new()));
         let fmt = |l: &Option<(f64, f64, f64)>| l.map_or("-".to_string(), |(a, b, c)| format!("{a:.0} / {b:.0} / {c:.0}"));
         rows.push(("produce -> final ms p50/p99/max (not scheduled)".into(), fmt(&self.latency_unscheduled_ms), String::new()));
         rows.push(("produce -> final ms p50/p99/max (all)".into(), fmt(&self.latency_all_ms), String::new()));
@@ -435,6 +451,13 @@ impl Outcome {
         out +=
             &format!("  SMSC: {} submit_sm, {} messages, {} throttled, {} binds\n", self.sim.submit_sm, self.sim.messages, self.sim.throttled, self.sim.binds);
         out += &format!("  exit codes after the final SIGTERM: {:?}\n", self.exit_codes);
+        if let Some(e) = &self.read.error {
+            out += &format!("  the read after the run failed, so this audits the live read: {e}\n");
+        }
+        out += &format!("  reports topic after the run, per partition (records, offsets skipped): {:?}\n", self.read.partitions);
+        if self.read.missed_live > 0 {
+            out += &format!("  never read live, e.g. (job, partition, offset, event): {:?}\n", self.read.missed_examples);
+        }
         if self.unparsable_reports > 0 {
             out += &format!("  unparsable report records: {}\n", self.unparsable_reports);
         }
@@ -450,7 +473,7 @@ impl Outcome {
             for f in failures {
                 out += &format!("    - {f}\n");
             }
-            out += "  evidence for the ids named above (first read; a second read of the topic without a group; Redis):\n";
+            out += "  evidence for the ids named above (the live read; the read after the run; Redis):\n";
             for line in &self.evidence {
                 out += &format!("    {line}\n");
             }
@@ -665,15 +688,26 @@ pub async fn run(p: Params) -> Outcome {
     let messages = sim.messages();
     sim.shutdown().await;
 
+    // The audit reads the topic as it stands once nothing writes it: every partition from its
+    // start. The live reader (progress, latency) can miss a batch for good: Tansu reserves a
+    // batch's offsets before it writes the batch, and a fetch at the head in between returns
+    // the batches after it and moves past it (a broker race two producers writing one
+    // partition can meet; Kafka moves its high-water mark only after the write).
+    let (brokers, topic) = (p.brokers.clone(), topics.reports.clone());
+    let full = tokio::task::spawn_blocking(move || read_topic(&brokers, &topic)).await.expect("read after the run");
     let smsc = audit::smsc_counts(messages.iter().map(|m| m.text.as_str()), "kill loop job ");
-    let audit = audit::audit(&seen.events, &records, &smsc);
+    let (audit, read) = match &full {
+        Ok(full) => (audit::audit(&full.events, &records, &smsc), compare_reads(&seen, full)),
+        Err(e) => (audit::audit(&seen.events, &records, &smsc), Reads { error: Some(e.clone()), ..Reads::default() }),
+    };
     let mut named: Vec<String> = audit.receipt_final_without_accepted.clone();
     named.extend(audit.no_final.iter().cloned());
     named.extend(audit.many_finals.iter().map(|(id, _)| id.clone()));
     named.extend(audit.accepted_twice.iter().cloned());
     named.extend(audit.after_final.iter().map(|(id, _)| id.clone()));
+    named.extend(read.vanished.iter().map(|(id, ..)| id.clone()));
     named.dedup();
-    let evidence = if named.is_empty() { Vec::new() } else { evidence(&p, &run, &topics.reports, &named, &seen).await };
+    let evidence = if named.is_empty() { Vec::new() } else { evidence(&p, &run, &named, &seen, full.as_ref().ok()).await };
 
     // `unknown` finals per kill, by when they were decided.
     let mut unknown_before_kills = 0;
@@ -741,53 +775,67 @@ pub async fn run(p: Params) -> Outcome {
         exit_codes,
         waited_for_finals_s,
         total_s: started.elapsed().as_secs_f64(),
-        unparsable_reports: seen.unparsable,
+        unparsable_reports: full.as_ref().map_or(seen.unparsable, |f| f.unparsable),
+        read,
         evidence,
         params: p,
     }
 }
 
-/// What tells a rare failure's causes apart, per id: the events the first reader saw (with
-/// partition and offset), the events a second read of the whole topic finds (every partition
-/// from its start, assigned, no group: a record the first reader's group missed shows up here;
-/// one the broker lost does not, and leaves a gap in the offsets if it was stored), and what
-/// Redis recorded (the job's history, written only after the broker confirmed each report, and
-/// what is left of its claim hash). Runs before the services stop (the broker keeps its data
-/// in memory).
-async fn evidence(p: &Params, run: &str, topic: &str, ids: &[String], first: &Seen) -> Vec<String> {
-    let mut out = Vec::new();
-    let wanted: HashSet<String> = ids.iter().cloned().collect();
-    let (brokers, topic_name, w) = (p.brokers.clone(), topic.to_owned(), wanted.clone());
-    let reread = tokio::task::spawn_blocking(move || reread_topic(&brokers, &topic_name, &w)).await.expect("re-read");
-    match &reread {
-        Ok(r) => {
-            out.push(format!("second read: {} records, events by kind {:?}", r.records, r.by_kind));
-            for (part, (n, first_off, last_off, gaps)) in &r.partitions {
-                out.push(format!("  partition {part}: {n} records, offsets {first_off}..={last_off}, {gaps} gaps"));
+/// The live read against the read after the run.
+#[derive(Debug, Default, Clone)]
+pub struct Reads {
+    /// Records the live reader got.
+    pub live: usize,
+    /// Records in the topic after the run that the live reader never got (Tansu's fetch race,
+    /// see `run`), and a few of them: job id, partition, offset, event.
+    pub missed_live: usize,
+    pub missed_examples: Vec<(String, i32, i64, String)>,
+    /// Records the live reader got that are not in the topic after the run: a broker that
+    /// lost what it had served. A failure.
+    pub vanished: Vec<(String, i32, i64, String)>,
+    /// Per partition: records after the run, offsets skipped between two of them.
+    pub partitions: std::collections::BTreeMap<i32, (u64, u64)>,
+    /// The read after the run failed: the audit is of the live read.
+    pub error: Option<String>,
+}
+
+fn compare_reads(live: &Seen, full: &Topic) -> Reads {
+    let live_at: HashSet<(i32, i64)> = live.at.iter().copied().collect();
+    let full_at: HashSet<(i32, i64)> = full.at.iter().copied().collect();
+    let mut r = Reads { live: live.events.len(), partitions: full.partitions.clone(), ..Reads::default() };
+    for (e, at) in full.events.iter().zip(&full.at) {
+        if !live_at.contains(at) {
+            r.missed_live += 1;
+            if r.missed_examples.len() < 10 {
+                r.missed_examples.push((e.job_id.clone(), at.0, at.1, e.event.clone()));
             }
         }
-        Err(e) => out.push(format!("second read failed: {e}")),
     }
-    let redis = async {
-        let client = redis::Client::open(p.redis_url.as_str())?;
-        client.get_multiplexed_async_connection().await
+    for (e, at) in live.events.iter().zip(&live.at) {
+        if !full_at.contains(at) && r.vanished.len() < 1000 {
+            r.vanished.push((e.job_id.clone(), at.0, at.1, e.event.clone()));
+        }
     }
-    .await;
-    for id in ids {
+    r
+}
+
+/// What tells a rare failure's causes apart, per id: the events the live reader saw and those
+/// the read after the run found (with partition and offset), and what Redis recorded (the job's
+/// history, written only after the broker confirmed each report, and what is left of its claim
+/// hash).
+async fn evidence(p: &Params, run: &str, ids: &[String], live: &Seen, full: Option<&Topic>) -> Vec<String> {
+    let mut out = Vec::new();
+    let redis = async { redis::Client::open(p.redis_url.as_str())?.get_multiplexed_async_connection().await }.await;
+    let at = |t: i64| chrono::DateTime::from_timestamp_micros(t).map_or(t.to_string(), |t| t.to_rfc3339());
+    let events = |events: &[Event], pos: &[(i32, i64)], id: &str| -> Vec<String> {
+        events.iter().zip(pos).filter(|(e, _)| e.job_id == id).map(|(e, (part, off))| format!("p{part}@{off} {} at {}", e.event, at(e.at_us))).collect()
+    };
+    for id in ids.iter().take(20) {
         out.push(format!("{id}:"));
-        let firsts: Vec<String> = first
-            .events
-            .iter()
-            .zip(&first.at)
-            .filter(|(e, _)| &e.job_id == id)
-            .map(|(e, (part, off))| {
-                format!("p{part}@{off} {} at {}", e.event, chrono::DateTime::from_timestamp_micros(e.at_us).map_or(e.at_us.to_string(), |t| t.to_rfc3339()))
-            })
-            .collect();
-        out.push(format!("  first read:  {firsts:?}"));
-        if let Ok(r) = &reread {
-            let again: Vec<String> = r.about.iter().filter(|(i, ..)| i == id).map(|(_, part, off, what)| format!("p{part}@{off} {what}")).collect();
-            out.push(format!("  second read: {again:?}"));
+        out.push(format!("  live read:        {:?}", events(&live.events, &live.at, id)));
+        if let Some(full) = full {
+            out.push(format!("  read after run:   {:?}", events(&full.events, &full.at, id)));
         }
         match &redis {
             Ok(conn) => {
@@ -802,10 +850,10 @@ async fn evidence(p: &Params, run: &str, topic: &str, ids: &[String], first: &Se
                         Err(_) => l.chars().take(80).collect(),
                     })
                     .collect();
-                out.push(format!("  redis history: {kinds:?}"));
+                out.push(format!("  redis history:    {kinds:?}"));
                 let hash: Vec<(String, String)> = redis::cmd("HGETALL").arg(format!("{run}:job:{id}")).query_async(&mut conn).await.unwrap_or_default();
                 let hash: Vec<String> = hash.into_iter().map(|(k, v)| format!("{k}={}", v.chars().take(60).collect::<String>())).collect();
-                out.push(format!("  redis job hash: {hash:?}"));
+                out.push(format!("  redis claim hash: {hash:?}"));
             }
             Err(e) => out.push(format!("  redis: {e}")),
         }
@@ -813,56 +861,74 @@ async fn evidence(p: &Params, run: &str, topic: &str, ids: &[String], first: &Se
     out
 }
 
-/// The reports topic read once more from the start of every partition.
-struct Reread {
-    records: u64,
-    by_kind: std::collections::BTreeMap<String, u64>,
-    /// Per partition: records, first and last offset, offsets skipped between two records.
-    partitions: std::collections::BTreeMap<i32, (u64, i64, i64, u64)>,
-    /// Records of the wanted ids: id, partition, offset, event and its `at`.
-    about: Vec<(String, i32, i64, String)>,
+/// A topic read whole: its events in each partition's order, where each was.
+struct Topic {
+    events: Vec<Event>,
+    at: Vec<(i32, i64)>,
+    unparsable: u64,
+    /// Per partition: records, offsets skipped between two of them.
+    partitions: std::collections::BTreeMap<i32, (u64, u64)>,
 }
 
-fn reread_topic(brokers: &str, topic: &str, wanted: &HashSet<String>) -> Result<Reread, String> {
+/// Every partition of `topic` from its start to its end, assigned (no group, so nothing a group
+/// committed moves it). The end is where a fetch answer's high-water mark says it is
+/// (`partition.eof`); Tansu's ListOffsets answer is wrong (RECIPES.md).
+fn read_topic(brokers: &str, topic: &str) -> Result<Topic, String> {
     use rdkafka::{Offset, TopicPartitionList};
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
-        .set("group.id", format!("{topic}-evidence"))
+        .set("group.id", format!("{topic}-after-run"))
         .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
         .set("fetch.wait.max.ms", "50")
         .create()
         .map_err(|e| e.to_string())?;
     let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(|e| e.to_string())?;
     let parts: Vec<i32> = md.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+    if parts.is_empty() {
+        return Err(format!("topic {topic} has no partitions"));
+    }
     let mut tpl = TopicPartitionList::new();
     for &part in &parts {
         tpl.add_partition_offset(topic, part, Offset::Beginning).map_err(|e| e.to_string())?;
     }
     consumer.assign(&tpl).map_err(|e| e.to_string())?;
-    // Tansu's ListOffsets answer is wrong (RECIPES.md), so no end offsets to read up to: the
-    // read stops once nothing came for a few seconds.
-    let mut r = Reread { records: 0, by_kind: Default::default(), partitions: Default::default(), about: Vec::new() };
-    let mut last_record = Instant::now();
-    while last_record.elapsed() < Duration::from_secs(5) {
-        let Some(m) = consumer.poll(Duration::from_millis(200)) else { continue };
-        let m = m.map_err(|e| e.to_string())?;
-        last_record = Instant::now();
-        r.records += 1;
-        let (part, off) = (m.partition(), m.offset());
-        let e = r.partitions.entry(part).or_insert((0, off, off - 1, 0));
-        e.0 += 1;
-        if off != e.2 + 1 {
-            e.3 += 1;
+    let mut t = Topic { events: Vec::new(), at: Vec::new(), unparsable: 0, partitions: Default::default() };
+    // Per partition, the next offset to read; partitions read to their end.
+    let mut next: HashMap<i32, i64> = parts.iter().map(|p| (*p, 0)).collect();
+    let mut at_end: HashSet<i32> = HashSet::new();
+    let started = Instant::now();
+    while at_end.len() < parts.len() {
+        if started.elapsed() > Duration::from_secs(120) {
+            return Err(format!("not at every partition's end after 120 s (next offsets {next:?})"));
         }
-        e.2 = off;
-        let v: Value = serde_json::from_slice(m.payload().unwrap_or_default()).unwrap_or(Value::Null);
-        let event = v["event"].as_str().unwrap_or("?").to_owned();
-        *r.by_kind.entry(event.clone()).or_default() += 1;
-        if let Some(id) = v["job_id"].as_str().filter(|id| wanted.contains(*id)) {
-            r.about.push((id.to_owned(), part, off, format!("{event} at {}", v["at"].as_str().unwrap_or("?"))));
+        let m = match consumer.poll(Duration::from_millis(200)) {
+            None => continue,
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(part))) => {
+                at_end.insert(part);
+                continue;
+            }
+            Some(Err(e)) => return Err(e.to_string()),
+            Some(Ok(m)) => m,
+        };
+        at_end.remove(&m.partition());
+        let (part, off) = (m.partition(), m.offset());
+        let n = next.entry(part).or_insert(0);
+        let e = t.partitions.entry(part).or_default();
+        e.0 += 1;
+        if off != *n {
+            e.1 += 1;
+        }
+        *n = off + 1;
+        match serde_json::from_slice::<Value>(m.payload().unwrap_or_default()).ok().and_then(|v| Event::from_json(&v)) {
+            Some(ev) => {
+                t.events.push(ev);
+                t.at.push((part, off));
+            }
+            None => t.unparsable += 1,
         }
     }
-    Ok(r)
+    Ok(t)
 }
 
 /// Every `every`th job (offset so that job 0 is not one) is scheduled ahead.
