@@ -127,7 +127,7 @@ numbers = ["106540352242922"]
 "#,
     )
     .expect("bench config parses");
-    Chain::from_config(&cfg, store, Duration::from_secs(10))
+    Chain::from_config(&cfg, store, None, Duration::from_secs(10))
 }
 
 fn candidates(jobs: &[Job]) -> Vec<Candidate<'_>> {

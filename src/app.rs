@@ -151,7 +151,7 @@ impl App {
         let router = Arc::new(Router::new(providers).with_senders(crate::policy::SenderRegistry::from_config(&cfg)));
 
         let (intake, intake_rx) = Intake::new(cfg.pipeline.max_in_flight);
-        let chain = Chain::from_config(&cfg, store.clone(), busy_recheck);
+        let chain = Chain::from_config(&cfg, store.clone(), ledger.clone(), busy_recheck);
         let (completions_tx, completions_rx) = mpsc::channel(cfg.pipeline.max_in_flight.max(1));
         let untracked = Arc::new(crate::pipeline::Untracked::new());
         let worker_task = tokio::spawn(worker(
@@ -208,7 +208,7 @@ impl App {
             clock: clock.clone(),
             store: store.clone(),
             reporter: reporter.clone(),
-            ledger,
+            ledger: ledger.clone(),
             every: Duration::from_secs(1),
             receipts: early_tx,
             late_window,
@@ -242,6 +242,7 @@ impl App {
                     reporter: reporter.clone(),
                     dlq: KafkaProducer::with_message_timeout(k, Some(k.inbound_timeout)).context("kafka (dlq)")?,
                     dedup_ttl: cfg.pipeline.dedup_ttl,
+                    ledger: ledger.clone(),
                 };
                 let (s, stop) = (source.clone(), stop_intake.clone());
                 ingest_tasks.push(tokio::spawn(async move { s.run(deps, stop).await }));

@@ -8,6 +8,7 @@
 //! `kill-after(N)` (pass N times, then kill), `error(N)` (the next N hits fail as a store
 //! outage). The points:
 //! - `finals-published`: the broker confirmed a batch of finals, the store has not recorded them;
+//! - `duplicates-published`: the same for a batch with second records' `duplicate` events;
 //! - `claimed`: the batch's ids are claimed, the rest of the chain has not run;
 //! - `submitting`: jobs are marked `submitting`, their PDUs not yet written;
 //! - `receipt-stored`: receipts are settled in the store, not yet acknowledged to the provider;

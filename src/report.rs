@@ -141,6 +141,10 @@ pub struct Report {
     /// On every report of a job with a cascade: which step it is about (docs/reports.md).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub step: Option<Box<crate::cascade::ReportStep>>,
+    /// On `duplicate`: the record it answers, `topic/partition/offset` (absent for a job that
+    /// came over HTTP in `sendgate dev`). One record, one `duplicate` (docs/reports.md).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub record: Option<String>,
 }
 
 impl Report {
@@ -191,6 +195,7 @@ impl Report {
             currency: None,
             refund: None,
             step: None,
+            record: None,
         }
     }
 

@@ -28,3 +28,20 @@ async fn kill_9_loop_every_job_gets_exactly_one_final() {
     }
     assert!(failures.is_empty(), "the kill -9 loop broke the contract:\n{report}");
 }
+
+/// The test readers' answer to Tansu's fetch skipping a batch still being written
+/// (support/offsets.rs): a record past the next offset sends the reader back for the skipped
+/// ones, and what comes again is dropped.
+#[test]
+fn a_batch_the_broker_skipped_is_read_again_in_order() {
+    use kill_loop::offsets::{Gaps, Step};
+    let mut g = Gaps::default();
+    assert_eq!(g.step(0, 0), Step::Take);
+    assert_eq!(g.step(0, 3), Step::SeekBack(1), "offsets 1 and 2 were skipped");
+    assert_eq!(g.step(0, 1), Step::Take);
+    assert_eq!(g.step(0, 2), Step::Take);
+    assert_eq!(g.step(0, 3), Step::Take);
+    assert_eq!(g.step(0, 2), Step::Seen, "read again after going back");
+    assert_eq!(g.step(1, 1), Step::SeekBack(0), "each partition from offset 0");
+    assert_eq!((g.seeks, g.accepted.len()), (2, 0));
+}

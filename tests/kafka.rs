@@ -481,12 +481,8 @@ mod failpoints {
     use super::*;
     use sendgate::report::EventKind;
 
-    /// Runs `n` jobs through an instance carrying `failpoints`, which must die of them, then a
-    /// restart; returns the reports once every job is final and the restarted daemon.
-    async fn crash_at(w: &World, tag: &str, n: usize, failpoints: &str) -> (Vec<String>, Daemon) {
-        let cfg = w.config("gw-a", &env("SENDGATE_TEST_REDIS_URL"));
-        let mut a = Daemon::start_with(&cfg, w.dir.path().join("gw-a.first.log"), &[("SENDGATE_FAILPOINTS", failpoints)]);
-        let ids = w.produce_jobs(tag, n, json!({})).await;
+    /// Waits for `a` to die, and checks it died of its failpoint.
+    async fn died_of_failpoint(a: &mut Daemon) {
         a.wait_dead(Duration::from_secs(120)).await;
         // The log's last lines may still be on their way from the dead process's pipe.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -494,6 +490,15 @@ mod failpoints {
             assert!(std::time::Instant::now() < deadline, "died of something else: {}", a.log_text());
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Runs `n` jobs through an instance carrying `failpoints`, which must die of them, then a
+    /// restart; returns the reports once every job is final and the restarted daemon.
+    async fn crash_at(w: &World, tag: &str, n: usize, failpoints: &str) -> (Vec<String>, Daemon) {
+        let cfg = w.config("gw-a", &env("SENDGATE_TEST_REDIS_URL"));
+        let mut a = Daemon::start_with(&cfg, w.dir.path().join("gw-a.first.log"), &[("SENDGATE_FAILPOINTS", failpoints)]);
+        let ids = w.produce_jobs(tag, n, json!({})).await;
+        died_of_failpoint(&mut a).await;
         let b = w.daemon("gw-a");
         let finals = w.reports.wait_finals(ids.len(), Duration::from_secs(180)).await;
         w.assert_exactly_once(&ids, &finals);
@@ -583,6 +588,66 @@ mod failpoints {
         w.assert_exactly_once(&ids, &w.reports.finals());
         assert!(w.reports.reports().iter().filter(|r| r.job_id.starts_with("frej-")).all(|r| r.event == EventKind::Rejected));
         assert_eq!(b.terminate(), Some(0));
+    }
+
+    /// Second records (ids already final) read by an instance carrying `failpoints`, which
+    /// must die of them; the same instance id restarts. Every second record must get exactly
+    /// one `duplicate` event (told apart by its `record`), none lost, none doubled.
+    async fn duplicates_through_a_crash(tag: &str, failpoints: &str) {
+        let w = World::new(3).await;
+        let d = w.daemon("gw-a");
+        let ids = w.produce_jobs(tag, 400, json!({})).await;
+        let finals = w.reports.wait_finals(ids.len(), Duration::from_secs(120)).await;
+        w.assert_exactly_once(&ids, &finals);
+        assert_eq!(d.terminate(), Some(0));
+        let cfg = w.config("gw-a", &env("SENDGATE_TEST_REDIS_URL"));
+        let mut a = Daemon::start_with(&cfg, w.dir.path().join("gw-a.first.log"), &[("SENDGATE_FAILPOINTS", failpoints)]);
+        // The same jobs again: every record a second record.
+        w.produce_jobs(tag, ids.len(), json!({})).await;
+        died_of_failpoint(&mut a).await;
+        let b = w.daemon("gw-a");
+        let duplicates = || -> HashMap<String, usize> {
+            let mut by_record = HashMap::new();
+            for r in w.reports.reports().into_iter().filter(|r| r.event == EventKind::Duplicate) {
+                *by_record.entry(r.record.clone().unwrap_or_else(|| format!("no record ({})", r.job_id))).or_insert(0) += 1;
+            }
+            by_record
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while duplicates().len() < ids.len() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // The restarted instance reads the killed batch's records again: their `duplicate`
+        // events are the dead instance's decisions, read back; one published twice would be in
+        // the topic shortly after.
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        while !b.log_text().contains("read back a dead instance's duplicate events") {
+            assert!(std::time::Instant::now() < deadline, "no read-back: {}", b.log_text());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let by_record = duplicates();
+        let doubled: Vec<_> = by_record.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(doubled.is_empty(), "second records with more than one duplicate: {doubled:?}");
+        assert_eq!(by_record.len(), ids.len(), "second records with a duplicate event, of {}", ids.len());
+        let finals = w.reports.finals();
+        w.assert_exactly_once(&ids, &finals);
+        assert_eq!(b.terminate(), Some(0));
+    }
+
+    /// Killed with second records' `duplicate` decided in the store and not yet published:
+    /// read again, they are the restarted instance's to end (the topic read back first), not
+    /// nothing (a `duplicate` lost).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn killed_between_a_second_records_claim_and_its_duplicate() {
+        duplicates_through_a_crash("fdupc", "claimed=kill-after(1)").await;
+    }
+
+    /// Killed after the broker took `duplicate` events and before the store recorded them:
+    /// read again, each is found in the topic and recorded, not published a second time.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn killed_after_the_broker_took_duplicates_and_before_the_store_recorded_them() {
+        duplicates_through_a_crash("fdupp", "duplicates-published=kill-after(1)").await;
     }
 
     /// A store call failing mid-chain is retried by itself: the claims made before it stay

@@ -148,6 +148,35 @@ async fn a_claim_is_a_hash_with_the_claim_ttl_and_a_stray_mark_leaves_no_key() {
     s.cleanup().await;
 }
 
+/// A second record's `duplicate` decided by an instance that died before recording it may be
+/// in the reports topic: whoever reads the record again takes the decision over, unsure, with
+/// the first decision's time (where the read-back starts), and records it once it knows.
+#[tokio::test]
+async fn a_dead_deciders_duplicate_is_taken_over_unsure_with_its_decision_time() {
+    let s = Space::new().await;
+    let (a, b) = s.two().await;
+    claim_from(&a, &[("x", Some("jobs/0/1"))]).await;
+    let before = Utc::now() - chrono::Duration::milliseconds(1);
+    assert_eq!(claim_from(&a, &[("x", Some("jobs/1/1"))]).await.0, [Claim::Duplicate]);
+    let after = Utc::now();
+    a.shutdown().await;
+    let (got, tb) = claim_from(&b, &[("x", Some("jobs/1/1"))]).await;
+    let Claim::DuplicateUnsure { decided_at } = got[0] else { panic!("a dead decider's duplicate: {got:?}") };
+    assert!(before <= decided_at && decided_at <= after, "the first decision's time: {decided_at} not in {before}..{after}");
+    // Asked again under the taker's token (a retried chain step): the same answer.
+    let again = b.claim_ids(&[ClaimReq { id: "x", token: &tb[0], src: Some("jobs/1/1"), plan: None }], TTL).await.unwrap();
+    assert_eq!(again, [Claim::DuplicateUnsure { decided_at }]);
+    // Another reader meanwhile: the taker lives, so it waits.
+    assert_eq!(claim_from(&b, &[("x", Some("jobs/1/1"))]).await.0, [Claim::DuplicateBusy]);
+    // Found in the topic by the taker's read-back: recorded, and the record is nothing now.
+    b.duplicate_done("x", "jobs/1/1").await.unwrap();
+    assert_eq!(claim_from(&b, &[("x", Some("jobs/1/1"))]).await.0, [Claim::Replay]);
+    // A record whose decision is gone (the hash expired): no hash is made without a TTL.
+    b.duplicate_done("gone", "jobs/1/9").await.unwrap();
+    assert_eq!(s.cmd::<i64>(&["EXISTS", &s.key("job:gone")]).await, 0);
+    s.cleanup().await;
+}
+
 #[tokio::test]
 async fn the_same_record_read_again_is_busy_while_its_owner_lives_and_a_replay_once_durable() {
     let s = Space::new().await;
@@ -156,9 +185,9 @@ async fn the_same_record_read_again_is_busy_while_its_owner_lives_and_a_replay_o
     // b re-reads the same records after a rebalance while a is still on them.
     assert_eq!(claim_from(&b, &[("x", Some("jobs/0/7")), ("y", Some("jobs/0/8"))]).await.0, [Claim::Busy, Claim::Busy]);
     // A second record with the same id is a duplicate at once, whoever holds the first; that
-    // second record read again is nothing.
+    // second record read again while b (alive) has not recorded its event: asked again later.
     assert_eq!(claim_from(&b, &[("x", Some("jobs/3/1"))]).await.0, [Claim::Duplicate]);
-    assert_eq!(claim_from(&a, &[("x", Some("jobs/3/1"))]).await.0, [Claim::Replay]);
+    assert_eq!(claim_from(&a, &[("x", Some("jobs/3/1"))]).await.0, [Claim::DuplicateBusy]);
     // a parks x (durable): the same record again is nothing at all.
     let parked = ScheduledJob { id: "x".into(), token: ta[0].clone(), src: Some("jobs/0/7".into()), due: t(10), payload: "{}".into(), recheck: false };
     assert_eq!(a.schedule(&[parked], TTL).await.unwrap(), [true]);

@@ -230,6 +230,11 @@ impl Decided {
             Verdict::Stop { event, reason, message } => {
                 let mut r = Report::about(&env.job, event, now);
                 r.reason = reason;
+                if event == EventKind::Duplicate {
+                    // Which record it answers: recording it marks that record's one
+                    // `duplicate` out (the record read again is nothing).
+                    r.record = env.src.clone();
+                }
                 if let Some(m) = message {
                     r = r.with_error(None, m);
                 }

@@ -63,6 +63,9 @@ impl Reporter {
         if reports.iter().any(Report::ends_claim) {
             crate::failpoint::hit("finals-published");
         }
+        if reports.iter().any(|r| r.record.is_some()) {
+            crate::failpoint::hit("duplicates-published");
+        }
         // Before recording: recording an `accepted` lets its final go out, and the spend
         // should be counted by then.
         reports.iter().for_each(count_money);

@@ -20,7 +20,7 @@ use crate::job::Job;
 use crate::report::{EventKind, Reason};
 use crate::store::StoreError;
 
-pub use dedup::Dedup;
+pub use dedup::{unpublished_duplicates, Dedup};
 pub use expiry::Expiry;
 pub use opt_out::OptOut;
 pub use quiet_hours::QuietHours;
@@ -101,9 +101,15 @@ impl Chain {
 
     /// The daemon's chain for `cfg` (rate limits come after routing, in the pipeline's
     /// dispatch). `busy_recheck`: when to look again at an id another live instance holds.
-    pub fn from_config(cfg: &crate::config::Config, store: std::sync::Arc<dyn crate::store::Store>, busy_recheck: std::time::Duration) -> Self {
+    /// `ledger`: reads the reports topic back for a dead instance's `duplicate` (Kafka only).
+    pub fn from_config(
+        cfg: &crate::config::Config,
+        store: std::sync::Arc<dyn crate::store::Store>,
+        ledger: Option<std::sync::Arc<crate::sink::ledger::Ledger>>,
+        busy_recheck: std::time::Duration,
+    ) -> Self {
         Self::new(vec![
-            Box::new(Dedup::new(store.clone(), cfg.pipeline.dedup_ttl, busy_recheck)),
+            Box::new(Dedup::new(store.clone(), ledger, cfg.pipeline.dedup_ttl, busy_recheck)),
             Box::new(Expiry),
             // Before `opt_out`: a job that may not go out with its sender at all is rejected,
             // whoever it is to.

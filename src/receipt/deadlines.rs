@@ -19,10 +19,6 @@ use crate::report::{EventKind, Report};
 use crate::sink::ledger::Ledger;
 use crate::store::{Overdue, Store};
 
-/// Checkpoints of the sink's offsets may be this much behind a decision (instances' clocks
-/// differ; a checkpoint is written every few seconds): the read-back starts this much earlier.
-const CLOCK_SLACK: chrono::Duration = chrono::Duration::seconds(10);
-
 pub struct Sweep {
     pub clock: Arc<dyn Clock>,
     pub store: Arc<dyn Store>,
@@ -107,7 +103,7 @@ impl Sweep {
         }
         let mut publish = Vec::new();
         for (partition, jobs) in by_partition {
-            let earliest = jobs.iter().filter_map(|j| j.decided_at).min().unwrap_or(now) - CLOCK_SLACK;
+            let earliest = jobs.iter().filter_map(|j| j.decided_at).min().unwrap_or(now) - crate::sink::ledger::CHECKPOINT_SLACK;
             let from = match self.store.offset_before(partition, earliest).await {
                 Ok(o) => o,
                 Err(e) => {

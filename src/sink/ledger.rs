@@ -20,6 +20,10 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::kafka::ReportsTopic;
 use crate::config::KafkaConfig;
 
+/// Checkpoints of the sink's offsets may be this much behind a decision (instances' clocks
+/// differ; a checkpoint is written every few seconds): a read-back starts this much earlier.
+pub const CHECKPOINT_SLACK: chrono::Duration = chrono::Duration::seconds(10);
+
 pub struct Ledger {
     client: ClientConfig,
     topic: std::sync::Arc<ReportsTopic>,
@@ -66,7 +70,31 @@ impl Ledger {
             move |reason: String| LedgerError::Read { topic: topic.clone(), partition, reason }
         };
         let e2 = err.clone();
-        tokio::task::spawn_blocking(move || scan(&client, &topic, partition, from, &ids, timeout).map_err(err)).await.map_err(|e| e2(e.to_string()))?
+        // Reports are keyed by their job's id; a cascade step's store id names its job.
+        let keys: HashSet<String> = ids.iter().map(|id| crate::cascade::split_store_id(id).0.to_owned()).collect();
+        let ends = move |key: &str, payload: &[u8]| ending(key, payload).filter(|id| ids.contains(id));
+        tokio::task::spawn_blocking(move || scan(&client, &topic, partition, from, &keys, timeout, ends).map_err(err)).await.map_err(|e| e2(e.to_string()))?
+    }
+
+    /// Of second records `(job id, record)` whose reports go to `partition`, those whose
+    /// `duplicate` ([`crate::report::Report::record`]) it holds from offset `from` to its end.
+    pub async fn duplicates_in(&self, partition: i32, from: Option<i64>, wanted: HashSet<(String, String)>) -> Result<HashSet<(String, String)>, LedgerError> {
+        let (client, topic, timeout) = (self.client.clone(), self.topic.name.clone(), self.timeout);
+        let err = {
+            let topic = topic.clone();
+            move |reason: String| LedgerError::Read { topic: topic.clone(), partition, reason }
+        };
+        let e2 = err.clone();
+        let keys: HashSet<String> = wanted.iter().map(|(job, _)| job.clone()).collect();
+        let answers = move |key: &str, payload: &[u8]| {
+            let v = serde_json::from_slice::<serde_json::Value>(payload).ok()?;
+            let record = v.get("record")?.as_str()?;
+            (v.get("event")?.as_str()? == "duplicate" && wanted.contains(&(key.to_owned(), record.to_owned()))).then(|| format!("{key}\n{record}"))
+        };
+        let found = tokio::task::spawn_blocking(move || scan(&client, &topic, partition, from, &keys, timeout, answers).map_err(err))
+            .await
+            .map_err(|e| e2(e.to_string()))??;
+        Ok(found.into_keys().filter_map(|k| k.split_once('\n').map(|(j, r)| (j.to_owned(), r.to_owned()))).collect())
     }
 }
 
@@ -76,7 +104,7 @@ struct Quiet;
 
 impl rdkafka::ClientContext for Quiet {
     fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
+        if !matches!(error, KafkaError::PartitionEOF(_) | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)) {
             tracing::error!(error = %error, reason, "reports read-back consumer");
         }
     }
@@ -84,13 +112,17 @@ impl rdkafka::ClientContext for Quiet {
 
 impl rdkafka::consumer::ConsumerContext for Quiet {}
 
+/// Reads `partition` from `from` to its end; for each record keyed by one of `keys`,
+/// `matches(key, payload)` names what it is (a store id, a job id), and the found are
+/// returned with their JSON.
 fn scan(
     client: &ClientConfig,
     topic: &str,
     partition: i32,
     from: Option<i64>,
-    ids: &HashSet<String>,
+    keys: &HashSet<String>,
     timeout: Duration,
+    matches: impl Fn(&str, &[u8]) -> Option<String>,
 ) -> Result<HashMap<String, String>, String> {
     let consumer: BaseConsumer<Quiet> = client.create_with_context(Quiet).map_err(|e| e.to_string())?;
     let mut tpl = TopicPartitionList::new();
@@ -98,8 +130,6 @@ fn scan(
     consumer.assign(&tpl).map_err(|e| e.to_string())?;
     let deadline = Instant::now() + timeout;
     let mut found = HashMap::new();
-    // Reports are keyed by their job's id; a cascade step's store id names its job.
-    let keys: HashSet<&str> = ids.iter().map(|id| crate::cascade::split_store_id(id).0).collect();
     while Instant::now() < deadline {
         match consumer.poll(Duration::from_millis(100)) {
             None => {}
@@ -111,7 +141,7 @@ fn scan(
                     continue;
                 }
                 let payload = m.payload().unwrap_or_default();
-                if let Some(id) = ending(key, payload).filter(|id| ids.contains(id)) {
+                if let Some(id) = matches(key, payload) {
                     found.insert(id, String::from_utf8_lossy(payload).into_owned());
                 }
             }

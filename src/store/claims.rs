@@ -15,8 +15,18 @@ pub enum Claim {
     /// Ours now (under the token asked with): never seen, or the same record taken over from
     /// a dead instance before it submitted.
     New,
-    /// A second record carrying an id already seen: a `duplicate`.
+    /// A second record carrying an id already seen: a `duplicate`, decided now under the
+    /// token asked with (its event is published, then recorded: [`Claims::duplicate_done`]
+    /// or `record_events`).
     Duplicate,
+    /// A second record whose `duplicate` an instance decided at `decided_at` and died before
+    /// recording it: the event may be in the reports topic. Ours now; read the topic back
+    /// before publishing (`policy::dedup::duplicate_published`).
+    DuplicateUnsure { decided_at: DateTime<Utc> },
+    /// A second record whose `duplicate` a live instance decided and has not recorded yet:
+    /// look again shortly (never parked: the scheduled set holds one entry per job id, the
+    /// job's own).
+    DuplicateBusy,
     /// The same record again while a live instance still holds it short of a durable point:
     /// look again later, silently.
     Busy,
@@ -77,4 +87,9 @@ pub trait Claims: Send + Sync {
     /// its final is recorded, so that its publishing survives this instance. `false`: fenced
     /// off, publish nothing.
     async fn begin_finals(&self, finals: &[(&str, &str, &str)], confirm_by: DateTime<Utc>) -> Result<Vec<bool>, StoreError>;
+
+    /// Records that the `duplicate` answering record `src` of job `id` is in the reports topic
+    /// (found there by a read-back): the record read again is nothing from now on. Publishing
+    /// one records it through `record_events`.
+    async fn duplicate_done(&self, id: &str, src: &str) -> Result<(), StoreError>;
 }

@@ -62,8 +62,9 @@ struct ClaimState {
     st: St,
     own: String,
     src: Option<String>,
-    /// Second records of this id seen so far (their sources).
-    duplicates: Vec<String>,
+    /// Second records of this id seen so far: their sources, each with the token that decided
+    /// its `duplicate` until that event is recorded (`None` from then on).
+    duplicates: Vec<(String, Option<String>)>,
     /// Parked, and the `deferred` report of that is not recorded yet: not resumed meanwhile.
     held: bool,
     /// The first step of a cascade: the job as read, for parking its later steps

@@ -161,7 +161,15 @@ async fn claims_the_first_record_is_new_and_a_second_record_a_duplicate(st: Arc<
     // Over HTTP there is no record to tell a re-read by: a seen id is a duplicate.
     assert_eq!(claim(st, &[("y", None), ("z", Some("jobs/0/3"))]).await.0, [Claim::Duplicate, Claim::New]);
     assert_eq!(claim(st, &[("x", Some("jobs/1/1"))]).await.0, [Claim::Duplicate], "a second record, from anywhere");
-    // A second record read again (a crash before its offset was committed) is nothing.
+    // A second record read again while its `duplicate` is decided and not recorded, its
+    // decider alive: asked about again shortly (the decider publishes it).
+    assert_eq!(claim(st, &[("x", Some("jobs/1/1")), ("x", Some("jobs/0/2"))]).await.0, [Claim::DuplicateBusy, Claim::DuplicateBusy]);
+    // Once its event is recorded (published, or found in the topic by a read-back), a second
+    // record read again (a crash before its offset was committed) is nothing.
+    let mut dup = report("x", EventKind::Duplicate);
+    dup.record = Some("jobs/1/1".into());
+    st.record_events(&[dup], TTL).await.unwrap();
+    st.duplicate_done("x", "jobs/0/2").await.unwrap();
     assert_eq!(claim(st, &[("x", Some("jobs/1/1")), ("x", Some("jobs/0/2"))]).await.0, [Claim::Replay, Claim::Replay]);
     // The same token asked again (a chain step retried after a store error): still New.
     assert_eq!(claim_as(st, &[("x", &tokens[0], Some("jobs/0/1")), ("y", &tokens[1], None)]).await, [Claim::New, Claim::New]);

@@ -42,13 +42,16 @@
 //!    `submitting` again under another token while a write may be out;
 //! 3. at most one final per job id in the topic; `accepted` before a receipt's final, and
 //!    nothing but `duplicate` after a final; `unknown` only for a job that was written;
-//! 4. a second record of a claimed id is `Duplicate` when it is first read and nothing
-//!    (`Replay`) when read again; the same record is never `Duplicate`;
+//! 4. a second record of a claimed id is `Duplicate` when it is first read; read again while
+//!    its event is not recorded, `DuplicateBusy` if its decider lives and `DuplicateUnsure`
+//!    (read the topic back) if it died, nothing (`Replay`) once recorded; the same record is
+//!    never any of those; no second record ever has two `duplicate` events in the topic;
 //!
 //! and after the case, once every instance is up and the model has run the pipeline, the
 //! receipts, redeliveries of every record read, the scheduler and the sweep to quiescence:
-//! 5. every claimed id has exactly one final in the topic, its claim is `final`, and the
-//!    scheduled set and the deadlines are empty.
+//! 5. every claimed id has exactly one final in the topic, its claim is `final`, every second
+//!    record read has exactly one `duplicate` in the topic, and the scheduled set and the
+//!    deadlines are empty.
 //!
 //! It found two orderings where a non-final report still on its way let the store end the job
 //! elsewhere, so that the report landed after the final (`accepted` after the deadline sweep's
@@ -202,14 +205,30 @@ impl St {
     }
 }
 
+/// A second record's `duplicate` (claim.lua's `d:<record>`): decided under a token (taken over
+/// from a dead decider: `taken`) until its event is recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Dup {
+    Pending { tok: String, taken: bool },
+    Done,
+}
+
+/// Claims compared without a `DuplicateUnsure`'s time (the store's clock, not the model's).
+fn shape(c: Claim) -> Claim {
+    match c {
+        Claim::DuplicateUnsure { .. } => Claim::DuplicateUnsure { decided_at: chrono::DateTime::UNIX_EPOCH },
+        c => c,
+    }
+}
+
 /// One job as the model sees it: the fields of its hash the state machine reads, and what the
 /// provider saw of it.
 #[derive(Clone, Debug)]
 struct JobM {
     /// The record that claimed it first, and the second records read so far (`d:<record>`:
-    /// each is a `duplicate` once, nothing when read again).
+    /// each is a `duplicate` once, nothing when read again once that is recorded).
     src: String,
-    dups: BTreeSet<String>,
+    dups: BTreeMap<String, Dup>,
     st: St,
     /// The token holding it.
     own: String,
@@ -283,28 +302,90 @@ enum Then {
 #[derive(Clone, Debug)]
 enum Task {
     /// A claimed job at the start of the chain.
-    Chain { id: String, src: String, token: String, sched: Sched },
+    Chain {
+        id: String,
+        src: String,
+        token: String,
+        sched: Sched,
+    },
     /// Written to the provider (marked `submitting`): waiting for its answer.
-    Wire { id: String, src: String, token: String, sched: Sched },
+    Wire {
+        id: String,
+        src: String,
+        token: String,
+        sched: Sched,
+    },
     /// Claimed to end `unknown` (its claimer died mid-submit).
-    Orphan { id: String, src: String, token: String, sched: Sched },
+    Orphan {
+        id: String,
+        src: String,
+        token: String,
+        sched: Sched,
+    },
     /// A record found `Busy`: park it to be looked at again.
-    Recheck { id: String, src: String, token: String, sched: Sched },
+    Recheck {
+        id: String,
+        src: String,
+        token: String,
+        sched: Sched,
+    },
     /// A recheck entry back from the scheduled set: claim its record again.
-    Reclaim { id: String, src: String, sched: Sched },
+    Reclaim {
+        id: String,
+        src: String,
+        sched: Sched,
+    },
     /// A final handed out by the sweep, decided by an instance that died: read the topic back.
-    ReadBack { id: String, ev: EventKind },
+    ReadBack {
+        id: String,
+        ev: EventKind,
+    },
+    /// A second record's `duplicate`: publish it; a dead decider's: read the topic back first;
+    /// a live decider's: ask again under the same token (the dedup policy's wait).
+    DupPublish {
+        id: String,
+        src: String,
+        sched: Sched,
+    },
+    DupReadBack {
+        id: String,
+        src: String,
+        sched: Sched,
+    },
+    DupAgain {
+        id: String,
+        src: String,
+        token: String,
+        sched: Sched,
+    },
+    /// Record a published `duplicate` (`record_events` with its record).
+    DupRecord {
+        id: String,
+        src: String,
+        sched: Sched,
+    },
     /// Publish one report (the broker confirms it: it is in the topic). A stalled process does
     /// not reach the broker unless `SENDGATE_MODEL_STALLED_PUBLISH=1`: the design fences store
     /// steps, and a publish is not one. A decider stalled past its heartbeat and the
     /// confirmation grace whose final the sweep hands out, reads back (not there yet) and
     /// publishes, then publishing it too, makes two finals: a window only fenced publishes
     /// (Kafka transactions) would close.
-    Publish { id: String, ev: EventKind, then: Then },
+    Publish {
+        id: String,
+        ev: EventKind,
+        then: Then,
+    },
     /// Record a published report (`record_events`).
-    Record { id: String, ev: EventKind, then: Then },
+    Record {
+        id: String,
+        ev: EventKind,
+        then: Then,
+    },
     /// Give the scheduled entry's lease back (`finish_scheduled`).
-    Ack { entry: String, lease: u64 },
+    Ack {
+        entry: String,
+        lease: u64,
+    },
 }
 
 fn ack(sched: Sched) -> Vec<Task> {
@@ -434,6 +515,8 @@ struct World {
     receipts: Vec<Rcpt>,
     /// The reports topic: each job's events, in publish order.
     topic: BTreeMap<String, Vec<EventKind>>,
+    /// `duplicate` events in the topic per second record (job id, record).
+    dup_topic: BTreeMap<(String, String), u32>,
     /// Records read so far (redelivered at quiescence).
     read: BTreeSet<(u8, bool)>,
     /// Job ids read so far: `j0..j<ids>`.
@@ -469,6 +552,7 @@ impl World {
             msgs: Vec::new(),
             receipts: Vec::new(),
             topic: BTreeMap::new(),
+            dup_topic: BTreeMap::new(),
             read: BTreeSet::new(),
             ids: 0,
             written: 0,
@@ -556,8 +640,19 @@ impl World {
                 St::Orphaned => Claim::Orphaned,
                 _ => Claim::Replay,
             },
-            Some(m) if m.src != src && m.dups.contains(&src) => Claim::Replay,
-            Some(m) if m.src != src => Claim::Duplicate,
+            Some(m) if m.src != src => match m.dups.get(&src) {
+                None => Claim::Duplicate,
+                Some(Dup::Done) => Claim::Replay,
+                Some(Dup::Pending { tok, taken }) if *tok == token => {
+                    if *taken {
+                        Claim::DuplicateUnsure { decided_at: chrono::DateTime::UNIX_EPOCH }
+                    } else {
+                        Claim::Duplicate
+                    }
+                }
+                Some(Dup::Pending { tok, .. }) if self.alive(owner_of(tok)) => Claim::DuplicateBusy,
+                Some(_) => Claim::DuplicateUnsure { decided_at: chrono::DateTime::UNIX_EPOCH },
+            },
             Some(m) if !matches!(m.st, St::Claimed | St::Submitting | St::Orphaned) => Claim::Replay,
             Some(m) if self.alive(owner_of(&m.own)) => Claim::Busy,
             Some(m) if m.st == St::Claimed => Claim::New,
@@ -574,21 +669,22 @@ impl World {
         let got = got[0];
         bump(&mut self.stats.claims, format!("{got:?}"));
         // Rule 4, stated apart from the model: a second record is a duplicate when it is first
-        // read and nothing when read again; the same record never is.
-        if let Some((first, seen)) = self.jobs.get(&id).map(|m| (m.src.clone(), m.dups.contains(&src))) {
+        // read, nothing once its event is recorded; the same record never is.
+        if let Some((first, seen)) = self.jobs.get(&id).map(|m| (m.src.clone(), m.dups.get(&src).cloned())) {
             let second = first != src;
+            let dup = matches!(got, Claim::Duplicate | Claim::DuplicateBusy | Claim::DuplicateUnsure { .. });
             ensure!(
                 self,
-                (got == Claim::Duplicate) == (second && !seen),
-                "DUPLICATE RULE: record {src} of {id} (first claimed by {first}, read before: {seen}) got {got:?}"
+                (!dup || second) && (!second || seen.is_some() || got == Claim::Duplicate) && (got != Claim::Replay || !second || seen == Some(Dup::Done)),
+                "DUPLICATE RULE: record {src} of {id} (first claimed by {first}, read before: {seen:?}) got {got:?}"
             );
         }
-        ensure!(self, got == want, "claim of {id} by record {src} under {token}: store {got:?}, model {want:?} ({:?})", self.jobs.get(&id));
+        ensure!(self, shape(got) == want, "claim of {id} by record {src} under {token}: store {got:?}, model {want:?} ({:?})", self.jobs.get(&id));
         match (got, self.jobs.get_mut(&id)) {
             (Claim::New, None) => {
                 let m = JobM {
                     src: src.clone(),
-                    dups: BTreeSet::new(),
+                    dups: BTreeMap::new(),
                     st: St::Claimed,
                     own: token.clone(),
                     j: false,
@@ -614,7 +710,10 @@ impl World {
                 m.own = token.clone();
             }
             (Claim::Duplicate, Some(m)) => {
-                m.dups.insert(src.clone());
+                m.dups.insert(src.clone(), Dup::Pending { tok: token.clone(), taken: false });
+            }
+            (Claim::DuplicateUnsure { .. }, Some(m)) => {
+                m.dups.insert(src.clone(), Dup::Pending { tok: token.clone(), taken: true });
             }
             _ => {}
         }
@@ -622,7 +721,9 @@ impl World {
             Claim::New => vec![Task::Chain { id, src, token, sched }],
             Claim::Orphaned => vec![Task::Orphan { id, src, token, sched }],
             Claim::Busy => vec![Task::Recheck { id, src, token, sched }],
-            Claim::Duplicate => vec![Task::Publish { id, ev: EventKind::Duplicate, then: Then::Ack(sched) }],
+            Claim::Duplicate => vec![Task::DupPublish { id, src, sched }],
+            Claim::DuplicateUnsure { .. } => vec![Task::DupReadBack { id, src, sched }],
+            Claim::DuplicateBusy => vec![Task::DupAgain { id, src, token, sched }],
             Claim::Replay => ack(sched),
         })
     }
@@ -1133,6 +1234,48 @@ impl World {
                     None => vec![Task::Publish { id, ev, then: Then::Forgotten }],
                 }
             }
+            Task::DupAgain { id, src, token, sched } => self.claim(store, stalled, id, src, Some(token), sched).await?,
+            Task::DupReadBack { id, src, sched } => {
+                let found = self.dup_topic.get(&(id.clone(), src.clone())).copied().unwrap_or(0) > 0;
+                self.note(format!("{} read back the duplicate of {id} record {src}: {found}", Self::who(store, stalled)));
+                if found {
+                    self.stats.calls += 1;
+                    store.duplicate_done(&id, &src).await.map_err(|e| self.fail(format!("duplicate_done: {e}")))?;
+                    if let Some(d) = self.jobs.get_mut(&id).and_then(|m| m.dups.get_mut(&src)) {
+                        *d = Dup::Done;
+                    }
+                    ack(sched)
+                } else {
+                    vec![Task::DupPublish { id, src, sched }]
+                }
+            }
+            Task::DupPublish { id, src, sched } => {
+                if stalled && !self.stalled_publish {
+                    self.note(format!("{} cannot reach the broker: {id}'s duplicate for {src} dropped", Self::who(store, stalled)));
+                    return Ok(Vec::new());
+                }
+                self.publish(&Self::who(store, stalled), &id, EventKind::Duplicate)?;
+                let n = self.dup_topic.entry((id.clone(), src.clone())).or_default();
+                *n += 1;
+                let n = *n;
+                ensure!(self, n == 1, "TWO DUPLICATES for record {src} of {id}");
+                vec![Task::DupRecord { id, src, sched }]
+            }
+            Task::DupRecord { id, src, sched } => {
+                self.stats.calls += 1;
+                let mut r = report(&id, EventKind::Duplicate);
+                r.record = Some(src.clone());
+                let reports = [r];
+                store.record_events(&reports, CLAIM_TTL).await.map_err(|e| self.fail(format!("record_events: {e}")))?;
+                if self.replay("record_events") {
+                    store.record_events(&reports, CLAIM_TTL).await.map_err(|e| self.fail(format!("record_events: {e}")))?;
+                }
+                self.note(format!("{} record {id}'s duplicate for {src}", Self::who(store, stalled)));
+                if let Some(d) = self.jobs.get_mut(&id).and_then(|m| m.dups.get_mut(&src)) {
+                    *d = Dup::Done;
+                }
+                ack(sched)
+            }
             Task::Publish { id, ev, then } => {
                 if stalled && !self.stalled_publish {
                     self.note(format!("{} cannot reach the broker: {id} {} dropped", Self::who(store, stalled), ev.as_str()));
@@ -1374,7 +1517,17 @@ impl World {
                 h.get("fin").cloned(),
                 h.get("fo").cloned(),
                 h.contains_key("fr"),
-                h.keys().filter_map(|k| k.strip_prefix("d:")).map(str::to_owned).collect::<BTreeSet<String>>(),
+                h.iter()
+                    .filter_map(|(k, v)| {
+                        let dup = match v.split(' ').collect::<Vec<_>>()[..] {
+                            ["1"] => Dup::Done,
+                            [tok, _] => Dup::Pending { tok: tok.to_owned(), taken: false },
+                            [tok, _, "u"] => Dup::Pending { tok: tok.to_owned(), taken: true },
+                            _ => Dup::Pending { tok: format!("unreadable {v:?}"), taken: false },
+                        };
+                        Some((k.strip_prefix("d:")?.to_owned(), dup))
+                    })
+                    .collect::<BTreeMap<String, Dup>>(),
             );
             let want = (
                 Some(m.st.as_str().to_owned()),
@@ -1457,6 +1610,14 @@ impl World {
             ensure!(self, finals == 1, "NOT EXACTLY ONE FINAL: {id} ended with {events:?} ({m:?})");
             ensure!(self, m.st == St::Final, "{id} has its final in the topic but its claim is {:?}", m.st);
         }
+        for &rec in &self.read {
+            let (id, src) = record(rec);
+            let Some(m) = self.jobs.get(&id) else { continue };
+            if m.src != src {
+                let n = self.dup_topic.get(&(id.clone(), src.clone())).copied().unwrap_or(0);
+                ensure!(self, n == 1, "NOT EXACTLY ONE DUPLICATE: record {src} of {id} has {n} in the topic ({m:?})");
+            }
+        }
         ensure!(self, self.sched.is_empty(), "entries left in the scheduled set: {:?}", self.sched);
         ensure!(self, self.deadlines.is_empty(), "deadlines left: {:?}", self.deadlines);
         Ok(())
@@ -1478,8 +1639,10 @@ impl World {
 
     /// Steps every up instance's tasks, oldest first, until none is left.
     async fn drain(&mut self) -> R<()> {
-        for _ in 0..1000 {
-            let Some(i) = (0..self.n).find(|&i| self.up[i].as_ref().is_some_and(|p| !p.tasks.is_empty())) else {
+        // Round the instances, one step each: one that waits on another (a second record whose
+        // `duplicate` another live instance decided asks again) must not starve it.
+        for step in 0..1000 {
+            let Some(i) = (0..self.n).map(|k| (step + k) % self.n).find(|&i| self.up[i].as_ref().is_some_and(|p| !p.tasks.is_empty())) else {
                 return Ok(());
             };
             self.step_up(i, 0, QUIET).await?;

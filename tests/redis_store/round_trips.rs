@@ -65,7 +65,7 @@ async fn requests_for(store: &Arc<RedisStore>, tag: &str, n: usize) -> (u64, usi
     let now = Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0).unwrap();
     let cfg = config();
     let dyn_store: Arc<dyn Store> = store.clone();
-    let chain = Chain::from_config(&cfg, dyn_store.clone(), Duration::from_secs(10));
+    let chain = Chain::from_config(&cfg, dyn_store.clone(), None, Duration::from_secs(10));
     let limiter = RateLimit::new(dyn_store, cfg.rate_limits.clone());
     let jobs = jobs(tag, n, now);
     // Every fourth recipient opted out (only marketing jobs are held by it).

@@ -18,6 +18,8 @@
 
 #[path = "audit.rs"]
 pub mod audit;
+#[path = "offsets.rs"]
+pub mod offsets;
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
@@ -263,6 +265,10 @@ struct Seen {
     read_us: Vec<i64>,
     /// Where each event was read from (partition, offset), parallel to `events`.
     at: Vec<(i32, i64)>,
+    /// Times the reader went back for a batch the broker's fetch skipped, and gaps it gave up
+    /// on (partition, first missing offset, records missing): offsets.rs.
+    seeks: u64,
+    gaps_accepted: Vec<(i32, i64, i64)>,
     finals: HashSet<String>,
     unparsable: u64,
 }
@@ -291,8 +297,22 @@ impl Reader {
         let stop = Arc::new(AtomicBool::new(false));
         let (s, r, st) = (seen.clone(), records.clone(), stop.clone());
         let handle = std::thread::spawn(move || {
+            // Tansu's fetch can skip a batch being written (offsets.rs): read it again.
+            let mut gaps = offsets::Gaps::default();
             while !st.load(Relaxed) {
                 let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) else { continue };
+                match gaps.step(m.partition(), m.offset()) {
+                    offsets::Step::Take => {}
+                    offsets::Step::Seen => continue,
+                    offsets::Step::SeekBack(o) => {
+                        let (topic, partition) = (m.topic().to_owned(), m.partition());
+                        drop(m);
+                        if let Err(e) = consumer.seek(&topic, partition, rdkafka::Offset::Offset(o), Duration::from_secs(5)) {
+                            eprintln!("[kill_loop] reports reader: seeking {topic}/{partition} back to {o}: {e}");
+                        }
+                        continue;
+                    }
+                }
                 let now = unix_us();
                 r.fetch_add(1, Relaxed);
                 let ev = serde_json::from_slice::<Value>(m.payload().unwrap_or_default()).ok().and_then(|v| Event::from_json(&v));
@@ -310,6 +330,9 @@ impl Reader {
                 }
             }
             consumer.unsubscribe();
+            let mut s = s.lock().unwrap();
+            s.seeks = gaps.seeks;
+            s.gaps_accepted = gaps.accepted;
         });
         Self { seen, records, stop, handle }
     }
@@ -437,6 +460,7 @@ impl Outcome {
         // After "report events read" (the read after the run).
         rows.insert(2, ("  read live, gone from the topic after the run".into(), self.read.vanished.len().to_string(), "0".into()));
         rows.insert(2, ("  in the topic, never read live (broker's fetch race)".into(), self.read.missed_live.to_string(), String::new()));
+        rows.insert(2, ("  times it went back for a batch the broker's fetch skipped".into(), self.read.seeks.to_string(), String::new()));
         rows.insert(2, ("  read live, as they came".into(), self.read.live.to_string(), String::new()));
         let fmt = |l: &Option<(f64, f64, f64)>| l.map_or("-".to_string(), |(a, b, c)| format!("{a:.0} / {b:.0} / {c:.0}"));
         rows.push(("produce -> final ms p50/p99/max (not scheduled)".into(), fmt(&self.latency_unscheduled_ms), String::new()));
@@ -455,6 +479,9 @@ impl Outcome {
             out += &format!("  the read after the run failed, so this audits the live read: {e}\n");
         }
         out += &format!("  reports topic after the run, per partition (records, offsets skipped): {:?}\n", self.read.partitions);
+        if !self.read.gaps_accepted.is_empty() {
+            out += &format!("  gaps the live reader gave up on (partition, first missing offset, records): {:?}\n", self.read.gaps_accepted);
+        }
         if self.read.missed_live > 0 {
             out += &format!("  never read live, e.g. (job, partition, offset, event): {:?}\n", self.read.missed_examples);
         }
@@ -698,7 +725,10 @@ pub async fn run(p: Params) -> Outcome {
     let smsc = audit::smsc_counts(messages.iter().map(|m| m.text.as_str()), "kill loop job ");
     let (audit, read) = match &full {
         Ok(full) => (audit::audit(&full.events, &records, &smsc), compare_reads(&seen, full)),
-        Err(e) => (audit::audit(&seen.events, &records, &smsc), Reads { error: Some(e.clone()), ..Reads::default() }),
+        Err(e) => (
+            audit::audit(&seen.events, &records, &smsc),
+            Reads { error: Some(e.clone()), seeks: seen.seeks, gaps_accepted: seen.gaps_accepted.clone(), ..Reads::default() },
+        ),
     };
     let mut named: Vec<String> = audit.receipt_final_without_accepted.clone();
     named.extend(audit.no_final.iter().cloned());
@@ -798,12 +828,21 @@ pub struct Reads {
     pub partitions: std::collections::BTreeMap<i32, (u64, u64)>,
     /// The read after the run failed: the audit is of the live read.
     pub error: Option<String>,
+    /// Times the live reader went back for a skipped batch; gaps it gave up on.
+    pub seeks: u64,
+    pub gaps_accepted: Vec<(i32, i64, i64)>,
 }
 
 fn compare_reads(live: &Seen, full: &Topic) -> Reads {
     let live_at: HashSet<(i32, i64)> = live.at.iter().copied().collect();
     let full_at: HashSet<(i32, i64)> = full.at.iter().copied().collect();
-    let mut r = Reads { live: live.events.len(), partitions: full.partitions.clone(), ..Reads::default() };
+    let mut r = Reads {
+        live: live.events.len(),
+        partitions: full.partitions.clone(),
+        seeks: live.seeks,
+        gaps_accepted: live.gaps_accepted.clone(),
+        ..Reads::default()
+    };
     for (e, at) in full.events.iter().zip(&full.at) {
         if !live_at.contains(at) {
             r.missed_live += 1;

@@ -181,4 +181,5 @@ pub fn finals(rs: &[Report]) -> Vec<&Report> {
 pub mod audit;
 pub mod fault_proxy;
 pub mod https;
+pub mod offsets;
 pub mod services;

@@ -117,8 +117,22 @@ impl Collector {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let s = seen.clone();
         let task = tokio::spawn(async move {
+            // Tansu's fetch can skip a batch being written (support/offsets.rs): read it again.
+            let mut gaps = super::offsets::Gaps::default();
             loop {
                 if let Ok(m) = consumer.recv().await {
+                    match gaps.step(m.partition(), m.offset()) {
+                        super::offsets::Step::Take => {}
+                        super::offsets::Step::Seen => continue,
+                        super::offsets::Step::SeekBack(o) => {
+                            let (topic, partition) = (m.topic().to_owned(), m.partition());
+                            drop(m);
+                            if let Err(e) = consumer.seek(&topic, partition, rdkafka::Offset::Offset(o), Duration::from_secs(5)) {
+                                eprintln!("test reader: seeking {topic}/{partition} back to {o}: {e}");
+                            }
+                            continue;
+                        }
+                    }
                     let headers = m
                         .headers()
                         .map(|h| h.iter().map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())).collect())

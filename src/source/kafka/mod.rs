@@ -89,6 +89,8 @@ pub struct SourceDeps {
     /// broker does not take holds up only the bad records' partitions, never the reports.
     pub dlq: Arc<KafkaProducer>,
     pub dedup_ttl: Duration,
+    /// Reads the reports topic back for a dead instance's `duplicate` of an invalid record.
+    pub ledger: Option<Arc<crate::sink::ledger::Ledger>>,
 }
 
 impl KafkaSource {
@@ -206,9 +208,9 @@ impl KafkaSource {
             Err(e @ JobError::Invalid { .. }) => {
                 let permit = deps.intake.reserve().await?;
                 metrics::counter!(telemetry::JOBS_REJECTED_AT_INGEST_TOTAL, "source" => "kafka", "reason" => "invalid").increment(1);
-                let (store, reporter, ttl) = (deps.store.clone(), deps.reporter.clone(), deps.dedup_ttl);
+                let (store, reporter, ttl, ledger) = (deps.store.clone(), deps.reporter.clone(), deps.dedup_ttl, deps.ledger.clone());
                 tokio::spawn(async move {
-                    reject(store.as_ref(), &reporter, e, ttl, now, &src).await;
+                    reject(store.as_ref(), ledger.as_deref(), &reporter, e, ttl, now, &src).await;
                     ack();
                     drop(permit);
                 });
@@ -241,7 +243,15 @@ fn commit(consumer: &StreamConsumer<Ctx>, offsets: &Offsets, mode: CommitMode) {
 /// an instance that died after the broker took it and before the store recorded it left the
 /// claim `claimed` under a dead owner and the record uncommitted, and whoever read the record
 /// again took the claim over (`New`) and published a second `rejected`.
-async fn reject(store: &dyn Store, reporter: &Reporter, e: JobError, ttl: Duration, now: chrono::DateTime<chrono::Utc>, src: &str) {
+async fn reject(
+    store: &dyn Store,
+    ledger: Option<&crate::sink::ledger::Ledger>,
+    reporter: &Reporter,
+    e: JobError,
+    ttl: Duration,
+    now: chrono::DateTime<chrono::Utc>,
+    src: &str,
+) {
     let JobError::Invalid { id, fields, .. } = &e else { return };
     let token = crate::store::mint_token(store.owner());
     let req = [ClaimReq { id, token: &token, src: Some(src), plan: None }];
@@ -249,7 +259,10 @@ async fn reject(store: &dyn Store, reporter: &Reporter, e: JobError, ttl: Durati
         match crate::retry::until_ok("claim", 1, || store.claim_ids(&req, ttl)).await[..] {
             // The same record in a live instance's hands (a rebalance): it reports it, unless
             // it dies first; look again once its heartbeat could have lapsed.
-            [Claim::Busy] => tokio::time::sleep(Duration::from_secs(1)).await,
+            // The same record (or, as a second record, its `duplicate`) in a live instance's
+            // hands: it reports it, unless it dies first; look again once its heartbeat could
+            // have lapsed.
+            [Claim::Busy | Claim::DuplicateBusy] => tokio::time::sleep(Duration::from_secs(1)).await,
             [c] => break c,
             _ => return error!(job_id = %id, "the store answered a claim of one id with another count"),
         }
@@ -258,9 +271,17 @@ async fn reject(store: &dyn Store, reporter: &Reporter, e: JobError, ttl: Durati
         // Never submitted, so never really orphaned: ours to reject.
         Claim::New | Claim::Orphaned => EventKind::Rejected,
         Claim::Duplicate => EventKind::Duplicate,
-        Claim::Replay | Claim::Busy => return,
+        Claim::DuplicateUnsure { decided_at }
+            if !crate::policy::unpublished_duplicates(store, ledger, vec![(id.clone(), src.to_owned(), decided_at)]).await.is_empty() =>
+        {
+            EventKind::Duplicate
+        }
+        Claim::DuplicateUnsure { .. } | Claim::Replay | Claim::Busy | Claim::DuplicateBusy => return,
     };
-    let r = Report::from_parts(id, &fields.tenant, &fields.channel, &fields.to, &fields.meta, event, now);
+    let mut r = Report::from_parts(id, &fields.tenant, &fields.channel, &fields.to, &fields.meta, event, now);
+    if event == EventKind::Duplicate {
+        r.record = Some(src.to_owned());
+    }
     let reports = if event == EventKind::Rejected {
         let r = r.with_reason(Reason::InvalidJob).with_error(None, e.to_string());
         // Fenced off (empty) only if another claim took the id meanwhile: it reports it.

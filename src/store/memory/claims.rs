@@ -48,11 +48,16 @@ impl Claims for MemoryStore {
                 // A second record; read again, it is nothing (see claim.lua).
                 Some(c) if c.src.as_deref() != r.src => {
                     let src = r.src.unwrap_or_default();
-                    if c.duplicates.iter().any(|d| d == src) {
-                        Claim::Replay
-                    } else {
-                        c.duplicates.push(src.to_owned());
-                        Claim::Duplicate
+                    match c.duplicates.iter().find(|(d, _)| d == src) {
+                        // Its event is out and recorded.
+                        Some((_, None)) => Claim::Replay,
+                        Some((_, Some(t))) if t == r.token => Claim::Duplicate,
+                        // Decided by another token of this process, which lives: not recorded yet.
+                        Some((_, Some(_))) => Claim::DuplicateBusy,
+                        None => {
+                            c.duplicates.push((src.to_owned(), Some(r.token.to_owned())));
+                            Claim::Duplicate
+                        }
                     }
                 }
                 Some(c) if matches!(c.st, St::Claimed | St::Submitting) => Claim::Busy,
@@ -89,5 +94,13 @@ impl Claims for MemoryStore {
                 _ => false,
             })
             .collect())
+    }
+
+    async fn duplicate_done(&self, id: &str, src: &str) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        if let Some(d) = g.claims.get_mut(id).and_then(|c| c.duplicates.iter_mut().find(|(d, _)| d == src)) {
+            d.1 = None;
+        }
+        Ok(())
     }
 }

@@ -50,6 +50,11 @@ impl History for MemoryStore {
                 if let Some(c) = g.claims.get_mut(&*sid) {
                     c.held = false;
                 }
+            } else if let (crate::report::EventKind::Duplicate, Some(src)) = (r.event, &r.record) {
+                // Its record read again is nothing from now on.
+                if let Some(d) = g.claims.get_mut(&*sid).and_then(|c| c.duplicates.iter_mut().find(|(d, _)| d == src)) {
+                    d.1 = None;
+                }
             }
             // Looked up by &str first: most reports belong to a job already in the history.
             match g.history.get_mut(r.job_id.as_str()) {

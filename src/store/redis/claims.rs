@@ -46,7 +46,7 @@ impl Claims for RedisStore {
         for r in reqs {
             inv.key(self.keys.job(r.id));
         }
-        inv.arg(millis(ttl)).arg(self.keys.alive_prefix());
+        inv.arg(millis(ttl)).arg(self.keys.alive_prefix()).arg(Utc::now().timestamp_millis());
         for r in reqs {
             inv.arg(r.token).arg(r.src.unwrap_or("")).arg(r.plan.unwrap_or(""));
         }
@@ -62,6 +62,10 @@ impl Claims for RedisStore {
                 2 => Ok(Claim::Busy),
                 3 => Ok(Claim::Orphaned),
                 4 => Ok(Claim::Replay),
+                5 => Ok(Claim::DuplicateBusy),
+                ms if ms < 0 => DateTime::from_timestamp_millis(-ms)
+                    .map(|decided_at| Claim::DuplicateUnsure { decided_at })
+                    .ok_or_else(|| corrupt("claim", format!("duplicate decided at {ms} ms"))),
                 other => Err(corrupt("claim", format!("unknown claim code {other}"))),
             })
             .collect()
@@ -86,5 +90,17 @@ impl Claims for RedisStore {
             return Err(corrupt("begin_finals", format!("{} answers for {} jobs", begun.len(), finals.len())));
         }
         Ok(begun.into_iter().map(|v| v == 1).collect())
+    }
+
+    async fn duplicate_done(&self, id: &str, src: &str) -> Result<(), StoreError> {
+        let key = self.keys.job(id);
+        let field = format!("d:{src}");
+        // Only where the decision is kept: an HSET on a hash gone by now would make one with
+        // no TTL. A rare path (after a crash), so two round trips.
+        let kept: bool = redis::cmd("HEXISTS").arg(&key).arg(&field).query_async(&mut self.conn()).await.map_err(|e| store_err(e, &key))?;
+        if kept {
+            redis::cmd("HSET").arg(&key).arg(&field).arg(1).query_async::<()>(&mut self.conn()).await.map_err(|e| store_err(e, &key))?;
+        }
+        Ok(())
     }
 }

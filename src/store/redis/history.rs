@@ -42,13 +42,16 @@ impl History for RedisStore {
                 EventKind::Step if r.ends_claim() => "s",
                 EventKind::Accepted => "a",
                 EventKind::Deferred => "d",
+                EventKind::Duplicate if r.record.is_some() => "D",
                 _ => "0",
             };
             let sid = r.store_id();
             inv.arg(&r.job_id).arg(if sid == r.job_id { "" } else { &*sid }).arg(kind).arg(json);
-            match crate::cascade::next_step(r) {
-                Some((next, due)) => inv.arg(next).arg(due.timestamp_millis()),
-                None => inv.arg("").arg(""),
+            match (crate::cascade::next_step(r), &r.record) {
+                (Some((next, due)), _) => inv.arg(next).arg(due.timestamp_millis()),
+                // A `duplicate`'s record, whose decision it marks recorded.
+                (None, Some(record)) if kind == "D" => inv.arg(record.as_str()).arg(""),
+                _ => inv.arg("").arg(""),
             };
         }
         let handed: Vec<(String, String, String, i64)> = inv.invoke_async(&mut self.conn()).await.map_err(|e| store_err(e, "record_events"))?;

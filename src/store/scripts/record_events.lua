@@ -2,8 +2,9 @@
 -- leases (schedule.lua). ARGV[1..2] history/job key prefixes, ARGV[3] TTL (ms), ARGV[4] this
 -- owner (`instance/incarnation`), then per report: job id (its history), its claim's store id
 -- ('' if the job id: a cascade's later step has its own), '1' if final, 's' if a cascade
--- step's non-final end, 'a' if `accepted`, 'd' if `deferred`, else '0', report JSON, and for
--- 's' the next step's store id and when it is due (ms), else '' twice.
+-- step's non-final end, 'a' if `accepted`, 'd' if `deferred`, 'D' if a `duplicate` answering
+-- a record, else '0', report JSON, and for 's' the next step's store id and when it is due
+-- (ms), for 'D' the record (`topic/partition/offset`) and '', else '' twice.
 -- A step's end (`step` event) ends its claim as a final does, and parks the next step in the
 -- same step: its claim made `deferred` (unheld: its predecessor's report is recorded now) and
 -- its entry due in the scheduled set, with the job as read (`cp`, kept by claim.lua on the
@@ -81,6 +82,11 @@ for i = 5, #ARGV, 6 do
     end
   elseif kind == 'd' then
     redis.call('HDEL', key, 'dhold')
+  elseif kind == 'D' then
+    -- The record read again is nothing from now on (claim.lua); only where its decision is
+    -- kept, so that no hash is made without a TTL.
+    local f = 'd:' .. ARGV[i + 4]
+    if redis.call('HEXISTS', key, f) == 1 then redis.call('HSET', key, f, 1) end
   end
 end
 zflush(KEYS[1])
