@@ -667,7 +667,7 @@ impl World {
         self.note(format!("{} claim {id} record {src} token {token}{retried} -> {got:?}", Self::who(store, stalled)));
         ensure!(self, got.len() == 1, "claim_ids answered {} claims for one", got.len());
         let got = got[0];
-        bump(&mut self.stats.claims, format!("{got:?}"));
+        bump(&mut self.stats.claims, format!("{got:?}").split_whitespace().next().unwrap_or_default().to_owned());
         // Rule 4, stated apart from the model: a second record is a duplicate when it is first
         // read, nothing once its event is recorded; the same record never is.
         if let Some((first, seen)) = self.jobs.get(&id).map(|m| (m.src.clone(), m.dups.get(&src).cloned())) {
