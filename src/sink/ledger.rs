@@ -64,37 +64,39 @@ impl Ledger {
     /// is the report that ended that step (its job's final, or its `step` event), matched by
     /// the job id it is keyed by and its `step.index`.
     pub async fn finals_in(&self, partition: i32, from: Option<i64>, ids: HashSet<String>) -> Result<HashMap<String, String>, LedgerError> {
-        let (client, topic, timeout) = (self.client.clone(), self.topic.name.clone(), self.timeout);
-        let err = {
-            let topic = topic.clone();
-            move |reason: String| LedgerError::Read { topic: topic.clone(), partition, reason }
-        };
-        let e2 = err.clone();
         // Reports are keyed by their job's id; a cascade step's store id names its job.
         let keys: HashSet<String> = ids.iter().map(|id| crate::cascade::split_store_id(id).0.to_owned()).collect();
-        let ends = move |key: &str, payload: &[u8]| ending(key, payload).filter(|id| ids.contains(id));
-        tokio::task::spawn_blocking(move || scan(&client, &topic, partition, from, &keys, timeout, ends).map_err(err)).await.map_err(|e| e2(e.to_string()))?
+        self.scan(partition, from, keys, move |key, payload| ending(key, payload).filter(|id| ids.contains(id))).await
     }
 
     /// Of second records `(job id, record)` whose reports go to `partition`, those whose
     /// `duplicate` ([`crate::report::Report::record`]) it holds from offset `from` to its end.
     pub async fn duplicates_in(&self, partition: i32, from: Option<i64>, wanted: HashSet<(String, String)>) -> Result<HashSet<(String, String)>, LedgerError> {
-        let (client, topic, timeout) = (self.client.clone(), self.topic.name.clone(), self.timeout);
-        let err = {
-            let topic = topic.clone();
-            move |reason: String| LedgerError::Read { topic: topic.clone(), partition, reason }
-        };
-        let e2 = err.clone();
         let keys: HashSet<String> = wanted.iter().map(|(job, _)| job.clone()).collect();
-        let answers = move |key: &str, payload: &[u8]| {
-            let v = serde_json::from_slice::<serde_json::Value>(payload).ok()?;
-            let record = v.get("record")?.as_str()?;
-            (v.get("event")?.as_str()? == "duplicate" && wanted.contains(&(key.to_owned(), record.to_owned()))).then(|| format!("{key}\n{record}"))
-        };
-        let found = tokio::task::spawn_blocking(move || scan(&client, &topic, partition, from, &keys, timeout, answers).map_err(err))
-            .await
-            .map_err(|e| e2(e.to_string()))??;
+        let found = self
+            .scan(partition, from, keys, move |key, payload| {
+                let v = serde_json::from_slice::<serde_json::Value>(payload).ok()?;
+                let record = v.get("record")?.as_str()?;
+                (v.get("event")?.as_str()? == "duplicate" && wanted.contains(&(key.to_owned(), record.to_owned()))).then(|| format!("{key}\n{record}"))
+            })
+            .await?;
         Ok(found.into_keys().filter_map(|k| k.split_once('\n').map(|(j, r)| (j.to_owned(), r.to_owned()))).collect())
+    }
+
+    /// [`scan`] on a blocking thread (librdkafka's consumer blocks).
+    async fn scan(
+        &self,
+        partition: i32,
+        from: Option<i64>,
+        keys: HashSet<String>,
+        matches: impl Fn(&str, &[u8]) -> Option<String> + Send + 'static,
+    ) -> Result<HashMap<String, String>, LedgerError> {
+        let (client, topic, timeout) = (self.client.clone(), self.topic.name.clone(), self.timeout);
+        let err = move |topic: &str, reason: String| LedgerError::Read { topic: topic.to_owned(), partition, reason };
+        let name = topic.clone();
+        tokio::task::spawn_blocking(move || scan(&client, &topic, partition, from, &keys, timeout, matches).map_err(|r| err(&topic, r)))
+            .await
+            .map_err(|e| err(&name, e.to_string()))?
     }
 }
 
