@@ -369,10 +369,10 @@ async fn multipart_is_final_once_every_part_is_delivered_or_one_fails() {
     let deadline = Utc::now() + chrono::Duration::seconds(100);
     track(&a, &[(sent("j1", &["1", "2"]), deadline), (sent("j2", &["3", "4"]), deadline)]).await;
     assert_eq!(s.job_state("j1").await.as_deref(), Some("sent"));
-    let pttl = s.pttl("msg:p:1").await;
-    assert!(pttl > 150_000 && pttl <= 160_000, "mapping outlives the deadline by the ttl, got {pttl}");
+    let mapped: Vec<Option<String>> = s.cmd(&["HMGET", &s.key("msgs:p"), "1", "2", "3", "4"]).await;
+    assert_eq!(mapped, ["j1", "j1", "j2", "j2"].map(|j| Some(j.to_string())), "one hash of mappings per provider");
     let pttl = s.pttl("job:j1").await;
-    assert!(pttl > 150_000 && pttl <= 160_000, "the claim is extended to the mapping's life, got {pttl}");
+    assert!(pttl > 150_000 && pttl <= 160_000, "the claim is extended past the deadline by the ttl, got {pttl}");
     let confirm_by = Utc::now() + chrono::Duration::seconds(30);
     // Receipts may come to any instance.
     assert_eq!(b.settle_part("p", "1", PartOutcome::Delivered, confirm_by).await.unwrap(), Settled::Pending);
@@ -397,12 +397,52 @@ async fn multipart_is_final_once_every_part_is_delivered_or_one_fails() {
     // Finished jobs stay claimed: the same id again is a duplicate, on any instance.
     assert_eq!(claim(&b, &["j1", "j2"]).await, [Claim::Duplicate, Claim::Duplicate]);
     assert!(a.take_overdue(deadline + chrono::Duration::seconds(1000), 10, deadline).await.unwrap().is_empty());
-    let left: Vec<String> = s.cmd(&["KEYS", &format!("{}*", s.key("msg:"))]).await;
-    assert!(left.is_empty(), "every part's mapping is gone: {left:?}");
+    assert_eq!(s.cmd::<i64>(&["EXISTS", &s.key("msgs:p")]).await, 0, "every part's mapping is gone");
     assert_eq!(s.cmd::<i64>(&["EXISTS", &s.key("deadlines")]).await, 0);
     for j in ["job:j1", "job:j2"] {
         assert_eq!(s.cmd::<i64>(&["HEXISTS", &s.key(j), "j"]).await, 0, "{j} forgot its SentJob");
     }
+    s.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_mappings_no_receipt_took_go_with_a_final_that_is_not_delivered() {
+    let s = Space::new().await;
+    let a = s.instance("a", Duration::from_secs(30)).await;
+    let deadline = Utc::now() + chrono::Duration::seconds(100);
+    track(&a, &[(sent("u1", &["u1.0", "u1.1", "u1.2"]), deadline), (sent("u2", &["u2.0", "u2.1"]), deadline), (sent("d1", &["d1.0"]), deadline)]).await;
+    assert_eq!(s.cmd::<i64>(&["HLEN", &s.key("msgs:p")]).await, 6);
+    let confirm_by = Utc::now() + chrono::Duration::seconds(30);
+    // u1's first part fails: decided. A receipt for another part before the final is recorded
+    // still finds the job (decided: nothing more); the third part's receipt never comes.
+    assert!(matches!(a.settle_part("p", "u1.0", PartOutcome::Undelivered, confirm_by).await.unwrap(), Settled::Final { .. }));
+    assert_eq!(a.settle_part("p", "u1.1", PartOutcome::Delivered, confirm_by).await.unwrap(), Settled::Pending);
+    assert!(matches!(a.settle_part("p", "d1.0", PartOutcome::Delivered, confirm_by).await.unwrap(), Settled::Final { .. }));
+    a.record_events(&[report("u1", EventKind::Undelivered), report("d1", EventKind::Delivered)], TTL).await.unwrap();
+    assert_eq!(s.cmd::<i64>(&["HEXISTS", &s.key("msgs:p"), "u1.2"]).await, 0, "gone with its job's final");
+    assert_eq!(a.settle_part("p", "u1.2", PartOutcome::Delivered, confirm_by).await.unwrap(), Settled::Unmatched);
+    // u2: no receipt at all. The sweep ends it `unknown`; recording that drops both mappings.
+    let later = deadline + chrono::Duration::seconds(1);
+    let back = a.take_overdue(later, 10, later + chrono::Duration::seconds(30)).await.unwrap();
+    assert_eq!(back.iter().map(shape).collect::<Vec<_>>(), [("u2".to_string(), None, false)]);
+    a.record_events(&[report("u2", EventKind::Unknown)], TTL).await.unwrap();
+    assert_eq!(s.cmd::<i64>(&["EXISTS", &s.key("msgs:p")]).await, 0, "no mapping is left behind");
+    for j in ["job:u1", "job:u2", "job:d1"] {
+        assert_eq!(s.cmd::<i64>(&["HEXISTS", &s.key(j), "m"]).await, 0, "{j} forgot its mapping list");
+    }
+    s.cleanup().await;
+}
+
+#[tokio::test]
+async fn two_receipts_for_one_message_in_one_call_match_once() {
+    let s = Space::new().await;
+    let a = s.instance("a", Duration::from_secs(30)).await;
+    track(&a, &[(sent("r1", &["r1.0"]), Utc::now() + chrono::Duration::seconds(100))]).await;
+    let confirm_by = Utc::now() + chrono::Duration::seconds(30);
+    let twice = [("p", "r1.0", PartOutcome::Delivered, None), ("p", "r1.0", PartOutcome::Delivered, None)];
+    let got = a.settle_parts(&twice, confirm_by).await.unwrap();
+    assert!(matches!(got[0], Settled::Final { outcome: PartOutcome::Delivered, .. }), "{got:?}");
+    assert_eq!(got[1], Settled::Unmatched);
     s.cleanup().await;
 }
 

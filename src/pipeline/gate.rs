@@ -9,10 +9,9 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::provider::OnWire;
+use crate::provider::{Entry, OnWire};
 use crate::store::Store;
 use crate::telemetry;
 
@@ -22,13 +21,16 @@ const MAX_BATCH: usize = 1024;
 type Request = (String, String, oneshot::Sender<bool>);
 
 pub struct SubmitGate {
-    tx: mpsc::Sender<Request>,
+    /// Unbounded: a job asks only with its provider's in-flight slot in hand (an SMPP window
+    /// permit, an HTTP provider's concurrency), so the slots bound what can wait here, and
+    /// asking costs no wait of its own.
+    tx: mpsc::UnboundedSender<Request>,
 }
 
 impl SubmitGate {
     /// Starts the task that marks jobs; it ends when the last gate handle is dropped.
     pub fn spawn(store: Arc<dyn Store>) -> Arc<Self> {
-        let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
+        let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(run(store, rx));
         Arc::new(Self { tx })
     }
@@ -57,19 +59,14 @@ impl Ticket<'_> {
     }
 }
 
-#[async_trait]
 impl OnWire for Ticket<'_> {
-    async fn enter(&self) -> bool {
+    fn enter(&self) -> Entry {
         let (tx, rx) = oneshot::channel();
-        if self.gate.tx.send((self.job_id.to_owned(), self.token.to_owned(), tx)).await.is_err() {
+        match self.gate.tx.send((self.job_id.to_owned(), self.token.to_owned(), tx)) {
+            Ok(()) => Entry::Waiting(rx),
             // The gate is gone: the process is stopping; write nothing rather than unmarked.
-            return false;
+            Err(_) => Entry::Ready(false),
         }
-        let ours = rx.await.unwrap_or(false);
-        if !ours {
-            metrics::counter!(telemetry::JOBS_FENCED_TOTAL, "step" => "submit").increment(1);
-        }
-        ours
     }
 
     fn keep(&self, slot: Slot) {
@@ -77,7 +74,7 @@ impl OnWire for Ticket<'_> {
     }
 }
 
-async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Request>) {
+async fn run(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Request>) {
     let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let jobs: Vec<(&str, &str)> = batch.iter().map(|(id, tok, _)| (id.as_str(), tok.as_str())).collect();
@@ -85,6 +82,10 @@ async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Request>) {
         let ours = crate::retry::until_ok("mark_submitting", jobs.len(), || store.mark_submitting(&jobs)).await;
         drop(jobs);
         crate::failpoint::hit("submitting");
+        let fenced = ours.iter().filter(|ours| !**ours).count();
+        if fenced > 0 {
+            metrics::counter!(telemetry::JOBS_FENCED_TOTAL, "step" => "submit").increment(fenced as u64);
+        }
         for ((_, _, reply), ours) in batch.drain(..).zip(ours) {
             let _ = reply.send(ours);
         }

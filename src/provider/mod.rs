@@ -105,10 +105,10 @@ impl SendError {
 /// the job `submitting` there, so that what a crash leaves ambiguous is only what was on the
 /// wire. A provider calls [`OnWire::enter`] once per job, after its waits (connection, window,
 /// pauses, rate) and right before the write.
-#[async_trait]
 pub trait OnWire: Send + Sync {
-    /// `true` once the job is marked; `false`: write nothing, answer [`SendError::Fenced`].
-    async fn enter(&self) -> bool;
+    /// Resolves `true` once the job is marked; `false`: write nothing, answer
+    /// [`SendError::Fenced`].
+    fn enter(&self) -> Entry;
 
     /// Keeps the provider's in-flight slot (an SMPP window permit) of an accepted job until
     /// the pipeline has recorded the answer: what a crash can leave ambiguous is then at most
@@ -118,13 +118,31 @@ pub trait OnWire: Send + Sync {
     }
 }
 
+/// The answer to [`OnWire::enter`]: known at once, or to come from the gate's store call. A
+/// plain future, not a boxed one: every job on the hot path waits on one.
+pub enum Entry {
+    Ready(bool),
+    Waiting(tokio::sync::oneshot::Receiver<bool>),
+}
+
+impl std::future::Future for Entry {
+    type Output = bool;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<bool> {
+        match self.get_mut() {
+            Self::Ready(ours) => std::task::Poll::Ready(*ours),
+            // The gate gone without answering: the process is stopping; write nothing.
+            Self::Waiting(rx) => std::pin::Pin::new(rx).poll(cx).map(|answer| answer.unwrap_or(false)),
+        }
+    }
+}
+
 /// A gate that is always open: callers outside the pipeline (tests, tools) with no claim.
 pub struct Unclaimed;
 
-#[async_trait]
 impl OnWire for Unclaimed {
-    async fn enter(&self) -> bool {
-        true
+    fn enter(&self) -> Entry {
+        Entry::Ready(true)
     }
 }
 

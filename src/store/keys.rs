@@ -55,7 +55,17 @@ impl Keys {
         format!("{}sched:seq", self.prefix)
     }
 
-    /// String = job id, for one submitted part: how a receipt finds its job.
+    /// Hash message id → job id, one per provider: how a receipt finds its job
+    /// (`scripts/mappings.lua`).
+    pub fn msgs(&self, provider: &str) -> String {
+        format!("{}{provider}", self.msgs_prefix())
+    }
+    pub fn msgs_prefix(&self) -> String {
+        format!("{}msgs:", self.prefix)
+    }
+
+    /// String = job id, for one submitted part, as builds before the per-provider hash kept
+    /// it: still taken by a receipt, never written.
     pub fn msg(&self, provider: &str, message_id: &str) -> String {
         format!("{}{provider}:{message_id}", self.msg_prefix())
     }

@@ -88,9 +88,10 @@ impl Scripts {
                 include_str!("scripts/replay_close.lua")
             )),
             finish_scheduled: Script::new(include_str!("scripts/finish_scheduled.lua")),
-            track_sent: Script::new(concat!(include_str!("scripts/zbatch.lua"), include_str!("scripts/track_sent.lua"))),
+            track_sent: Script::new(concat!(include_str!("scripts/zbatch.lua"), include_str!("scripts/mappings.lua"), include_str!("scripts/track_sent.lua"))),
             settle_part: Script::new(concat!(
                 include_str!("scripts/zbatch.lua"),
+                include_str!("scripts/mappings.lua"),
                 include_str!("scripts/settle_replay.lua"),
                 include_str!("scripts/replay_open.lua"),
                 include_str!("scripts/settle_part.lua"),
@@ -100,12 +101,14 @@ impl Scripts {
                 include_str!("scripts/replay_plain.lua"),
                 include_str!("scripts/replay_open.lua"),
                 include_str!("scripts/owner_alive.lua"),
+                include_str!("scripts/mappings.lua"),
                 include_str!("scripts/forget_sent.lua"),
                 include_str!("scripts/take_overdue.lua"),
                 include_str!("scripts/replay_close.lua")
             )),
             record_events: Script::new(concat!(
                 include_str!("scripts/zbatch.lua"),
+                include_str!("scripts/mappings.lua"),
                 include_str!("scripts/forget_sent.lua"),
                 include_str!("scripts/record_events.lua")
             )),

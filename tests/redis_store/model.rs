@@ -509,7 +509,7 @@ struct World {
     /// `sched:seq`: the last lease handed out.
     seq: u64,
     deadlines: BTreeMap<String, i64>,
-    /// Receipt mappings (`msg:p:<id>` → job id) as Redis holds them, and every one ever made.
+    /// Receipt mappings (`msgs:p` message id → job id) as Redis holds them, and every one ever made.
     maps: BTreeMap<String, String>,
     msgs: Vec<String>,
     receipts: Vec<Rcpt>,
@@ -1046,6 +1046,9 @@ impl World {
             if !m.j && m.fr.is_none() {
                 self.deadlines.remove(&id);
             } else if m.fin.is_some() && m.st == St::Final {
+                if m.j {
+                    self.maps.retain(|_, job| *job != id);
+                }
                 self.job_mut(&id).forget();
                 self.deadlines.remove(&id);
             } else if m.fin.is_some() && decider_on {
@@ -1142,6 +1145,11 @@ impl World {
         self.note(format!("{} record {id} {} -> handed {got:?}", Self::who(store, stalled), ev.as_str()));
         ensure!(self, got == want, "record_events of {id} {}: store handed {got:?}, model {want:?}", ev.as_str());
         if ev.is_final() {
+            // A final that is not `delivered` drops the mappings no receipt took (mappings.lua
+            // `unmap`, from the job's `m`, which is there while `j` is).
+            if ev != EventKind::Delivered && self.job(id).j {
+                self.maps.retain(|_, job| job != id);
+            }
             // Recording a final forgets its receipt state (forget_sent) in the same step.
             let m = self.job_mut(id);
             m.st = St::Final;
@@ -1484,9 +1492,9 @@ impl World {
             pipe.arg(self.s.key(&format!("job:j{k}")));
         }
         if !self.msgs.is_empty() {
-            pipe.cmd("MGET");
+            pipe.cmd("HMGET").arg(self.s.key(&format!("msgs:{PROVIDER}")));
             for m in &self.msgs {
-                pipe.arg(self.s.key(&format!("msg:{PROVIDER}:{m}")));
+                pipe.arg(m);
             }
         }
         let mut vals: std::collections::VecDeque<redis::Value> =

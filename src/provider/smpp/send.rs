@@ -95,7 +95,8 @@ impl SmppProvider {
     pub(super) async fn submit(&self, job: &Job, wire: &dyn OnWire) -> Result<Accepted, SendError> {
         let default_from = self.cfg.default_from.as_deref().unwrap_or("sendgate");
         let reference = self.reference.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let submit::Submission { pdus, segments } = submit::build(job, default_from, reference, &(&self.cfg).into())?;
+        let opts: submit::Options = (&self.cfg).into();
+        let submit::Submission { pdus, segments } = submit::build(job, default_from, reference, &opts)?;
         let cells = rate::cells_per_pdu(segments, pdus.len());
         let deadline = self.deadline(job);
         let mut seat = self.seat().await?;
@@ -104,7 +105,11 @@ impl SmppProvider {
         let mut resent = false;
         // The job is marked `submitting` once, right before its first write.
         let mut entered = false;
-        for pdu in pdus {
+        for (index, pdu) in pdus.into_iter().enumerate() {
+            // Moved into its first write, not cloned for it (a clone and its drop per PDU
+            // showed in profiles of the load test). A resend, which is rare, builds the job's
+            // PDUs again (the same reference: the same bytes) and takes this one.
+            let mut pdu = Some(pdu);
             let mut retries = 0u32;
             loop {
                 if seat.link.dead.is_cancelled() || seat.link.client.is_closed() {
@@ -135,7 +140,16 @@ impl SmppProvider {
                 }
                 // Boxed: inline, its state (a PDU and rusmppc's request) was 60% of this
                 // future's size, which every job in flight carries from its first poll.
-                match Box::pin(submit_once(&seat.link, pdu.clone(), self.cfg.response_timeout)).await {
+                let this = match pdu.take() {
+                    Some(p) => p,
+                    None => {
+                        let again = submit::build(job, default_from, reference, &opts).map_err(|e| give_up(e, &message_ids))?;
+                        again.pdus.into_iter().nth(index).ok_or_else(|| {
+                            give_up(SendError::Failed { code: "internal".into(), message: "a job's PDUs built again came out fewer".into() }, &message_ids)
+                        })?
+                    }
+                };
+                match Box::pin(submit_once(&seat.link, this, self.cfg.response_timeout)).await {
                     Answer::Id(id) => {
                         // Stored as the mapping's key: in the form receipts are read into.
                         message_ids.push(ids::from_resp(self.cfg.receipt_id_format, &id));

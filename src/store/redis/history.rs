@@ -35,10 +35,13 @@ impl History for RedisStore {
         // One script: each history and its final mark land together even if Redis dies mid-batch.
         let mut inv = self.scripts.record_events.key(self.keys.deadlines());
         inv.key(self.keys.sched()).key(self.keys.sched_payload()).key(self.keys.sched_lease());
-        inv.arg(self.keys.history_prefix()).arg(self.keys.job_prefix()).arg(millis(ttl)).arg(&self.owner);
+        inv.arg(self.keys.history_prefix()).arg(self.keys.job_prefix()).arg(millis(ttl)).arg(&self.owner).arg(self.keys.msgs_prefix());
         for (r, json) in reports.iter().zip(json) {
             let kind = match r.event {
-                _ if r.is_final => "1",
+                // A `delivered` job's receipts took all its mappings; any other final's job
+                // may have some left, dropped with it.
+                EventKind::Delivered if r.is_final => "1",
+                _ if r.is_final => "2",
                 EventKind::Step if r.ends_claim() => "s",
                 EventKind::Accepted => "a",
                 EventKind::Deferred => "d",

@@ -1,5 +1,6 @@
-//! Receipt tracking in Redis: the SentJob and part count on the job's hash, one key per
-//! message id (`Keys::msg`), the deadlines zset, and the reports sink's offset checkpoints.
+//! Receipt tracking in Redis: the SentJob and part count on the job's hash, message id → job
+//! id in one hash per provider (`Keys::msgs`), the deadlines zset, and the reports sink's
+//! offset checkpoints.
 //! `track_sent.lua`, `settle_part.lua`, `take_overdue.lua`, and `record_events.lua` (a recorded
 //! final forgets them) change them.
 
@@ -39,7 +40,7 @@ impl Receipts for RedisStore {
         }
         let now_ms = Utc::now().timestamp_millis();
         let mut inv = self.scripts.track_sent.key(self.keys.deadlines());
-        inv.arg(self.keys.job_prefix()).arg(self.keys.msg_prefix());
+        inv.arg(self.keys.job_prefix()).arg(self.keys.msgs_prefix());
         for (job, deadline, token) in jobs {
             let json = serde_json::to_string(job).map_err(|e| corrupt(self.keys.job(&job.job_id), e))?;
             let deadline_ms = deadline.timestamp_millis();
@@ -68,7 +69,7 @@ impl Receipts for RedisStore {
         let key = self.keys.deadlines();
         let mut inv = self.scripts.settle_part.key(&key);
         inv.arg(self.keys.job_prefix()).arg(confirm_by.timestamp_millis()).arg(self.keys.msg_prefix());
-        inv.arg(Utc::now().timestamp_millis()).arg(&self.owner);
+        inv.arg(Utc::now().timestamp_millis()).arg(&self.owner).arg(self.keys.msgs_prefix());
         for (provider, message_id, outcome, code) in receipts {
             inv.arg(*provider).arg(*message_id).arg(outcome.as_str()).arg(code.unwrap_or_default());
         }
@@ -96,7 +97,7 @@ impl Receipts for RedisStore {
         let key = self.keys.deadlines();
         let mut inv = self.scripts.take_overdue.key(&key);
         inv.arg(now.timestamp_millis()).arg(limit.min(i64::MAX as usize)).arg(self.keys.job_prefix()).arg(lease_until.timestamp_millis());
-        inv.arg(self.keys.alive_prefix()).arg(&self.owner);
+        inv.arg(self.keys.alive_prefix()).arg(&self.owner).arg(self.keys.msgs_prefix());
         let rows: Vec<String> = self.invoke_replayable(&mut inv, &key).await?;
         // A bad entry is logged and skipped, not allowed to fail the batch around it.
         Ok(rows

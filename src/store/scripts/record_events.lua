@@ -1,10 +1,12 @@
 -- record_events: KEYS[1] deadlines zset, KEYS[2..4] the scheduled set, its payloads and its
 -- leases (schedule.lua). ARGV[1..2] history/job key prefixes, ARGV[3] TTL (ms), ARGV[4] this
--- owner (`instance/incarnation`), then per report: job id (its history), its claim's store id
--- ('' if the job id: a cascade's later step has its own), '1' if final, 's' if a cascade
--- step's non-final end, 'a' if `accepted`, 'd' if `deferred`, 'D' if a `duplicate` answering
--- a record, else '0', report JSON, and for 's' the next step's store id and when it is due
--- (ms), for 'D' the record (`topic/partition/offset`) and '', else '' twice.
+-- owner (`instance/incarnation`), ARGV[5] the mappings hash prefix (mappings.lua), then per
+-- report: job id (its history), its claim's store id ('' if the job id: a cascade's later step
+-- has its own), '1' if a `delivered` final, '2' if another final (its job's mappings that no
+-- receipt took go too), 's' if a cascade step's non-final end, 'a' if `accepted`, 'd' if
+-- `deferred`, 'D' if a `duplicate` answering a record, else '0', report JSON, and for 's' the
+-- next step's store id and when it is due (ms), for 'D' the record
+-- (`topic/partition/offset`) and '', else '' twice.
 -- A step's end (`step` event) ends its claim as a final does, and parks the next step in the
 -- same step: its claim made `deferred` (unheld: its predecessor's report is recorded now) and
 -- its entry due in the scheduled set, with the job as read (`cp`, kept by claim.lua on the
@@ -20,7 +22,7 @@
 -- now, after its `accepted`. Run again after a lost reply it returns it again (until the final
 -- is recorded). TTLs are set only where a key was created here: a history SET or APPEND that
 -- made it; an HSET that adds `st` found no claim (it expired).
-local history_prefix, job_prefix, ttl, me = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local history_prefix, job_prefix, ttl, me, msgs_prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 
 -- A job's history is one string of report JSON lines (JSON never holds a raw newline). An
 -- `accepted`, usually the first event, creates it with its TTL in one command (SET NX PX);
@@ -54,14 +56,16 @@ local function park_next(job_id, next_id, due)
 end
 
 local out = {}
-for i = 5, #ARGV, 6 do
+for i = 6, #ARGV, 6 do
   local id = ARGV[i]
   local kind = ARGV[i + 2]
   add_history(history_prefix .. id, kind, ARGV[i + 3])
   local sid = ARGV[i + 1]
   if sid == '' then sid = id end
   local key = job_prefix .. sid
-  if kind == '1' or kind == 's' then
+  if kind == '1' or kind == '2' or kind == 's' then
+    -- A `delivered` job's receipts took all its mappings; any other end may leave some.
+    if kind ~= '1' then unmap(msgs_prefix, redis.call('HGET', key, 'm')) end
     if redis.call('HSET', key, 'st', 'final') == 1 then
       redis.call('PEXPIRE', key, ttl)
     end

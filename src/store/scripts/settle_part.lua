@@ -1,13 +1,14 @@
 -- settle_part: many receipts in one call. KEYS[1] deadlines zset. ARGV[1] job key prefix,
--- ARGV[2] when (ms) to re-emit a final nobody recorded (record_events), ARGV[3] msg key prefix,
--- ARGV[4] now (ms), ARGV[5] this owner (`instance/incarnation`), then per receipt: provider,
--- message id, outcome ('delivered', 'undelivered', ...), the provider's error code ('').
+-- ARGV[2] when (ms) to re-emit a final nobody recorded (record_events), ARGV[3] the key prefix
+-- of one-key-per-message mappings (older builds'), ARGV[4] now (ms), ARGV[5] this owner
+-- (`instance/incarnation`), ARGV[6] the mappings hash prefix (mappings.lua), then per receipt:
+-- provider, message id, outcome ('delivered', 'undelivered', ...), the provider's error code ('').
 -- Returns per receipt a pair: 'u','' unmatched; 'p','' other parts pending (or the final was
 -- decided already); 'f', SentJob JSON: final now; 'h','' final now, handed to the recorder of
 -- the job's `accepted` (see decide).
 -- The job is not forgotten here: only recording its final report does (record_events.lua),
 -- so a crash between this script and the report cannot lose the final.
-local job_prefix, confirm_by, msg_prefix, now, me = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local job_prefix, confirm_by, msg_prefix, now, me, msgs_prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 
 -- Marks the job decided (when, by whom: take_overdue.lua hands it to another instance only
 -- once its decider is dead, and then with the time to read the reports topic back from) and
@@ -57,10 +58,11 @@ local function settle_counted_up(key, id, outcome)
 end
 
 local out = {}
-for i = 6, #ARGV - 1, 4 do
+-- The last ARGV is the replay guard's reply key.
+local ids = take_mappings(7, #ARGV - 1, 4, msgs_prefix, msg_prefix)
+for i = 7, #ARGV - 1, 4 do
   local outcome, code = ARGV[i + 2], ARGV[i + 3]
-  -- Each part's mapping is used once: a second receipt for it is unmatched.
-  local id = redis.call('GETDEL', msg_prefix .. ARGV[i] .. ':' .. ARGV[i + 1])
+  local id = ids[i]
   local res, json = 'u', ''
   if id then
     local key = job_prefix .. id

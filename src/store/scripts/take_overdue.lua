@@ -1,5 +1,6 @@
 -- take_overdue: KEYS[1] deadlines zset. ARGV[1] now (ms), ARGV[2] limit, ARGV[3] job key
--- prefix, ARGV[4] lease end (ms), ARGV[5] alive-key prefix, ARGV[6] this owner. For every job
+-- prefix, ARGV[4] lease end (ms), ARGV[5] alive-key prefix, ARGV[6] this owner, ARGV[7] the
+-- mappings hash prefix (mappings.lua). For every job
 -- due by now returns four strings: SentJob JSON ('' for a final decided in the pipeline),
 -- decided outcome ('' for none: no receipt came), the pipeline final's report JSON (''), and
 -- when its dead decider decided it (ms; '' if it was not decided, so never published). Each is
@@ -20,11 +21,12 @@ local out = {}
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[2])
 for _, id in ipairs(due) do
   local key = job_prefix .. id
-  local h = redis.call('HMGET', key, 'j', 'fin', 'st', 'fo', 'fa', 'fr', 'hold', 'own', 'ho')
+  local h = redis.call('HMGET', key, 'j', 'fin', 'st', 'fo', 'fa', 'fr', 'hold', 'own', 'ho', 'm')
   local j, fin, st, fo, fa, fr, hold, own, ho = h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9]
   if not j and not fr then
     redis.call('ZREM', KEYS[1], id)
   elseif fin and st == 'final' then
+    unmap(ARGV[7], h[10])
     forget_sent(key, id, KEYS[1])
   elseif fin and fo and (fo == me or alive(fo .. '/0')) then
     -- Its decider lives (a slow broker, a long outage): still its own to publish and confirm.

@@ -1,4 +1,5 @@
--- track_sent: KEYS[1] deadlines zset. ARGV[1..2] job/msg key prefixes, then per job:
+-- track_sent: KEYS[1] deadlines zset. ARGV[1..2] job key prefix, mappings hash prefix
+-- (mappings.lua), then per job:
 -- job id, fencing token, deadline (ms), key TTL (ms), '1' if the claim's TTL may be shorter
 -- than that (else it is left alone: one command fewer per job), SentJob JSON, provider, part
 -- count, message ids... Returns per job 1 if tracked (or tracked already under this token: a
@@ -7,12 +8,12 @@
 -- ends it).
 -- `hold` stays until the job's `accepted` report is recorded (record_events.lua): a receipt
 -- that would make the job final before that waits, so `accepted` always comes first.
--- The job's claim hash takes the SentJob (`j`), its part count (`n`) and the parts not yet
--- delivered (`left`, counted down by settle_part.lua): one key per job for claim and receipt
--- state, so a receipt costs one lookup. `n` is for instances of the previous version, which
+-- The job's claim hash takes the SentJob (`j`), its part count (`n`), the parts not yet
+-- delivered (`left`, counted down by settle_part.lua) and its mappings (`m`, for unmap): one
+-- key per job for claim and receipt state, so a receipt costs one lookup. `n` is for instances of the previous version, which
 -- count delivered parts up in `ok` instead: during a rolling upgrade a job whose receipts meet
 -- both versions reaches neither count and ends `unknown` at its deadline (one final still).
-local job_prefix, msg_prefix = ARGV[1], ARGV[2]
+local job_prefix, msgs_prefix = ARGV[1], ARGV[2]
 local out = {}
 local i = 3
 while i <= #ARGV do
@@ -25,14 +26,15 @@ while i <= #ARGV do
   -- No claim at all (it expired): nobody else can hold it, so the answer is still ours.
   elseif not h[1] or (h[2] == tok and (h[1] == 'submitting' or h[1] == 'claimed')) then
     for k = 1, n do
-      redis.call('SET', msg_prefix .. provider .. ':' .. ARGV[i + 7 + k], id, 'PX', px)
+      map_later(provider, ARGV[i + 7 + k], id)
     end
+    local m = mapping_list(provider, i + 8, i + 7 + n)
     if not h[1] then
-      redis.call('HSET', key, 'st', 'sent', 'own', tok, 'j', json, 'n', n, 'left', n, 'hold', 1)
+      redis.call('HSET', key, 'st', 'sent', 'own', tok, 'j', json, 'n', n, 'left', n, 'hold', 1, 'm', m)
       -- A hash made here has no TTL yet, which GT would treat as infinite.
       redis.call('PEXPIRE', key, px)
     else
-      redis.call('HSET', key, 'st', 'sent', 'j', json, 'n', n, 'left', n, 'hold', 1)
+      redis.call('HSET', key, 'st', 'sent', 'j', json, 'n', n, 'left', n, 'hold', 1, 'm', m)
       -- Kept at least until the receipt deadline plus slack; a longer dedup TTL stays (GT).
       if extend == '1' then redis.call('PEXPIRE', key, px, 'GT') end
     end
@@ -43,5 +45,6 @@ while i <= #ARGV do
   end
   i = i + 8 + n
 end
+map_flush(msgs_prefix)
 zflush(KEYS[1])
 return out
