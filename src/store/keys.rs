@@ -55,11 +55,8 @@ impl Keys {
         format!("{}sched:seq", self.prefix)
     }
 
-    /// Hash message id → job id, one per provider: how a receipt finds its job
-    /// (`scripts/mappings.lua`).
-    pub fn msgs(&self, provider: &str) -> String {
-        format!("{}{provider}", self.msgs_prefix())
-    }
+    /// `{prefix}msgs:{provider}`: hash message id → job id, one per provider, how a receipt
+    /// finds its job (the scripts append the provider: `scripts/mappings.lua`).
     pub fn msgs_prefix(&self) -> String {
         format!("{}msgs:", self.prefix)
     }

@@ -7,6 +7,13 @@
 -- job's `m` field, written with its mappings, names its provider and message ids: unmap).
 local __maps = {}
 
+-- One command over a long list of arguments, in chunks (Lua's unpack is bounded).
+local function chunked(cmd, key, list)
+  for i = 1, #list, 1000 do
+    redis.call(cmd, key, unpack(list, i, math.min(i + 999, #list)))
+  end
+end
+
 local function map_later(provider, mid, id)
   local t = __maps[provider]
   if not t then
@@ -19,9 +26,7 @@ end
 
 local function map_flush(msgs_prefix)
   for provider, t in pairs(__maps) do
-    for i = 1, #t, 1000 do
-      redis.call('HSET', msgs_prefix .. provider, unpack(t, i, math.min(i + 999, #t)))
-    end
+    chunked('HSET', msgs_prefix .. provider, t)
   end
   __maps = {}
 end
@@ -37,9 +42,7 @@ local function unmap(msgs_prefix, m)
   local ids = {}
   for s in string.gmatch(m, '[^\n]+') do ids[#ids + 1] = s end
   local provider = table.remove(ids, 1)
-  for i = 1, #ids, 1000 do
-    redis.call('HDEL', msgs_prefix .. provider, unpack(ids, i, math.min(i + 999, #ids)))
-  end
+  chunked('HDEL', msgs_prefix .. provider, ids)
 end
 
 -- Takes the mappings of a batch of receipts: ARGV from `first` to `last` in strides of
@@ -79,9 +82,7 @@ local function take_mappings(first, last, stride, msgs_prefix, msg_prefix)
         if id then ids[w.at[n]] = id end
       end
     end
-    for c = 1, #taken, 1000 do
-      redis.call('HDEL', key, unpack(taken, c, math.min(c + 999, #taken)))
-    end
+    chunked('HDEL', key, taken)
   end
   return ids
 end
