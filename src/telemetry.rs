@@ -22,6 +22,12 @@ pub const PROVIDER_REQUEST_DURATION_SECONDS: &str = "sendgate_provider_request_d
 pub const SMPP_BINDS_BOUND: &str = "sendgate_smpp_binds_bound";
 /// SMPP binds configured but not bound right now, by `provider`.
 pub const SMPP_BINDS_DOWN: &str = "sendgate_smpp_binds_down";
+/// SMPP window slots of the submitting binds, by `provider` (`binds × window`).
+pub const SMPP_WINDOW_SLOTS: &str = "sendgate_smpp_window_slots";
+/// Of those, the slots jobs hold right now (sampled each second), by `provider`: a job holds one
+/// from before its submit gate mark until its answer is recorded. At the configured total while
+/// jobs wait, the window bounds the rate (docs/smpp.md "Window slots and throughput").
+pub const SMPP_WINDOW_SLOTS_IN_USE: &str = "sendgate_smpp_window_slots_in_use";
 /// submit_sm answered ESME_RTHROTTLED or ESME_RMSGQFUL, by `provider` and `status`.
 pub const SMPP_THROTTLED_TOTAL: &str = "sendgate_smpp_throttled_total";
 /// Bind pauses after throttling, by `provider`: `_sum` is the seconds binds spent paused
@@ -138,6 +144,8 @@ fn describe() {
     describe_counter!(WEBHOOK_STATUSES_IGNORED_TOTAL, "Statuses in HTTP provider webhooks that had no message id or status");
     describe_gauge!(SMPP_BINDS_BOUND, "SMPP binds currently bound");
     describe_gauge!(SMPP_BINDS_DOWN, "SMPP binds configured but not bound");
+    describe_gauge!(SMPP_WINDOW_SLOTS, "SMPP window slots of the submitting binds (binds x window)");
+    describe_gauge!(SMPP_WINDOW_SLOTS_IN_USE, "SMPP window slots held by jobs between their submit gate mark and their recorded answer");
     describe_counter!(SMPP_THROTTLED_TOTAL, "submit_sm answered ESME_RTHROTTLED or ESME_RMSGQFUL");
     describe_histogram!(SMPP_LINK_PAUSE_SECONDS, Unit::Seconds, "Time SMPP binds spent paused after throttling");
     describe_counter!(RECEIPTS_TOTAL, "Delivery receipts received");

@@ -307,3 +307,49 @@ async fn a_burst_of_submits_never_waits_for_the_enquire_link_timer() {
     p.shutdown().await;
     sim.shutdown().await;
 }
+
+/// Keeps what the provider hands over (a window slot) until the test lets it go, as the
+/// pipeline keeps it until the job's answer is recorded.
+#[derive(Default)]
+struct Keeper(std::sync::Mutex<Vec<Box<dyn Send + Sync>>>);
+
+impl crate::provider::OnWire for Keeper {
+    fn enter(&self) -> crate::provider::Entry {
+        crate::provider::Entry::Ready(true)
+    }
+
+    fn keep(&self, slot: Box<dyn Send + Sync>) {
+        self.0.lock().unwrap().push(slot);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accepted_job_holds_its_window_slot_until_it_is_let_go_and_the_count_says_so() {
+    let sim = sim(|_| {}).await;
+    let (p, _rx) = provider(&sim.local_addr().to_string(), "binds = 2\nwindow = 3").await;
+    wait_for("both binds", || p.status().binds_up == 2).await;
+    assert_eq!(p.window_slots_in_use(), 0);
+    let keeper = Arc::new(Keeper::default());
+    for i in 0..6 {
+        p.send(&job(i, serde_json::json!({})), keeper.as_ref()).await.expect("accepted");
+    }
+    assert_eq!(p.window_slots_in_use(), 6, "answered, not let go: every slot still taken");
+    // A seventh job finds no slot: it waits, nothing is written for it.
+    let seventh = {
+        let (p, keeper) = (p.clone(), keeper.clone());
+        tokio::spawn(async move { p.send(&job(6, serde_json::json!({})), keeper.as_ref()).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!seventh.is_finished(), "sent without a free slot");
+    assert_eq!(sim.stats().messages, 6);
+    // Letting the six go frees their slots; the seventh takes one and holds it.
+    let held: Vec<_> = std::mem::take(&mut *keeper.0.lock().unwrap());
+    drop(held);
+    seventh.await.unwrap().expect("accepted once a slot was free");
+    assert_eq!(p.window_slots_in_use(), 1);
+    keeper.0.lock().unwrap().clear();
+    assert_eq!(p.window_slots_in_use(), 0);
+    assert_eq!(sim.stats().messages, 7);
+    p.shutdown().await;
+    sim.shutdown().await;
+}

@@ -42,6 +42,7 @@ use crate::clock::Clock;
 use crate::job::Job;
 use crate::provider::{Accepted, Provider, ProviderStatus, SendError};
 use crate::receipt::ProviderEvent;
+use crate::telemetry;
 
 /// How long a send waits for some bind to come up before answering `Unavailable`: covers the
 /// first bind at start-up and a quick rebind, without parking jobs behind a dead SMSC.
@@ -92,6 +93,7 @@ impl SmppProvider {
             .iter()
             .map(|slot| tokio::spawn(bind::run(binds.clone(), slot.clone(), submit_role, events.clone())))
             .chain(receivers.iter().map(|slot| tokio::spawn(bind::run(binds.clone(), slot.clone(), Role::Receiver, events.clone()))))
+            .chain([tokio::spawn(sample_window_slots(name.clone(), slots.clone(), cfg.window, stop.clone()))])
             .collect();
         Arc::new(Self {
             name,
@@ -106,6 +108,11 @@ impl SmppProvider {
             stop,
             tasks: std::sync::Mutex::new(tasks),
         })
+    }
+
+    /// Window slots of the submitting binds that jobs hold now (see [`window_slots_in_use`]).
+    pub fn window_slots_in_use(&self) -> usize {
+        window_slots_in_use(&self.slots, self.cfg.window)
     }
 
     /// A bound bind, round-robin; waits up to [`BIND_WAIT`] when none is bound.
@@ -186,5 +193,27 @@ impl Provider for SmppProvider {
 
     fn sender<'a>(&'a self, job: &'a Job) -> Option<&'a str> {
         Some(job.from.as_deref().or(self.cfg.default_from.as_deref()).unwrap_or("sendgate"))
+    }
+}
+
+/// Slots taken over `binds`: a job holds one from before its submit gate mark until its answer
+/// is recorded.
+fn window_slots_in_use(binds: &[Arc<BindSlot>], window: usize) -> usize {
+    binds.iter().map(|b| window.saturating_sub(b.window.available_permits())).sum()
+}
+
+/// Keeps the window gauges: whether the window is what holds jobs back is the first question
+/// when a provider sends slower than its SMSC allows. Sampled, not counted per job: the hot path
+/// pays nothing for it.
+async fn sample_window_slots(provider: Arc<str>, binds: Vec<Arc<BindSlot>>, window: usize, stop: CancellationToken) {
+    metrics::gauge!(telemetry::SMPP_WINDOW_SLOTS, "provider" => provider.to_string()).set((binds.len() * window) as f64);
+    let in_use = metrics::gauge!(telemetry::SMPP_WINDOW_SLOTS_IN_USE, "provider" => provider.to_string());
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => in_use.set(window_slots_in_use(&binds, window) as f64),
+            () = stop.cancelled() => return,
+        }
     }
 }
