@@ -1,5 +1,5 @@
 -- Head of the scripts that keep, take or drop receipt mappings (redis.rs prepends it): message
--- id -> job id, one hash per provider (`msgs:<provider>`, Keys::msgs), written and read for a
+-- id -> job id, one hash per provider (`msgs:<provider>`, Keys::msgs_prefix), written and read for a
 -- whole batch in one command per provider. One key per message (`msg:<provider>:<id>`, the
 -- builds before) cost a SET per part when tracked and a GETDEL per receipt: four of the twenty
 -- Redis commands of a two-part job. Hash fields have no TTL here (Redis 7.0): a mapping goes
