@@ -2,8 +2,8 @@
 """Summary of a run_ab.sh directory: base-N.json and head-N.json from kafka_load --json.
 
 Each head run is compared with the base run just before it (the pairs alternate, so a pair
-shares the machine's speed of the moment); the verdict uses the mean of those ratios, which
-varies far less than the runs themselves. Standard library only.
+shares the machine's speed of the moment), and the means of those ratios are printed. Standard
+library only.
 
 Both figures are also given against a yardstick measured in the same seconds: the load
 generator's own CPU per job (the SMSC simulator, the job producer and the reports reader do
@@ -12,9 +12,10 @@ machine (a VM with two cores) the same binary runs 5,000 jobs/s one minute and 1
 every process paying per job in proportion, the load generator too: its CPU per job is how slow
 the machine was during that run. So each run's daemon-side CPU per job (every listed process
 but the load generator) is divided by it, and its jobs/s multiplied by it. Measured the same
-binary against itself (an A/A run, loadtest/README.md), the raw per-pair ratios spread by
-17-28% (jobs/s) and 24-26% (CPU per job), those in yardsticks by 2-4.5%: the verdict and the
-exit status use these, each mean two standard errors inside its bound.
+binary against itself (an A/A run, loadtest/README.md), the raw per-pair ratios had standard
+deviations of 26.5% (jobs/s) and 23.9% (CPU per job), those in yardsticks 4.5% and 4.3%: the
+verdict and the exit status use these, each mean two standard errors inside its bound, from
+three pairs up.
 """
 
 import json
@@ -27,6 +28,8 @@ MAX_JOBS_LOSS = 0.10
 MAX_CPU_GAIN = 0.10
 # The load generator's process name in kafka_load's CPU table: the yardstick (module doc).
 YARDSTICK = "loadtest"
+# Fewer pairs give no standard error worth the name.
+MIN_PAIRS = 3
 
 
 def load(path):
@@ -119,6 +122,9 @@ def main(directory):
     if not normed:
         print("no yardstick (the load generator's CPU was not measured): the raw verdict stands")
         return 0 if ok else 1
+    if len(pairs) < MIN_PAIRS:
+        print(f"VERDICT: none ({len(pairs)} pairs; at least {MIN_PAIRS} to decide)")
+        return 1
     # Two standard errors inside each bound: a close call is not a pass.
     ok_n = jnorm - 2 * jse >= -MAX_JOBS_LOSS and norm + 2 * se <= MAX_CPU_GAIN and cmds_h <= cmds_b and passed
     print(f"VERDICT (issue 10, in yardsticks: jobs/s -{MAX_JOBS_LOSS:.0%} at most and CPU per job "
