@@ -3,6 +3,7 @@
 # one harness, e.g. issue 10's speed check against the main before it:
 #   loadtest/run_ab.sh aa09adb                 # 6 pairs of 200,000 jobs, then the summary
 #   loadtest/run_ab.sh --pairs 10 aa09adb -- --window 512   # args after -- go to kafka_load
+#   loadtest/run_ab.sh --aa                    # A/A: this tree's daemon on both sides (no base)
 # The machine's speed drifts through the day by more than most changes, so the runs alternate
 # (base, head, base, head, ...) and the summary compares each head run with the base run just
 # before it (loadtest/ab_summary.py). Both builds are copied aside first: editing or building
@@ -18,14 +19,20 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     --pairs) pairs="$2"; shift 2 ;;
     --jobs) jobs="$2"; shift 2 ;;
+    # The measurement checked against itself: any difference the summary finds is noise.
+    --aa) aa=1; shift ;;
     --) shift; break ;;
     -*) echo "run_ab.sh: unknown option $1" >&2; exit 2 ;;
     *) [[ -z "${base_rev:-}" ]] || { echo "run_ab.sh: one base revision, got $base_rev and $1" >&2; exit 2; }
        base_rev="$1"; shift ;;
   esac
 done
-[[ -n "${base_rev:-}" ]] || { echo "usage: loadtest/run_ab.sh [--pairs N] [--jobs N] BASE_REV [-- kafka_load args]" >&2; exit 2; }
-base_sha=$(git rev-parse --verify "$base_rev^{commit}") || exit 2
+if [[ -n "${aa:-}" ]]; then
+  [[ -z "${base_rev:-}" ]] || { echo "run_ab.sh: --aa takes no base revision" >&2; exit 2; }
+else
+  [[ -n "${base_rev:-}" ]] || { echo "usage: loadtest/run_ab.sh [--pairs N] [--jobs N] (BASE_REV | --aa) [-- kafka_load args]" >&2; exit 2; }
+  base_sha=$(git rev-parse --verify "$base_rev^{commit}") || exit 2
+fi
 
 root=$PWD
 work="$root/.tmp/ab"
@@ -37,14 +44,20 @@ cargo build --release --bin sendgate --example kafka_load
 cp target/release/sendgate "$out/bin/head"
 cp target/release/examples/kafka_load "$out/bin/kafka_load"
 
-# The base: a detached worktree of its own, with its own target dir kept between runs.
-tree="$work/tree-$base_sha"
-if [[ ! -d "$tree" ]]; then
-  git worktree add --detach "$tree" "$base_sha" >/dev/null
+head_desc="$(git rev-parse HEAD)$(git diff --quiet HEAD || echo ' + uncommitted changes')"
+if [[ -n "${aa:-}" ]]; then
+  cp "$out/bin/head" "$out/bin/base"
+  echo "A/A: $head_desc on both sides" | tee "$out/revisions.txt"
+else
+  # The base: a detached worktree of its own, with its own target dir kept between runs.
+  tree="$work/tree-$base_sha"
+  if [[ ! -d "$tree" ]]; then
+    git worktree add --detach "$tree" "$base_sha" >/dev/null
+  fi
+  (cd "$tree" && CARGO_TARGET_DIR="$work/target-base" cargo build --release --bin sendgate)
+  cp "$work/target-base/release/sendgate" "$out/bin/base"
+  echo "base $base_sha, head $head_desc" | tee "$out/revisions.txt"
 fi
-(cd "$tree" && CARGO_TARGET_DIR="$work/target-base" cargo build --release --bin sendgate)
-cp "$work/target-base/release/sendgate" "$out/bin/base"
-echo "base $base_sha, head $(git rev-parse HEAD)$(git diff --quiet HEAD || echo ' + uncommitted changes')" | tee "$out/revisions.txt"
 
 services="$work/services"
 cleanup() { scripts/services stop --dir "$services" >/dev/null 2>&1 || true; }
